@@ -1,0 +1,278 @@
+"""The only module that imports Alembic.
+
+It reads the revision graph from Alembic's ``ScriptDirectory`` and the database's state
+through the project's own ``env.py`` (so a custom version table or schema is respected),
+always on a connection the tool opened and owns. Alembic's errors become ours here, at one
+boundary, the way Alembic's own ``_catch_revision_errors`` does for its CLI.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hindsight_migrate.config import Settings
+from hindsight_migrate.errors import ConfigError, EnvIgnoresConnection, RevisionProblem, Section
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import Script, ScriptDirectory
+    from sqlalchemy.engine import Connection
+
+_CREATE_DATE = re.compile(r"^Create Date:\s*(?P<date>.+?)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """One revision file, as the graph sees it."""
+
+    revision: str
+    parents: tuple[str, ...]
+    children: tuple[str, ...]
+    message: str
+    created: str | None  # the "Create Date:" of the file header, as written
+    path: Path
+    branch_labels: tuple[str, ...]
+    is_head: bool
+    is_base: bool
+    is_branch_point: bool
+    is_merge_point: bool
+
+
+class AlembicProject:
+    """An Alembic project on disk: its config, its revision graph and its env.py."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.output = io.StringIO()  # what Alembic's commands print, kept out of our output
+
+    @cached_property
+    def config(self) -> Config:
+        from alembic.config import Config
+
+        config = Config(str(self.settings.ini_path), ini_section=self.settings.ini_section, stdout=self.output)
+        # pytest-alembic's convention: an env.py that honours it leaves logging to the caller.
+        config.attributes["configure_logger"] = False
+        return config
+
+    @cached_property
+    def script(self) -> ScriptDirectory:
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
+        try:
+            script = ScriptDirectory.from_config(self.config)
+        except CommandError as err:
+            raise ConfigError(
+                f"Alembic cannot open the migrations folder named by script_location in "
+                f"{self.settings.ini_path}: {err}"
+            ) from err
+        with _revision_errors():
+            script.revision_map.heads  # noqa: B018 - loads every revision file now, errors here
+        return script
+
+    # -- the graph -------------------------------------------------------------------
+
+    def revisions(self) -> tuple[RevisionInfo, ...]:
+        """Every revision, newest first (heads first, each before its parents)."""
+        with _revision_errors():
+            return tuple(self._info(script) for script in self.script.walk_revisions())
+
+    def heads(self) -> tuple[str, ...]:
+        with _revision_errors():
+            return tuple(self.script.get_heads())
+
+    def bases(self) -> tuple[str, ...]:
+        with _revision_errors():
+            return tuple(self.script.get_bases())
+
+    def resolve(self, revision: str) -> RevisionInfo:
+        """A single revision by full id, unique prefix (4+ characters), ``head`` or label."""
+        from alembic.script.revision import MultipleHeads, ResolutionError
+
+        try:
+            script = self.script.revision_map.get_revision(revision)
+        except MultipleHeads as err:
+            raise RevisionProblem(
+                f"{revision!r} means more than one revision: {', '.join(err.heads)}. "
+                "Name one of them.",
+            ) from err
+        except ResolutionError as err:
+            candidates = sorted(r for r in self.script.revision_map._revision_map if r and r.startswith(revision))
+            if len(candidates) > 1:
+                raise RevisionProblem(
+                    f"{revision!r} is ambiguous: it starts {len(candidates)} revisions "
+                    f"({', '.join(candidates)}). Give more characters of the revision id."
+                ) from err
+            raise RevisionProblem(_resolution_advice(revision)) from err
+        except Exception as err:  # a malformed identifier, e.g. with '@' in odd places
+            raise RevisionProblem(f"{revision!r} is not a revision this project knows: {err}") from err
+        if script is None:
+            raise RevisionProblem(
+                f"{revision!r} is not a single revision (it names the empty base)."
+            )
+        return self._info(script)  # type: ignore[arg-type]
+
+    def ancestors(self, revisions: Iterable[str]) -> frozenset[str]:
+        """The given revisions and every revision they stand on (what is applied at them)."""
+        found: set[str] = set()
+        with _revision_errors():
+            for revision in revisions:
+                found.update(s.revision for s in self.script.iterate_revisions(revision, "base"))
+        return frozenset(found)
+
+    def knows(self, revision: str) -> bool:
+        return revision in self.script.revision_map._revision_map  # exact ids only
+
+    def _info(self, script: Script) -> RevisionInfo:
+        created = _CREATE_DATE.search(script.module.__doc__ or "")
+        return RevisionInfo(
+            revision=script.revision,
+            parents=tuple(script._all_down_revisions),
+            children=tuple(sorted(script.nextrev)),
+            message=script.doc,
+            created=created.group("date") if created else None,
+            path=Path(script.path),
+            branch_labels=tuple(sorted(script.branch_labels)),
+            is_head=script.is_head,
+            is_base=script.is_base,
+            is_branch_point=script.is_branch_point,
+            is_merge_point=script.is_merge_point,
+        )
+
+    # -- the database, through env.py -----------------------------------------------
+
+    def current_heads(self, connection: Connection) -> tuple[str, ...]:
+        """Read-only: the revisions in the database's version table (empty if it has none)."""
+        found: list[str] = []
+
+        def read(heads: Any, context: Any) -> list[Any]:
+            found.extend(context.get_current_heads())
+            return []
+
+        # dont_mutate: without it, Alembic creates a missing version table even on a read.
+        self._run_env(connection, read, dont_mutate=True)
+        return tuple(sorted(found))
+
+    def stamp(self, connection: Connection, revision: str) -> None:
+        """Writes: sets the version table to ``revision`` inside the caller's transaction."""
+        from alembic import command
+
+        with self._env_uses(connection):
+            command.stamp(self.config, revision)
+
+    def _run_env(self, connection: Connection, fn: Callable[..., list[Any]], **options: Any) -> None:
+        from alembic.runtime.environment import EnvironmentContext
+
+        with self._env_uses(connection), EnvironmentContext(self.config, self.script, fn=fn, **options):
+            self.script.run_env()
+
+    @contextmanager
+    def _env_uses(self, connection: Connection) -> Iterator[None]:
+        """Hand ``connection`` to env.py, and refuse any engine env.py tries to make itself.
+
+        An env.py that ignores the connection it is handed and builds its own engine would
+        run outside the tool's transaction — a rehearsal would apply for real, a bootstrap
+        would stamp outside its transaction. Refusing SQLAlchemy's engine factories while
+        env.py runs catches that before it connects, whatever variable its URL comes from.
+        """
+        self.config.attributes["connection"] = connection
+        env_py = Path(self.script.dir) / "env.py"
+        try:
+            with _engine_factories_refused(env_py), _revision_errors():
+                yield
+        finally:
+            self.config.attributes.pop("connection", None)
+
+
+_ENV_PY_FIX = """\
+# in run_migrations_online(), before the engine is created:
+connectable = config.attributes.get("connection", None)
+if connectable is None:
+    connectable = engine_from_config(...)   # your existing code
+    with connectable.connect() as connection:
+        do_run_migrations(connection)
+else:
+    do_run_migrations(connectable)
+
+# with
+def do_run_migrations(connection):
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+
+@contextmanager
+def _engine_factories_refused(env_py: Path) -> Iterator[None]:
+    import sqlalchemy
+    import sqlalchemy.engine
+    import sqlalchemy.engine.create
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise EnvIgnoresConnection(
+            f"{env_py} creates its own database engine instead of using the connection "
+            "hindsight-migrate hands it in config.attributes['connection']. Running it could "
+            "change a database nobody reviewed, so nothing was run. Add the lines below "
+            "(Alembic's documented pattern for sharing a connection) and run again.",
+            sections=(Section("Add to env.py", _ENV_PY_FIX),),
+        )
+
+    targets: list[tuple[Any, str]] = [
+        (module, name)
+        for module in (sqlalchemy, sqlalchemy.engine, sqlalchemy.engine.create)
+        for name in ("create_engine", "engine_from_config")
+    ]
+    asyncio_ext = sys.modules.get("sqlalchemy.ext.asyncio")
+    if asyncio_ext is None:
+        try:
+            import sqlalchemy.ext.asyncio as asyncio_ext
+        except ImportError:  # pragma: no cover - present in every SQLAlchemy 2 install
+            asyncio_ext = None
+    if asyncio_ext is not None:
+        targets += [(asyncio_ext, n) for n in ("create_async_engine", "async_engine_from_config")]
+    saved = [(module, name, getattr(module, name)) for module, name in targets if hasattr(module, name)]
+    for module, name, _ in saved:
+        setattr(module, name, refuse)
+    try:
+        yield
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
+
+
+@contextmanager
+def _revision_errors() -> Iterator[None]:
+    """Alembic's graph and loading errors, as our RevisionProblem."""
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except (RevisionError, CommandError) as err:
+        raise RevisionProblem(f"Alembic cannot use the revision graph: {err}") from err
+    except SyntaxError as err:
+        raise RevisionProblem(
+            f"A revision file does not compile: {err.filename}, line {err.lineno}: {err.msg}. "
+            "Fix the file and run again."
+        ) from err
+    except ImportError as err:
+        raise RevisionProblem(
+            f"A revision file or env.py fails to import: {err}. Fix it and run again."
+        ) from err
+
+
+def _resolution_advice(revision: str) -> str:
+    if len(revision) < 4:
+        return (
+            f"No revision {revision!r}: give the full revision id, or at least its first four "
+            "characters (see hindsight-migrate history)."
+        )
+    return f"No revision {revision!r} in this project. See hindsight-migrate history for the ids."

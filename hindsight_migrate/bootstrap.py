@@ -1,0 +1,210 @@
+"""Bring an empty database to the baseline: the hand-written V1 SQL plus the baseline stamp.
+
+Both happen in one transaction, with the record of which V1 file ran, so a run killed
+half-way leaves the database exactly as empty as it was. The preview runs the same
+statements in a transaction that is rolled back and reads what they created from the
+catalog, so what the reviewer is shown is measured, not guessed from the SQL text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hindsight_migrate import catalog, ledger
+from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.catalog import CatalogObject
+from hindsight_migrate.database import Database, statement_failed
+from hindsight_migrate.errors import ConfigError, Refused, Section
+from hindsight_migrate.ledger import BootstrapRecord
+from hindsight_migrate.locking import migration_lock
+from hindsight_migrate.sqlscript import (
+    ScriptSyntaxError,
+    Statement,
+    is_transaction_control,
+    split_statements,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+
+@dataclass(frozen=True)
+class BootstrapSql:
+    path: Path
+    sha256: str
+    statements: tuple[Statement, ...]
+
+
+@dataclass(frozen=True)
+class BootstrapPlan:
+    """What bootstrap will do, measured by a rolled-back rehearsal; apply runs exactly this."""
+
+    database: str  # masked URL
+    sql: BootstrapSql
+    baseline: RevisionInfo
+    creates: tuple[CatalogObject, ...]
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    plan: BootstrapPlan
+    current_heads: tuple[str, ...]
+    seconds: float
+
+
+def read_bootstrap_sql(path: Path | None) -> BootstrapSql:
+    """Read and split the V1 file; refuse one that would end bootstrap's single transaction."""
+    if path is None:
+        raise ConfigError(
+            "No bootstrap SQL file is configured. Set bootstrap_sql in the [hindsight-migrate] "
+            "section of alembic.ini, or pass --sql PATH."
+        )
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"The bootstrap SQL file {path} does not exist. Fix bootstrap_sql in alembic.ini "
+            "or pass --sql PATH."
+        ) from err
+    except OSError as err:
+        raise ConfigError(f"Cannot read the bootstrap SQL file {path}: {err.strerror}.") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"The bootstrap SQL file {path} is not UTF-8 text.") from err
+    try:
+        statements = tuple(split_statements(text))
+    except ScriptSyntaxError as err:
+        raise ConfigError(f"The bootstrap SQL file {path} cannot be read as SQL: {err}.") from err
+    if not statements:
+        raise ConfigError(f"The bootstrap SQL file {path} has no statements.")
+    for statement in statements:
+        if is_transaction_control(statement):
+            raise ConfigError(
+                f"{path}, line {statement.line}: {statement.first_line!r} controls the "
+                "transaction. bootstrap runs the whole file and the baseline stamp in one "
+                "transaction of its own, so that a failure leaves the database empty; remove "
+                "BEGIN/COMMIT/ROLLBACK from the file."
+            )
+    return BootstrapSql(path=path, sha256=sha256_of_text(text), statements=statements)
+
+
+def sha256_of_text(text: str) -> str:
+    """SHA-256 of a text file with normalised line endings, so a checkout's CRLF is no change."""
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+def plan_bootstrap(
+    project: AlembicProject,
+    database: Database,
+    *,
+    sql_path: Path | None,
+    baseline: str | None,
+) -> BootstrapPlan:
+    """Read-only: check the database is empty and rehearse V1 in a rolled-back transaction."""
+    sql = read_bootstrap_sql(sql_path)
+    if not baseline:
+        raise ConfigError(
+            "No baseline revision is configured. Set baseline in the [hindsight-migrate] "
+            "section of alembic.ini, or pass --baseline REV."
+        )
+    baseline_info = project.resolve(baseline)
+    with database.connect() as connection:
+        transaction = connection.begin()
+        try:
+            refuse_unless_empty(connection, sql)
+            before = set(catalog.list_objects(connection))
+            _run_statements(connection, sql, rehearsal=True)
+            creates = tuple(sorted(set(catalog.list_objects(connection)) - before))
+        finally:
+            transaction.rollback()
+    return BootstrapPlan(database=database.masked_url, sql=sql, baseline=baseline_info, creates=creates)
+
+
+def apply_bootstrap(
+    plan: BootstrapPlan, project: AlembicProject, database: Database, *, lock_wait: float
+) -> BootstrapResult:
+    """Writes: V1, the bootstrap record and the baseline stamp, all in one transaction."""
+    started = time.monotonic()
+    with migration_lock(database, wait_seconds=lock_wait), database.connect() as connection:
+        with connection.begin():
+            # Checked again under the lock: another run may have bootstrapped since the plan.
+            refuse_unless_empty(connection, plan.sql)
+            _run_statements(connection, plan.sql, rehearsal=False)
+            ledger.record_bootstrap(
+                connection,
+                sql_path=_display_path(plan.sql.path, project.settings.project_dir),
+                sql_sha256=plan.sql.sha256,
+                baseline=plan.baseline.revision,
+            )
+            project.stamp(connection, plan.baseline.revision)
+        heads = project.current_heads(connection)
+        connection.rollback()
+    return BootstrapResult(plan=plan, current_heads=heads, seconds=time.monotonic() - started)
+
+
+def refuse_unless_empty(connection: Connection, sql: BootstrapSql) -> None:
+    """Read-only: raise :class:`Refused` listing what the database already holds, if anything."""
+    found = catalog.content_objects(catalog.list_objects(connection))
+    version_tables = catalog.version_tables(connection)
+    if not found and not version_tables:
+        return
+    record = ledger.last_bootstrap(connection)
+    listing = [f"{obj.kind} {obj.qualified_name}" for obj in found]
+    listing += [f"Alembic version table {name}" for name in version_tables if name not in
+                {f"{o.schema}.{o.name}" for o in found}]
+    sections = [Section("Found", "\n".join(listing))]
+    drift = v1_drift(record, sql)
+    if drift:
+        sections.append(Section("V1 file changed", drift))
+    raise Refused(
+        "This database is not empty, so bootstrap will not touch it: bootstrap only runs on a "
+        "database with no tables and no Alembic version table. If it was bootstrapped already, "
+        "use `hindsight-migrate up`; otherwise point --url at an empty database.",
+        sections=tuple(sections),
+    )
+
+
+def v1_drift(record: BootstrapRecord | None, sql: BootstrapSql) -> str | None:
+    """Words for a V1 file whose content differs from what bootstrapped the database, if so."""
+    if record is None or record.sql_sha256 == sql.sha256:
+        return None
+    return (
+        f"{sql.path.name} has changed since this database was bootstrapped from it on "
+        f"{record.bootstrapped_at:%Y-%m-%d %H:%M %Z} (recorded SHA-256 {record.sql_sha256[:12]}…, "
+        f"file now {sql.sha256[:12]}…). V1 is history: a schema change belongs in a new "
+        "revision, not in an edit of V1."
+    )
+
+
+def _run_statements(connection: Connection, sql: BootstrapSql, *, rehearsal: bool) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    for number, statement in enumerate(sql.statements, start=1):
+        try:
+            # exec_driver_sql with no parameters: the text reaches the server as written,
+            # so a '%' in V1 needs no escaping.
+            connection.exec_driver_sql(statement.text)
+        except DBAPIError as err:
+            stage = "in the rehearsal" if rehearsal else "while bootstrapping"
+            raise statement_failed(
+                err,
+                what=(
+                    f"{sql.path.name} failed {stage} at statement {number} (line "
+                    f"{statement.line}). The transaction was rolled back: the database is as "
+                    "empty as before. Fix the file and run again."
+                ),
+                statement=statement.text,
+            ) from err
+
+
+def _display_path(path: Path, project_dir: Path) -> str:
+    try:
+        return str(path.relative_to(project_dir))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,265 @@
+"""The ``hindsight-migrate`` command line: Typer commands only.
+
+Each command parses its options, calls one core function that returns a dataclass, and
+hands that to ``render``. Nothing heavy is imported at module level, so ``--help`` stays
+fast (no SQLAlchemy, no Alembic). :func:`_guarded` is the one place where errors become
+messages and exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from hindsight_migrate import __version__
+from hindsight_migrate.errors import Aborted, ExitCode, HindsightMigrateError
+
+if TYPE_CHECKING:
+    from hindsight_migrate.alembic_api import AlembicProject
+    from hindsight_migrate.config import Settings
+    from hindsight_migrate.database import Database
+
+app = typer.Typer(
+    name="hindsight-migrate",
+    help=(
+        "Review-before-apply migrations for PostgreSQL + SQLAlchemy, driving Alembic.\n\n"
+        "Global options (-c, --url, --debug) go before the command, as with alembic; they are "
+        "also accepted after it."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Options every database command accepts, before or after the command name.
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Path to alembic.ini (default: ./alembic.ini).",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Database URL (postgresql://USER:PASSWORD@HOST:PORT/DB). Overrides DATABASE_URL "
+        "and sqlalchemy.url; with none of them set, the embedded server is used.",
+        show_default=False,
+    ),
+]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show the traceback of a failure.")]
+
+
+@dataclass
+class GlobalOptions:
+    config: Path | None = None
+    url: str | None = None
+    debug: bool = False
+
+
+def stdin_is_interactive() -> bool:
+    """Whether a person can answer a prompt. Tests replace this one function."""
+    return sys.stdin.isatty()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"hindsight-migrate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    ctx.obj = GlobalOptions(config=config, url=url, debug=debug)
+
+
+def _globals(ctx: typer.Context, config: Path | None, url: str | None, debug: bool) -> GlobalOptions:
+    """Merge options given after the command over those given before it."""
+    before = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    return GlobalOptions(
+        config=config or before.config,
+        url=url or before.url,
+        debug=debug or before.debug,
+    )
+
+
+def _guarded(options: GlobalOptions, body: Callable[[], None]) -> None:
+    """Run a command body; the one place that maps failures to messages and exit codes."""
+    from hindsight_migrate import render
+
+    try:
+        body()
+    except HindsightMigrateError as problem:
+        render.error(problem)
+        if options.debug:
+            render.debug_traceback(problem)
+        raise typer.Exit(int(problem.exit_code)) from None
+    except KeyboardInterrupt:
+        render.err().print(
+            "[bold red]Interrupted.[/] Whatever was running was rolled back; the database is "
+            "at its last committed state."
+        )
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        render.internal_error(exc)
+        if options.debug:
+            render.debug_traceback(exc)
+        raise typer.Exit(int(ExitCode.INTERNAL)) from None
+
+
+def _confirm(question: str, *, yes: bool) -> None:
+    """Ask before changing anything; refuse when nobody can answer."""
+    if yes:
+        return
+    if not stdin_is_interactive():
+        raise Aborted(
+            "Nothing was changed: this command asks for confirmation, and there is no terminal "
+            "to ask on. Review the plan above, then run again with --yes."
+        )
+    if not typer.confirm(question, default=False, err=True):
+        raise Aborted("Nothing was changed: you did not confirm.")
+
+
+@app.command()
+def bootstrap(
+    ctx: typer.Context,
+    sql: Annotated[
+        Path | None,
+        typer.Option("--sql", help="V1 SQL file (default: bootstrap_sql in alembic.ini).", dir_okay=False),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Revision that stands for V1 (default: baseline in alembic.ini)."),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and change nothing.")] = False,
+    lock_wait: Annotated[
+        float,
+        typer.Option("--lock-wait", help="Seconds to wait for another run's migration lock.", min=0),
+    ] = 5.0,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Create the first schema on an EMPTY database: V1 SQL plus the baseline stamp.
+
+    Runs the V1 file and stamps the baseline revision in one transaction, so a failure or a
+    kill half-way leaves the database empty. Shows what it will create first (measured by
+    running V1 in a rolled-back transaction) and asks before it changes anything. Refuses a
+    database that already has tables or an Alembic version table.
+
+    Example:
+
+        hindsight-migrate --url postgresql://app@localhost/hindsight bootstrap
+    """
+    options = _globals(ctx, config, url, debug)
+
+    def body() -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.bootstrap import apply_bootstrap, plan_bootstrap
+
+        settings, project, database = _open(options)
+        try:
+            plan = plan_bootstrap(
+                project,
+                database,
+                sql_path=(Path.cwd() / sql).resolve() if sql else settings.bootstrap_sql,
+                baseline=baseline or settings.baseline,
+            )
+            render.bootstrap_plan(plan, settings.project_dir)
+            if dry_run:
+                render.err().print("Dry run: nothing was changed.")
+                return
+            _confirm(f"Bootstrap {plan.database} with these objects?", yes=yes)
+            render.bootstrap_done(apply_bootstrap(plan, project, database, lock_wait=lock_wait))
+        finally:
+            database.dispose()
+
+    _guarded(options, body)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the same data as JSON.")] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not consult the database; show the graph only.")
+    ] = False,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Show the revision graph, newest first, with what the database has applied.
+
+    Marks heads, bases, branch points and merges; when the database is reachable, which
+    revisions are applied, which one is current and which are pending. Without a database
+    (or with --offline) it still shows the graph and says so.
+
+    Example:
+
+        hindsight-migrate history --json | jq '.entries[] | select(.state == "pending")'
+    """
+    options = _globals(ctx, config, url, debug)
+
+    def body() -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.history import build_history
+
+        if offline:
+            settings, project = _open_project(options)
+            result = build_history(project, None)
+        else:
+            settings, project, database = _open(options, announce=not as_json)
+            try:
+                result = build_history(project, database)
+            finally:
+                database.dispose()
+        if as_json:
+            render.print_json(result)
+        else:
+            render.history(result, settings.project_dir)
+
+    _guarded(options, body)
+
+
+def _open_project(options: GlobalOptions) -> tuple[Settings, AlembicProject]:
+    from hindsight_migrate.alembic_api import AlembicProject
+    from hindsight_migrate.config import resolve_settings
+
+    settings = resolve_settings(config_path=options.config, url=options.url)
+    return settings, AlembicProject(settings)
+
+
+def _open(options: GlobalOptions, *, announce: bool = True) -> tuple[Settings, AlembicProject, Database]:
+    from hindsight_migrate import render
+    from hindsight_migrate.database import open_database
+
+    settings, project = _open_project(options)
+    if announce:
+        render.announce_database(settings)
+    return settings, project, open_database(settings.database)
+
+
+def main() -> NoReturn:
+    """Console-script entry point."""
+    sys.exit(app())

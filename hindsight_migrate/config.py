@@ -1,0 +1,179 @@
+"""Where every setting comes from, resolved once per command.
+
+Order for the database URL (the first that is set wins):
+
+1. ``--url``
+2. ``DATABASE_URL`` in the environment
+3. ``DATABASE_URL`` in a ``.env`` file found from the current directory upwards
+4. ``sqlalchemy.url`` in alembic.ini
+5. nothing: the embedded PostgreSQL server under ``<project>/.hindsight/pgdata``
+
+Tool settings live in the ``[hindsight-migrate]`` section of alembic.ini; paths in it are
+relative to the ini file's folder, like Alembic's own ``%(here)s``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hindsight_migrate.errors import ConfigError
+from hindsight_migrate.masking import mask_secrets
+
+TOOL_SECTION = "hindsight-migrate"
+DEFAULT_INI = Path("alembic.ini")
+EMBEDDED_DATA_DIR = Path(".hindsight") / "pgdata"
+
+
+@dataclass(frozen=True)
+class DatabaseSource:
+    """The database a command talks to: a URL with where it came from, or the embedded server."""
+
+    url: str | None  # normalised to postgresql+psycopg://; None means the embedded server
+    origin: str  # human words: "--url", "DATABASE_URL (environment)", "embedded server", ...
+    embedded_data_dir: Path | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.url is None
+
+    @property
+    def masked_url(self) -> str:
+        if self.url is None:
+            return f"embedded PostgreSQL ({self.embedded_data_dir})"
+        return mask_secrets(self.url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know before it touches Alembic or the database."""
+
+    ini_path: Path
+    project_dir: Path
+    ini_section: str
+    database: DatabaseSource
+    bootstrap_sql: Path | None
+    baseline: str | None
+
+
+def resolve_settings(
+    *,
+    config_path: Path | None,
+    url: str | None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Read alembic.ini and the environment; never touches the database."""
+    here = (cwd or Path.cwd()).resolve()
+    ini_path = (here / (config_path or DEFAULT_INI)).resolve()
+    parser = _read_ini(ini_path)
+    project_dir = ini_path.parent
+    tool = parser[TOOL_SECTION] if parser.has_section(TOOL_SECTION) else None
+
+    bootstrap_sql = None
+    baseline = None
+    if tool is not None:
+        raw_sql = tool.get("bootstrap_sql", "").strip()
+        bootstrap_sql = (project_dir / raw_sql).resolve() if raw_sql else None
+        baseline = tool.get("baseline", "").strip() or None
+
+    return Settings(
+        ini_path=ini_path,
+        project_dir=project_dir,
+        ini_section="alembic",
+        database=_resolve_database(url, here, parser, project_dir),
+        bootstrap_sql=bootstrap_sql,
+        baseline=baseline,
+    )
+
+
+def _read_ini(ini_path: Path) -> configparser.ConfigParser:
+    if not ini_path.is_file():
+        raise ConfigError(
+            f"No Alembic configuration at {ini_path}. Run hindsight-migrate from the folder "
+            "that holds alembic.ini, or point to it with -c/--config PATH."
+        )
+    # Same interpolation as Alembic's own Config, so %(here)s means the ini's folder.
+    parser = configparser.ConfigParser(defaults={"here": str(ini_path.parent)})
+    try:
+        with ini_path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as err:
+        raise ConfigError(f"Cannot read {ini_path}: {err.strerror}.") from err
+    except (configparser.Error, UnicodeDecodeError) as err:
+        raise ConfigError(f"{ini_path} is not a valid ini file: {err}") from err
+    if not parser.has_section("alembic") or not parser.get("alembic", "script_location", fallback=""):
+        raise ConfigError(
+            f"{ini_path} has no [alembic] section with a script_location, so it does not say "
+            "where the migrations are. Is this the right file?"
+        )
+    return parser
+
+
+def _resolve_database(
+    flag_url: str | None, cwd: Path, parser: configparser.ConfigParser, project_dir: Path
+) -> DatabaseSource:
+    candidates: list[tuple[str | None, str]] = [
+        (flag_url, "--url"),
+        (os.environ.get("DATABASE_URL"), "DATABASE_URL (environment)"),
+    ]
+    dotenv_path = _find_dotenv(cwd)
+    if dotenv_path is not None:
+        from dotenv import dotenv_values
+
+        candidates.append((dotenv_values(dotenv_path).get("DATABASE_URL"), f"DATABASE_URL ({dotenv_path})"))
+    try:
+        ini_url = parser.get("alembic", "sqlalchemy.url", fallback="")
+    except configparser.Error as err:
+        raise ConfigError(f"sqlalchemy.url in alembic.ini cannot be read: {err}") from err
+    candidates.append((ini_url, "sqlalchemy.url (alembic.ini)"))
+
+    for raw, origin in candidates:
+        if raw is not None and raw.strip():
+            return DatabaseSource(url=normalize_url(raw.strip(), origin), origin=origin)
+    return DatabaseSource(
+        url=None,
+        origin="embedded server (no database URL configured)",
+        embedded_data_dir=project_dir / EMBEDDED_DATA_DIR,
+    )
+
+
+def _find_dotenv(cwd: Path) -> Path | None:
+    for folder in (cwd, *cwd.parents):
+        candidate = folder / ".env"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def normalize_url(raw: str, origin: str = "--url") -> str:
+    """Validate a PostgreSQL URL and point it at psycopg 3; the result keeps its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = mask_secrets(raw)
+    try:
+        parsed = make_url(raw)
+    except (ArgumentError, ValueError) as err:
+        raise ConfigError(
+            f"The database URL from {origin} is not a valid URL: {shown!r}. Expected the form "
+            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
+        ) from err
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"The database URL from {origin} is for {backend!r}; hindsight-migrate works with "
+            f"PostgreSQL only ({shown})."
+        )
+    if driver not in ("", "psycopg"):
+        raise ConfigError(
+            f"The database URL from {origin} asks for the driver {driver!r}; hindsight-migrate "
+            "uses psycopg 3. Write it as postgresql://… or postgresql+psycopg://…"
+        )
+    if not parsed.database:
+        raise ConfigError(
+            f"The database URL from {origin} names no database ({shown}). Add it at the end: "
+            "postgresql://USER@HOST:PORT/DATABASE."
+        )
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)

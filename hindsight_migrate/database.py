@@ -1,0 +1,126 @@
+"""Connections to the target database, and the translation of driver errors into ours.
+
+Every connection the tool opens comes from :func:`open_database`, so timeouts, the
+application name seen in ``pg_stat_activity`` and the error messages are the same
+everywhere. Messages never carry a password: they are built from the masked URL, and what
+the server said passes through :func:`~hindsight_migrate.masking.mask_secrets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hindsight_migrate.config import DatabaseSource
+from hindsight_migrate.errors import ConnectionFailed, Section, StatementFailed
+from hindsight_migrate.masking import mask_secrets
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+APPLICATION_NAME = "hindsight-migrate"
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+@dataclass
+class Database:
+    """An engine for one database plus the words to show for it (never its password)."""
+
+    engine: Engine
+    masked_url: str
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection; login and network failures become :class:`ConnectionFailed`."""
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            connection = self.engine.connect()
+        except DBAPIError as err:
+            raise connection_failed(err, self.masked_url) from err
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(source: DatabaseSource) -> Database:
+    """Build the engine for ``source``, starting the embedded server if that is the source."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    if source.url is None:
+        from hindsight_migrate.embedded import start_embedded_server
+
+        assert source.embedded_data_dir is not None
+        url = start_embedded_server(source.embedded_data_dir)
+    else:
+        url = source.url
+    engine = create_engine(
+        url,
+        # One command, a handful of connections: pooling would only keep sessions open
+        # (and advisory locks alive) longer than the command that owns them.
+        poolclass=NullPool,
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            # Shown as the lock holder when another run waits for this one.
+            "application_name": _application_name(),
+        },
+    )
+    return Database(engine=engine, masked_url=source.masked_url)
+
+
+def _application_name() -> str:
+    import os
+    import socket
+
+    # PostgreSQL keeps 63 bytes of it.
+    return f"{APPLICATION_NAME} pid {os.getpid()} on {socket.gethostname()}"[:63]
+
+
+def server_said(err: BaseException) -> str:
+    """What the server (or driver) said, without SQLAlchemy's wrapping and without secrets."""
+    original = getattr(err, "orig", None) or err
+    text = str(original).strip()
+    return mask_secrets(text)
+
+
+def connection_failed(err: BaseException, masked_url: str) -> ConnectionFailed:
+    said = server_said(err)
+    lowered = said.lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        advice = (
+            "The server refused the login. Check the user name and password in the database "
+            "URL (the password is not shown here)."
+        )
+    elif "does not exist" in lowered and "database" in lowered:
+        advice = "The server is up but the database does not exist. Create it, or fix the URL."
+    elif "role" in lowered and "does not exist" in lowered:
+        advice = "The server is up but the user does not exist. Fix the user in the URL."
+    elif "timeout" in lowered or "timed out" in lowered:
+        advice = (
+            f"No answer within {CONNECT_TIMEOUT_SECONDS} s. Check the host and port, and that "
+            "a firewall lets the connection through."
+        )
+    else:
+        advice = (
+            "The server could not be reached. Check that PostgreSQL is running and that the "
+            "host and port in the URL are right."
+        )
+    return ConnectionFailed(
+        f"Cannot connect to {masked_url}. {advice}",
+        sections=(Section("Database said", said),),
+    )
+
+
+def statement_failed(err: BaseException, *, what: str, statement: str | None = None) -> StatementFailed:
+    """A failed statement, with the database's words and the statement, for the error panel."""
+    sections = [Section("Database said", server_said(err))]
+    if statement:
+        sections.append(Section("Statement", mask_secrets(statement.strip())))
+    return StatementFailed(what, sections=tuple(sections))

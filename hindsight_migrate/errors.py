@@ -1,0 +1,105 @@
+"""The one exception hierarchy of hindsight-migrate, and the exit codes it maps to.
+
+Every failure a user can cause or meet is a subclass of :class:`HindsightMigrateError`.
+Core code raises them; ``cli.py`` is the one place that turns them into a message on stderr
+and an exit code. Alembic, SQLAlchemy and psycopg errors are translated where they are
+raised (``alembic_api.py``, ``database.py``) so nothing below the CLI leaks a traceback.
+
+Exit codes are part of the tool's interface (scripts gate on them) and documented in the
+README; change them only with a major version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1  # a bug in hindsight-migrate: please report it (run with --debug)
+    USAGE = 2  # bad command-line syntax (Click's own code, kept for consistency)
+    CONFIG = 3  # alembic.ini, a settings value, a URL or a file it names is wrong or missing
+    CONNECTION = 4  # the database server cannot be reached or refused the login
+    REVISION = 5  # an unknown or ambiguous revision, or a broken revision graph or file
+    REFUSED = 6  # the database is not in a state this command may act on
+    ABORTED = 7  # the reviewer did not confirm, or no terminal was there to ask
+    LOCKED = 8  # another hindsight-migrate run holds the database's migration lock
+    FAILED = 9  # a statement failed while changing the database; nothing of it committed
+    INTERRUPTED = 130  # Ctrl-C; whatever was running was rolled back
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled block of context shown under an error message (e.g. "Database said")."""
+
+    title: str
+    body: str
+
+
+class HindsightMigrateError(Exception):
+    """Base of every user-facing failure: a message that says what to do, plus context."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+    title: str = "Error"
+
+    def __init__(self, message: str, *, sections: tuple[Section, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sections = sections
+
+
+class ConfigError(HindsightMigrateError):
+    """alembic.ini, a setting, a URL or a file the configuration names is wrong or missing."""
+
+    exit_code = ExitCode.CONFIG
+    title = "Configuration error"
+
+
+class ConnectionFailed(HindsightMigrateError):
+    """The server is unreachable, the database does not exist, or the login was refused."""
+
+    exit_code = ExitCode.CONNECTION
+    title = "Cannot connect to the database"
+
+
+class RevisionProblem(HindsightMigrateError):
+    """An unknown or ambiguous revision id, or a revision graph Alembic cannot load."""
+
+    exit_code = ExitCode.REVISION
+    title = "Revision error"
+
+
+class EnvIgnoresConnection(HindsightMigrateError):
+    """The project's env.py builds its own engine instead of using the one it is handed."""
+
+    exit_code = ExitCode.CONFIG
+    title = "env.py does not use the connection it is given"
+
+
+class Refused(HindsightMigrateError):
+    """The database is not in a state this command may act on; nothing was changed."""
+
+    exit_code = ExitCode.REFUSED
+    title = "Refused"
+
+
+class Aborted(HindsightMigrateError):
+    """The reviewer declined, or there was no terminal to ask and no --yes; nothing changed."""
+
+    exit_code = ExitCode.ABORTED
+    title = "Aborted"
+
+
+class LockBusy(HindsightMigrateError):
+    """Another run holds the migration lock of this database."""
+
+    exit_code = ExitCode.LOCKED
+    title = "Database is busy"
+
+
+class StatementFailed(HindsightMigrateError):
+    """A statement failed while changing the database; its transaction was rolled back."""
+
+    exit_code = ExitCode.FAILED
+    title = "Failed"

@@ -1,0 +1,94 @@
+"""The revision graph, with what the database has applied when it can be asked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hindsight_migrate import ledger
+from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.bootstrap import read_bootstrap_sql, v1_drift
+from hindsight_migrate.database import Database
+from hindsight_migrate.errors import ConfigError, ConnectionFailed
+from hindsight_migrate.ledger import BootstrapRecord
+
+CURRENT = "current"
+APPLIED = "applied"
+PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    info: RevisionInfo
+    state: str | None  # CURRENT, APPLIED, PENDING; None when the database was not asked
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    database: str  # masked URL
+    reachable: bool
+    problem: str | None  # why it could not be read, when it could not
+    current: tuple[str, ...]  # the version table's revisions, in this project's graph
+    unknown: tuple[str, ...]  # revisions in the version table that no file in versions/ has
+    bootstrap: BootstrapRecord | None
+    v1_drift: str | None
+
+
+@dataclass(frozen=True)
+class History:
+    entries: tuple[HistoryEntry, ...]  # newest first
+    heads: tuple[str, ...]
+    bases: tuple[str, ...]
+    database: DatabaseState | None  # None with --offline
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        return tuple(e.info.revision for e in self.entries if e.state == PENDING)
+
+
+def build_history(project: AlembicProject, database: Database | None) -> History:
+    """Read-only: the graph from versions/, and the database's state if ``database`` is given."""
+    revisions = project.revisions()
+    state = _database_state(project, database) if database is not None else None
+    applied: frozenset[str] = frozenset()
+    if state is not None and state.reachable:
+        applied = project.ancestors(state.current)
+
+    def state_of(info: RevisionInfo) -> str | None:
+        if state is None or not state.reachable:
+            return None
+        if info.revision in state.current:
+            return CURRENT
+        return APPLIED if info.revision in applied else PENDING
+
+    return History(
+        entries=tuple(HistoryEntry(info=info, state=state_of(info)) for info in revisions),
+        heads=project.heads(),
+        bases=project.bases(),
+        database=state,
+    )
+
+
+def _database_state(project: AlembicProject, database: Database) -> DatabaseState:
+    try:
+        with database.connect() as connection:
+            heads = project.current_heads(connection)
+            record = ledger.last_bootstrap(connection)
+            connection.rollback()
+    except ConnectionFailed as err:
+        # history is useful without a database: show the graph and say why state is missing.
+        return DatabaseState(database.masked_url, False, err.message, (), (), None, None)
+    drift = None
+    if record is not None and project.settings.bootstrap_sql is not None:
+        try:
+            drift = v1_drift(record, read_bootstrap_sql(project.settings.bootstrap_sql))
+        except ConfigError as err:
+            drift = f"The V1 file cannot be checked: {err.message}"
+    return DatabaseState(
+        database=database.masked_url,
+        reachable=True,
+        problem=None,
+        current=tuple(h for h in heads if project.knows(h)),
+        unknown=tuple(h for h in heads if not project.knows(h)),
+        bootstrap=record,
+        v1_drift=drift,
+    )
