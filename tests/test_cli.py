@@ -1,0 +1,108 @@
+"""The command itself: the installed console script, help, version, lazy imports, the embedded default."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hindsight_migrate import __version__
+from tests.conftest import invoke
+
+CONSOLE_SCRIPT = shutil.which("hindsight-migrate") or str(Path(sys.executable).parent / "hindsight-migrate")
+
+
+def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run(
+        [CONSOLE_SCRIPT, *args],
+        cwd=cwd,
+        env={**base, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"hindsight-migrate {__version__}"
+
+
+def test_python_dash_m_runs_the_same_app(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hindsight_migrate", "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"hindsight-migrate {__version__}"
+
+
+@pytest.mark.parametrize("command", ["bootstrap", "history"])
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+    assert "--config" in result.output and "--url" in result.output
+
+
+def test_no_command_shows_usage() -> None:
+    result = invoke()
+    assert "Usage" in result.output
+    assert "bootstrap" in result.output and "history" in result.output
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = invoke("upgrade-everything")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["bootstrap", "--help"], ["history", "--help"], ["--version"]])
+def test_help_does_not_import_sqlalchemy_or_alembic(argv: list[str]) -> None:
+    probe = (
+        "import sys\n"
+        "from hindsight_migrate.cli import main\n"
+        f"sys.argv = ['hindsight-migrate', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic', 'psycopg'))\n"
+        "sys.stderr.write('HEAVY:' + ','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert "HEAVY:" in result.stderr, result.stderr
+    assert result.stderr.split("HEAVY:")[-1].strip() == ""
+
+
+def test_console_script_bootstraps_and_reports_history(hindsight_project: Path, database_url: str) -> None:
+    bootstrap = _run("--url", database_url, "bootstrap", "--yes", cwd=hindsight_project)
+    assert bootstrap.returncode == 0, bootstrap.stdout + bootstrap.stderr
+    assert "Bootstrapped" in bootstrap.stdout
+
+    history = _run("history", "--json", "--url", database_url, cwd=hindsight_project)
+    assert history.returncode == 0, history.stderr
+    data = json.loads(history.stdout)
+    states = {entry["info"]["revision"]: entry["state"] for entry in data["entries"]}
+    assert states["cd3fb603795c"] == "current"
+    assert sum(state == "pending" for state in states.values()) == 7
+
+
+def test_embedded_default_needs_no_database_url(hindsight_project: Path) -> None:
+    """With no URL anywhere, the embedded server starts on demand, in the project's .hindsight/."""
+    bootstrap = _run("bootstrap", "--yes", cwd=hindsight_project)
+    assert bootstrap.returncode == 0, bootstrap.stdout + bootstrap.stderr
+    assert "embedded PostgreSQL" in bootstrap.stderr
+    assert (hindsight_project / ".hindsight" / "pgdata" / "PG_VERSION").is_file()
+    assert (hindsight_project / ".hindsight" / ".gitignore").read_text().strip().endswith("*")
+
+    # A second process finds the same data: the schema persisted.
+    history = _run("history", "--json", cwd=hindsight_project)
+    assert history.returncode == 0, history.stderr
+    assert json.loads(history.stdout)["database"]["current"] == ["cd3fb603795c"]
+    again = _run("bootstrap", "--yes", cwd=hindsight_project)
+    assert again.returncode == 6, again.stderr
