@@ -38,7 +38,7 @@ class RevisionInfo:
     children: tuple[str, ...]
     message: str
     created: str | None  # the "Create Date:" of the file header, as written
-    path: Path
+    path: Path  # relative to the project folder (the one holding alembic.ini) when inside it
     branch_labels: tuple[str, ...]
     is_head: bool
     is_base: bool
@@ -71,8 +71,7 @@ class AlembicProject:
             script = ScriptDirectory.from_config(self.config)
         except CommandError as err:
             raise ConfigError(
-                f"Alembic cannot open the migrations folder named by script_location in "
-                f"{self.settings.ini_path}: {err}"
+                f"Alembic cannot open the migrations folder named by script_location in {self.settings.ini_path}: {err}"
             ) from err
         with _revision_errors():
             script.revision_map.heads  # noqa: B018 - loads every revision file now, errors here
@@ -101,8 +100,7 @@ class AlembicProject:
             script = self.script.revision_map.get_revision(revision)
         except MultipleHeads as err:
             raise RevisionProblem(
-                f"{revision!r} means more than one revision: {', '.join(err.heads)}. "
-                "Name one of them.",
+                f"{revision!r} means more than one revision: {', '.join(err.heads)}. Name one of them.",
             ) from err
         except ResolutionError as err:
             candidates = sorted(r for r in self.script.revision_map._revision_map if r and r.startswith(revision))
@@ -115,9 +113,7 @@ class AlembicProject:
         except Exception as err:  # a malformed identifier, e.g. with '@' in odd places
             raise RevisionProblem(f"{revision!r} is not a revision this project knows: {err}") from err
         if script is None:
-            raise RevisionProblem(
-                f"{revision!r} is not a single revision (it names the empty base)."
-            )
+            raise RevisionProblem(f"{revision!r} is not a single revision (it names the empty base).")
         return self._info(script)  # type: ignore[arg-type]
 
     def ancestors(self, revisions: Iterable[str]) -> frozenset[str]:
@@ -139,7 +135,7 @@ class AlembicProject:
             children=tuple(sorted(script.nextrev)),
             message=script.doc,
             created=created.group("date") if created else None,
-            path=Path(script.path),
+            path=_relative_to(Path(script.path), self.settings.project_dir),
             branch_labels=tuple(sorted(script.branch_labels)),
             is_head=script.is_head,
             is_base=script.is_base,
@@ -264,9 +260,14 @@ def _revision_errors() -> Iterator[None]:
             "Fix the file and run again."
         ) from err
     except ImportError as err:
-        raise RevisionProblem(
-            f"A revision file or env.py fails to import: {err}. Fix it and run again."
-        ) from err
+        raise RevisionProblem(f"A revision file or env.py fails to import: {err}. Fix it and run again.") from err
+
+
+def _relative_to(path: Path, folder: Path) -> Path:
+    try:
+        return path.resolve().relative_to(folder)
+    except ValueError:
+        return path
 
 
 def _resolution_advice(revision: str) -> str:

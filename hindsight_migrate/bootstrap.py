@@ -67,8 +67,7 @@ def read_bootstrap_sql(path: Path | None) -> BootstrapSql:
         raw = path.read_bytes()
     except FileNotFoundError as err:
         raise ConfigError(
-            f"The bootstrap SQL file {path} does not exist. Fix bootstrap_sql in alembic.ini "
-            "or pass --sql PATH."
+            f"The bootstrap SQL file {path} does not exist. Fix bootstrap_sql in alembic.ini or pass --sql PATH."
         ) from err
     except OSError as err:
         raise ConfigError(f"Cannot read the bootstrap SQL file {path}: {err.strerror}.") from err
@@ -156,8 +155,11 @@ def refuse_unless_empty(connection: Connection, sql: BootstrapSql) -> None:
         return
     record = ledger.last_bootstrap(connection)
     listing = [f"{obj.kind} {obj.qualified_name}" for obj in found]
-    listing += [f"Alembic version table {name}" for name in version_tables if name not in
-                {f"{o.schema}.{o.name}" for o in found}]
+    listing += [
+        f"Alembic version table {name}"
+        for name in version_tables
+        if name not in {f"{o.schema}.{o.name}" for o in found}
+    ]
     sections = [Section("Found", "\n".join(listing))]
     drift = v1_drift(record, sql)
     if drift:

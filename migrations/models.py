@@ -112,9 +112,7 @@ class MemoryBlock(Base):
     )
     content: Mapped[str] = mapped_column(Text)
     # "metadata" is reserved on declarative classes, hence the attribute name.
-    metadata_: Mapped[dict[str, Any]] = mapped_column(
-        "metadata", JSONB, server_default=text("'{}'::jsonb")
-    )
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

