@@ -94,23 +94,24 @@ class AlembicProject:
 
     def resolve(self, revision: str) -> RevisionInfo:
         """A single revision by full id, unique prefix (4+ characters), ``head`` or label."""
-        from alembic.script.revision import MultipleHeads, ResolutionError
+        from alembic.script.revision import MultipleHeads, ResolutionError, RevisionError
 
+        revision_map = self.script.revision_map  # loading errors are reported as they are
         try:
-            script = self.script.revision_map.get_revision(revision)
+            script = revision_map.get_revision(revision)
         except MultipleHeads as err:
             raise RevisionProblem(
                 f"{revision!r} means more than one revision: {', '.join(err.heads)}. Name one of them.",
             ) from err
         except ResolutionError as err:
-            candidates = sorted(r for r in self.script.revision_map._revision_map if r and r.startswith(revision))
+            candidates = sorted(r for r in revision_map._revision_map if r and r.startswith(revision))
             if len(candidates) > 1:
                 raise RevisionProblem(
                     f"{revision!r} is ambiguous: it starts {len(candidates)} revisions "
                     f"({', '.join(candidates)}). Give more characters of the revision id."
                 ) from err
             raise RevisionProblem(_resolution_advice(revision)) from err
-        except Exception as err:  # a malformed identifier, e.g. with '@' in odd places
+        except (RevisionError, KeyError, ValueError) as err:  # e.g. '@' in odd places
             raise RevisionProblem(f"{revision!r} is not a revision this project knows: {err}") from err
         if script is None:
             raise RevisionProblem(f"{revision!r} is not a single revision (it names the empty base).")
@@ -143,6 +144,59 @@ class AlembicProject:
             is_merge_point=script.is_merge_point,
         )
 
+    def upgrade_path(self, current: tuple[str, ...], target: str) -> tuple[RevisionInfo, ...]:
+        """The revisions an upgrade from ``current`` to ``target`` runs, in the order it runs them.
+
+        ``target`` is anything ``alembic upgrade`` takes: ``heads``, ``head``, a revision id
+        or unique prefix, a branch label, or ``+N`` (relative to ``current``).
+        """
+        self.resolve_target(target)
+        with _revision_errors():
+            scripts = list(self.script.iterate_revisions(target, current, implicit_base=True))
+        return tuple(self._info(script) for script in reversed(scripts))
+
+    def resolve_target(self, target: str) -> None:
+        """Refuse an unknown or ambiguous target with our words (relative targets pass through)."""
+        if target in ("head", "heads") or target.startswith("+") or "@" in target:
+            return
+        self.resolve(target)
+
+    def offline_sql(self, revision: RevisionInfo) -> str:
+        """The SQL one revision emits, rendered by Alembic's offline (``--sql``) mode; no database."""
+        from alembic.runtime.environment import EnvironmentContext
+
+        buffer = io.StringIO()
+
+        def steps(heads: Any, context: Any) -> list[Any]:
+            # Alembic's own planner for `upgrade`, from the revision's parents to it alone.
+            return list(self.script._upgrade_revs(revision.revision, heads))
+
+        env_py = Path(self.script.dir) / "env.py"
+        saved_url = self.config.get_main_option("sqlalchemy.url")
+        if not saved_url:
+            # Offline mode only needs the dialect; many env.py files read the URL from here.
+            self.config.set_main_option("sqlalchemy.url", "postgresql+psycopg://")
+        try:
+            with (
+                _engine_factories_refused(env_py),
+                _revision_errors(),
+                EnvironmentContext(
+                    self.config,
+                    self.script,
+                    fn=steps,
+                    as_sql=True,
+                    starting_rev=revision.parents or None,
+                    destination_rev=revision.revision,
+                    output_buffer=buffer,
+                    transactional_ddl=False,
+                ),
+            ):
+                self.script.run_env()
+        finally:
+            if not saved_url:
+                self.config.set_main_option("sqlalchemy.url", "")
+        return buffer.getvalue()
+
     # -- the database, through env.py -----------------------------------------------
 
     def current_heads(self, connection: Connection) -> tuple[str, ...]:
@@ -163,6 +217,19 @@ class AlembicProject:
 
         with self._env_uses(connection):
             command.stamp(self.config, revision)
+
+    def upgrade_one(self, connection: Connection, revision: str) -> None:
+        """Writes: runs one revision's upgrade through env.py on ``connection``.
+
+        The connection must not be in a transaction: env.py's ``begin_transaction()`` then
+        opens one for this revision alone and commits it with the version-table update, and
+        ``autocommit_block()`` (``CREATE INDEX CONCURRENTLY``) works as Alembic intends.
+        """
+
+        def steps(heads: Any, context: Any) -> list[Any]:
+            return list(self.script._upgrade_revs(revision, heads))
+
+        self._run_env(connection, steps)
 
     def _run_env(self, connection: Connection, fn: Callable[..., list[Any]], **options: Any) -> None:
         from alembic.runtime.environment import EnvironmentContext

@@ -141,3 +141,171 @@ def table_exists(connection: Connection, schema: str, table: str) -> bool:
         {"schema": schema, "table": table},
     ).scalar()
     return found is not None
+
+
+# -- schema snapshots, for the rehearsal's before/after diff ---------------------------
+
+
+@dataclass(frozen=True)
+class SchemaSnapshot:
+    """The application's schema as plain data: comparable without a connection."""
+
+    columns: dict[str, dict[str, str]]  # table -> column -> "type, NOT NULL, DEFAULT x"
+    indexes: dict[str, str]  # index -> definition
+    constraints: dict[str, str]  # "table.constraint" -> definition
+    extensions: dict[str, str]  # name -> version
+    others: frozenset[str]  # views, sequences, types, functions: "kind name"
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    kind: str  # "table", "column", "index", "constraint", "extension", "view", ...
+    name: str
+    change: str  # "added", "removed", "changed"
+    before: str | None
+    after: str | None
+
+
+_COLUMNS_SQL = f"""
+SELECT n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+       a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+   AND c.relname <> 'alembic_version' AND {_NOT_APPLICATION}
+"""
+_INDEXES_SQL = f"""
+SELECT n.nspname || '.' || ic.relname, pg_get_indexdef(i.indexrelid)
+  FROM pg_index i
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_class tc ON tc.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = ic.relnamespace
+ WHERE tc.relname <> 'alembic_version' AND {_NOT_APPLICATION}
+"""
+_CONSTRAINTS_SQL = f"""
+SELECT n.nspname || '.' || c.relname || '.' || co.conname, pg_get_constraintdef(co.oid)
+  FROM pg_constraint co
+  JOIN pg_class c ON c.oid = co.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relname <> 'alembic_version' AND {_NOT_APPLICATION}
+"""
+
+
+def schema_snapshot(connection: Connection) -> SchemaSnapshot:
+    """Read-only: tables and columns (type, nullability, default), indexes, constraints,
+    extensions, and the names of everything else."""
+    from sqlalchemy import text
+
+    params = {"tool_schema": TOOL_SCHEMA}
+    columns: dict[str, dict[str, str]] = {}
+    for table, column, type_, not_null, default, identity in connection.execute(text(_COLUMNS_SQL), params):
+        shape = type_ + (" NOT NULL" if not_null else "")
+        if identity:
+            shape += " GENERATED " + ("ALWAYS" if identity == "a" else "BY DEFAULT") + " AS IDENTITY"
+        elif default is not None:
+            shape += f" DEFAULT {default}"
+        columns.setdefault(table, {})[column] = shape
+    indexes = {name: definition for name, definition in connection.execute(text(_INDEXES_SQL), params)}
+    constraints = {name: definition for name, definition in connection.execute(text(_CONSTRAINTS_SQL), params)}
+    extensions = {
+        name: version
+        for name, version in connection.execute(
+            text("SELECT extname, extversion FROM pg_extension WHERE extname <> 'plpgsql'")
+        )
+    }
+    others = frozenset(
+        f"{obj.kind} {obj.qualified_name}"
+        for obj in list_objects(connection)
+        if obj.kind not in ("table", "index", "extension") and obj.name != "alembic_version"
+    )
+    return SchemaSnapshot(columns, indexes, constraints, extensions, others)
+
+
+def diff_schemas(before: SchemaSnapshot, after: SchemaSnapshot) -> tuple[SchemaChange, ...]:
+    """What changed from ``before`` to ``after``, tables first, in a stable order."""
+    changes: list[SchemaChange] = []
+    for table in sorted(before.columns.keys() | after.columns.keys()):
+        old, new = before.columns.get(table), after.columns.get(table)
+        if old is None or new is None:
+            shape = ", ".join(f"{c} {t}" for c, t in (new or old or {}).items())
+            changes.append(
+                SchemaChange(
+                    "table",
+                    table,
+                    "added" if old is None else "removed",
+                    None if old is None else shape,
+                    shape if old is None else None,
+                )
+            )
+            continue
+        changes += _dict_changes("column", old, new, prefix=f"{table}.")
+    changes += _dict_changes("index", before.indexes, after.indexes)
+    changes += _dict_changes("constraint", before.constraints, after.constraints)
+    changes += _dict_changes("extension", before.extensions, after.extensions)
+    for item in sorted(before.others ^ after.others):
+        kind, _, name = item.rpartition(" ")
+        added = item in after.others
+        changes.append(SchemaChange(kind, name, "added" if added else "removed", None, None))
+    return tuple(changes)
+
+
+def _dict_changes(kind: str, old: dict[str, str], new: dict[str, str], prefix: str = "") -> list[SchemaChange]:
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        change = "added" if before is None else "removed" if after is None else "changed"
+        changes.append(SchemaChange(kind, prefix + name, change, before, after))
+    return changes
+
+
+# -- what a statement costs: locks, rewrites, sizes ------------------------------------
+
+RELATION_LOCKS_SQL = """
+SELECT n.nspname || '.' || c.relname, l.mode
+  FROM pg_locks l
+  JOIN pg_class c ON c.oid = l.relation
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+"""
+
+FILENODES_SQL = """
+SELECT c.oid::bigint, n.nspname || '.' || c.relname, pg_relation_filenode(c.oid)::bigint
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'i', 'm', 't')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'hindsight_migrate')
+   AND n.nspname NOT LIKE 'pg\\_temp%'
+"""
+
+
+@dataclass(frozen=True)
+class TableSize:
+    table: str
+    estimated_rows: int
+    total_bytes: int
+
+
+def table_sizes(connection: Connection) -> dict[str, TableSize]:
+    """Read-only: each application table's row estimate and size (table, indexes, TOAST)."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint, "
+            "pg_total_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE c.relkind IN ('r', 'p', 'm') AND {_NOT_APPLICATION}"
+        ),
+        {"tool_schema": TOOL_SCHEMA},
+    )
+    return {name: TableSize(name, int(estimate), int(size)) for name, estimate, size in rows}
+
+
+def database_size(connection: Connection) -> int:
+    from sqlalchemy import text
+
+    return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one())

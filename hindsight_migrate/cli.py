@@ -229,7 +229,7 @@ def history(
             _, project = _open_project(options)
             result = build_history(project, None)
         else:
-            _, project, database = _open(options, announce=not as_json)
+            _, project, database = _open(options)
             try:
                 result = build_history(project, database)
             finally:
@@ -250,13 +250,12 @@ def _open_project(options: GlobalOptions) -> tuple[Settings, AlembicProject]:
     return settings, AlembicProject(settings)
 
 
-def _open(options: GlobalOptions, *, announce: bool = True) -> tuple[Settings, AlembicProject, Database]:
+def _open(options: GlobalOptions) -> tuple[Settings, AlembicProject, Database]:
     from hindsight_migrate import render
     from hindsight_migrate.database import open_database
 
     settings, project = _open_project(options)
-    if announce:
-        render.announce_database(settings)
+    render.announce_database(settings)  # stderr: --json output on stdout stays clean
     return settings, project, open_database(settings.database)
 
 

@@ -74,9 +74,14 @@ def resolve_settings(
     bootstrap_sql = None
     baseline = None
     if tool is not None:
-        raw_sql = tool.get("bootstrap_sql", "").strip()
+        try:
+            raw_sql = tool.get("bootstrap_sql", "").strip()
+            baseline = tool.get("baseline", "").strip() or None
+        except configparser.Error as err:
+            raise ConfigError(
+                f"The [{TOOL_SECTION}] section of {ini_path} cannot be read: a '%' must be written '%%'."
+            ) from err
         bootstrap_sql = (project_dir / raw_sql).resolve() if raw_sql else None
-        baseline = tool.get("baseline", "").strip() or None
 
     return Settings(
         ini_path=ini_path,
@@ -126,7 +131,11 @@ def _resolve_database(
     try:
         ini_url = parser.get("alembic", "sqlalchemy.url", fallback="")
     except configparser.Error as err:
-        raise ConfigError(f"sqlalchemy.url in alembic.ini cannot be read: {err}") from err
+        # configparser quotes the value, password included: say what is wrong, not the value.
+        raise ConfigError(
+            "sqlalchemy.url in alembic.ini cannot be read: a '%' in an ini value must be written "
+            "'%%' (the file is read with interpolation, as Alembic reads it)."
+        ) from err
     candidates.append((ini_url, "sqlalchemy.url (alembic.ini)"))
 
     for raw, origin in candidates:

@@ -18,7 +18,7 @@ from hindsight_migrate.errors import ConnectionFailed, Section, StatementFailed
 from hindsight_migrate.masking import mask_secrets
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import URL, Connection, Engine
 
 APPLICATION_NAME = "hindsight-migrate"
 CONNECT_TIMEOUT_SECONDS = 10
@@ -51,9 +51,6 @@ class Database:
 
 def open_database(source: DatabaseSource) -> Database:
     """Build the engine for ``source``, starting the embedded server if that is the source."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
     if source.url is None:
         from hindsight_migrate.embedded import start_embedded_server
 
@@ -61,7 +58,15 @@ def open_database(source: DatabaseSource) -> Database:
         url = start_embedded_server(source.embedded_data_dir)
     else:
         url = source.url
-    engine = create_engine(
+    return Database(engine=open_engine_for_url(url), masked_url=source.masked_url)
+
+
+def open_engine_for_url(url: str | URL) -> Engine:
+    """The one way the tool builds an engine: no pool, a connect timeout, a telling name."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(
         url,
         # One command, a handful of connections: pooling would only keep sessions open
         # (and advisory locks alive) longer than the command that owns them.
@@ -72,7 +77,6 @@ def open_database(source: DatabaseSource) -> Database:
             "application_name": _application_name(),
         },
     )
-    return Database(engine=engine, masked_url=source.masked_url)
 
 
 def _application_name() -> str:

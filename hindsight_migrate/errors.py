@@ -84,6 +84,13 @@ class Refused(HindsightMigrateError):
     title = "Refused"
 
 
+class RehearsalImpossible(HindsightMigrateError):
+    """No rehearsal could be set up (no scratch database, a failed copy); the target is untouched."""
+
+    exit_code = ExitCode.REFUSED
+    title = "Cannot rehearse"
+
+
 class Aborted(HindsightMigrateError):
     """The reviewer declined, or there was no terminal to ask and no --yes; nothing changed."""
 

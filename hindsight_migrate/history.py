@@ -56,6 +56,8 @@ def build_history(project: AlembicProject, database: Database | None) -> History
     def state_of(info: RevisionInfo) -> str | None:
         if state is None or not state.reachable:
             return None
+        if state.unknown and info.revision not in state.current:
+            return None  # at a revision this code does not know: what is applied is unknown
         if info.revision in state.current:
             return CURRENT
         return APPLIED if info.revision in applied else PENDING

