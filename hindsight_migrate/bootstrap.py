@@ -142,9 +142,26 @@ def apply_bootstrap(
                 baseline=plan.baseline.revision,
             )
             project.stamp(connection, plan.baseline.revision)
+            # Audited in the same transaction: the row exists exactly when the bootstrap committed.
+            audit_id = ledger.start_apply(
+                connection, command="bootstrap", database=plan.database, from_revisions=(), fingerprint=plan.sql.sha256
+            )
+            ledger.finish_apply(
+                connection,
+                audit_id,
+                outcome="succeeded",
+                to_revisions=(plan.baseline.revision,),
+                seconds=time.monotonic() - started,
+            )
         heads = project.current_heads(connection)
         connection.rollback()
     return BootstrapResult(plan=plan, current_heads=heads, seconds=time.monotonic() - started)
+
+
+def rehearse_bootstrap(plan: BootstrapPlan, project: AlembicProject, connection: Connection) -> None:
+    """Writes (to a rehearsal database): V1 and the baseline stamp, in the caller's transaction."""
+    _run_statements(connection, plan.sql, rehearsal=True)
+    project.stamp(connection, plan.baseline.revision)
 
 
 def refuse_unless_empty(connection: Connection, sql: BootstrapSql) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from hindsight_migrate import __version__
-from hindsight_migrate.errors import Aborted, ExitCode, HindsightMigrateError
+from hindsight_migrate.errors import Aborted, ExitCode, HindsightMigrateError, Section
 
 if TYPE_CHECKING:
     from hindsight_migrate.alembic_api import AlembicProject
@@ -240,6 +240,148 @@ def history(
             render.history(result)
 
     _guarded(options, body)
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    target: Annotated[
+        str, typer.Argument(help="heads (default), head, a revision id or unique prefix, or +N.")
+    ] = "heads",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (for automation).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and change nothing.")] = False,
+    sql: Annotated[
+        bool,
+        typer.Option(
+            "--sql",
+            help="Print only the SQL, no database needed. TARGET may be FROM:TO; FROM defaults to the baseline.",
+        ),
+    ] = False,
+    rehearse_on: Annotated[
+        str,
+        typer.Option(
+            "--rehearse-on",
+            help="scratch (a copy on the same server, dropped after), target (a rolled-back transaction), "
+            "or the URL of a disposable database with the same schema.",
+        ),
+    ] = "scratch",
+    no_rehearsal: Annotated[
+        bool, typer.Option("--no-rehearsal", help="Skip the rehearsal (the schema diff is then not measured).")
+    ] = False,
+    allow_lint: Annotated[bool, typer.Option("--allow-lint", help="Apply despite lint errors.")] = False,
+    lock_wait: Annotated[
+        float, typer.Option("--lock-wait", help="Seconds to wait for another run's migration lock.", min=0)
+    ] = 5.0,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Review, then apply, the pending revisions.
+
+    Shows the plan first: the pending revisions in order, the SQL each emits, a schema diff
+    measured by rehearsing them (on a scratch copy of the database by default), Squawk's lint
+    findings, and the locks and table rewrites the rehearsal measured. Then asks you to type
+    the target revision; only then applies, one transaction per revision, under a lock that
+    keeps other runs out. An empty database is bootstrapped first, in the same plan.
+
+    Example:
+
+        hindsight-migrate up --dry-run
+        hindsight-migrate up 461838d9 --rehearse-on target
+    """
+    options = _globals(ctx, config, url, debug)
+
+    def body() -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.apply import apply_upgrade
+        from hindsight_migrate.errors import Refused, StatementFailed
+        from hindsight_migrate.plan import plan_upgrade
+        from hindsight_migrate.rehearsal import RehearsalOptions
+
+        if sql:
+            _print_offline_sql(options, target)
+            return
+        settings, project, database = _open(options)
+        try:
+            rehearsal = None
+            if not no_rehearsal:
+                rehearsal = RehearsalOptions(
+                    where=rehearse_on,
+                    data_limit_bytes=settings.tool.rehearsal_data_limit_mb * 1024 * 1024,
+                    lock_timeout=settings.tool.lock_timeout,
+                    statement_timeout=settings.tool.statement_timeout,
+                )
+            plan = plan_upgrade(
+                project, database, target=target, rehearsal=rehearsal, skip_reason="--no-rehearsal was given"
+            )
+            render.upgrade_plan(plan)
+            if plan.nothing_to_do:
+                return
+            if plan.rehearsal is not None and plan.rehearsal.failure is not None:
+                failure = plan.rehearsal.failure
+                raise StatementFailed(
+                    f"Revision {failure.revision} fails in the rehearsal, so nothing was applied. Fix it and "
+                    "run again.",
+                    sections=(Section("Database said", failure.message),),
+                )
+            if plan.lint.errors and not allow_lint:
+                raise Refused(
+                    f"Lint found {len(plan.lint.errors)} error(s) (rules in lint_error_rules), so nothing was "
+                    "applied. Fix the revisions, or pass --allow-lint after reviewing them.",
+                    sections=(
+                        Section("Errors", "\n".join(f"{f.revision} {f.rule}: {f.message}" for f in plan.lint.errors)),
+                    ),
+                )
+            if dry_run:
+                render.err().print("Dry run: nothing was changed.")
+                return
+            _confirm_by_typing(plan.confirmation, yes=yes)
+            progress = render.RichProgress()
+            try:
+                result = apply_upgrade(
+                    plan,
+                    project,
+                    database,
+                    lock_wait=lock_wait,
+                    lock_timeout=settings.tool.lock_timeout,
+                    progress=progress,
+                )
+            finally:
+                progress.close()
+            render.upgrade_done(result)
+        finally:
+            database.dispose()
+
+    _guarded(options, body)
+
+
+def _print_offline_sql(options: GlobalOptions, target: str) -> None:
+    """``up --sql``: Alembic's offline rendering of the range; touches no database."""
+    from hindsight_migrate import render
+
+    settings, project = _open_project(options)
+    start, _, end = target.rpartition(":")
+    if not start:
+        start = settings.baseline or ""
+    begin = (project.resolve(start).revision,) if start and start != "base" else ()
+    revisions = project.upgrade_path(begin, end or "heads")
+    render.offline_sql([(info, project.offline_sql(info)) for info in revisions])
+
+
+def _confirm_by_typing(expected: str, *, yes: bool) -> None:
+    """The reviewer types the target revision: a deliberate act, not a reflexive 'y'."""
+    if yes:
+        return
+    if not stdin_is_interactive():
+        raise Aborted(
+            "Nothing was changed: applying needs a confirmation, and there is no terminal to ask on. "
+            "Review the plan above, then run again with --yes."
+        )
+    answer = typer.prompt(
+        f"Type the target revision ({expected}, or its first 8 characters) to apply", default="", err=True
+    ).strip()
+    if not answer or answer not in (expected, expected[:8]):
+        raise Aborted(f"Nothing was changed: {answer!r} is not {expected!r}.")
 
 
 def _open_project(options: GlobalOptions) -> tuple[Settings, AlembicProject]:

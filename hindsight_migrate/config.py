@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,19 @@ class DatabaseSource:
 
 
 @dataclass(frozen=True)
+class ToolSettings:
+    """The ``[hindsight-migrate]`` knobs beyond bootstrap, with the defaults a careful team wants."""
+
+    lock_timeout: str = "5s"  # every applying connection: give up instead of queueing traffic
+    statement_timeout: str = "60s"  # budget of a rehearsal on the target (--rehearse-on target)
+    rehearsal_data_limit_mb: int = 200  # copy the data into the scratch database up to this size
+    lint_error_rules: tuple[str, ...] = ()  # Squawk rules whose findings block `up`
+    # The tool sets lock_timeout itself and runs each revision in a transaction, which is what
+    # these rules ask for; they would only add noise to every plan.
+    lint_ignore_rules: tuple[str, ...] = ("prefer-robust-stmts", "require-lock-timeout", "require-statement-timeout")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know before it touches Alembic or the database."""
 
@@ -56,6 +70,7 @@ class Settings:
     database: DatabaseSource
     bootstrap_sql: Path | None
     baseline: str | None
+    tool: ToolSettings = ToolSettings()
 
 
 def resolve_settings(
@@ -73,6 +88,7 @@ def resolve_settings(
 
     bootstrap_sql = None
     baseline = None
+    tool_settings = _tool_settings(tool, ini_path) if tool is not None else ToolSettings()
     if tool is not None:
         try:
             raw_sql = tool.get("bootstrap_sql", "").strip()
@@ -90,6 +106,41 @@ def resolve_settings(
         database=_resolve_database(url, here, parser, project_dir),
         bootstrap_sql=bootstrap_sql,
         baseline=baseline,
+        tool=tool_settings,
+    )
+
+
+def _tool_settings(section: configparser.SectionProxy, ini_path: Path) -> ToolSettings:
+    defaults = ToolSettings()
+
+    def raw(key: str) -> str | None:
+        try:
+            value = section.get(key)
+        except configparser.Error as err:
+            raise ConfigError(f"{key} in [{TOOL_SECTION}] of {ini_path} cannot be read: write '%' as '%%'.") from err
+        return value.strip() if value is not None else None
+
+    def duration(key: str, default: str) -> str:
+        value = raw(key) or default
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(ms|s|min|h)?", value):
+            raise ConfigError(f"{key} = {value!r} in {ini_path} is not a duration like 5s, 500ms or 2min.")
+        return value
+
+    def rules(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = raw(key)
+        if value is None:
+            return default
+        return tuple(rule.strip() for rule in value.replace("\n", ",").split(",") if rule.strip())
+
+    limit = raw("rehearsal_data_limit_mb") or str(defaults.rehearsal_data_limit_mb)
+    if not limit.isdigit():
+        raise ConfigError(f"rehearsal_data_limit_mb in [{TOOL_SECTION}] of {ini_path} must be a whole number of MB.")
+    return ToolSettings(
+        lock_timeout=duration("lock_timeout", defaults.lock_timeout),
+        statement_timeout=duration("statement_timeout", defaults.statement_timeout),
+        rehearsal_data_limit_mb=int(limit),
+        lint_error_rules=rules("lint_error_rules", defaults.lint_error_rules),
+        lint_ignore_rules=rules("lint_ignore_rules", defaults.lint_ignore_rules),
     )
 
 

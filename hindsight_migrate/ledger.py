@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from hindsight_migrate import __version__
 from hindsight_migrate.catalog import TOOL_SCHEMA, table_exists
+from hindsight_migrate.masking import mask_secrets
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -33,6 +34,46 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{BOOTSTRAP_LOG} (
     tool_version    text        NOT NULL
 )
 """
+
+
+APPLY_LOG = "apply_log"
+
+_CREATE_APPLY_LOG = f"""
+CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLY_LOG} (
+    id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    command          text        NOT NULL,
+    started_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at      timestamptz,
+    os_user          text        NOT NULL,
+    host             text        NOT NULL,
+    tool_version     text        NOT NULL,
+    database         text        NOT NULL,
+    from_revisions   text        NOT NULL,
+    to_revisions     text,
+    duration_seconds double precision,
+    outcome          text        NOT NULL CHECK (outcome IN ('running', 'succeeded', 'failed')),
+    plan_fingerprint text,
+    error            text
+)
+"""
+
+
+@dataclass(frozen=True)
+class ApplyRecord:
+    id: int
+    command: str
+    started_at: datetime
+    finished_at: datetime | None
+    os_user: str
+    host: str
+    tool_version: str
+    database: str
+    from_revisions: str
+    to_revisions: str | None
+    duration_seconds: float | None
+    outcome: str  # "running" (still running, or killed), "succeeded", "failed"
+    plan_fingerprint: str | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -55,12 +96,97 @@ def who_and_where() -> tuple[str, str]:
     return user, socket.gethostname()
 
 
-def record_bootstrap(connection: Connection, *, sql_path: str, sql_sha256: str, baseline: str) -> None:
-    """Writes: creates the tool schema if needed and records one bootstrap."""
+def ensure_tool_tables(connection: Connection) -> None:
+    """Writes: the tool's schema and tables, if they are not there yet (in the caller's transaction)."""
     from sqlalchemy import text
 
     connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA}"))
     connection.execute(text(_CREATE_BOOTSTRAP_LOG))
+    connection.execute(text(_CREATE_APPLY_LOG))
+
+
+def start_apply(
+    connection: Connection, *, command: str, database: str, from_revisions: tuple[str, ...], fingerprint: str | None
+) -> int:
+    """Writes: a 'running' audit row; the caller commits it before changing anything.
+
+    A run killed half-way leaves it 'running': the log never claims a success that did not commit.
+    """
+    from sqlalchemy import text
+
+    user, host = who_and_where()
+    return int(
+        connection.execute(
+            text(
+                f"INSERT INTO {TOOL_SCHEMA}.{APPLY_LOG} (command, os_user, host, tool_version, database, "
+                "from_revisions, outcome, plan_fingerprint) VALUES (:command, :user, :host, :version, "
+                ":database, :from_revisions, 'running', :fingerprint) RETURNING id"
+            ),
+            {
+                "command": command,
+                "user": user,
+                "host": host,
+                "version": __version__,
+                "database": mask_secrets(database),
+                "from_revisions": _revisions_text(from_revisions),
+                "fingerprint": fingerprint,
+            },
+        ).scalar_one()
+    )
+
+
+def finish_apply(
+    connection: Connection,
+    audit_id: int,
+    *,
+    outcome: str,
+    to_revisions: tuple[str, ...],
+    seconds: float,
+    error: str | None = None,
+) -> None:
+    """Writes: the outcome of an audited run (in the caller's transaction)."""
+    from sqlalchemy import text
+
+    connection.execute(
+        text(
+            f"UPDATE {TOOL_SCHEMA}.{APPLY_LOG} SET finished_at = clock_timestamp(), outcome = :outcome, "
+            "to_revisions = :to_revisions, duration_seconds = :seconds, error = :error WHERE id = :id"
+        ),
+        {
+            "id": audit_id,
+            "outcome": outcome,
+            "to_revisions": _revisions_text(to_revisions),
+            "seconds": seconds,
+            "error": mask_secrets(error) if error else None,
+        },
+    )
+
+
+def last_apply(connection: Connection) -> ApplyRecord | None:
+    """Read-only: the most recent audited run on this database."""
+    from sqlalchemy import text
+
+    if not table_exists(connection, TOOL_SCHEMA, APPLY_LOG):
+        return None
+    row = connection.execute(
+        text(
+            "SELECT id, command, started_at, finished_at, os_user, host, tool_version, database, from_revisions, "
+            f"to_revisions, duration_seconds, outcome, plan_fingerprint, error FROM {TOOL_SCHEMA}.{APPLY_LOG} "
+            "ORDER BY id DESC LIMIT 1"
+        )
+    ).one_or_none()
+    return ApplyRecord(*row) if row is not None else None
+
+
+def _revisions_text(revisions: tuple[str, ...]) -> str:
+    return ",".join(revisions) or "base"
+
+
+def record_bootstrap(connection: Connection, *, sql_path: str, sql_sha256: str, baseline: str) -> None:
+    """Writes: creates the tool schema if needed and records one bootstrap."""
+    from sqlalchemy import text
+
+    ensure_tool_tables(connection)
     user, host = who_and_where()
     connection.execute(
         text(

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate import catalog
 from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.bootstrap import BootstrapPlan, rehearse_bootstrap
 from hindsight_migrate.catalog import SchemaChange
 from hindsight_migrate.database import Database, server_said
 from hindsight_migrate.errors import ConfigError, Refused, RehearsalImpossible, Section
@@ -112,6 +113,8 @@ def rehearse(
     target: Database,
     revisions: tuple[RevisionInfo, ...],
     options: RehearsalOptions,
+    *,
+    bootstrap: BootstrapPlan | None = None,
 ) -> Rehearsal:
     """Run ``revisions`` somewhere that is not the target (or rolled back on it) and measure.
 
@@ -122,7 +125,7 @@ def rehearse(
         sizes = catalog.table_sizes(connection)
         connection.rollback()
     if options.where == "target":
-        return _rehearse_on_target(project, target, revisions, options, sizes)
+        return _rehearse_on_target(project, target, revisions, options, sizes, bootstrap)
     if options.where == "scratch":
         with scratch_copy(target, options.data_limit_bytes) as (scratch, with_data):
             words = (
@@ -132,7 +135,7 @@ def rehearse(
                 f"{options.data_limit_bytes // (1024 * 1024)} MB), so data-dependent failures are not caught"
             )
             try:
-                return _rehearse_committing(project, scratch, revisions, "scratch", words, with_data, sizes)
+                return _rehearse_committing(project, scratch, revisions, "scratch", words, with_data, sizes, bootstrap)
             finally:
                 scratch.dispose()
     from hindsight_migrate.config import DatabaseSource, normalize_url
@@ -142,7 +145,7 @@ def rehearse(
     other = open_database(DatabaseSource(url=url, origin="--rehearse-on"))
     try:
         return _rehearse_committing(
-            project, other, revisions, "url", f"{other.masked_url} (--rehearse-on; now changed)", True, sizes
+            project, other, revisions, "url", f"{other.masked_url} (--rehearse-on; now changed)", True, sizes, bootstrap
         )
     finally:
         other.dispose()
@@ -299,6 +302,7 @@ def _rehearse_committing(
     description: str,
     with_data: bool,
     sizes: dict[str, catalog.TableSize],
+    bootstrap: BootstrapPlan | None,
 ) -> Rehearsal:
     from sqlalchemy.exc import DBAPIError
 
@@ -307,6 +311,9 @@ def _rehearse_committing(
     with where_db.connect() as connection:
         before = catalog.schema_snapshot(connection)
         connection.rollback()
+        if bootstrap is not None:
+            with connection.begin():
+                rehearse_bootstrap(bootstrap, project, connection)
         meter = _Meter(where_db.engine)
         try:
             for revision in revisions:
@@ -353,6 +360,7 @@ def _rehearse_on_target(
     revisions: tuple[RevisionInfo, ...],
     options: RehearsalOptions,
     sizes: dict[str, catalog.TableSize],
+    bootstrap: BootstrapPlan | None,
 ) -> Rehearsal:
     from sqlalchemy import event
     from sqlalchemy.exc import DBAPIError, OperationalError
@@ -384,9 +392,12 @@ def _rehearse_on_target(
         meter = _Meter(connection)
         current = None
         try:
-            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{_interval(options.lock_timeout)}'")
-            connection.exec_driver_sql(f"SET LOCAL statement_timeout = '{_interval(options.statement_timeout)}'")
+            # Validated durations (config.py), so they can be written into the statement.
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{options.lock_timeout}'")
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = '{options.statement_timeout}'")
             before = catalog.schema_snapshot(connection)
+            if bootstrap is not None:
+                rehearse_bootstrap(bootstrap, project, connection)
             for revision in revisions:
                 current = revision.revision
                 meter.start(connection)
@@ -440,12 +451,6 @@ def revision_source(project: AlembicProject, revision: RevisionInfo) -> str:
         return path.read_text(encoding="utf-8")
     except OSError:
         return ""
-
-
-def _interval(value: str) -> str:
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(ms|s|min|h)?", value.strip()):
-        raise ConfigError(f"{value!r} is not a duration PostgreSQL understands (e.g. 5s, 500ms, 2min).")
-    return value.strip()
 
 
 def _statement_of(err: Any) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import traceback
 from collections.abc import Iterable
@@ -21,10 +22,13 @@ from hindsight_migrate.masking import mask_secrets
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from hindsight_migrate.alembic_api import RevisionInfo
+    from hindsight_migrate.apply import ApplyResult
     from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult
     from hindsight_migrate.config import Settings
     from hindsight_migrate.errors import HindsightMigrateError
     from hindsight_migrate.history import History
+    from hindsight_migrate.plan import UpgradePlan
 
 
 def out() -> Console:
@@ -238,3 +242,195 @@ def _relative(path: Path, base: Path) -> str:
         return str(path.relative_to(base))
     except ValueError:
         return str(path)
+
+
+# -- up --------------------------------------------------------------------------------
+
+
+def lock_words(mode: str) -> str:
+    """PostgreSQL's 'AccessExclusiveLock' as the docs write it: 'ACCESS EXCLUSIVE'."""
+    words = re.findall(r"[A-Z][a-z]*", mode.removesuffix("Lock"))
+    return " ".join(words).upper()
+
+
+def upgrade_plan(plan: UpgradePlan, *, show_sql: bool = True) -> None:
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    console = out()
+    console.print(f"[bold]Upgrade plan[/] for {plan.database}")
+    console.print(f"  Current:  {', '.join(plan.current) or 'nothing applied (empty database)'}")
+    console.print(f"  Target:   {plan.target} → {', '.join(plan.final) or '—'}")
+    if plan.bootstrap is not None:
+        console.print(
+            f"  [bold]Bootstrap first:[/] the database is empty, so {plan.bootstrap.sql.path.name} runs and "
+            f"{plan.bootstrap.baseline.revision} is stamped, in one transaction, before the revisions."
+        )
+    if plan.nothing_to_do:
+        console.print(f"[green]Nothing to do:[/] the database is already at {plan.target}.")
+        return
+    table = Table(title=f"Pending revisions, in the order they run ({len(plan.pending)})", title_justify="left")
+    for column in ("#", "Revision", "Message", "Created", "File"):
+        table.add_column(column, overflow="fold")
+    for number, item in enumerate(plan.pending, start=1):
+        info = item.info
+        table.add_row(str(number), info.revision, escape(info.message), (info.created or "")[:10], str(info.path))
+    console.print(table)
+
+    if show_sql:
+        for item in plan.pending:
+            title = f"SQL of {item.info.revision} — {escape(item.info.message)}"
+            if item.sql is None:
+                console.print(Panel(f"Cannot render offline: {escape(item.sql_problem or '')}", title=title))
+            else:
+                body = Syntax(item.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True)
+                console.print(Panel(body, title=title, title_align="left"))
+
+    _rehearsal(plan)
+    _lint(plan)
+    console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
+
+
+def _rehearsal(plan: UpgradePlan) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = out()
+    rehearsal = plan.rehearsal
+    if rehearsal is None:
+        console.print(f"[yellow]No rehearsal:[/] {plan.rehearsal_skipped or 'skipped'}. The schema diff is unmeasured.")
+        return
+    console.print(f"[bold]Rehearsal[/] on {escape(rehearsal.description)}:")
+    if rehearsal.failure is not None:
+        console.print(
+            f"  [bold red]Revision {rehearsal.failure.revision} failed in the rehearsal[/]: "
+            f"{escape(rehearsal.failure.message)}"
+        )
+        if rehearsal.failure.statement:
+            console.print(f"  Statement: {escape(rehearsal.failure.statement)}")
+    for warning in rehearsal.warnings:
+        console.print(f"  [yellow]Warning:[/] {escape(warning)}")
+    diff = Table(title="Schema diff, measured (+ added, - removed, ~ changed)", title_justify="left")
+    for column in ("", "Kind", "Name", "Before", "After"):
+        diff.add_column(column, overflow="fold")
+    marks = {"added": "[green]+[/]", "removed": "[red]-[/]", "changed": "[yellow]~[/]"}
+    for change in rehearsal.diff:
+        diff.add_row(
+            marks[change.change], change.kind, change.name, escape(change.before or ""), escape(change.after or "")
+        )
+    if rehearsal.diff:
+        console.print(diff)
+    else:
+        console.print("  The schema does not change.")
+
+    impact = Table(title="Impact, measured: locks taken and storage rewritten", title_justify="left")
+    for column in ("Revision", "Table", "Lock", "Rewritten", "Rows (est.)", "Size", "Took"):
+        impact.add_column(column, overflow="fold")
+    for cost in rehearsal.costs:
+        rewritten = set(cost.rewritten)
+        # Tables the target has (new ones bother no one yet); indexes are named in the rewrite line.
+        rows = [
+            (table, mode)
+            for table, mode in cost.locks
+            if table in rehearsal.sizes and not table.endswith(".alembic_version")
+        ]
+        if not rows:
+            impact.add_row(cost.revision, "—", "", "", "", "", f"{cost.seconds:.2f} s")
+            continue
+        for index, (table, mode) in enumerate(rows):
+            size = rehearsal.sizes.get(table)
+            lock = lock_words(mode)
+            strong = mode in ("AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock")
+            impact.add_row(
+                cost.revision if index == 0 else "",
+                table,
+                f"[red]{lock}[/]" if strong else lock,
+                "[red]rewritten[/]" if table in rewritten else "no",
+                _rows(size.estimated_rows) if size else "new",
+                _bytes(size.total_bytes) if size else "",
+                f"{cost.seconds:.2f} s" if index == 0 else "",
+            )
+    if rehearsal.costs:
+        console.print(impact)
+        rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})
+        if rewritten_all:
+            console.print(f"  Rewritten (tables and indexes): {', '.join(rewritten_all)}")
+
+
+def _lint(plan: UpgradePlan) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = out()
+    lint = plan.lint
+    if not lint.ran:
+        console.print(f"[yellow]Lint:[/] {escape(lint.note or 'not run')}")
+        return
+    if not lint.findings:
+        console.print("[green]Lint (Squawk):[/] no findings.")
+        return
+    table = Table(
+        title=f"Lint (Squawk): {len(lint.errors)} errors, {len(lint.findings) - len(lint.errors)} warnings",
+        title_justify="left",
+    )
+    for column in ("Level", "Revision", "Rule", "Statement", "Advice"):
+        table.add_column(column, overflow="fold")
+    for finding in lint.findings:
+        level = "[bold red]error[/]" if finding.level == "error" else "[yellow]warning[/]"
+        advice = finding.message + (f" {finding.advice}" if finding.advice else "")
+        statement = finding.statement if len(finding.statement) < 120 else finding.statement[:117] + "..."
+        table.add_row(level, finding.revision, finding.rule, escape(statement), escape(advice))
+    console.print(table)
+
+
+def _rows(count: int) -> str:
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.1f} M"
+    if count >= 1_000:
+        return f"{count / 1_000:.1f} k"
+    return str(count)
+
+
+def _bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+class RichProgress:
+    """Each revision as it runs (on stderr), with its time when it is done."""
+
+    def __init__(self) -> None:
+        self._console = err()
+        self._status: Any = None
+
+    def started(self, revision: RevisionInfo) -> None:
+        self._status = self._console.status(f"Applying {revision.revision} {revision.message}…")
+        self._status.start()
+
+    def finished(self, revision: RevisionInfo, seconds: float) -> None:
+        if self._status is not None:
+            self._status.stop()
+        self._console.print(f"  [green]✓[/] {revision.revision}  {revision.message}  [dim]{seconds:.2f} s[/]")
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
+def upgrade_done(result: ApplyResult) -> None:
+    console = out()
+    console.print(
+        f"[green]Upgraded[/] {result.database}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "
+        f"from {', '.join(result.from_revisions) or 'an empty database'} to {', '.join(result.to_revisions)}."
+    )
+
+
+def offline_sql(chunks: list[tuple[RevisionInfo, str]]) -> None:
+    for info, sql in chunks:
+        sys.stdout.write(f"-- {info.revision}: {info.message}\n{sql.strip()}\n\n")

@@ -1,0 +1,164 @@
+"""Apply a reviewed plan: one transaction per revision, under the migration lock, audited.
+
+A failure leaves the database at the last revision that committed, never half-way through
+one; the error names the revision, what the database said, the statement, and where the
+database now stands.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from hindsight_migrate import ledger
+from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.bootstrap import apply_bootstrap
+from hindsight_migrate.database import Database, server_said
+from hindsight_migrate.errors import Refused, Section, StatementFailed
+from hindsight_migrate.locking import migration_lock
+from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.plan import UpgradePlan
+
+
+class Progress(Protocol):
+    """Told as each revision starts and ends; the CLI draws it, tests may record it."""
+
+    def started(self, revision: RevisionInfo) -> None: ...
+
+    def finished(self, revision: RevisionInfo, seconds: float) -> None: ...
+
+
+class NoProgress:
+    def started(self, revision: RevisionInfo) -> None:
+        pass
+
+    def finished(self, revision: RevisionInfo, seconds: float) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class AppliedRevision:
+    revision: str
+    message: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    database: str
+    from_revisions: tuple[str, ...]
+    to_revisions: tuple[str, ...]
+    applied: tuple[AppliedRevision, ...]
+    bootstrapped: bool
+    seconds: float
+
+
+def apply_upgrade(
+    plan: UpgradePlan,
+    project: AlembicProject,
+    database: Database,
+    *,
+    lock_wait: float,
+    lock_timeout: str,
+    progress: Progress | None = None,
+) -> ApplyResult:
+    """Writes: the plan's revisions, each in a transaction of its own, and one audit row."""
+    from sqlalchemy.exc import DBAPIError
+
+    progress = progress or NoProgress()
+    started = time.monotonic()
+    applied: list[AppliedRevision] = []
+    if plan.bootstrap is not None:
+        apply_bootstrap(plan.bootstrap, project, database, lock_wait=lock_wait)
+    with migration_lock(database, wait_seconds=lock_wait), database.connect() as connection:
+        now = project.current_heads(connection)
+        expected = (plan.bootstrap.baseline.revision,) if plan.bootstrap else plan.current
+        if now != expected:
+            connection.rollback()
+            raise Refused(
+                f"The database moved since this plan was made: it was at {_words(expected)}, it is now at "
+                f"{_words(now)}. Nothing was applied. Run hindsight-migrate up again to review the new plan.",
+            )
+        ledger.ensure_tool_tables(connection)
+        audit_id = ledger.start_apply(
+            connection, command="up", database=plan.database, from_revisions=now, fingerprint=plan.fingerprint
+        )
+        connection.commit()
+        # Session-wide, so it holds in the transaction env.py opens for each revision: a migration
+        # waiting behind live traffic gives up instead of queueing every other query behind it.
+        connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
+        connection.commit()
+        for item in plan.pending:
+            revision = item.info
+            progress.started(revision)
+            revision_started = time.monotonic()
+            try:
+                project.upgrade_one(connection, revision.revision)
+                if connection.in_transaction():  # an env.py that does not begin its own
+                    connection.commit()
+            except DBAPIError as err:
+                connection.rollback()
+                raise _failed(project, connection, audit_id, revision, err, started, lock_timeout) from err
+            seconds = time.monotonic() - revision_started
+            applied.append(AppliedRevision(revision.revision, revision.message, seconds))
+            progress.finished(revision, seconds)
+        final = project.current_heads(connection)
+        connection.rollback()
+        with connection.begin():
+            ledger.finish_apply(
+                connection, audit_id, outcome="succeeded", to_revisions=final, seconds=time.monotonic() - started
+            )
+    return ApplyResult(
+        database=plan.database,
+        from_revisions=plan.current,
+        to_revisions=final,
+        applied=tuple(applied),
+        bootstrapped=plan.bootstrap is not None,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _failed(
+    project: AlembicProject,
+    connection: object,
+    audit_id: int,
+    revision: RevisionInfo,
+    err: BaseException,
+    started: float,
+    lock_timeout: str,
+) -> StatementFailed:
+    from sqlalchemy.engine import Connection
+
+    assert isinstance(connection, Connection)
+    said = server_said(err)
+    now = project.current_heads(connection)
+    connection.rollback()
+    with connection.begin():
+        ledger.finish_apply(
+            connection, audit_id, outcome="failed", to_revisions=now, seconds=time.monotonic() - started, error=said
+        )
+    if "lock timeout" in said:
+        headline = (
+            f"Revision {revision.revision} ({revision.message}) gave up after waiting {lock_timeout} for a lock: "
+            "another session holds a lock on a table it changes. Nothing of that revision was applied; "
+            "retry when traffic is lower, or raise lock_timeout in [hindsight-migrate]."
+        )
+    else:
+        headline = (
+            f"Revision {revision.revision} ({revision.message}) failed and was rolled back. Fix the revision "
+            "(or the data it trips over) and run hindsight-migrate up again; the revisions before it are applied."
+        )
+    statement = getattr(err, "statement", None)
+    sections = [
+        Section("Failing revision", f"{revision.revision}  {revision.path}"),
+        Section("Database said", said),
+    ]
+    if statement:
+        sections.append(Section("Statement", mask_secrets(str(statement).strip())))
+    sections.append(Section("Database now at", _words(now)))
+    return StatementFailed(headline, sections=tuple(sections))
+
+
+def _words(revisions: tuple[str, ...]) -> str:
+    return ", ".join(revisions) if revisions else "no revision (empty version table)"
