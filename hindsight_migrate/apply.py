@@ -74,6 +74,10 @@ def apply_upgrade(
     with migration_lock(database, wait_seconds=lock_wait), database.connect() as connection:
         now = project.current_heads(connection)
         expected = (plan.bootstrap.baseline.revision,) if plan.bootstrap else plan.current
+        if now == plan.final and now != expected:
+            # Another run applied exactly this plan while we waited for the lock: nothing to do.
+            connection.rollback()
+            return ApplyResult(plan.database, plan.current, now, (), False, time.monotonic() - started)
         if now != expected:
             connection.rollback()
             raise Refused(

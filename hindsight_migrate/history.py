@@ -9,7 +9,7 @@ from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
 from hindsight_migrate.bootstrap import read_bootstrap_sql, v1_drift
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import ConfigError, ConnectionFailed
-from hindsight_migrate.ledger import BootstrapRecord
+from hindsight_migrate.ledger import ApplyRecord, BootstrapRecord
 
 CURRENT = "current"
 APPLIED = "applied"
@@ -31,6 +31,7 @@ class DatabaseState:
     unknown: tuple[str, ...]  # revisions in the version table that no file in versions/ has
     bootstrap: BootstrapRecord | None
     v1_drift: str | None
+    last_apply: ApplyRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
         with database.connect() as connection:
             heads = project.current_heads(connection)
             record = ledger.last_bootstrap(connection)
+            last_apply = ledger.last_apply(connection)
             connection.rollback()
     except ConnectionFailed as err:
         # history is useful without a database: show the graph and say why state is missing.
@@ -93,4 +95,5 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
         unknown=tuple(h for h in heads if not project.knows(h)),
         bootstrap=record,
         v1_drift=drift,
+        last_apply=last_apply,
     )

@@ -220,6 +220,15 @@ def history(history: History) -> None:
                 f"Bootstrapped {state.bootstrap.bootstrapped_at:%Y-%m-%d %H:%M %Z} from "
                 f"{state.bootstrap.sql_path} by {state.bootstrap.os_user}@{state.bootstrap.host}."
             )
+        if state.last_apply is not None:
+            run = state.last_apply
+            outcome = {"running": "[yellow]still running, or was killed[/]", "failed": "[red]failed[/]"}.get(
+                run.outcome, "[green]succeeded[/]"
+            )
+            console.print(
+                f"Last apply: {run.command} {run.started_at:%Y-%m-%d %H:%M %Z} by {run.os_user}@{run.host}, "
+                f"{run.from_revisions} → {run.to_revisions or '?'}, {outcome}."
+            )
         if state.v1_drift:
             console.print(f"[yellow]Warning:[/] {state.v1_drift}")
 
