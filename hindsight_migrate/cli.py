@@ -403,4 +403,12 @@ def _open(options: GlobalOptions) -> tuple[Settings, AlembicProject, Database]:
 
 def main() -> NoReturn:
     """Console-script entry point."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        # A polite kill (a CI job cancelled, a deploy aborted) unwinds like Ctrl-C, so the
+        # open transaction is rolled back and a rehearsal's scratch database is dropped.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     sys.exit(app())

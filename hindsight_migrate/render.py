@@ -384,13 +384,13 @@ def _lint(plan: UpgradePlan) -> None:
         title=f"Lint (Squawk): {len(lint.errors)} errors, {len(lint.findings) - len(lint.errors)} warnings",
         title_justify="left",
     )
-    for column in ("Level", "Revision", "Rule", "Statement", "Advice"):
+    for column in ("Level", "Revision", "Line", "Rule", "Finding"):
         table.add_column(column, overflow="fold")
     for finding in lint.findings:
         level = "[bold red]error[/]" if finding.level == "error" else "[yellow]warning[/]"
-        advice = finding.message + (f" {finding.advice}" if finding.advice else "")
-        statement = finding.statement if len(finding.statement) < 120 else finding.statement[:117] + "..."
-        table.add_row(level, finding.revision, finding.rule, escape(statement), escape(advice))
+        # Errors carry Squawk's advice in full; warnings stay one line each so the plan stays readable.
+        text = finding.message + (f" {finding.advice}" if finding.advice and finding.level == "error" else "")
+        table.add_row(level, finding.revision, str(finding.line), finding.rule, escape(text))
     console.print(table)
 
 
