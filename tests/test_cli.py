@@ -44,7 +44,7 @@ def test_python_dash_m_runs_the_same_app(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"hindsight-migrate {__version__}"
 
 
-@pytest.mark.parametrize("command", ["bootstrap", "history"])
+@pytest.mark.parametrize("command", ["bootstrap", "history", "up"])
 def test_every_command_has_help_with_an_example(command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0, result.output
@@ -64,7 +64,9 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["bootstrap", "--help"], ["history", "--help"], ["--version"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["bootstrap", "--help"], ["history", "--help"], ["up", "--help"], ["--version"]]
+)
 def test_help_does_not_import_sqlalchemy_or_alembic(argv: list[str]) -> None:
     probe = (
         "import sys\n"
@@ -93,16 +95,20 @@ def test_console_script_bootstraps_and_reports_history(hindsight_project: Path, 
 
 
 def test_embedded_default_needs_no_database_url(hindsight_project: Path) -> None:
-    """With no URL anywhere, the embedded server starts on demand, in the project's .hindsight/."""
-    bootstrap = _run("bootstrap", "--yes", cwd=hindsight_project)
-    assert bootstrap.returncode == 0, bootstrap.stdout + bootstrap.stderr
-    assert "embedded PostgreSQL" in bootstrap.stderr
+    """The README's first command: with no URL anywhere, `up --yes` bootstraps and upgrades the embedded server."""
+    up = _run("up", "--yes", cwd=hindsight_project)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "embedded PostgreSQL" in up.stderr
+    assert "Bootstrap first" in up.stdout
     assert (hindsight_project / ".hindsight" / "pgdata" / "PG_VERSION").is_file()
     assert (hindsight_project / ".hindsight" / ".gitignore").read_text().strip().endswith("*")
 
-    # A second process finds the same data: the schema persisted.
+    # A second process finds the same data: the schema persisted, at the head.
     history = _run("history", "--json", cwd=hindsight_project)
     assert history.returncode == 0, history.stderr
-    assert json.loads(history.stdout)["database"]["current"] == ["cd3fb603795c"]
-    again = _run("bootstrap", "--yes", cwd=hindsight_project)
-    assert again.returncode == 6, again.stderr
+    assert json.loads(history.stdout)["database"]["current"] == ["461838d94bcb"]
+    again = _run("up", "--yes", cwd=hindsight_project)
+    assert again.returncode == 0, again.stderr
+    assert "Nothing to do" in again.stdout
+    bootstrap = _run("bootstrap", "--yes", cwd=hindsight_project)
+    assert bootstrap.returncode == 6, bootstrap.stderr
