@@ -8,6 +8,7 @@ boundary, the way Alembic's own ``_catch_revision_errors`` does for its CLI.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import sys
@@ -155,21 +156,32 @@ class AlembicProject:
             scripts = list(self.script.iterate_revisions(target, current, implicit_base=True))
         return tuple(self._info(script) for script in reversed(scripts))
 
+    def downgrade_path(self, current: tuple[str, ...], target: str) -> tuple[RevisionInfo, ...]:
+        """The revisions a downgrade from ``current`` to ``target`` reverts, in the order it reverts them.
+
+        ``target`` is anything ``alembic downgrade`` takes: a revision id or unique prefix,
+        ``base``, or ``-N`` (relative to ``current``).
+        """
+        if target != "base" and not target.startswith("-"):
+            self.resolve(target)
+        with _revision_errors():
+            scripts = list(self.script.iterate_revisions(current, target, select_for_downgrade=True))
+        return tuple(self._info(script) for script in scripts)
+
     def resolve_target(self, target: str) -> None:
         """Refuse an unknown or ambiguous target with our words (relative targets pass through)."""
         if target in ("head", "heads") or target.startswith("+") or "@" in target:
             return
         self.resolve(target)
 
-    def offline_sql(self, revision: RevisionInfo) -> str:
-        """The SQL one revision emits, rendered by Alembic's offline (``--sql``) mode; no database."""
+    def offline_sql(self, revision: RevisionInfo, *, downgrade: bool = False) -> str:
+        """The SQL one revision's upgrade (or downgrade) emits, in Alembic's offline mode; no database."""
         from alembic.runtime.environment import EnvironmentContext
 
         buffer = io.StringIO()
 
         def steps(heads: Any, context: Any) -> list[Any]:
-            # Alembic's own planner for `upgrade`, from the revision's parents to it alone.
-            return list(self.script._upgrade_revs(revision.revision, heads))
+            return [self._step(revision.revision, downgrade=downgrade)]
 
         env_py = Path(self.script.dir) / "env.py"
         saved_url = self.config.get_main_option("sqlalchemy.url")
@@ -185,7 +197,8 @@ class AlembicProject:
                     self.script,
                     fn=steps,
                     as_sql=True,
-                    starting_rev=revision.parents or None,
+                    # Offline mode starts from these heads: the parents going up, the revision going down.
+                    starting_rev=(revision.revision,) if downgrade else (revision.parents or None),
                     destination_rev=revision.revision,
                     output_buffer=buffer,
                     transactional_ddl=False,
@@ -227,9 +240,64 @@ class AlembicProject:
         """
 
         def steps(heads: Any, context: Any) -> list[Any]:
-            return list(self.script._upgrade_revs(revision, heads))
+            return [self._step(revision, downgrade=False)]
 
         self._run_env(connection, steps)
+
+    def downgrade_one(self, connection: Connection, revision: str) -> None:
+        """Writes: reverts one revision (a current head) through env.py; see :meth:`upgrade_one`."""
+
+        def steps(heads: Any, context: Any) -> list[Any]:
+            return [self._step(revision, downgrade=True)]
+
+        self._run_env(connection, steps)
+
+    def _step(self, revision: str, *, downgrade: bool) -> Any:
+        """Alembic's migration step for exactly this revision, in one direction."""
+        from alembic.runtime.migration import MigrationStep
+
+        script = self.script.get_revision(revision)
+        if downgrade:
+            return MigrationStep.downgrade_from_script(self.script.revision_map, script)
+        return MigrationStep.upgrade_from_script(self.script.revision_map, script)
+
+    def autogenerate(
+        self,
+        connection: Connection,
+        message: str,
+        *,
+        write: Callable[[tuple[Operation, ...]], bool],
+    ) -> tuple[tuple[Operation, ...], Path | None]:
+        """Compare the models with the database on ``connection`` (which must be at head).
+
+        ``write`` sees the detected operations before anything is written and says whether to
+        write the revision file. Returns the operations and the new file's path (None when
+        nothing was written). Writes a file; reads the database only.
+        """
+        from alembic import command
+
+        found: list[Operation] = []
+        decision: list[bool] = []
+
+        def review(context: Any, revision: Any, directives: list[Any]) -> None:
+            script = directives[0]
+            found.extend(_operations(script.upgrade_ops.ops))
+            if not write(tuple(found)):
+                decision.append(False)
+                directives[:] = []  # Alembic then writes nothing
+
+        # Alembic announces "Generating ... done" on stdout itself; the tool says it in its own words.
+        with self._env_uses(connection), contextlib.redirect_stdout(self.output):
+            result = command.revision(
+                self.config, message=message, autogenerate=True, process_revision_directives=review
+            )
+        # Alembic returns a Script, a list of them, or an empty list when the hook cleared the directives.
+        script = (result[0] if result else None) if isinstance(result, list) else result
+        if decision or script is None:
+            return tuple(found), None
+        # A new file: forget the cached graph so later calls see it.
+        self.__dict__.pop("script", None)
+        return tuple(found), _relative_to(Path(script.path), self.settings.project_dir)
 
     def _run_env(self, connection: Connection, fn: Callable[..., list[Any]], **options: Any) -> None:
         from alembic.runtime.environment import EnvironmentContext
@@ -253,6 +321,73 @@ class AlembicProject:
                 yield
         finally:
             self.config.attributes.pop("connection", None)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One schema operation autogenerate detected, as plain data (no Alembic objects)."""
+
+    kind: str  # add_table, drop_table, add_column, drop_column, alter_column, add_index, ...
+    table: str
+    name: str  # column, index or constraint name; the table name for table operations
+    columns: tuple[tuple[str, str], ...] = ()  # (name, type) of a created or dropped table
+    type: str | None = None  # the column's type (add/drop column), or the new type (alter)
+    existing_type: str | None = None  # alter_column: the type before
+    nullable: bool | None = None  # add_column: the column's; alter_column: the new nullability
+    has_server_default: bool = False
+
+
+def _operations(ops: Iterable[Any]) -> list[Operation]:
+    """Flatten Alembic's op tree (ModifyTableOps hold the per-table ones) into Operations."""
+    from alembic.operations import ops as alembic_ops
+
+    result: list[Operation] = []
+    for op in ops:
+        if isinstance(op, alembic_ops.ModifyTableOps):
+            result.extend(_operations(op.ops))
+        elif isinstance(op, (alembic_ops.CreateTableOp, alembic_ops.DropTableOp)):
+            kind = "add_table" if isinstance(op, alembic_ops.CreateTableOp) else "drop_table"
+            columns = tuple((c.name, str(c.type)) for c in op.to_table().columns)
+            result.append(Operation(kind, op.table_name, op.table_name, columns=columns))
+        elif isinstance(op, (alembic_ops.AddColumnOp, alembic_ops.DropColumnOp)):
+            column = op.column if isinstance(op, alembic_ops.AddColumnOp) else op.to_column()
+            kind = "add_column" if isinstance(op, alembic_ops.AddColumnOp) else "drop_column"
+            result.append(
+                Operation(
+                    kind,
+                    op.table_name,
+                    column.name,
+                    type=str(column.type),
+                    nullable=bool(column.nullable),
+                    has_server_default=column.server_default is not None,
+                )
+            )
+        elif isinstance(op, alembic_ops.AlterColumnOp):
+            result.append(
+                Operation(
+                    "alter_column",
+                    op.table_name,
+                    op.column_name,
+                    type=str(op.modify_type) if op.modify_type is not None else None,
+                    existing_type=str(op.existing_type) if op.existing_type is not None else None,
+                    nullable=op.modify_nullable,
+                    has_server_default=bool(op.existing_server_default or op.modify_server_default),
+                )
+            )
+        else:
+            name = getattr(op, "index_name", None) or getattr(op, "constraint_name", None) or ""
+            table_name = getattr(op, "table_name", None) or ""
+            kind = {
+                "CreateIndexOp": "add_index",
+                "DropIndexOp": "drop_index",
+                "AddConstraintOp": "add_constraint",
+                "CreateUniqueConstraintOp": "add_constraint",
+                "CreateForeignKeyOp": "add_constraint",
+                "CreateCheckConstraintOp": "add_constraint",
+                "DropConstraintOp": "drop_constraint",
+            }.get(type(op).__name__, type(op).__name__)
+            result.append(Operation(kind, str(table_name), str(name)))
+    return result
 
 
 _ENV_PY_FIX = """\

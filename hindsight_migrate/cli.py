@@ -355,6 +355,52 @@ def up(
     _guarded(options, body)
 
 
+@app.command()
+def new(
+    ctx: typer.Context,
+    message: Annotated[str, typer.Argument(help="What the revision does; it also names the file.")],
+    against_target: Annotated[
+        bool,
+        typer.Option(
+            "--against-target",
+            help="Compare with the configured database (it must be at head) instead of a scratch one built at head.",
+        ),
+    ] = False,
+    empty: Annotated[
+        bool, typer.Option("--empty", help="Write the revision even when nothing changed (a data migration).")
+    ] = False,
+    sql: Annotated[bool, typer.Option("--sql", help="Also show the SQL the new revision emits.")] = False,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Autogenerate a new revision from the models, reviewed before it is written.
+
+    Compares the models with a scratch database built at head from nothing (on the configured
+    server, dropped afterwards), so the result depends only on the code. Flags every drop, type
+    narrowing and NOT NULL without a server default, names probable renames with the operation
+    to use instead, refuses an empty revision unless --empty, and lints the new file's SQL.
+
+    Example:
+
+        hindsight-migrate new "add memory_blocks.pinned"
+    """
+    options = _globals(ctx, config, url, debug)
+
+    def body() -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.autogen import new_revision
+
+        _, project, database = _open(options)
+        try:
+            result = new_revision(project, database, message, against_target=against_target, allow_empty=empty)
+        finally:
+            database.dispose()
+        render.new_revision(result, show_sql=sql)
+
+    _guarded(options, body)
+
+
 def _print_offline_sql(options: GlobalOptions, target: str) -> None:
     """``up --sql``: Alembic's offline rendering of the range; touches no database."""
     from hindsight_migrate import render

@@ -49,6 +49,13 @@ class HindsightMigrateError(Exception):
         self.sections = sections
 
 
+class BadArgument(HindsightMigrateError):
+    """A command-line value that parses but makes no sense (an empty message, a bad range)."""
+
+    exit_code = ExitCode.USAGE
+    title = "Bad argument"
+
+
 class ConfigError(HindsightMigrateError):
     """alembic.ini, a setting, a URL or a file the configuration names is wrong or missing."""
 

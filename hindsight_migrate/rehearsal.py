@@ -155,36 +155,45 @@ def rehearse(
 
 
 @contextmanager
-def scratch_copy(target: Database, data_limit_bytes: int) -> Iterator[tuple[Database, bool]]:
-    """A copy of the target on the same server; dropped on exit, whatever happened."""
+def scratch_database(target: Database) -> Iterator[Database]:
+    """An empty database on the target's server; dropped on exit, whatever happened."""
     from sqlalchemy.exc import DBAPIError
 
     from hindsight_migrate.database import open_engine_for_url
 
     name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     with target.connect() as connection:
-        size = catalog.database_size(connection)
-        connection.rollback()
         autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
         try:
             autocommit.exec_driver_sql(f'CREATE DATABASE "{name}"')
         except DBAPIError as err:
             raise RehearsalImpossible(
-                "The rehearsal needs a scratch database on the target's server, and it could not "
-                "be created. Grant the user CREATEDB, or rehearse elsewhere: --rehearse-on URL "
-                "(a disposable database with the same schema) or --rehearse-on target (a rolled-"
-                "back transaction on the target). Or skip it: --no-rehearsal.",
+                "A scratch database is needed on the target's server, and it could not be created. Grant the "
+                "user CREATEDB, or rehearse elsewhere: --rehearse-on URL (a disposable database with the same "
+                "schema) or --rehearse-on target (a rolled-back transaction on the target). Or skip it: "
+                "--no-rehearsal.",
                 sections=(Section("Database said", server_said(err)),),
             ) from err
-    scratch_url = target.engine.url.set(database=name)
-    scratch = Database(engine=open_engine_for_url(scratch_url), masked_url=f"scratch database {name}")
+    scratch = Database(
+        engine=open_engine_for_url(target.engine.url.set(database=name)), masked_url=f"scratch database {name}"
+    )
     try:
-        with_data = size <= data_limit_bytes
-        _copy_database(target.engine.url, scratch_url, with_data=with_data)
-        yield scratch, with_data
+        yield scratch
     finally:
         scratch.dispose()
         _drop_database(target, name)
+
+
+@contextmanager
+def scratch_copy(target: Database, data_limit_bytes: int) -> Iterator[tuple[Database, bool]]:
+    """A copy of the target on the same server (its data too when small); dropped on exit."""
+    with target.connect() as connection:
+        size = catalog.database_size(connection)
+        connection.rollback()
+    with scratch_database(target) as scratch:
+        with_data = size <= data_limit_bytes
+        _copy_database(target.engine.url, scratch.engine.url, with_data=with_data)
+        yield scratch, with_data
 
 
 def _drop_database(target: Database, name: str) -> None:

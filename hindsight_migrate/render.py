@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 
     from hindsight_migrate.alembic_api import RevisionInfo
     from hindsight_migrate.apply import ApplyResult
+    from hindsight_migrate.autogen import NewRevision
     from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult
     from hindsight_migrate.config import Settings
     from hindsight_migrate.errors import HindsightMigrateError
     from hindsight_migrate.history import History
+    from hindsight_migrate.lint import LintResult
     from hindsight_migrate.plan import UpgradePlan
 
 
@@ -369,11 +371,14 @@ def _rehearsal(plan: UpgradePlan) -> None:
 
 
 def _lint(plan: UpgradePlan) -> None:
+    lint_result(plan.lint)
+
+
+def lint_result(lint: LintResult) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     console = out()
-    lint = plan.lint
     if not lint.ran:
         console.print(f"[yellow]Lint:[/] {escape(lint.note or 'not run')}")
         return
@@ -443,3 +448,40 @@ def upgrade_done(result: ApplyResult) -> None:
 def offline_sql(chunks: list[tuple[RevisionInfo, str]]) -> None:
     for info, sql in chunks:
         sys.stdout.write(f"-- {info.revision}: {info.message}\n{sql.strip()}\n\n")
+
+
+# -- new ---------------------------------------------------------------------------------
+
+
+def new_revision(result: NewRevision, *, show_sql: bool) -> None:
+    from rich.markup import escape
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    console = out()
+    console.print(f"Compared the models with {escape(result.compared_with)}.")
+    flagged = {id(f.operation): f for f in result.findings}
+    table = Table(title=f"Detected operations ({len(result.operations)})", title_justify="left")
+    for column in ("", "Operation", "Table", "Name", "Type"):
+        table.add_column(column, overflow="fold")
+    for op in result.operations:
+        finding = flagged.get(id(op))
+        mark = "" if finding is None else "[bold red]![/]" if finding.level == "danger" else "[yellow]?[/]"
+        type_text = op.type or ""
+        if op.kind == "alter_column" and op.existing_type and op.type:
+            type_text = f"{op.existing_type} → {op.type}"
+        table.add_row(mark, op.kind.replace("_", " "), op.table, op.name, escape(type_text))
+    console.print(table)
+    for finding in result.findings:
+        colour = "red" if finding.level == "danger" else "yellow"
+        console.print(f"  [{colour}]{finding.level}:[/] {escape(finding.message)}")
+        if finding.instead:
+            console.print(f"      instead: [bold]{escape(finding.instead)}[/]")
+    if result.lint is not None:
+        lint_result(result.lint)
+    if show_sql and result.sql is not None:
+        console.print(Syntax(result.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
+    console.print(
+        f"[green]Wrote[/] {result.path} (revision {result.revision}). Open it, fix what is flagged above, "
+        "then review and apply it with [bold]hindsight-migrate up[/]."
+    )

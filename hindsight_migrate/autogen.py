@@ -1,0 +1,124 @@
+"""``new``: autogenerate a revision with guardrails.
+
+By default the models are compared with a scratch database built at head from nothing
+(bootstrap, then every revision), so what is written depends only on the code, never on
+leftovers in someone's local database. The detected operations are reviewed before the file
+is written (drops, narrowings, NOT NULL without a default, probable renames), an empty
+revision is refused unless asked for, and the new file's SQL is linted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from hindsight_migrate.alembic_api import AlembicProject, Operation
+from hindsight_migrate.bootstrap import plan_bootstrap, rehearse_bootstrap
+from hindsight_migrate.database import Database
+from hindsight_migrate.errors import BadArgument, Refused, Section
+from hindsight_migrate.lint import LintResult, lint_sql
+from hindsight_migrate.review import ReviewFinding, review_operations
+
+
+@dataclass(frozen=True)
+class NewRevision:
+    message: str
+    compared_with: str
+    operations: tuple[Operation, ...]
+    findings: tuple[ReviewFinding, ...]
+    path: Path | None  # None when nothing was written
+    revision: str | None
+    sql: str | None
+    lint: LintResult | None
+
+
+def new_revision(
+    project: AlembicProject,
+    database: Database,
+    message: str,
+    *,
+    against_target: bool,
+    allow_empty: bool,
+) -> NewRevision:
+    """Writes a revision file; reads the target only (``--against-target``) or a scratch database."""
+    message = " ".join(message.split())
+    if not message:
+        raise BadArgument('A revision needs a message that says what it does, e.g. hindsight-migrate new "add users".')
+    with (
+        _database_at_head(project, database, against_target) as (at_head, compared_with),
+        at_head.connect() as connection,
+    ):
+        operations, path = project.autogenerate(connection, message, write=lambda ops: bool(ops) or allow_empty)
+        connection.rollback()
+    findings = review_operations(operations)
+    if path is None:
+        raise Refused(
+            f"Autogenerate found no difference between the models and {compared_with}, so no revision was "
+            "written. For a hand-written data migration, pass --empty.",
+        )
+    revision = _revision_in(project, path)
+    sql = project.offline_sql(project.resolve(revision)) if revision else None
+    lint = lint_sql({revision: sql}, project.settings.tool) if revision and sql is not None else None
+    return NewRevision(message, compared_with, operations, findings, path, revision, sql, lint)
+
+
+@contextmanager
+def _database_at_head(
+    project: AlembicProject, database: Database, against_target: bool
+) -> Iterator[tuple[Database, str]]:
+    if against_target:
+        with database.connect() as connection:
+            current = project.current_heads(connection)
+            connection.rollback()
+        heads = project.heads()
+        if set(current) != set(heads):
+            raise Refused(
+                f"--against-target compares the models with {database.masked_url}, which must be at head: it is at "
+                f"{', '.join(current) or 'no revision'}, head is {', '.join(heads)}. Run hindsight-migrate up first, "
+                "or leave out --against-target to compare with a scratch database built at head.",
+            )
+        yield database, database.masked_url
+        return
+    from hindsight_migrate.rehearsal import scratch_database
+
+    with scratch_database(database) as scratch:
+        _build_at_head(project, scratch)
+        yield scratch, "a scratch database built at head from nothing"
+
+
+def _build_at_head(project: AlembicProject, scratch: Database) -> None:
+    """Writes (to the scratch database): V1 and the baseline stamp if configured, then every revision."""
+    from sqlalchemy.exc import DBAPIError
+
+    settings = project.settings
+    start: tuple[str, ...] = ()
+    if settings.bootstrap_sql is not None and settings.baseline:
+        bootstrap = plan_bootstrap(project, scratch, sql_path=settings.bootstrap_sql, baseline=settings.baseline)
+        with scratch.connect() as connection, connection.begin():
+            rehearse_bootstrap(bootstrap, project, connection)
+        start = (bootstrap.baseline.revision,)
+    with scratch.connect() as connection:
+        for info in project.upgrade_path(start, "heads"):
+            try:
+                project.upgrade_one(connection, info.revision)
+            except DBAPIError as err:
+                from hindsight_migrate.database import server_said
+
+                raise Refused(
+                    f"Building a scratch database at head failed at revision {info.revision}, so the models could "
+                    "not be compared. Fix that revision first (hindsight-migrate up --dry-run shows it).",
+                    sections=(Section("Database said", server_said(err)),),
+                ) from err
+            if connection.in_transaction():
+                connection.commit()
+
+
+def _revision_in(project: AlembicProject, path: Path) -> str | None:
+    full = path if path.is_absolute() else project.settings.project_dir / path
+    for info in project.revisions():
+        candidate = info.path if info.path.is_absolute() else project.settings.project_dir / info.path
+        if candidate.resolve() == full.resolve():
+            return info.revision
+    return None

@@ -1,0 +1,797 @@
+"""`hindsight-migrate up`: review (pending revisions, SQL, a measured rehearsal, lint), then apply.
+
+Every test checks the real database afterwards: the schema, the version table, the audit rows
+in ``hindsight_migrate.apply_log``, and that no scratch database of a rehearsal was left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from hindsight_migrate import catalog, cli
+from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.config import resolve_settings
+from hindsight_migrate.database import open_database
+from hindsight_migrate.errors import ExitCode
+from hindsight_migrate.plan import plan_upgrade
+from hindsight_migrate.rehearsal import SCRATCH_PREFIX, RehearsalOptions
+from tests import dbstate
+from tests.conftest import assert_failure, flatten, invoke
+from tests.projects import ENV_PY, ENV_PY_OWN_ENGINE, TINY_V1, Rev, write_project
+
+# Hindsight's chain.
+BASELINE = "cd3fb603795c"
+AFTER_BASELINE = "af874b5e21e4"
+BRANCH_POINT = "eda51b2b76a6"
+SEARCH_BRANCH = "d528e1c62d2e"
+FEEDBACK_BRANCH = "2345964a88e0"
+MERGE = "320ade7a869e"
+AFTER_MERGE = "0823327d9dc6"
+HEAD = "461838d94bcb"
+PENDING = {AFTER_BASELINE, BRANCH_POINT, SEARCH_BRANCH, FEEDBACK_BRANCH, MERGE, AFTER_MERGE, HEAD}
+V1_TABLES = {"agents", "agent_transcripts", "memory_blocks", "feedback_logs", "keywords", "memory_block_keywords"}
+UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/nope"
+
+# Tiny projects: V1 is tests.projects.TINY_V1 (table `things`), stamped as TINY_BASE.
+TINY_BASE = "aaaa00000001"
+
+
+def sleep_while_migration_lock_held(seconds: int) -> str:
+    """A statement that sleeps only where an advisory lock is held on the same database.
+
+    The apply holds the migration lock on the target; a rehearsal runs in a scratch database
+    where nobody holds one, so rehearsals stay fast. (pg_locks is cluster-wide, hence the
+    database filter: another run's rehearsal must not sleep because this run holds the lock.)
+    """
+    return (
+        "SELECT pg_sleep(CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) "
+        f"THEN {seconds} ELSE 0 END)"
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def scratch_databases(url: str) -> list[str]:
+    """Rehearsal databases on the server of ``url``; every rehearsal must drop its own."""
+    pattern = SCRATCH_PREFIX.replace("_", "\\_") + "%"  # hindsight\_rehearsal\_%
+    rows = dbstate.query(url, "SELECT datname FROM pg_database WHERE datname LIKE :pattern", pattern=pattern)
+    return sorted(row[0] for row in rows)
+
+
+def apply_log(url: str) -> list[tuple[Any, ...]]:
+    """(command, from_revisions, to_revisions, outcome) of every audited run, oldest first."""
+    if not dbstate.query(url, "SELECT to_regclass('hindsight_migrate.apply_log') IS NOT NULL")[0][0]:
+        return []
+    return dbstate.query(
+        url, "SELECT command, from_revisions, to_revisions, outcome FROM hindsight_migrate.apply_log ORDER BY id"
+    )
+
+
+def up_runs(url: str) -> list[tuple[Any, ...]]:
+    return [row for row in apply_log(url) if row[0] == "up"]
+
+
+def execute(url: str, *statements: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def columns(url: str, table: str) -> dict[str, tuple[str, str]]:
+    """{column: (data_type, is_nullable)} of a public table."""
+    rows = dbstate.query(
+        url,
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = :table",
+        table=table,
+    )
+    return {name: (data_type, nullable) for name, data_type, nullable in rows}
+
+
+def bootstrapped(ini: Path | str, url: str) -> str:
+    """Bootstrap a project's V1 + baseline; return the -c argument."""
+    result = invoke("-c", str(ini), "--url", url, "bootstrap", "--yes")
+    assert result.exit_code == 0, result.output
+    return str(ini)
+
+
+def tiny_project(folder: Path, *revisions: Rev, v1_sql: str = TINY_V1, settings: str = "") -> Path:
+    """A tiny project: baseline TINY_BASE plus ``revisions``; ``settings`` lines go into [hindsight-migrate]."""
+    ini = write_project(folder, [Rev(TINY_BASE, ()), *revisions], v1_sql=v1_sql)
+    if settings:
+        # write_project's ini ends with the [hindsight-migrate] section.
+        ini.write_text(ini.read_text() + settings.strip() + "\n")
+    return ini
+
+
+def pending_order(stdout: str) -> list[str]:
+    """The revision ids of the 'Pending revisions' table, in the order shown."""
+    return re.findall(r"^│\s*\d+\s*│\s*([0-9a-f]{12})\s*│", stdout, flags=re.MULTILINE)
+
+
+def table_lines(stdout: str, title: str) -> list[str]:
+    """The body rows of the Rich table whose title starts with ``title``."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    rows = []
+    for line in lines[start + 1 :]:
+        if line.startswith("└"):
+            break
+        if line.startswith("│"):
+            rows.append(line)
+    return rows
+
+
+def cli_command(ini: Path | str, url: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "hindsight_migrate", "-c", str(ini), "--url", url, *args]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **extra}
+
+
+def wait_for_sleeping_apply(url: str, process: subprocess.Popen[str], timeout: float = 30) -> int:
+    """Server pid of the backend of ``url``'s database that runs the lock-conditional pg_sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = dbstate.query(
+            url,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+            "AND query LIKE 'SELECT pg\\_sleep%' AND pid <> pg_backend_pid()",
+        )
+        if rows:
+            return int(rows[0][0])
+        if process.poll() is not None:
+            out, err = process.communicate(timeout=10)
+            pytest.fail(f"the run ended (exit {process.returncode}) before its apply slept:\n{out}\n{err}")
+        time.sleep(0.05)
+    pytest.fail("the run never reached the pg_sleep of its apply")
+
+
+# -- the plan ------------------------------------------------------------------------------
+
+
+def test_dry_run_shows_the_measured_plan_and_changes_nothing(hindsight_project: Path, database_url: str) -> None:
+    ini = bootstrapped(hindsight_project / "alembic.ini", database_url)
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    order = pending_order(out)
+    assert sorted(order) == sorted(PENDING) and len(order) == 7, out
+    # Run order: each revision after its parents, the merge after both branches.
+    assert order[:2] == [AFTER_BASELINE, BRANCH_POINT]
+    assert max(order.index(SEARCH_BRANCH), order.index(FEEDBACK_BRANCH)) < order.index(MERGE)
+    assert order[-2:] == [AFTER_MERGE, HEAD]
+    assert "Pending revisions, in the order they run (7)" in out
+    # The SQL of each revision, rendered offline.
+    assert "ALTER TABLE memory_blocks RENAME memory_id TO id" in out
+    assert "ALTER TABLE agent_transcripts ALTER COLUMN token_count TYPE BIGINT" in out
+    # The schema diff, measured by the rehearsal.
+    diff = table_lines(out, "Schema diff")
+    assert any(re.search(r"\+\s*│\s*table\s*│\s*public\.users\s*│", line) for line in diff), out
+    token_count = [line for line in diff if "public.agent_transcripts.token_count" in line]
+    assert len(token_count) == 1 and "integer" in token_count[0] and "bigint" in token_count[0], out
+    assert any("public.memory_blocks.memory_id" in line and "-" in line.split("│")[1] for line in diff), out
+    # The impact, measured: the type change rewrites agent_transcripts under ACCESS EXCLUSIVE.
+    impact = table_lines(out, "Impact, measured")
+    transcripts = [line for line in impact if "public.agent_transcripts" in line]
+    assert len(transcripts) == 1, out
+    assert HEAD in transcripts[0] and "ACCESS EXCLUSIVE" in transcripts[0] and "rewritten" in transcripts[0]
+    # A rename takes the same lock but rewrites nothing.
+    rename = next(line for line in impact if AFTER_BASELINE in line)
+    assert "public.memory_blocks" in rename and "rewritten" not in rename
+    assert "Dry run" in result.stderr
+    assert dbstate.snapshot(database_url) == before
+    assert up_runs(database_url) == []
+    assert scratch_databases(database_url) == []
+
+
+def test_rehearsal_diff_is_what_the_apply_does(hindsight_project: Path, database_url: str) -> None:
+    ini = bootstrapped(hindsight_project / "alembic.ini", database_url)
+    settings = resolve_settings(config_path=Path(ini), url=database_url)
+    project = AlembicProject(settings)
+    database = open_database(settings.database)
+    try:
+        with database.connect() as connection:
+            before = catalog.schema_snapshot(connection)
+            connection.rollback()
+        plan = plan_upgrade(project, database, target="heads", rehearsal=RehearsalOptions())
+    finally:
+        database.dispose()
+    assert plan.rehearsal is not None and plan.rehearsal.ok, plan.rehearsal
+    assert plan.rehearsal.where == "scratch" and plan.rehearsal.with_data
+    assert scratch_databases(database_url) == []
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert result.exit_code == 0, result.output
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            after = catalog.schema_snapshot(connection)
+    finally:
+        engine.dispose()
+    applied = catalog.diff_schemas(before, after)
+    assert applied, "the chain changes the schema"
+    assert applied == plan.rehearsal.diff
+    assert scratch_databases(database_url) == []
+
+
+# -- applying ------------------------------------------------------------------------------
+
+
+def test_up_applies_the_chain_and_records_it(hindsight_project: Path, database_url: str) -> None:
+    ini = bootstrapped(hindsight_project / "alembic.ini", database_url)
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert result.exit_code == 0, result.output
+    # What was reviewed is what ran, in that order.
+    ran = re.findall(r"✓ ([0-9a-f]{12})", result.stderr)
+    assert ran == pending_order(result.stdout) and set(ran) == PENDING, result.output
+    assert dbstate.alembic_version(database_url) == [HEAD]
+    memory_blocks = columns(database_url, "memory_blocks")
+    assert "id" in memory_blocks and "memory_id" not in memory_blocks
+    assert "users" in dbstate.tables(database_url)
+    assert columns(database_url, "agents")["slug"] == ("character varying", "NO")
+    assert columns(database_url, "agent_transcripts")["token_count"][0] == "bigint"
+    assert up_runs(database_url) == [("up", BASELINE, HEAD, "succeeded")]
+    assert f"from {BASELINE} to {HEAD}" in flatten(result.stdout)
+    assert scratch_databases(database_url) == []
+
+    history = invoke("-c", ini, "--url", database_url, "history")
+    assert history.exit_code == 0, history.output
+    assert "Last apply: up" in flatten(history.stdout)
+    assert f"{BASELINE} → {HEAD}, succeeded" in flatten(history.stdout)
+
+    again = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert again.exit_code == 0, again.output
+    assert "Nothing to do" in again.stdout
+    assert up_runs(database_url) == [("up", BASELINE, HEAD, "succeeded")]
+    assert dbstate.alembic_version(database_url) == [HEAD]
+
+
+def test_a_failing_revision_is_caught_by_the_rehearsal(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE things (id integer)")')),
+        database_url,
+    )
+    before = dbstate.snapshot(database_url)
+    log_before = apply_log(database_url)
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert_failure(
+        result, ExitCode.FAILED, "Revision bbbb00000002 fails in the rehearsal", 'relation "things" already exists'
+    )
+    assert dbstate.snapshot(database_url) == before
+    assert apply_log(database_url) == log_before  # the bootstrap's row only: no 'up' was attempted
+    assert up_runs(database_url) == []
+    assert scratch_databases(database_url) == []
+
+
+def test_not_null_over_existing_nulls_is_caught_with_the_data(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev(
+                "bbbb00000002",
+                (TINY_BASE,),
+                upgrade='op.alter_column("notes", "body", nullable=False)',
+            ),
+            v1_sql="CREATE TABLE notes (id integer PRIMARY KEY, body text);\nINSERT INTO notes VALUES (1, NULL);\n",
+        ),
+        database_url,
+    )
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert_failure(result, ExitCode.FAILED, "fails in the rehearsal", 'column "body"', "contains null values")
+    assert "with its data" in flatten(result.stdout)
+    assert dbstate.snapshot(database_url) == before
+    assert columns(database_url, "notes")["body"] == ("text", "YES")
+    assert dbstate.query(database_url, "SELECT id, body FROM notes") == [(1, None)]
+    assert up_runs(database_url) == []
+    assert scratch_databases(database_url) == []
+
+
+COMMITS_MID_REVISION = """\
+op.execute("CREATE TABLE before_commit (id integer)")
+op.get_bind().commit()
+op.execute("CREATE TABLE after_commit (id integer)")"""
+
+CONCURRENT_INDEX = """\
+with op.get_context().autocommit_block():
+    op.execute("CREATE INDEX CONCURRENTLY ix_things_name_id ON things (name, id)")"""
+
+
+def test_revisions_that_commit_rehearse_on_a_scratch_copy_only(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade=COMMITS_MID_REVISION),
+            Rev("cccc00000003", ("bbbb00000002",), upgrade=CONCURRENT_INDEX),
+        ),
+        database_url,
+    )
+    before = dbstate.snapshot(database_url)
+
+    dry = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+
+    assert dry.exit_code == 0, dry.output
+    assert "public.ix_things_name_id" in dry.stdout and "public.after_commit" in dry.stdout
+    assert dbstate.snapshot(database_url) == before
+    assert scratch_databases(database_url) == []
+
+    on_target = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--rehearse-on", "target")
+
+    assert_failure(on_target, ExitCode.REFUSED, "cannot be rehearsed", "autocommit_block")
+    assert dbstate.snapshot(database_url) == before
+
+    applied = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert applied.exit_code == 0, applied.output
+    assert dbstate.alembic_version(database_url) == ["cccc00000003"]
+    assert {"before_commit", "after_commit"} <= dbstate.tables(database_url)
+    index = dbstate.query(
+        database_url, "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('public.ix_things_name_id')"
+    )
+    assert index == [(True,)]
+    assert up_runs(database_url) == [("up", TINY_BASE, "cccc00000003", "succeeded")]
+    assert scratch_databases(database_url) == []
+
+
+def test_a_commit_mid_revision_cannot_be_rehearsed_on_the_target(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=COMMITS_MID_REVISION)), database_url
+    )
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--rehearse-on", "target")
+
+    assert_failure(result, ExitCode.REFUSED, "Revision bbbb00000002 cannot be rehearsed on the target", "commit")
+    assert dbstate.snapshot(database_url) == before
+    assert "before_commit" not in dbstate.tables(database_url)
+
+
+def test_rehearsal_on_the_target_rolls_back(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE widgets (id integer)")'),
+        ),
+        database_url,
+    )
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--rehearse-on", "target")
+
+    assert result.exit_code == 0, result.output
+    assert "the target itself, in one transaction that was rolled back" in flatten(result.stdout)
+    assert any("public.widgets" in line for line in table_lines(result.stdout, "Schema diff"))
+    assert dbstate.snapshot(database_url) == before
+    assert scratch_databases(database_url) == []
+
+
+ADD_REQUIRED_COLUMN = """\
+import sqlalchemy as sa
+op.add_column("things", sa.Column("x", sa.Integer(), nullable=False))"""
+
+
+def test_lint_error_blocks_unless_allowed(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade=ADD_REQUIRED_COLUMN),
+            settings="lint_error_rules = adding-required-field",
+        ),
+        database_url,
+    )
+    before = dbstate.snapshot(database_url)
+
+    blocked = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert_failure(blocked, ExitCode.REFUSED, "Lint found 1 error(s)", "bbbb00000002 adding-required-field")
+    assert dbstate.snapshot(database_url) == before
+    assert up_runs(database_url) == []
+    assert scratch_databases(database_url) == []
+
+    allowed = invoke("-c", ini, "--url", database_url, "up", "--yes", "--allow-lint")
+
+    assert allowed.exit_code == 0, allowed.output
+    assert columns(database_url, "things")["x"] == ("integer", "NO")
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
+    assert scratch_databases(database_url) == []
+
+
+def test_the_reviewer_types_the_target_revision(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE widgets (id integer)")'),
+            Rev("cccc00000003", ("bbbb00000002",), upgrade='op.execute("CREATE TABLE gadgets (id integer)")'),
+        ),
+        database_url,
+    )
+    before = dbstate.snapshot(database_url)
+    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+
+    declined = invoke("-c", ini, "--url", database_url, "up", input="nope\n")
+
+    assert_failure(declined, ExitCode.ABORTED, "Nothing was changed", "'nope' is not 'cccc00000003'")
+    assert dbstate.snapshot(database_url) == before
+    assert scratch_databases(database_url) == []
+
+    # Typing the first revision, or 'y', is not the target either.
+    wrong = invoke("-c", ini, "--url", database_url, "up", input="y\n")
+
+    assert_failure(wrong, ExitCode.ABORTED, "Nothing was changed")
+    assert dbstate.snapshot(database_url) == before
+
+    confirmed = invoke("-c", ini, "--url", database_url, "up", input="cccc0000\n")
+
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "Type the target revision (cccc00000003" in flatten(confirmed.stderr)
+    assert dbstate.alembic_version(database_url) == ["cccc00000003"]
+    assert {"widgets", "gadgets"} <= dbstate.tables(database_url)
+    assert scratch_databases(database_url) == []
+
+
+def test_no_terminal_and_no_yes_refuses(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE widgets (id integer)")'),
+        ),
+        database_url,
+    )
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", ini, "--url", database_url, "up")
+
+    assert_failure(result, ExitCode.ABORTED, "there is no terminal to ask on", "--yes")
+    assert "public.widgets" in result.stdout  # the plan was shown first
+    assert dbstate.snapshot(database_url) == before
+    assert up_runs(database_url) == []
+    assert scratch_databases(database_url) == []
+
+
+# -- concurrency, kills and locks ------------------------------------------------------------
+
+
+def test_concurrent_runs_apply_once(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev(
+                "bbbb00000002",
+                (TINY_BASE,),
+                upgrade=(
+                    'op.execute("CREATE TABLE applied_once (n integer)")\n'
+                    'op.execute("INSERT INTO applied_once VALUES (1)")\n'
+                    f"op.execute({sleep_while_migration_lock_held(6)!r})"
+                ),
+            ),
+        ),
+        database_url,
+    )
+    env = subprocess_env()
+    first = subprocess.Popen(
+        cli_command(ini, database_url, "up", "--yes"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    impatient: subprocess.Popen[str] | None = None
+    patient: subprocess.Popen[str] | None = None
+    try:
+        wait_for_sleeping_apply(database_url, first)
+        impatient = subprocess.Popen(
+            cli_command(ini, database_url, "up", "--yes", "--lock-wait", "1"),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        patient = subprocess.Popen(
+            cli_command(ini, database_url, "up", "--yes", "--lock-wait", "30"),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        impatient_out, impatient_err = impatient.communicate(timeout=60)
+        first_out, first_err = first.communicate(timeout=60)
+        patient_out, patient_err = patient.communicate(timeout=60)
+    finally:
+        for process in (first, impatient, patient):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+
+    assert impatient.returncode == ExitCode.LOCKED, impatient_out + impatient_err
+    said = flatten(impatient_err)
+    assert "Another hindsight-migrate run is changing" in said, impatient_err
+    assert f"hindsight-migrate pid {first.pid}" in said, impatient_err
+    assert "Traceback" not in impatient_err
+    assert first.returncode == 0, first_out + first_err
+    assert patient.returncode == 0, patient_out + patient_err
+    assert dbstate.query(database_url, "SELECT count(*) FROM applied_once") == [(1,)]
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
+    assert [row for row in up_runs(database_url) if row[1] == TINY_BASE] == [
+        ("up", TINY_BASE, "bbbb00000002", "succeeded")
+    ]
+    assert scratch_databases(database_url) == []
+
+
+def test_killed_up_stops_at_the_last_committed_revision(tmp_path: Path, database_url: str) -> None:
+    """SIGKILL during the second revision: the first stays applied, the second leaves no trace."""
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000001", (TINY_BASE,), upgrade='op.execute("CREATE TABLE t1 (id integer)")'),
+            Rev(
+                "bbbb00000002",
+                ("bbbb00000001",),
+                upgrade=(
+                    "import os\n"
+                    'op.execute("CREATE TABLE t2 (id integer)")\n'
+                    'if os.environ.get("HM_TEST_SLOW_APPLY"):\n'
+                    f"    op.execute({sleep_while_migration_lock_held(30)!r})"
+                ),
+            ),
+            Rev("bbbb00000003", ("bbbb00000002",), upgrade='op.execute("CREATE TABLE t3 (id integer)")'),
+        ),
+        database_url,
+    )
+    process = subprocess.Popen(
+        cli_command(ini, database_url, "up", "--yes"),
+        env=subprocess_env(HM_TEST_SLOW_APPLY="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        backend = wait_for_sleeping_apply(database_url, process)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    # The server notices the dead client only when the statement ends; end it now.
+    dbstate.query(database_url, "SELECT pg_terminate_backend(:pid)", pid=backend)
+
+    assert dbstate.alembic_version(database_url) == ["bbbb00000001"]
+    assert "t1" in dbstate.tables(database_url)
+    assert "t2" not in dbstate.tables(database_url)
+    assert up_runs(database_url) == [("up", TINY_BASE, None, "running")]
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert dbstate.alembic_version(database_url) == ["bbbb00000003"]
+    assert {"t1", "t2", "t3"} <= dbstate.tables(database_url)
+    assert up_runs(database_url) == [
+        ("up", TINY_BASE, None, "running"),
+        ("up", "bbbb00000001", "bbbb00000003", "succeeded"),
+    ]
+    assert scratch_databases(database_url) == []
+
+
+def test_lock_timeout_gives_up_instead_of_queueing(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev(
+                "bbbb00000002",
+                (TINY_BASE,),
+                upgrade='import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))',
+            ),
+            settings="lock_timeout = 1s",
+        ),
+        database_url,
+    )
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as holder:
+            # Live traffic: a reader's open transaction on the table the revision alters.
+            holder.execute(text("LOCK TABLE things IN ACCESS SHARE MODE"))
+            started = time.monotonic()
+            result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+            took = time.monotonic() - started
+            holder.rollback()
+    finally:
+        engine.dispose()
+
+    assert_failure(
+        result,
+        ExitCode.FAILED,
+        "Revision bbbb00000002",
+        "gave up after waiting 1s for a lock",
+        "lock timeout",
+        f"Database now at {TINY_BASE}",
+    )
+    assert took < 15, took
+    assert dbstate.alembic_version(database_url) == [TINY_BASE]
+    assert "note" not in columns(database_url, "things")
+    assert up_runs(database_url) == [("up", TINY_BASE, TINY_BASE, "failed")]
+    waited = dbstate.query(
+        database_url, "SELECT duration_seconds, error FROM hindsight_migrate.apply_log WHERE command = 'up'"
+    )
+    assert waited[0][0] < 4, waited  # 1s, not the default 5s
+    assert "lock timeout" in waited[0][1]
+    assert scratch_databases(database_url) == []
+
+
+# -- what `up` is pointed at -----------------------------------------------------------------
+
+
+def test_empty_database_is_bootstrapped_in_the_same_plan(hindsight_project: Path, database_url: str) -> None:
+    ini = str(hindsight_project / "alembic.ini")
+
+    dry = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+
+    assert dry.exit_code == 0, dry.output
+    assert "Bootstrap first" in flatten(dry.stdout)
+    assert "V1__initial_schema.sql" in dry.stdout
+    assert sorted(pending_order(dry.stdout)) == sorted(PENDING)
+    assert dbstate.snapshot(database_url)["relations"] == []
+    assert dbstate.schemas(database_url) == {"public"}
+    assert scratch_databases(database_url) == []
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert dbstate.alembic_version(database_url) == [HEAD]
+    assert V1_TABLES | {"users", "alembic_version"} <= dbstate.tables(database_url)
+    assert dbstate.query(database_url, "SELECT baseline FROM hindsight_migrate.bootstrap_log") == [(BASELINE,)]
+    assert apply_log(database_url) == [
+        ("bootstrap", "base", BASELINE, "succeeded"),
+        ("up", BASELINE, HEAD, "succeeded"),
+    ]
+    assert scratch_databases(database_url) == []
+
+
+REV_1 = "abcd11110001"
+REV_2 = "abcd22220002"
+REV_3 = "cdef33330003"
+
+
+def test_targets(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev(REV_1, (TINY_BASE,), upgrade='op.execute("CREATE TABLE one (id integer)")'),
+            Rev(REV_2, (REV_1,), upgrade='op.execute("CREATE TABLE two (id integer)")'),
+            Rev(REV_3, (REV_2,), upgrade='op.execute("CREATE TABLE three (id integer)")'),
+        ),
+        database_url,
+    )
+
+    one = invoke("-c", ini, "--url", database_url, "up", "+1", "--yes")
+
+    assert one.exit_code == 0, one.output
+    assert dbstate.alembic_version(database_url) == [REV_1]
+    assert {"one", "two", "three"} & dbstate.tables(database_url) == {"one"}
+
+    middle = invoke("-c", ini, "--url", database_url, "up", REV_2[:8], "--yes")
+
+    assert middle.exit_code == 0, middle.output
+    assert pending_order(middle.stdout) == [REV_2]
+    assert dbstate.alembic_version(database_url) == [REV_2]
+    assert "three" not in dbstate.tables(database_url)
+    before = dbstate.snapshot(database_url)
+
+    unknown = invoke("-c", ini, "--url", database_url, "up", "ffff0000", "--yes")
+
+    assert_failure(unknown, ExitCode.REVISION, "No revision 'ffff0000'")
+    ambiguous = invoke("-c", ini, "--url", database_url, "up", "abcd", "--yes")
+
+    assert_failure(ambiguous, ExitCode.REVISION, "'abcd' is ambiguous", f"{REV_1}, {REV_2}")
+    assert dbstate.snapshot(database_url) == before
+    assert up_runs(database_url) == [
+        ("up", TINY_BASE, REV_1, "succeeded"),
+        ("up", REV_1, REV_2, "succeeded"),
+    ]
+    assert scratch_databases(database_url) == []
+
+
+def test_sql_needs_no_database(hindsight_project: Path) -> None:
+    ini = str(hindsight_project / "alembic.ini")
+
+    everything = invoke("-c", ini, "--url", UNREACHABLE_URL, "up", "--sql")
+
+    assert everything.exit_code == 0, everything.output
+    sql = everything.stdout
+    for revision in PENDING:
+        assert f"-- {revision}:" in sql
+    assert f"-- {BASELINE}:" not in sql
+    assert "ALTER TABLE memory_blocks RENAME memory_id TO id" in sql
+    assert "ALTER TABLE agent_transcripts ALTER COLUMN token_count TYPE BIGINT" in sql
+
+    first_two = invoke("-c", ini, "--url", UNREACHABLE_URL, "up", "--sql", f"{BASELINE}:{BRANCH_POINT}")
+
+    assert first_two.exit_code == 0, first_two.output
+    assert re.findall(r"^-- ([0-9a-f]{12}):", first_two.stdout, flags=re.MULTILINE) == [AFTER_BASELINE, BRANCH_POINT]
+    assert "CREATE TABLE users" in first_two.stdout
+    assert "pg_trgm" not in first_two.stdout and "token_count" not in first_two.stdout
+
+
+def test_env_py_with_its_own_engine_is_refused(
+    tmp_path: Path,
+    database_url: str,
+    make_database: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other_url = make_database("other")
+    monkeypatch.setenv("MY_APP_DB", other_url)
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE widgets (id integer)")'),
+        ),
+        database_url,
+    )
+    # The project's env.py is then replaced by one that ignores the connection it is handed.
+    assert (tmp_path / "p" / "migrations" / "env.py").read_text() == ENV_PY
+    (tmp_path / "p" / "migrations" / "env.py").write_text(ENV_PY_OWN_ENGINE)
+    before = dbstate.snapshot(database_url)
+    other_before = dbstate.snapshot(other_url)
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+
+    assert_failure(result, ExitCode.CONFIG, "creates its own database engine", "config.attributes['connection']")
+    assert dbstate.snapshot(database_url) == before
+    assert dbstate.snapshot(other_url) == other_before
+    assert dbstate.alembic_version(other_url) is None
+    assert scratch_databases(database_url) == []
+
+
+def test_password_stays_out_of_output_and_audit(tmp_path: Path, database_url: str) -> None:
+    password = "S3cr3t-pw"
+    url = make_url(database_url).set(password=password).render_as_string(hide_password=False)
+    assert f":{password}@" in url
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE widgets (id integer)")'),
+        ),
+        url,
+    )
+
+    result = invoke("-c", ini, "--url", url, "up", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert password not in result.output
+    assert "postgres:***@" in result.output
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
+    rows = dbstate.query(database_url, "SELECT a::text FROM hindsight_migrate.apply_log a")
+    assert len(rows) == 2  # bootstrap and up
+    for (row,) in rows:
+        assert password not in row, row
+    assert any(":***@" in row for (row,) in rows), rows
+    for (row,) in dbstate.query(database_url, "SELECT b::text FROM hindsight_migrate.bootstrap_log b"):
+        assert password not in row, row
+    assert scratch_databases(database_url) == []
+
