@@ -252,6 +252,13 @@ class AlembicProject:
 
         self._run_env(connection, steps)
 
+    def run_one(self, connection: Connection, revision: str, *, downgrade: bool) -> None:
+        """Writes: one revision, in the direction asked; see :meth:`upgrade_one`."""
+        if downgrade:
+            self.downgrade_one(connection, revision)
+        else:
+            self.upgrade_one(connection, revision)
+
     def _step(self, revision: str, *, downgrade: bool) -> Any:
         """Alembic's migration step for exactly this revision, in one direction."""
         from alembic.runtime.migration import MigrationStep

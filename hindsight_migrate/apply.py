@@ -1,4 +1,4 @@
-"""Apply a reviewed plan: one transaction per revision, under the migration lock, audited.
+"""Apply a reviewed plan, up or down: one transaction per revision, under the migration lock, audited.
 
 A failure leaves the database at the last revision that committed, never half-way through
 one; the error names the revision, what the database said, the statement, and where the
@@ -13,16 +13,16 @@ from typing import Protocol
 
 from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
-from hindsight_migrate.bootstrap import apply_bootstrap
+from hindsight_migrate.bootstrap import apply_bootstrap, drop_baseline_schema
 from hindsight_migrate.database import Database, server_said
 from hindsight_migrate.errors import Refused, Section, StatementFailed
 from hindsight_migrate.locking import migration_lock
 from hindsight_migrate.masking import mask_secrets
-from hindsight_migrate.plan import UpgradePlan
+from hindsight_migrate.plan import DOWN, MigrationPlan
 
 
 class Progress(Protocol):
-    """Told as each revision starts and ends; the CLI draws it, tests may record it."""
+    """Told as each revision starts and ends; the CLI draws it."""
 
     def started(self, revision: RevisionInfo) -> None: ...
 
@@ -54,8 +54,8 @@ class ApplyResult:
     seconds: float
 
 
-def apply_upgrade(
-    plan: UpgradePlan,
+def apply_plan(
+    plan: MigrationPlan,
     project: AlembicProject,
     database: Database,
     *,
@@ -64,6 +64,7 @@ def apply_upgrade(
     progress: Progress | None = None,
 ) -> ApplyResult:
     """Writes: the plan's revisions, each in a transaction of its own, and one audit row."""
+    downgrade = plan.direction == DOWN
     from sqlalchemy.exc import DBAPIError
 
     progress = progress or NoProgress()
@@ -86,19 +87,19 @@ def apply_upgrade(
             )
         ledger.ensure_tool_tables(connection)
         audit_id = ledger.start_apply(
-            connection, command="up", database=plan.database, from_revisions=now, fingerprint=plan.fingerprint
+            connection, command=plan.direction, database=plan.database, from_revisions=now, fingerprint=plan.fingerprint
         )
         connection.commit()
         # Session-wide, so it holds in the transaction env.py opens for each revision: a migration
         # waiting behind live traffic gives up instead of queueing every other query behind it.
         connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
         connection.commit()
-        for item in plan.pending:
+        for item in plan.revisions:
             revision = item.info
             progress.started(revision)
             revision_started = time.monotonic()
             try:
-                project.upgrade_one(connection, revision.revision)
+                project.run_one(connection, revision.revision, downgrade=downgrade)
                 if connection.in_transaction():  # an env.py that does not begin its own
                     connection.commit()
             except DBAPIError as err:
@@ -107,6 +108,10 @@ def apply_upgrade(
             seconds = time.monotonic() - revision_started
             applied.append(AppliedRevision(revision.revision, revision.message, seconds))
             progress.finished(revision, seconds)
+        if plan.drops_baseline:
+            # Past the baseline: what V1 created goes too, with the version table, in one transaction.
+            with connection.begin():
+                drop_baseline_schema(connection)
         final = project.current_heads(connection)
         connection.rollback()
         with connection.begin():
@@ -151,7 +156,7 @@ def _failed(
     else:
         headline = (
             f"Revision {revision.revision} ({revision.message}) failed and was rolled back. Fix the revision "
-            "(or the data it trips over) and run hindsight-migrate up again; the revisions before it are applied."
+            "(or the data it trips over) and run again; the revisions before it in the plan are done."
         )
     statement = getattr(err, "statement", None)
     sections = [

@@ -164,6 +164,34 @@ def rehearse_bootstrap(plan: BootstrapPlan, project: AlembicProject, connection:
     project.stamp(connection, plan.baseline.revision)
 
 
+def drop_baseline_schema(connection: Connection) -> tuple[str, ...]:
+    """Writes: drops what V1 left (every application object) and the version table, in the
+    caller's transaction, so the database is empty again and bootstrap can run. Only for
+    ``down --to base --allow-drop-baseline``; returns the statements it ran."""
+    statements: list[str] = []
+    objects = catalog.list_objects(connection)
+    # Dependent objects go with CASCADE; order only keeps the statements readable.
+    for obj in objects:
+        quoted = f'"{obj.schema}"."{obj.name}"' if obj.schema else f'"{obj.name}"'
+        if obj.kind in ("table", "foreign table", "view", "materialized view", "sequence"):
+            keyword = {"foreign table": "FOREIGN TABLE", "materialized view": "MATERIALIZED VIEW"}.get(
+                obj.kind, obj.kind.upper()
+            )
+            statements.append(f"DROP {keyword} IF EXISTS {quoted} CASCADE")
+        elif obj.kind in ("enum type", "type", "domain"):
+            statements.append(f"DROP {'DOMAIN' if obj.kind == 'domain' else 'TYPE'} IF EXISTS {quoted} CASCADE")
+        elif obj.kind in ("function", "procedure"):
+            statements.append(f"DROP ROUTINE IF EXISTS {quoted} CASCADE")
+        elif obj.kind == "schema":
+            statements.append(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
+    for version_table in catalog.version_tables(connection):
+        schema, _, name = version_table.partition(".")
+        statements.append(f'DROP TABLE IF EXISTS "{schema}"."{name}"')
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+    return tuple(statements)
+
+
 def refuse_unless_empty(connection: Connection, sql: BootstrapSql) -> None:
     """Read-only: raise :class:`Refused` listing what the database already holds, if anything."""
     found = catalog.content_objects(catalog.list_objects(connection))

@@ -309,3 +309,29 @@ def database_size(connection: Connection) -> int:
     from sqlalchemy import text
 
     return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+
+
+def count_rows(connection: Connection, table: str, *, non_null_column: str | None = None) -> tuple[int, bool]:
+    """Read-only: rows of ``schema.table`` (or rows where a column is not NULL), and whether exact.
+
+    Counts for real under a short statement timeout; a table too big to count in time gets the
+    planner's estimate instead, said to be one.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    schema, _, name = table.partition(".")
+    quoted = f'"{schema}"."{name}"'.replace('""', '"')
+    where = f' WHERE "{non_null_column}" IS NOT NULL' if non_null_column else ""
+    savepoint = connection.begin_nested() if connection.in_transaction() else connection.begin()
+    try:
+        connection.execute(text("SET LOCAL statement_timeout = '5s'"))
+        rows = int(connection.execute(text(f"SELECT count(*) FROM {quoted}{where}")).scalar_one())
+        savepoint.rollback()
+        return rows, True
+    except DBAPIError:
+        savepoint.rollback()
+    estimate = connection.execute(
+        text("SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(:name)"), {"name": quoted}
+    ).scalar()
+    return int(estimate or 0), False

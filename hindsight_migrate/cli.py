@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from hindsight_migrate.alembic_api import AlembicProject
     from hindsight_migrate.config import Settings
     from hindsight_migrate.database import Database
+    from hindsight_migrate.plan import MigrationPlan
+    from hindsight_migrate.rehearsal import RehearsalOptions
 
 app = typer.Typer(
     name="hindsight-migrate",
@@ -292,67 +294,173 @@ def up(
     options = _globals(ctx, config, url, debug)
 
     def body() -> None:
-        from hindsight_migrate import render
-        from hindsight_migrate.apply import apply_upgrade
-        from hindsight_migrate.errors import Refused, StatementFailed
         from hindsight_migrate.plan import plan_upgrade
-        from hindsight_migrate.rehearsal import RehearsalOptions
 
         if sql:
             _print_offline_sql(options, target)
             return
-        settings, project, database = _open(options)
-        try:
-            rehearsal = None
-            if not no_rehearsal:
-                rehearsal = RehearsalOptions(
-                    where=rehearse_on,
-                    data_limit_bytes=settings.tool.rehearsal_data_limit_mb * 1024 * 1024,
-                    lock_timeout=settings.tool.lock_timeout,
-                    statement_timeout=settings.tool.statement_timeout,
-                )
-            plan = plan_upgrade(
+
+        def make_plan(project: AlembicProject, database: Database, rehearsal: RehearsalOptions | None) -> MigrationPlan:
+            return plan_upgrade(
                 project, database, target=target, rehearsal=rehearsal, skip_reason="--no-rehearsal was given"
             )
-            render.upgrade_plan(plan)
-            if plan.nothing_to_do:
-                return
-            if plan.rehearsal is not None and plan.rehearsal.failure is not None:
-                failure = plan.rehearsal.failure
-                raise StatementFailed(
-                    f"Revision {failure.revision} fails in the rehearsal, so nothing was applied. Fix it and "
-                    "run again.",
-                    sections=(Section("Database said", failure.message),),
-                )
-            if plan.lint.errors and not allow_lint:
-                raise Refused(
-                    f"Lint found {len(plan.lint.errors)} error(s) (rules in lint_error_rules), so nothing was "
-                    "applied. Fix the revisions, or pass --allow-lint after reviewing them.",
-                    sections=(
-                        Section("Errors", "\n".join(f"{f.revision} {f.rule}: {f.message}" for f in plan.lint.errors)),
-                    ),
-                )
-            if dry_run:
-                render.err().print("Dry run: nothing was changed.")
-                return
-            _confirm_by_typing(plan.confirmation, yes=yes)
-            progress = render.RichProgress()
-            try:
-                result = apply_upgrade(
-                    plan,
-                    project,
-                    database,
-                    lock_wait=lock_wait,
-                    lock_timeout=settings.tool.lock_timeout,
-                    progress=progress,
-                )
-            finally:
-                progress.close()
-            render.upgrade_done(result)
-        finally:
-            database.dispose()
+
+        _review_and_apply(
+            options,
+            make_plan,
+            Review(rehearse_on, no_rehearsal, allow_lint, dry_run, yes, lock_wait),
+        )
 
     _guarded(options, body)
+
+
+@app.command()
+def down(
+    ctx: typer.Context,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Revision to go back to: an id or unique prefix, -N, or base."),
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Revert this many revisions.", min=1)] = None,
+    allow_drop_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--allow-drop-baseline", help="With --to base: go back past the baseline, dropping the V1 tables too."
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Revert without asking (for automation).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and change nothing.")] = False,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print only the downgrade SQL (from the database's current revision).")
+    ] = False,
+    rehearse_on: Annotated[
+        str, typer.Option("--rehearse-on", help="scratch (default), target, or a URL: as for up.")
+    ] = "scratch",
+    no_rehearsal: Annotated[
+        bool, typer.Option("--no-rehearsal", help="Skip the rehearsal (data loss is then not measured).")
+    ] = False,
+    lock_wait: Annotated[
+        float, typer.Option("--lock-wait", help="Seconds to wait for another run's migration lock.", min=0)
+    ] = 5.0,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Review, then revert, applied revisions (one step by default).
+
+    The same review as up: the revisions to revert in order, the downgrade SQL of each, a
+    schema diff measured by rehearsing them, and a data-loss report: every table and column
+    the downgrade drops, with the rows it holds now. A revision that cannot be reverted
+    stops the plan before anything runs; going back past the baseline needs
+    --to base --allow-drop-baseline.
+
+    Example:
+
+        hindsight-migrate down --dry-run
+        hindsight-migrate down --to cd3fb603
+    """
+    options = _globals(ctx, config, url, debug)
+
+    def body() -> None:
+        from hindsight_migrate.errors import BadArgument
+        from hindsight_migrate.plan import plan_downgrade
+
+        if to is not None and steps is not None:
+            raise BadArgument("Give either --to or --steps, not both.")
+        target = to if to is not None else f"-{steps or 1}"
+        if sql:
+            _print_offline_downgrade_sql(options, target)
+            return
+
+        def make_plan(project: AlembicProject, database: Database, rehearsal: RehearsalOptions | None) -> MigrationPlan:
+            return plan_downgrade(
+                project,
+                database,
+                target=target,
+                rehearsal=rehearsal,
+                allow_drop_baseline=allow_drop_baseline,
+                skip_reason="--no-rehearsal was given",
+            )
+
+        _review_and_apply(
+            options,
+            make_plan,
+            Review(rehearse_on, no_rehearsal, allow_lint=False, dry_run=dry_run, yes=yes, lock_wait=lock_wait),
+        )
+
+    _guarded(options, body)
+
+
+@dataclass(frozen=True)
+class Review:
+    """The review options up and down share."""
+
+    rehearse_on: str
+    no_rehearsal: bool
+    allow_lint: bool
+    dry_run: bool
+    yes: bool
+    lock_wait: float
+
+
+def _review_and_apply(
+    options: GlobalOptions,
+    make_plan: Callable[[AlembicProject, Database, RehearsalOptions | None], MigrationPlan],
+    review: Review,
+) -> None:
+    """Plan, show, check, confirm, apply: the one path up and down both take."""
+    from hindsight_migrate import render
+    from hindsight_migrate.apply import apply_plan
+    from hindsight_migrate.errors import Refused, StatementFailed
+    from hindsight_migrate.rehearsal import RehearsalOptions
+
+    settings, project, database = _open(options)
+    try:
+        rehearsal = None
+        if not review.no_rehearsal:
+            rehearsal = RehearsalOptions(
+                where=review.rehearse_on,
+                data_limit_bytes=settings.tool.rehearsal_data_limit_mb * 1024 * 1024,
+                lock_timeout=settings.tool.lock_timeout,
+                statement_timeout=settings.tool.statement_timeout,
+            )
+        plan = make_plan(project, database, rehearsal)
+        render.migration_plan(plan)
+        if plan.nothing_to_do:
+            return
+        if plan.rehearsal is not None and plan.rehearsal.failure is not None:
+            failure = plan.rehearsal.failure
+            raise StatementFailed(
+                f"Revision {failure.revision} fails in the rehearsal, so nothing was applied. Fix it and run again.",
+                sections=(Section("Database said", failure.message),),
+            )
+        if plan.lint.errors and not review.allow_lint:
+            raise Refused(
+                f"Lint found {len(plan.lint.errors)} error(s) (rules in lint_error_rules), so nothing was "
+                "applied. Fix the revisions, or pass --allow-lint after reviewing them.",
+                sections=(
+                    Section("Errors", "\n".join(f"{f.revision} {f.rule}: {f.message}" for f in plan.lint.errors)),
+                ),
+            )
+        if review.dry_run:
+            render.err().print("Dry run: nothing was changed.")
+            return
+        _confirm_by_typing(plan.confirmation, yes=review.yes)
+        progress = render.RichProgress()
+        try:
+            result = apply_plan(
+                plan,
+                project,
+                database,
+                lock_wait=review.lock_wait,
+                lock_timeout=settings.tool.lock_timeout,
+                progress=progress,
+            )
+        finally:
+            progress.close()
+        render.migration_done(result, direction=plan.direction)
+    finally:
+        database.dispose()
 
 
 @app.command()
@@ -412,6 +520,21 @@ def _print_offline_sql(options: GlobalOptions, target: str) -> None:
     begin = (project.resolve(start).revision,) if start and start != "base" else ()
     revisions = project.upgrade_path(begin, end or "heads")
     render.offline_sql([(info, project.offline_sql(info)) for info in revisions])
+
+
+def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
+    """``down --sql``: the downgrade SQL from the database's current revision; reads the version table only."""
+    from hindsight_migrate import render
+
+    _, project, database = _open(options)
+    try:
+        with database.connect() as connection:
+            current = project.current_heads(connection)
+            connection.rollback()
+    finally:
+        database.dispose()
+    revisions = project.downgrade_path(current, target)
+    render.offline_sql([(info, project.offline_sql(info, downgrade=True)) for info in revisions])
 
 
 def _confirm_by_typing(expected: str, *, yes: bool) -> None:

@@ -1,27 +1,31 @@
-"""The reviewed plan of an upgrade: what is pending, its SQL, the rehearsal, lint and impact.
+"""The reviewed plan of a migration, up or down: what runs, its SQL, the rehearsal, lint, data loss.
 
-``plan_upgrade`` is strictly read-only on the target. What it returns is what
-``apply.apply_upgrade`` runs: the same revisions in the same order, checked against the
-database's revision again under the migration lock, so a reviewer's "yes" cannot apply
-something they did not see.
+``plan_upgrade`` and ``plan_downgrade`` are strictly read-only on the target. What they
+return is what ``apply.apply_plan`` runs: the same revisions in the same order, checked
+against the database's revision again under the migration lock, so a reviewer's "yes"
+cannot apply something they did not see.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from dataclasses import dataclass
 
 from hindsight_migrate import catalog
 from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
 from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
-from hindsight_migrate.config import Settings
 from hindsight_migrate.database import Database
+from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.lint import LintResult, lint_sql
 from hindsight_migrate.rehearsal import Rehearsal, RehearsalOptions, rehearse
 
+UP = "up"
+DOWN = "down"
+
 
 @dataclass(frozen=True)
-class PendingRevision:
+class PlannedRevision:
     info: RevisionInfo
     file_sha256: str
     sql: str | None  # Alembic's offline rendering; None when the revision cannot render offline
@@ -29,27 +33,42 @@ class PendingRevision:
 
 
 @dataclass(frozen=True)
-class UpgradePlan:
+class DataLoss:
+    """A table or column the downgrade drops, with what it holds on the target now."""
+
+    kind: str  # "table" or "column"
+    name: str  # schema.table or schema.table.column
+    rows: int  # rows of the table; for a column, rows where it is not NULL
+    exact: bool  # False when counting took too long and this is the planner's estimate
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    direction: str  # UP or DOWN
     database: str  # masked URL
     current: tuple[str, ...]  # the version table's revisions now
-    target: str  # what the reviewer asked for: "heads", a revision, "+2", ...
-    final: tuple[str, ...]  # the version table's revisions after the upgrade
-    bootstrap: BootstrapPlan | None  # an empty database is bootstrapped first, in the same plan
-    pending: tuple[PendingRevision, ...]
+    target: str  # what the reviewer asked for: "heads", a revision, "+2", "-1", "base"
+    final: tuple[str, ...]  # the version table's revisions after the run
+    bootstrap: BootstrapPlan | None  # up: an empty database is bootstrapped first, in the same plan
+    drops_baseline: bool  # down past the baseline: the V1 schema is dropped too
+    revisions: tuple[PlannedRevision, ...]  # in the order they run
     rehearsal: Rehearsal | None
     rehearsal_skipped: str | None  # why there is no rehearsal (--no-rehearsal)
     lint: LintResult
-    fingerprint: str  # hash of the pending revisions' files and their SQL
+    data_loss: tuple[DataLoss, ...]
+    fingerprint: str  # hash of the revisions' files and their SQL
 
     @property
     def nothing_to_do(self) -> bool:
-        return not self.pending and self.bootstrap is None
+        return not self.revisions and self.bootstrap is None and not self.drops_baseline
 
     @property
     def confirmation(self) -> str:
         """What the reviewer types to go on: the revision the database will end at."""
-        if self.pending:
-            return self.pending[-1].info.revision
+        if self.direction == DOWN:
+            return ",".join(self.final) or "base"
+        if self.revisions:
+            return self.revisions[-1].info.revision
         return self.bootstrap.baseline.revision if self.bootstrap else ""
 
 
@@ -60,7 +79,7 @@ def plan_upgrade(
     target: str,
     rehearsal: RehearsalOptions | None,
     skip_reason: str | None = None,
-) -> UpgradePlan:
+) -> MigrationPlan:
     """Read-only on the target: pending work, its SQL, a rehearsal elsewhere, lint."""
     settings = project.settings
     with database.connect() as connection:
@@ -75,49 +94,167 @@ def plan_upgrade(
         bootstrap = plan_bootstrap(project, database, sql_path=settings.bootstrap_sql, baseline=settings.baseline)
         start = (bootstrap.baseline.revision,)
     revisions = project.upgrade_path(start, target)
-    pending = tuple(_pending(project, settings, info) for info in revisions)
-    lint = lint_sql({p.info.revision: p.sql or "" for p in pending}, settings.tool)
+    planned = tuple(_planned(project, info, downgrade=False) for info in revisions)
     measured = None
-    if rehearsal is not None and (pending or bootstrap):
+    if rehearsal is not None and (planned or bootstrap):
         measured = rehearse(project, database, revisions, rehearsal, bootstrap=bootstrap)
-    return UpgradePlan(
+    return MigrationPlan(
+        direction=UP,
         database=database.masked_url,
         current=current,
         target=target,
-        final=_final_heads(start, revisions),
+        final=_heads_after(start, revisions, downgrade=False),
         bootstrap=bootstrap,
-        pending=pending,
+        drops_baseline=False,
+        revisions=planned,
         rehearsal=measured,
         rehearsal_skipped=skip_reason if rehearsal is None else None,
-        lint=lint,
-        fingerprint=_fingerprint(bootstrap, pending),
+        lint=lint_sql({p.info.revision: p.sql or "" for p in planned}, settings.tool),
+        data_loss=(),
+        fingerprint=_fingerprint(UP, bootstrap, planned),
     )
 
 
-def _pending(project: AlembicProject, settings: Settings, info: RevisionInfo) -> PendingRevision:
-    path = info.path if info.path.is_absolute() else settings.project_dir / info.path
+def plan_downgrade(
+    project: AlembicProject,
+    database: Database,
+    *,
+    target: str,
+    rehearsal: RehearsalOptions | None,
+    allow_drop_baseline: bool,
+    skip_reason: str | None = None,
+) -> MigrationPlan:
+    """Read-only on the target: what reverting to ``target`` runs, rehearsed, with the data it drops.
+
+    Refuses (before anything runs) an irreversible revision, and going back past the
+    baseline unless ``target`` is ``base`` and ``allow_drop_baseline`` is given.
+    """
+    settings = project.settings
+    with database.connect() as connection:
+        current = project.current_heads(connection)
+        connection.rollback()
+    if not current:
+        raise Refused(f"{database.masked_url} has no revision applied: there is nothing to go back from.")
+    revisions = project.downgrade_path(current, target)
+    baseline = settings.baseline and project.resolve(settings.baseline).revision
+    drops_baseline = bool(baseline) and any(info.revision == baseline for info in revisions)
+    if drops_baseline and not (target == "base" and allow_drop_baseline):
+        raise Refused(
+            f"Going back to {target} passes the baseline {baseline}, which stands for the V1 schema: it would "
+            "remove the V1 tables and all their data. To really empty the database, run "
+            "hindsight-migrate down --to base --allow-drop-baseline.",
+        )
+    irreversible = [problem for info in revisions if (problem := irreversible_reason(info, project))]
+    if irreversible:
+        raise Refused(
+            "The plan reverts a revision that cannot be reverted, so nothing was run. Write its downgrade(), or "
+            "stop before it (down --to a later revision).",
+            sections=(Section("Irreversible", "\n".join(irreversible)),),
+        )
+    planned = tuple(_planned(project, info, downgrade=True) for info in revisions)
+    measured = None
+    if rehearsal is not None and (planned or drops_baseline):
+        measured = rehearse(project, database, revisions, rehearsal, downgrade=True, drop_baseline=drops_baseline)
+    data_loss: tuple[DataLoss, ...] = ()
+    if measured is not None and measured.ok:
+        data_loss = _data_loss(database, measured)
+    return MigrationPlan(
+        direction=DOWN,
+        database=database.masked_url,
+        current=current,
+        target=target,
+        final=_heads_after(current, revisions, downgrade=True),
+        bootstrap=None,
+        drops_baseline=drops_baseline,
+        revisions=planned,
+        rehearsal=measured,
+        rehearsal_skipped=skip_reason if rehearsal is None else None,
+        lint=LintResult((), ran=False, note="downgrades are not linted: dropping is what they are for."),
+        data_loss=data_loss,
+        fingerprint=_fingerprint(DOWN, None, planned, drops_baseline),
+    )
+
+
+def irreversible_reason(info: RevisionInfo, project: AlembicProject) -> str | None:
+    """Why ``info`` cannot be reverted: its downgrade() raises NotImplementedError, or is empty
+    while its upgrade() is not (an empty pair, as in a merge or the baseline, is fine)."""
+    path = info.path if info.path.is_absolute() else project.settings.project_dir / info.path
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None  # Alembic loaded it, so it compiles; unreadable here means we cannot tell
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    downgrade, upgrade = functions.get("downgrade"), functions.get("upgrade")
+    if downgrade is None:
+        return f"{info.revision} ({info.message}): has no downgrade()"
+    for node in ast.walk(downgrade):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(raised, ast.Name) and raised.id == "NotImplementedError":
+                return f"{info.revision} ({info.message}): downgrade() raises NotImplementedError"
+    if _is_empty(downgrade) and upgrade is not None and not _is_empty(upgrade):
+        return f"{info.revision} ({info.message}): downgrade() is empty but upgrade() is not"
+    return None
+
+
+def _is_empty(function: ast.FunctionDef) -> bool:
+    for statement in function.body:
+        if isinstance(statement, ast.Pass):
+            continue
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+            continue  # a docstring or `...`
+        return False
+    return True
+
+
+def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]:
+    dropped_tables = [c.name for c in rehearsal.diff if c.kind == "table" and c.change == "removed"]
+    # A column removed while one of the same shape appears in the same table is a rename: its data stays.
+    added = {(c.name.rpartition(".")[0], c.after) for c in rehearsal.diff if c.kind == "column" and c.change == "added"}
+    dropped_columns = [
+        c.name
+        for c in rehearsal.diff
+        if c.kind == "column" and c.change == "removed" and (c.name.rpartition(".")[0], c.before) not in added
+    ]
+    with database.connect() as connection:
+        losses = [DataLoss("table", table, *catalog.count_rows(connection, table)) for table in dropped_tables]
+        for name in dropped_columns:
+            table, _, column = name.rpartition(".")
+            losses.append(DataLoss("column", name, *catalog.count_rows(connection, table, non_null_column=column)))
+        connection.rollback()
+    return tuple(losses)
+
+
+def _planned(project: AlembicProject, info: RevisionInfo, *, downgrade: bool) -> PlannedRevision:
+    path = info.path if info.path.is_absolute() else project.settings.project_dir / info.path
     file_sha = sha256_of_text(path.read_text(encoding="utf-8"))
     try:
-        sql: str | None = project.offline_sql(info)
+        sql: str | None = project.offline_sql(info, downgrade=downgrade)
         problem = None
     except Exception as err:  # a revision that reads data through get_bind() cannot render offline
         sql, problem = None, f"{type(err).__name__}: {err}"
-    return PendingRevision(info=info, file_sha256=file_sha, sql=sql, sql_problem=problem)
+    return PlannedRevision(info=info, file_sha256=file_sha, sql=sql, sql_problem=problem)
 
 
-def _final_heads(start: tuple[str, ...], revisions: tuple[RevisionInfo, ...]) -> tuple[str, ...]:
+def _heads_after(start: tuple[str, ...], revisions: tuple[RevisionInfo, ...], *, downgrade: bool) -> tuple[str, ...]:
     heads = set(start)
     for info in revisions:
-        heads.difference_update(info.parents)
-        heads.add(info.revision)
+        if downgrade:
+            heads.discard(info.revision)
+            heads.update(info.parents)
+        else:
+            heads.difference_update(info.parents)
+            heads.add(info.revision)
     return tuple(sorted(heads))
 
 
-def _fingerprint(bootstrap: BootstrapPlan | None, pending: tuple[PendingRevision, ...]) -> str:
-    digest = hashlib.sha256()
+def _fingerprint(
+    direction: str, bootstrap: BootstrapPlan | None, planned: tuple[PlannedRevision, ...], drops_baseline: bool = False
+) -> str:
+    digest = hashlib.sha256(f"{direction}:{drops_baseline}\n".encode())
     if bootstrap is not None:
         digest.update(f"bootstrap:{bootstrap.sql.sha256}:{bootstrap.baseline.revision}\n".encode())
-    for item in pending:
+    for item in planned:
         digest.update(f"{item.info.revision}:{item.file_sha256}\n".encode())
         digest.update((item.sql or "").encode())
     return digest.hexdigest()

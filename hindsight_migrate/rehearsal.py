@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate import catalog
 from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
-from hindsight_migrate.bootstrap import BootstrapPlan, rehearse_bootstrap
+from hindsight_migrate.bootstrap import BootstrapPlan, drop_baseline_schema, rehearse_bootstrap
 from hindsight_migrate.catalog import SchemaChange
 from hindsight_migrate.database import Database, server_said
 from hindsight_migrate.errors import ConfigError, Refused, RehearsalImpossible, Section
@@ -108,6 +108,16 @@ class RehearsalOptions:
     statement_timeout: str = "60s"
 
 
+@dataclass(frozen=True)
+class _Work:
+    """What a rehearsal runs, in order: V1 (going up from empty), the revisions, the V1 drop."""
+
+    revisions: tuple[RevisionInfo, ...]
+    downgrade: bool
+    bootstrap: BootstrapPlan | None
+    drop_baseline: bool
+
+
 def rehearse(
     project: AlembicProject,
     target: Database,
@@ -115,17 +125,22 @@ def rehearse(
     options: RehearsalOptions,
     *,
     bootstrap: BootstrapPlan | None = None,
+    downgrade: bool = False,
+    drop_baseline: bool = False,
 ) -> Rehearsal:
     """Run ``revisions`` somewhere that is not the target (or rolled back on it) and measure.
 
-    Never changes the target: a scratch copy is dropped afterwards; the target mode rolls
-    back and refuses any revision that would commit.
+    ``bootstrap`` runs V1 first (an empty database going up); ``downgrade`` reverts the
+    revisions instead; ``drop_baseline`` then drops what V1 left. Never changes the target:
+    a scratch copy is dropped afterwards; the target mode rolls back and refuses any
+    revision that would commit.
     """
+    work = _Work(revisions, downgrade, bootstrap, drop_baseline)
     with target.connect() as connection:
         sizes = catalog.table_sizes(connection)
         connection.rollback()
     if options.where == "target":
-        return _rehearse_on_target(project, target, revisions, options, sizes, bootstrap)
+        return _rehearse_on_target(project, target, work, options, sizes)
     if options.where == "scratch":
         with scratch_copy(target, options.data_limit_bytes) as (scratch, with_data):
             words = (
@@ -135,7 +150,7 @@ def rehearse(
                 f"{options.data_limit_bytes // (1024 * 1024)} MB), so data-dependent failures are not caught"
             )
             try:
-                return _rehearse_committing(project, scratch, revisions, "scratch", words, with_data, sizes, bootstrap)
+                return _rehearse_committing(project, scratch, work, "scratch", words, with_data, sizes)
             finally:
                 scratch.dispose()
     from hindsight_migrate.config import DatabaseSource, normalize_url
@@ -145,7 +160,7 @@ def rehearse(
     other = open_database(DatabaseSource(url=url, origin="--rehearse-on"))
     try:
         return _rehearse_committing(
-            project, other, revisions, "url", f"{other.masked_url} (--rehearse-on; now changed)", True, sizes, bootstrap
+            project, other, work, "url", f"{other.masked_url} (--rehearse-on; now changed)", True, sizes
         )
     finally:
         other.dispose()
@@ -306,12 +321,11 @@ def _run(command: list[str], env: dict[str, str]) -> None:
 def _rehearse_committing(
     project: AlembicProject,
     where_db: Database,
-    revisions: tuple[RevisionInfo, ...],
+    work: _Work,
     where: str,
     description: str,
     with_data: bool,
     sizes: dict[str, catalog.TableSize],
-    bootstrap: BootstrapPlan | None,
 ) -> Rehearsal:
     from sqlalchemy.exc import DBAPIError
 
@@ -320,15 +334,15 @@ def _rehearse_committing(
     with where_db.connect() as connection:
         before = catalog.schema_snapshot(connection)
         connection.rollback()
-        if bootstrap is not None:
+        if work.bootstrap is not None:
             with connection.begin():
-                rehearse_bootstrap(bootstrap, project, connection)
+                rehearse_bootstrap(work.bootstrap, project, connection)
         meter = _Meter(where_db.engine)
         try:
-            for revision in revisions:
+            for revision in work.revisions:
                 meter.start(connection)
                 try:
-                    project.upgrade_one(connection, revision.revision)
+                    project.run_one(connection, revision.revision, downgrade=work.downgrade)
                 except DBAPIError as err:
                     if connection.in_transaction():
                         connection.rollback()
@@ -340,6 +354,9 @@ def _rehearse_committing(
                 costs.append(meter.finish(connection, revision.revision))
         finally:
             meter.close()
+        if work.drop_baseline and failure is None:
+            with connection.begin():
+                drop_baseline_schema(connection)
         after = catalog.schema_snapshot(connection)
         connection.rollback()
     return Rehearsal(
@@ -366,15 +383,14 @@ class _LeftTransaction(Exception):
 def _rehearse_on_target(
     project: AlembicProject,
     target: Database,
-    revisions: tuple[RevisionInfo, ...],
+    work: _Work,
     options: RehearsalOptions,
     sizes: dict[str, catalog.TableSize],
-    bootstrap: BootstrapPlan | None,
 ) -> Rehearsal:
     from sqlalchemy import event
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    for revision in revisions:
+    for revision in work.revisions:
         source = revision_source(project, revision)
         if "autocommit_block" in source:
             raise Refused(
@@ -405,13 +421,15 @@ def _rehearse_on_target(
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{options.lock_timeout}'")
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = '{options.statement_timeout}'")
             before = catalog.schema_snapshot(connection)
-            if bootstrap is not None:
-                rehearse_bootstrap(bootstrap, project, connection)
-            for revision in revisions:
+            if work.bootstrap is not None:
+                rehearse_bootstrap(work.bootstrap, project, connection)
+            for revision in work.revisions:
                 current = revision.revision
                 meter.start(connection)
-                project.upgrade_one(connection, revision.revision)
+                project.run_one(connection, revision.revision, downgrade=work.downgrade)
                 costs.append(meter.finish(connection, revision.revision))
+            if work.drop_baseline:
+                drop_baseline_schema(connection)
             after = catalog.schema_snapshot(connection)
         except _LeftTransaction as left:
             transaction.rollback()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.errors import HindsightMigrateError
     from hindsight_migrate.history import History
     from hindsight_migrate.lint import LintResult
-    from hindsight_migrate.plan import UpgradePlan
+    from hindsight_migrate.plan import MigrationPlan
 
 
 def out() -> Console:
@@ -264,47 +264,76 @@ def lock_words(mode: str) -> str:
     return " ".join(words).upper()
 
 
-def upgrade_plan(plan: UpgradePlan, *, show_sql: bool = True) -> None:
+def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
     from rich.markup import escape
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
 
     console = out()
-    console.print(f"[bold]Upgrade plan[/] for {plan.database}")
+    down = plan.direction == "down"
+    console.print(f"[bold]{'Downgrade' if down else 'Upgrade'} plan[/] for {plan.database}")
     console.print(f"  Current:  {', '.join(plan.current) or 'nothing applied (empty database)'}")
-    console.print(f"  Target:   {plan.target} → {', '.join(plan.final) or '—'}")
+    console.print(f"  Target:   {plan.target} → {', '.join(plan.final) or 'base (no revision)'}")
     if plan.bootstrap is not None:
         console.print(
             f"  [bold]Bootstrap first:[/] the database is empty, so {plan.bootstrap.sql.path.name} runs and "
             f"{plan.bootstrap.baseline.revision} is stamped, in one transaction, before the revisions."
         )
+    if plan.drops_baseline:
+        console.print(
+            "  [bold red]Past the baseline:[/] after the revisions, every table V1 created is dropped, with the "
+            "version table: the database ends empty."
+        )
     if plan.nothing_to_do:
         console.print(f"[green]Nothing to do:[/] the database is already at {plan.target}.")
         return
-    table = Table(title=f"Pending revisions, in the order they run ({len(plan.pending)})", title_justify="left")
+    verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
+    table = Table(title=f"Revisions {verb} ({len(plan.revisions)})", title_justify="left")
     for column in ("#", "Revision", "Message", "Created", "File"):
         table.add_column(column, overflow="fold")
-    for number, item in enumerate(plan.pending, start=1):
+    for number, item in enumerate(plan.revisions, start=1):
         info = item.info
         table.add_row(str(number), info.revision, escape(info.message), (info.created or "")[:10], str(info.path))
     console.print(table)
 
     if show_sql:
-        for item in plan.pending:
-            title = f"SQL of {item.info.revision} — {escape(item.info.message)}"
+        for item in plan.revisions:
+            title = f"{'Downgrade' if down else 'SQL'} of {item.info.revision} — {escape(item.info.message)}"
             if item.sql is None:
                 console.print(Panel(f"Cannot render offline: {escape(item.sql_problem or '')}", title=title))
             else:
                 body = Syntax(item.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True)
                 console.print(Panel(body, title=title, title_align="left"))
 
+    if down:
+        _data_loss(plan)
     _rehearsal(plan)
     _lint(plan)
     console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
 
 
-def _rehearsal(plan: UpgradePlan) -> None:
+def _data_loss(plan: MigrationPlan) -> None:
+    from rich.table import Table
+
+    console = out()
+    if plan.rehearsal is None or not plan.rehearsal.ok:
+        console.print("[yellow]Data loss not measured:[/] it is read from the rehearsal, which did not complete.")
+        return
+    if not plan.data_loss:
+        console.print("[green]Data loss:[/] the downgrade drops no table or column.")
+        return
+    table = Table(
+        title="[bold red]Data loss: what the downgrade drops, with what it holds now[/]", title_justify="left"
+    )
+    for column in ("Drops", "Name", "Rows with data"):
+        table.add_column(column, style="red")
+    for loss in plan.data_loss:
+        table.add_row(loss.kind, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)"))
+    console.print(table)
+
+
+def _rehearsal(plan: MigrationPlan) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -370,7 +399,7 @@ def _rehearsal(plan: UpgradePlan) -> None:
             console.print(f"  Rewritten (tables and indexes): {', '.join(rewritten_all)}")
 
 
-def _lint(plan: UpgradePlan) -> None:
+def _lint(plan: MigrationPlan) -> None:
     lint_result(plan.lint)
 
 
@@ -437,11 +466,13 @@ class RichProgress:
             self._status.stop()
 
 
-def upgrade_done(result: ApplyResult) -> None:
+def migration_done(result: ApplyResult, *, direction: str) -> None:
     console = out()
+    verb = "Downgraded" if direction == "down" else "Upgraded"
     console.print(
-        f"[green]Upgraded[/] {result.database}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "
-        f"from {', '.join(result.from_revisions) or 'an empty database'} to {', '.join(result.to_revisions)}."
+        f"[green]{verb}[/] {result.database}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "
+        f"from {', '.join(result.from_revisions) or 'an empty database'} to "
+        f"{', '.join(result.to_revisions) or 'base (no revision)'}."
     )
 
 
