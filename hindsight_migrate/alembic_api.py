@@ -152,7 +152,7 @@ class AlembicProject:
         or unique prefix, a branch label, or ``+N`` (relative to ``current``).
         """
         self.resolve_target(target)
-        with _revision_errors():
+        with _revision_errors(), _relative_target_words(target, current):
             scripts = list(self.script.iterate_revisions(target, current, implicit_base=True))
         return tuple(self._info(script) for script in reversed(scripts))
 
@@ -164,7 +164,7 @@ class AlembicProject:
         """
         if target != "base" and not target.startswith("-"):
             self.resolve(target)
-        with _revision_errors():
+        with _revision_errors(), _relative_target_words(target, current):
             scripts = list(self.script.iterate_revisions(current, target, select_for_downgrade=True))
         return tuple(self._info(script) for script in scripts)
 
@@ -451,6 +451,23 @@ def _engine_factories_refused(env_py: Path) -> Iterator[None]:
     finally:
         for module, name, original in saved:
             setattr(module, name, original)
+
+
+@contextmanager
+def _relative_target_words(target: str, current: tuple[str, ...]) -> Iterator[None]:
+    """Alembic's "Ambiguous walk" for +N/-N across a branch point or merge, in words that say what to do."""
+    from alembic.script.revision import RevisionError
+
+    try:
+        yield
+    except RevisionError as err:
+        if "Ambiguous walk" in str(err) and target[:1] in "+-":
+            raise RevisionProblem(
+                f"{target!r} is ambiguous from {', '.join(current) or 'base'}: the graph branches or merges there, "
+                "so counting steps has more than one answer. Name the revision to go to (see hindsight-migrate "
+                "history)."
+            ) from err
+        raise
 
 
 @contextmanager

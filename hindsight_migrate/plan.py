@@ -103,7 +103,7 @@ def plan_upgrade(
         database=database.masked_url,
         current=current,
         target=target,
-        final=_heads_after(start, revisions, downgrade=False),
+        final=_heads_after(project, start, revisions, downgrade=False),
         bootstrap=bootstrap,
         drops_baseline=False,
         revisions=planned,
@@ -163,7 +163,7 @@ def plan_downgrade(
         database=database.masked_url,
         current=current,
         target=target,
-        final=_heads_after(current, revisions, downgrade=True),
+        final=_heads_after(project, current, revisions, downgrade=True),
         bootstrap=None,
         drops_baseline=drops_baseline,
         revisions=planned,
@@ -236,7 +236,9 @@ def _planned(project: AlembicProject, info: RevisionInfo, *, downgrade: bool) ->
     return PlannedRevision(info=info, file_sha256=file_sha, sql=sql, sql_problem=problem)
 
 
-def _heads_after(start: tuple[str, ...], revisions: tuple[RevisionInfo, ...], *, downgrade: bool) -> tuple[str, ...]:
+def _heads_after(
+    project: AlembicProject, start: tuple[str, ...], revisions: tuple[RevisionInfo, ...], *, downgrade: bool
+) -> tuple[str, ...]:
     heads = set(start)
     for info in revisions:
         if downgrade:
@@ -245,7 +247,9 @@ def _heads_after(start: tuple[str, ...], revisions: tuple[RevisionInfo, ...], *,
         else:
             heads.difference_update(info.parents)
             heads.add(info.revision)
-    return tuple(sorted(heads))
+    # A parent that another remaining head stands on is not a head of its own (as in Alembic's version table).
+    covered = {ancestor for head in heads for ancestor in project.ancestors((head,)) if ancestor != head}
+    return tuple(sorted(heads - covered))
 
 
 def _fingerprint(
