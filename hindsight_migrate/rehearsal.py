@@ -169,6 +169,14 @@ def rehearse(
 # -- where: a scratch copy -------------------------------------------------------------
 
 
+def scratch_name(target_database: str) -> str:
+    """hindsight_rehearsal_<target>_<random>: whose scratch database it is shows in pg_database."""
+    slug = re.sub(r"[^a-z0-9_]+", "_", target_database.lower())
+    if len(slug) > 30:  # keep its start and its end, which tell similar names apart (63 bytes in all)
+        slug = f"{slug[:21]}_{slug[-8:]}"
+    return f"{SCRATCH_PREFIX}{slug}_{uuid.uuid4().hex[:8]}"
+
+
 @contextmanager
 def scratch_database(target: Database) -> Iterator[Database]:
     """An empty database on the target's server; dropped on exit, whatever happened."""
@@ -176,7 +184,7 @@ def scratch_database(target: Database) -> Iterator[Database]:
 
     from hindsight_migrate.database import open_engine_for_url
 
-    name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+    name = scratch_name(target.engine.url.database or "")
     with target.connect() as connection:
         autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
         try:

@@ -66,3 +66,14 @@ def snapshot(url: str) -> dict[str, Any]:
         "bootstrap_log": bootstrap_rows,
         "extensions": query(url, "SELECT extname FROM pg_extension ORDER BY 1"),
     }
+
+
+def scratch_databases_of(url: str) -> list[str]:
+    """Scratch databases the tool made for this database (named hindsight_rehearsal_<its name>_...)."""
+    from sqlalchemy.engine import make_url
+
+    from hindsight_migrate.rehearsal import scratch_name
+
+    prefix = scratch_name(make_url(url).database or "").rsplit("_", 1)[0] + "_"
+    rows = query(url, "SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)", prefix=prefix)
+    return sorted(row[0] for row in rows)

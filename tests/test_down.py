@@ -43,10 +43,8 @@ def reflected_schema(url: str) -> dict[str, object]:
 
 
 def scratch_databases(url: str) -> list[str]:
-    return [
-        r[0]
-        for r in dbstate.query(url, "SELECT datname FROM pg_database WHERE datname LIKE 'hindsight\\_rehearsal\\_%'")
-    ]
+    """This test's database's scratch databases still on the server (other tests have their own)."""
+    return dbstate.scratch_databases_of(url)
 
 
 @dataclass(frozen=True)
