@@ -323,9 +323,8 @@ def _data_loss(plan: MigrationPlan) -> None:
     if not plan.data_loss:
         console.print("[green]Data loss:[/] the downgrade drops no table or column.")
         return
-    table = Table(
-        title="[bold red]Data loss: what the downgrade drops, with what it holds now[/]", title_justify="left"
-    )
+    console.print("[bold red]Data loss:[/] what the downgrade drops, and the rows that hold data in it now")
+    table = Table()
     for column in ("Drops", "Name", "Rows with data"):
         table.add_column(column, style="red")
     for loss in plan.data_loss:
