@@ -52,6 +52,7 @@ class ApplyResult:
     applied: tuple[AppliedRevision, ...]
     bootstrapped: bool
     seconds: float
+    done_by_another: bool = False  # another run applied this very plan while this one waited for the lock
 
 
 def apply_plan(
@@ -78,7 +79,7 @@ def apply_plan(
         if now == plan.final and now != expected:
             # Another run applied exactly this plan while we waited for the lock: nothing to do.
             connection.rollback()
-            return ApplyResult(plan.database, plan.current, now, (), False, time.monotonic() - started)
+            return ApplyResult(plan.database, now, now, (), False, time.monotonic() - started, done_by_another=True)
         if now != expected:
             connection.rollback()
             raise Refused(

@@ -286,7 +286,8 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
             "version table: the database ends empty."
         )
     if plan.nothing_to_do:
-        console.print(f"[green]Nothing to do:[/] the database is already at {plan.target}.")
+        at = ", ".join(plan.current) or "base (no revision)"
+        console.print(f"[green]Nothing to do:[/] {plan.target} is already reached; the database is at {at}.")
         return
     verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
     table = Table(title=f"Revisions {verb} ({len(plan.revisions)})", title_justify="left")
@@ -467,6 +468,12 @@ class RichProgress:
 
 def migration_done(result: ApplyResult, *, direction: str) -> None:
     console = out()
+    if result.done_by_another:
+        console.print(
+            f"[green]Nothing to do:[/] another run applied this plan while this one waited for the lock; "
+            f"{result.database} is at {', '.join(result.to_revisions) or 'base'}. Nothing was applied twice."
+        )
+        return
     verb = "Downgraded" if direction == "down" else "Upgraded"
     console.print(
         f"[green]{verb}[/] {result.database}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "

@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from hindsight_migrate.config import resolve_settings
 from hindsight_migrate.database import open_database
 from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.plan import plan_upgrade
-from hindsight_migrate.rehearsal import SCRATCH_PREFIX, RehearsalOptions
+from hindsight_migrate.rehearsal import RehearsalOptions
 from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
 from tests.projects import ENV_PY, ENV_PY_OWN_ENGINE, TINY_V1, Rev, write_project
@@ -49,28 +50,25 @@ UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/nope"
 TINY_BASE = "aaaa00000001"
 
 
-def sleep_while_migration_lock_held(seconds: int) -> str:
-    """A statement that sleeps only where an advisory lock is held on the same database.
-
-    The apply holds the migration lock on the target; a rehearsal runs in a scratch database
-    where nobody holds one, so rehearsals stay fast. (pg_locks is cluster-wide, hence the
-    database filter: another run's rehearsal must not sleep because this run holds the lock.)
-    """
-    return (
-        "SELECT pg_sleep(CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) "
-        f"THEN {seconds} ELSE 0 END)"
-    )
+# A gate the test holds on the target database: a revision that runs GATE waits there until
+# the test opens it. Advisory locks belong to one database, so the same statement passes at
+# once in a rehearsal's scratch copy: only the apply on the target waits, holding the migration
+# lock, for exactly as long as the test needs (no sleeps to tune).
+GATE_KEY = 74_2001
+GATE = f"SELECT pg_advisory_xact_lock({GATE_KEY})"
+# Waiting at the gate is a lock wait, which the apply's lock_timeout (default 5s) would end.
+GATE_LOCK_TIMEOUT = "lock_timeout = 120s"
 
 
 # -- helpers -----------------------------------------------------------------------------
 
 
 def scratch_databases(url: str) -> list[str]:
-    """Rehearsal databases on the server of ``url``; every rehearsal must drop its own."""
-    pattern = SCRATCH_PREFIX.replace("_", "\\_") + "%"  # hindsight\_rehearsal\_%
-    rows = dbstate.query(url, "SELECT datname FROM pg_database WHERE datname LIKE :pattern", pattern=pattern)
-    return sorted(row[0] for row in rows)
+    """This test's database's rehearsal databases still on the server; every rehearsal drops its own.
+
+    Scratch databases carry their target's name, so other suites sharing the server do not count.
+    """
+    return dbstate.scratch_databases_of(url)
 
 
 def apply_log(url: str) -> list[tuple[Any, ...]]:
@@ -84,16 +82,6 @@ def apply_log(url: str) -> list[tuple[Any, ...]]:
 
 def up_runs(url: str) -> list[tuple[Any, ...]]:
     return [row for row in apply_log(url) if row[0] == "up"]
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.execute(text(statement))
-    finally:
-        engine.dispose()
 
 
 def columns(url: str, table: str) -> dict[str, tuple[str, str]]:
@@ -149,22 +137,57 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **extra}
 
 
-def wait_for_sleeping_apply(url: str, process: subprocess.Popen[str], timeout: float = 30) -> int:
-    """Server pid of the backend of ``url``'s database that runs the lock-conditional pg_sleep."""
+@contextmanager
+def gate_closed(url: str) -> Iterator[Callable[[], None]]:
+    """Hold the gate on ``url``'s database; the yielded function opens it (leaving the block does too)."""
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": GATE_KEY})
+
+            def open_gate() -> None:
+                connection.execute(text("SELECT pg_advisory_unlock_all()"))
+
+            yield open_gate
+    finally:
+        engine.dispose()
+
+
+def wait_for_apply_at_gate(url: str, process: subprocess.Popen[str], timeout: float = 30) -> int:
+    """Server pid of the backend whose apply waits at the gate (the run's migration lock is held)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = dbstate.query(
             url,
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
-            "AND query LIKE 'SELECT pg\\_sleep%' AND pid <> pg_backend_pid()",
+            "AND wait_event_type = 'Lock' AND query LIKE :gate",
+            gate=GATE + "%",
         )
         if rows:
             return int(rows[0][0])
         if process.poll() is not None:
             out, err = process.communicate(timeout=10)
-            pytest.fail(f"the run ended (exit {process.returncode}) before its apply slept:\n{out}\n{err}")
+            pytest.fail(f"the run ended (exit {process.returncode}) before its apply reached the gate:\n{out}\n{err}")
         time.sleep(0.05)
-    pytest.fail("the run never reached the pg_sleep of its apply")
+    pytest.fail("the run never reached the gate in its apply")
+
+
+def wait_for_output(path: Path, words: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Wait until an unbuffered process has written ``words`` to the file its stdout goes to."""
+    deadline = time.monotonic() + timeout
+    while words not in path.read_text():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before printing {words!r}:\n{path.read_text()}")
+        if time.monotonic() >= deadline:
+            pytest.fail(f"the run never printed {words!r}:\n{path.read_text()}")
+        time.sleep(0.05)
+
+
+def stop(*processes: subprocess.Popen[str] | None) -> None:
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -184,7 +207,7 @@ def test_dry_run_shows_the_measured_plan_and_changes_nothing(hindsight_project: 
     assert order[:2] == [AFTER_BASELINE, BRANCH_POINT]
     assert max(order.index(SEARCH_BRANCH), order.index(FEEDBACK_BRANCH)) < order.index(MERGE)
     assert order[-2:] == [AFTER_MERGE, HEAD]
-    assert "Pending revisions, in the order they run (7)" in out
+    assert re.search(r"in the order they run \(7\)", out), out
     # The SQL of each revision, rendered offline.
     assert "ALTER TABLE memory_blocks RENAME memory_id TO id" in out
     assert "ALTER TABLE agent_transcripts ALTER COLUMN token_count TYPE BIGINT" in out
@@ -199,7 +222,7 @@ def test_dry_run_shows_the_measured_plan_and_changes_nothing(hindsight_project: 
     transcripts = [line for line in impact if "public.agent_transcripts" in line]
     assert len(transcripts) == 1, out
     assert HEAD in transcripts[0] and "ACCESS EXCLUSIVE" in transcripts[0] and "rewritten" in transcripts[0]
-    # A rename takes the same lock but rewrites nothing.
+    # A rename changes the catalog only: nothing is rewritten.
     rename = next(line for line in impact if AFTER_BASELINE in line)
     assert "public.memory_blocks" in rename and "rewritten" not in rename
     assert "Dry run" in result.stderr
@@ -276,7 +299,9 @@ def test_up_applies_the_chain_and_records_it(hindsight_project: Path, database_u
 
 def test_a_failing_revision_is_caught_by_the_rehearsal(tmp_path: Path, database_url: str) -> None:
     ini = bootstrapped(
-        tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE things (id integer)")')),
+        tiny_project(
+            tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE things (id integer)")')
+        ),
         database_url,
     )
     before = dbstate.snapshot(database_url)
@@ -316,6 +341,42 @@ def test_not_null_over_existing_nulls_is_caught_with_the_data(tmp_path: Path, da
     assert columns(database_url, "notes")["body"] == ("text", "YES")
     assert dbstate.query(database_url, "SELECT id, body FROM notes") == [(1, None)]
     assert up_runs(database_url) == []
+    assert scratch_databases(database_url) == []
+
+
+def test_over_the_data_limit_the_apply_failure_stops_at_the_last_good_revision(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Data over rehearsal_data_limit_mb: the schema-only rehearsal cannot see the NULL row, the apply can."""
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE widgets (id integer)")'),
+            Rev("bbbb00000003", ("bbbb00000002",), upgrade='op.alter_column("notes", "body", nullable=False)'),
+            v1_sql="CREATE TABLE notes (id integer PRIMARY KEY, body text);\nINSERT INTO notes VALUES (1, NULL);\n",
+            settings="rehearsal_data_limit_mb = 0",
+        ),
+        database_url,
+    )
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    shown = flatten(result.stdout)
+    assert "schema only" in shown and "data-dependent failures are not caught" in shown, result.stdout
+    assert_failure(
+        result,
+        ExitCode.FAILED,
+        "Revision bbbb00000003 (revision bbbb00000003) failed and was rolled back",
+        "contains null values",
+        "ALTER TABLE notes ALTER COLUMN body SET NOT NULL",
+        "Database now at bbbb00000002",
+    )
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
+    assert "widgets" in dbstate.tables(database_url)
+    assert columns(database_url, "notes")["body"] == ("text", "YES")
+    assert up_runs(database_url) == [("up", TINY_BASE, "bbbb00000002", "failed")]
+    error = dbstate.query(database_url, "SELECT error FROM hindsight_migrate.apply_log WHERE command = 'up'")
+    assert "contains null values" in error[0][0]
     assert scratch_databases(database_url) == []
 
 
@@ -485,66 +546,109 @@ def test_no_terminal_and_no_yes_refuses(tmp_path: Path, database_url: str) -> No
 # -- concurrency, kills and locks ------------------------------------------------------------
 
 
+APPLY_ONCE = f"""\
+op.execute("CREATE TABLE applied_once (n integer)")
+op.execute("INSERT INTO applied_once VALUES (1)")
+op.execute({GATE!r})"""
+
+
 def test_concurrent_runs_apply_once(tmp_path: Path, database_url: str) -> None:
     ini = bootstrapped(
-        tiny_project(
-            tmp_path / "p",
-            Rev(
-                "bbbb00000002",
-                (TINY_BASE,),
-                upgrade=(
-                    'op.execute("CREATE TABLE applied_once (n integer)")\n'
-                    'op.execute("INSERT INTO applied_once VALUES (1)")\n'
-                    f"op.execute({sleep_while_migration_lock_held(6)!r})"
-                ),
-            ),
-        ),
+        tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=APPLY_ONCE), settings=GATE_LOCK_TIMEOUT),
         database_url,
     )
-    env = subprocess_env()
-    first = subprocess.Popen(
-        cli_command(ini, database_url, "up", "--yes"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    impatient: subprocess.Popen[str] | None = None
-    patient: subprocess.Popen[str] | None = None
+    env = subprocess_env(PYTHONUNBUFFERED="1")
+    first = impatient = patient = None
+    patient_out = tmp_path / "patient.out"
     try:
-        wait_for_sleeping_apply(database_url, first)
-        impatient = subprocess.Popen(
-            cli_command(ini, database_url, "up", "--yes", "--lock-wait", "1"),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        patient = subprocess.Popen(
-            cli_command(ini, database_url, "up", "--yes", "--lock-wait", "30"),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        impatient_out, impatient_err = impatient.communicate(timeout=60)
-        first_out, first_err = first.communicate(timeout=60)
-        patient_out, patient_err = patient.communicate(timeout=60)
+        with gate_closed(database_url) as open_gate, patient_out.open("w") as patient_stdout:
+            first = subprocess.Popen(
+                cli_command(ini, database_url, "up", "--yes"),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_for_apply_at_gate(database_url, first)
+            # First's apply is mid-revision, holding the migration lock.
+            impatient = subprocess.Popen(
+                cli_command(ini, database_url, "up", "--yes", "--lock-wait", "1"),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            patient = subprocess.Popen(
+                cli_command(ini, database_url, "up", "--yes", "--lock-wait", "30"),
+                env=env,
+                stdout=patient_stdout,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            impatient_out, impatient_err = impatient.communicate(timeout=60)
+            wait_for_output(patient_out, "Plan fingerprint", patient)  # it planned from the baseline too
+            open_gate()
+            first_out, first_err = first.communicate(timeout=60)
+            _, patient_err = patient.communicate(timeout=60)
     finally:
-        for process in (first, impatient, patient):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+        stop(first, impatient, patient)
 
     assert impatient.returncode == ExitCode.LOCKED, impatient_out + impatient_err
     said = flatten(impatient_err)
-    assert "Another hindsight-migrate run is changing" in said, impatient_err
+    assert "Another hindsight-migrate run is changing" in said and "Nothing was changed" in said, impatient_err
     assert f"hindsight-migrate pid {first.pid}" in said, impatient_err
     assert "Traceback" not in impatient_err
     assert first.returncode == 0, first_out + first_err
-    assert patient.returncode == 0, patient_out + patient_err
+    assert patient.returncode == 0, patient_out.read_text() + patient_err
+    assert "Traceback" not in patient_err
     assert dbstate.query(database_url, "SELECT count(*) FROM applied_once") == [(1,)]
     assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
-    assert [row for row in up_runs(database_url) if row[1] == TINY_BASE] == [
+    assert [row for row in up_runs(database_url) if row[3] != "succeeded" or row[1] == TINY_BASE] == [
         ("up", TINY_BASE, "bbbb00000002", "succeeded")
     ]
     assert scratch_databases(database_url) == []
+
+
+def test_a_run_that_finds_its_plan_applied_by_another_says_it_applied_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    ini = bootstrapped(
+        tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=APPLY_ONCE), settings=GATE_LOCK_TIMEOUT),
+        database_url,
+    )
+    env = subprocess_env(PYTHONUNBUFFERED="1")
+    first = second = None
+    second_out = tmp_path / "second.out"
+    try:
+        with gate_closed(database_url) as open_gate, second_out.open("w") as second_stdout:
+            first = subprocess.Popen(
+                cli_command(ini, database_url, "up", "--yes"),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_for_apply_at_gate(database_url, first)
+            second = subprocess.Popen(
+                cli_command(ini, database_url, "up", "--yes", "--lock-wait", "30"),
+                env=env,
+                stdout=second_stdout,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_for_output(second_out, "Plan fingerprint", second)
+            open_gate()
+            first.communicate(timeout=60)
+            _, second_err = second.communicate(timeout=60)
+    finally:
+        stop(first, second)
+
+    assert first.returncode == 0 and second.returncode == 0, second_err
+    assert dbstate.query(database_url, "SELECT count(*) FROM applied_once") == [(1,)]
+    # The second run planned bbbb00000002 from the baseline, then found it applied by the first.
+    said = flatten(second_out.read_text().split("Plan fingerprint")[1])
+    assert "Upgraded" not in said, said
+    assert "nothing to do" in said.lower() or "already" in said.lower(), said
 
 
 def test_killed_up_stops_at_the_last_committed_revision(tmp_path: Path, database_url: str) -> None:
@@ -556,31 +660,30 @@ def test_killed_up_stops_at_the_last_committed_revision(tmp_path: Path, database
             Rev(
                 "bbbb00000002",
                 ("bbbb00000001",),
-                upgrade=(
-                    "import os\n"
-                    'op.execute("CREATE TABLE t2 (id integer)")\n'
-                    'if os.environ.get("HM_TEST_SLOW_APPLY"):\n'
-                    f"    op.execute({sleep_while_migration_lock_held(30)!r})"
-                ),
+                upgrade=f'op.execute("CREATE TABLE t2 (id integer)")\nop.execute({GATE!r})',
             ),
             Rev("bbbb00000003", ("bbbb00000002",), upgrade='op.execute("CREATE TABLE t3 (id integer)")'),
+            settings=GATE_LOCK_TIMEOUT,
         ),
         database_url,
     )
-    process = subprocess.Popen(
-        cli_command(ini, database_url, "up", "--yes"),
-        env=subprocess_env(HM_TEST_SLOW_APPLY="1"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = None
     try:
-        backend = wait_for_sleeping_apply(database_url, process)
+        with gate_closed(database_url):
+            process = subprocess.Popen(
+                cli_command(ini, database_url, "up", "--yes"),
+                env=subprocess_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            backend = wait_for_apply_at_gate(database_url, process)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            # The server notices the dead client only when the statement ends; end it now.
+            dbstate.query(database_url, "SELECT pg_terminate_backend(:pid)", pid=backend)
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    # The server notices the dead client only when the statement ends; end it now.
-    dbstate.query(database_url, "SELECT pg_terminate_backend(:pid)", pid=backend)
+        stop(process)
 
     assert dbstate.alembic_version(database_url) == ["bbbb00000001"]
     assert "t1" in dbstate.tables(database_url)
@@ -597,6 +700,51 @@ def test_killed_up_stops_at_the_last_committed_revision(tmp_path: Path, database
         ("up", "bbbb00000001", "bbbb00000003", "succeeded"),
     ]
     assert scratch_databases(database_url) == []
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_interrupted_rehearsal_drops_its_scratch_database(
+    tmp_path: Path, database_url: str, how: signal.Signals
+) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev(
+                "bbbb00000002",
+                (TINY_BASE,),
+                upgrade='op.execute("CREATE TABLE t (id integer)")\nop.execute("SELECT pg_sleep(30)")',
+            ),
+        ),
+        database_url,
+    )
+    before = dbstate.snapshot(database_url)
+    process = subprocess.Popen(
+        cli_command(ini, database_url, "up", "--yes"),
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        rehearsing: list[tuple[Any, ...]] = []
+        while not rehearsing and time.monotonic() < deadline and process.poll() is None:
+            rehearsing = dbstate.query(
+                database_url,
+                "SELECT datname FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg\\_sleep(30)%' "
+                "AND datname LIKE 'hindsight\\_rehearsal\\_%'",
+            )
+            time.sleep(0.05)
+        assert rehearsing, f"the rehearsal never reached its pg_sleep (exit {process.poll()})"
+        process.send_signal(how)
+        out, err = process.communicate(timeout=30)
+    finally:
+        stop(process)
+
+    assert process.returncode == ExitCode.INTERRUPTED, out + err
+    assert "Interrupted" in err and "Traceback" not in err
+    assert scratch_databases(database_url) == []
+    assert dbstate.snapshot(database_url) == before
 
 
 def test_lock_timeout_gives_up_instead_of_queueing(tmp_path: Path, database_url: str) -> None:
@@ -618,20 +766,24 @@ def test_lock_timeout_gives_up_instead_of_queueing(tmp_path: Path, database_url:
             # Live traffic: a reader's open transaction on the table the revision alters.
             holder.execute(text("LOCK TABLE things IN ACCESS SHARE MODE"))
             started = time.monotonic()
-            result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+            # A process with a timeout: a tool that queued behind the reader would wait forever.
+            result = subprocess.run(
+                cli_command(ini, database_url, "up", "--yes"),
+                env=subprocess_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             took = time.monotonic() - started
             holder.rollback()
     finally:
         engine.dispose()
 
-    assert_failure(
-        result,
-        ExitCode.FAILED,
-        "Revision bbbb00000002",
-        "gave up after waiting 1s for a lock",
-        "lock timeout",
-        f"Database now at {TINY_BASE}",
-    )
+    assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
+    said = flatten(result.stderr)
+    assert "Revision bbbb00000002" in said and "gave up after waiting 1s for a lock" in said, result.stderr
+    assert "lock timeout" in said and f"Database now at {TINY_BASE}" in said, result.stderr
+    assert "Traceback" not in result.stderr
     assert took < 15, took
     assert dbstate.alembic_version(database_url) == [TINY_BASE]
     assert "note" not in columns(database_url, "things")
@@ -795,3 +947,80 @@ def test_password_stays_out_of_output_and_audit(tmp_path: Path, database_url: st
         assert password not in row, row
     assert scratch_databases(database_url) == []
 
+
+# -- where the rehearsal runs ----------------------------------------------------------------
+
+
+def test_without_createdb_the_tool_says_so_and_what_to_do(tmp_path: Path, database_url: str, admin_engine: Any) -> None:
+    """No scratch database can be made: say so, never fall back silently; target rehearsal still works."""
+    role = f"nocreate_{os.getpid()}_{int(time.monotonic() * 1000) % 100000}"
+    name = make_url(database_url).database
+    with admin_engine.connect() as connection:
+        connection.execute(text(f'CREATE ROLE "{role}" LOGIN NOCREATEDB'))
+        connection.execute(text(f'GRANT CREATE ON DATABASE "{name}" TO "{role}"'))
+    # PostgreSQL 15+ no longer lets every role create in public.
+    grant = create_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with grant.connect() as connection:
+        connection.execute(text(f'GRANT CREATE, USAGE ON SCHEMA public TO "{role}"'))
+    grant.dispose()
+    try:
+        limited = make_url(database_url).set(username=role).render_as_string(hide_password=False)
+        ini = tiny_project(
+            tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE x (i int)")')
+        )
+        bootstrapped(ini, limited)
+        before = dbstate.snapshot(database_url)
+
+        refused = invoke("-c", str(ini), "--url", limited, "up", "--dry-run")
+        assert_failure(refused, ExitCode.REFUSED, "could not be created", "CREATEDB", "--rehearse-on target")
+        assert dbstate.snapshot(database_url) == before
+
+        on_target = invoke("-c", str(ini), "--url", limited, "up", "--dry-run", "--rehearse-on", "target")
+        assert on_target.exit_code == 0, on_target.output
+        assert "+ table public.x" in flatten(on_target.stdout) or "public.x" in on_target.stdout
+        assert dbstate.snapshot(database_url) == before
+    finally:
+        # What the role owns and was granted lives in the test database: drop it there, then the role.
+        engine = create_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP OWNED BY "{role}" CASCADE'))
+        engine.dispose()
+        with admin_engine.connect() as connection:
+            connection.execute(text(f'REVOKE ALL ON DATABASE "{name}" FROM "{role}"'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+
+
+def test_rehearse_on_another_database_leaves_the_target_alone(
+    tmp_path: Path, database_url: str, make_database: Callable[[str], str]
+) -> None:
+    ini = tiny_project(
+        tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE x (i int)")')
+    )
+    staging = make_database("staging")
+    bootstrapped(ini, database_url)
+    bootstrapped(ini, staging)
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run", "--rehearse-on", staging)
+
+    assert result.exit_code == 0, result.output
+    assert "--rehearse-on; now changed" in flatten(result.stdout)
+    assert dbstate.snapshot(database_url) == before
+    assert dbstate.alembic_version(staging) == ["bbbb00000002"]  # the disposable copy took the rehearsal
+    assert "x" in dbstate.tables(staging)
+
+
+def test_slow_statement_on_the_target_is_a_measured_warning(tmp_path: Path, database_url: str) -> None:
+    ini = tiny_project(
+        tmp_path / "p",
+        Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("SELECT pg_sleep(3)")'),
+        settings="statement_timeout = 1s",
+    )
+    bootstrapped(ini, database_url)
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run", "--rehearse-on", "target")
+
+    assert result.exit_code == 0, result.output
+    assert "bbbb00000002: a statement takes more than 1s" in flatten(result.stdout)
+    assert dbstate.snapshot(database_url) == before
