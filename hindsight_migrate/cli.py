@@ -129,16 +129,21 @@ def _guarded(options: GlobalOptions, body: Callable[[], None]) -> None:
         raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
 
-def _confirm(question: str, *, yes: bool) -> None:
-    """Ask before changing anything; refuse when nobody can answer."""
+def _someone_to_ask(yes: bool) -> bool:
+    """False with --yes; refuses when there is no terminal to ask on and no --yes."""
     if yes:
-        return
+        return False
     if not stdin_is_interactive():
         raise Aborted(
             "Nothing was changed: this command asks for confirmation, and there is no terminal "
             "to ask on. Review the plan above, then run again with --yes."
         )
-    if not typer.confirm(question, default=False, err=True):
+    return True
+
+
+def _confirm(question: str, *, yes: bool) -> None:
+    """Ask before changing anything (bootstrap, on an empty database: a y/N is enough)."""
+    if _someone_to_ask(yes) and not typer.confirm(question, default=False, err=True):
         raise Aborted("Nothing was changed: you did not confirm.")
 
 
@@ -539,13 +544,8 @@ def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
 
 def _confirm_by_typing(expected: str, *, yes: bool) -> None:
     """The reviewer types the target revision: a deliberate act, not a reflexive 'y'."""
-    if yes:
+    if not _someone_to_ask(yes):
         return
-    if not stdin_is_interactive():
-        raise Aborted(
-            "Nothing was changed: applying needs a confirmation, and there is no terminal to ask on. "
-            "Review the plan above, then run again with --yes."
-        )
     answer = typer.prompt(
         f"Type the target revision ({expected}, or its first 8 characters) to apply", default="", err=True
     ).strip()
