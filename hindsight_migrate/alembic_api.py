@@ -231,33 +231,45 @@ class AlembicProject:
         with self._env_uses(connection):
             command.stamp(self.config, revision)
 
-    def upgrade_one(self, connection: Connection, revision: str) -> None:
+    def upgrade_one(
+        self, connection: Connection, revision: str, *, then: Callable[[Connection], None] | None = None
+    ) -> None:
         """Writes: runs one revision's upgrade through env.py on ``connection``.
 
         The connection must not be in a transaction: env.py's ``begin_transaction()`` then
         opens one for this revision alone and commits it with the version-table update, and
         ``autocommit_block()`` (``CREATE INDEX CONCURRENTLY``) works as Alembic intends.
+        ``then`` runs inside that same transaction, after the version table moved.
         """
+        self.run_one(connection, revision, downgrade=False, then=then)
 
-        def steps(heads: Any, context: Any) -> list[Any]:
-            return [self._step(revision, downgrade=False)]
-
-        self._run_env(connection, steps)
-
-    def downgrade_one(self, connection: Connection, revision: str) -> None:
+    def downgrade_one(
+        self, connection: Connection, revision: str, *, then: Callable[[Connection], None] | None = None
+    ) -> None:
         """Writes: reverts one revision (a current head) through env.py; see :meth:`upgrade_one`."""
+        self.run_one(connection, revision, downgrade=True, then=then)
+
+    def run_one(
+        self,
+        connection: Connection,
+        revision: str,
+        *,
+        downgrade: bool,
+        then: Callable[[Connection], None] | None = None,
+    ) -> None:
+        """Writes: one revision, in the direction asked; see :meth:`upgrade_one`."""
 
         def steps(heads: Any, context: Any) -> list[Any]:
-            return [self._step(revision, downgrade=True)]
+            if then is not None:
+                # env.py's configure() replaces on_version_apply, so the callback joins here, after
+                # it: Alembic calls it inside the revision's transaction, right after the version update.
+                context.on_version_apply_callbacks = (
+                    *context.on_version_apply_callbacks,
+                    lambda ctx, **_: then(ctx.connection),
+                )
+            return [self._step(revision, downgrade=downgrade)]
 
         self._run_env(connection, steps)
-
-    def run_one(self, connection: Connection, revision: str, *, downgrade: bool) -> None:
-        """Writes: one revision, in the direction asked; see :meth:`upgrade_one`."""
-        if downgrade:
-            self.downgrade_one(connection, revision)
-        else:
-            self.upgrade_one(connection, revision)
 
     def _step(self, revision: str, *, downgrade: bool) -> Any:
         """Alembic's migration step for exactly this revision, in one direction."""
@@ -305,6 +317,16 @@ class AlembicProject:
         # A new file: forget the cached graph so later calls see it.
         self.__dict__.pop("script", None)
         return tuple(found), _relative_to(Path(script.path), self.settings.project_dir)
+
+    def merge_heads(self, message: str) -> tuple[str, Path]:
+        """Writes a file: a merge revision of every head (Alembic's merge). Returns its id and path."""
+        from alembic import command
+
+        with _revision_errors(), contextlib.redirect_stdout(self.output):
+            script = command.merge(self.config, revisions="heads", message=message)
+        self.__dict__.pop("script", None)  # the graph has a new file
+        assert script is not None
+        return script.revision, _relative_to(Path(script.path), self.settings.project_dir)
 
     def _run_env(self, connection: Connection, fn: Callable[..., list[Any]], **options: Any) -> None:
         from alembic.runtime.environment import EnvironmentContext

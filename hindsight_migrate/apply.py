@@ -8,8 +8,9 @@ database now stands.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
@@ -18,7 +19,10 @@ from hindsight_migrate.database import Database, server_said
 from hindsight_migrate.errors import Refused, Section, StatementFailed
 from hindsight_migrate.locking import migration_lock
 from hindsight_migrate.masking import mask_secrets
-from hindsight_migrate.plan import DOWN, MigrationPlan
+from hindsight_migrate.plan import DOWN, MigrationPlan, PlannedRevision
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 
 class Progress(Protocol):
@@ -100,7 +104,9 @@ def apply_plan(
             progress.started(revision)
             revision_started = time.monotonic()
             try:
-                project.run_one(connection, revision.revision, downgrade=downgrade)
+                project.run_one(
+                    connection, revision.revision, downgrade=downgrade, then=_checksum(item, audit_id, downgrade)
+                )
                 if connection.in_transaction():  # an env.py that does not begin its own
                     connection.commit()
             except DBAPIError as err:
@@ -127,6 +133,24 @@ def apply_plan(
         bootstrapped=plan.bootstrap is not None,
         seconds=time.monotonic() - started,
     )
+
+
+def _checksum(item: PlannedRevision, audit_id: int, downgrade: bool) -> Callable[[Connection], None]:
+    """What to record in the revision's own transaction: its file's checksum, or its removal."""
+
+    def record(connection: Connection) -> None:
+        if downgrade:
+            ledger.forget_applied(connection, revision=item.info.revision)
+        else:
+            ledger.record_applied(
+                connection,
+                revision=item.info.revision,
+                file_sha256=item.file_sha256,
+                file_path=str(item.info.path),
+                apply_id=audit_id,
+            )
+
+    return record
 
 
 def _failed(

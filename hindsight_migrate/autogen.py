@@ -47,7 +47,7 @@ def new_revision(
     if not message:
         raise BadArgument('A revision needs a message that says what it does, e.g. hindsight-migrate new "add users".')
     with (
-        _database_at_head(project, database, against_target) as (at_head, compared_with),
+        database_at_head(project, database, against_target) as (at_head, compared_with),
         at_head.connect() as connection,
     ):
         operations, path = project.autogenerate(connection, message, write=lambda ops: bool(ops) or allow_empty)
@@ -65,7 +65,7 @@ def new_revision(
 
 
 @contextmanager
-def _database_at_head(
+def database_at_head(
     project: AlembicProject, database: Database, against_target: bool
 ) -> Iterator[tuple[Database, str]]:
     if against_target:

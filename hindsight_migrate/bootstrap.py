@@ -92,6 +92,10 @@ def read_bootstrap_sql(path: Path | None) -> BootstrapSql:
     return BootstrapSql(path=path, sha256=sha256_of_text(text), statements=statements)
 
 
+def sha256_of_file(path: Path) -> str:
+    return sha256_of_text(path.read_text(encoding="utf-8"))
+
+
 def sha256_of_text(text: str) -> str:
     """SHA-256 of a text file with normalised line endings, so a checkout's CRLF is no change."""
     normalised = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -142,6 +146,13 @@ def apply_bootstrap(
                 baseline=plan.baseline.revision,
             )
             project.stamp(connection, plan.baseline.revision)
+            ledger.record_applied(
+                connection,
+                revision=plan.baseline.revision,
+                file_sha256=sha256_of_file(project.settings.project_dir / plan.baseline.path),
+                file_path=str(plan.baseline.path),
+                apply_id=None,
+            )
             # Audited in the same transaction: the row exists exactly when the bootstrap committed.
             audit_id = ledger.start_apply(
                 connection, command="bootstrap", database=plan.database, from_revisions=(), fingerprint=plan.sql.sha256

@@ -61,6 +61,21 @@ UrlOption = Annotated[
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the traceback of a failure.")]
 
 
+PlanOutOption = Annotated[
+    Path | None,
+    typer.Option("--plan-out", help="Save the reviewed plan as JSON (for review in a pull request).", dir_okay=False),
+]
+PlanInOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan",
+        help="Apply a saved plan, only if the database and the revisions are still what it shows.",
+        dir_okay=False,
+        exists=False,
+    ),
+]
+
+
 @dataclass
 class GlobalOptions:
     config: Path | None = None
@@ -276,6 +291,8 @@ def up(
         bool, typer.Option("--no-rehearsal", help="Skip the rehearsal (the schema diff is then not measured).")
     ] = False,
     allow_lint: Annotated[bool, typer.Option("--allow-lint", help="Apply despite lint errors.")] = False,
+    plan_out: PlanOutOption = None,
+    plan_in: PlanInOption = None,
     lock_wait: Annotated[
         float, typer.Option("--lock-wait", help="Seconds to wait for another run's migration lock.", min=0)
     ] = 5.0,
@@ -313,7 +330,7 @@ def up(
         _review_and_apply(
             options,
             make_plan,
-            Review(rehearse_on, no_rehearsal, allow_lint, dry_run, yes, lock_wait),
+            Review(rehearse_on, no_rehearsal, allow_lint, dry_run, yes, lock_wait, plan_out, plan_in),
         )
 
     _guarded(options, body)
@@ -344,6 +361,8 @@ def down(
     no_rehearsal: Annotated[
         bool, typer.Option("--no-rehearsal", help="Skip the rehearsal (data loss is then not measured).")
     ] = False,
+    plan_out: PlanOutOption = None,
+    plan_in: PlanInOption = None,
     lock_wait: Annotated[
         float, typer.Option("--lock-wait", help="Seconds to wait for another run's migration lock.", min=0)
     ] = 5.0,
@@ -390,7 +409,16 @@ def down(
         _review_and_apply(
             options,
             make_plan,
-            Review(rehearse_on, no_rehearsal, allow_lint=False, dry_run=dry_run, yes=yes, lock_wait=lock_wait),
+            Review(
+                rehearse_on,
+                no_rehearsal,
+                allow_lint=False,
+                dry_run=dry_run,
+                yes=yes,
+                lock_wait=lock_wait,
+                plan_out=plan_out,
+                plan_in=plan_in,
+            ),
         )
 
     _guarded(options, body)
@@ -406,6 +434,8 @@ class Review:
     dry_run: bool
     yes: bool
     lock_wait: float
+    plan_out: Path | None = None  # save the plan there
+    plan_in: Path | None = None  # apply this saved plan, if nothing changed
 
 
 def _review_and_apply(
@@ -414,15 +444,17 @@ def _review_and_apply(
     review: Review,
 ) -> None:
     """Plan, show, check, confirm, apply: the one path up and down both take."""
-    from hindsight_migrate import render
+    from hindsight_migrate import plan_file, render
     from hindsight_migrate.apply import apply_plan
     from hindsight_migrate.errors import Refused, StatementFailed
     from hindsight_migrate.rehearsal import RehearsalOptions
 
+    saved = plan_file.load_plan(review.plan_in) if review.plan_in else None
     settings, project, database = _open(options)
     try:
         rehearsal = None
-        if not review.no_rehearsal:
+        # A saved plan was rehearsed when it was reviewed; what matters now is that nothing changed.
+        if not review.no_rehearsal and saved is None:
             rehearsal = RehearsalOptions(
                 where=review.rehearse_on,
                 data_limit_bytes=settings.tool.rehearsal_data_limit_mb * 1024 * 1024,
@@ -430,7 +462,15 @@ def _review_and_apply(
                 statement_timeout=settings.tool.statement_timeout,
             )
         plan = make_plan(project, database, rehearsal)
+        if saved is not None:
+            if saved.direction != plan.direction:
+                raise Refused(f"{review.plan_in} is a plan to go {saved.direction}; run it with `{saved.direction}`.")
+            plan_file.refuse_unless_unchanged(saved, plan, plan_file.database_identity(database))
+            render.err().print(f"The saved plan {review.plan_in} still holds: nothing changed since it was reviewed.")
         render.migration_plan(plan)
+        if review.plan_out is not None:
+            plan_file.save_plan(plan, plan_file.database_identity(database), review.plan_out)
+            render.err().print(f"Plan saved to {review.plan_out}.")
         if plan.nothing_to_do:
             return
         if plan.rehearsal is not None and plan.rehearsal.failure is not None:
@@ -510,6 +550,162 @@ def new(
         finally:
             database.dispose()
         render.new_revision(result, show_sql=sql)
+
+    _guarded(options, body)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the same data as JSON.")]
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Whether the database and the code agree, in one screen; the exit code says it to scripts.
+
+    Current revision(s), head(s), pending revisions, revision files edited after they were
+    applied (their SHA-256 is recorded when applied), applied revisions whose file is gone,
+    whether the V1 file still matches its bootstrap, and the last apply. Exit 0 when up to
+    date; 10 behind, 11 diverged, 12 tampered (the most serious wins).
+
+    Example:
+
+        hindsight-migrate status || echo "the database needs attention"
+    """
+    options = _globals(ctx, config, url, debug)
+
+    def body() -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.status import read_status
+
+        _, project, database = _open(options)
+        try:
+            result = read_status(project, database)
+        finally:
+            database.dispose()
+        if as_json:
+            render.print_json(result)
+        else:
+            render.status(result)
+        raise typer.Exit(int(result.exit_code))
+
+    _guarded(options, body)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """For CI: fail (exit 13) with a readable list when code and database need attention.
+
+    Fails when the models differ from the schema at head (compared with a scratch database
+    built at head), the chain has more than one head, a revision cannot be reverted, a
+    revision file was edited after it was applied, or revisions not yet applied have lint errors.
+
+    Example:
+
+        hindsight-migrate check --json
+    """
+    options = _globals(ctx, config, url, debug)
+
+    def body() -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.check import run_checks
+
+        _, project, database = _open(options)
+        try:
+            report = run_checks(project, database)
+        finally:
+            database.dispose()
+        if as_json:
+            render.print_json(report)
+        else:
+            render.check_report(report)
+        if not report.ok:
+            raise typer.Exit(int(ExitCode.CHECK_FAILED))
+
+    _guarded(options, body)
+
+
+@app.command()
+def lint(
+    ctx: typer.Context,
+    revision_range: Annotated[
+        str | None,
+        typer.Argument(metavar="[RANGE]", help="FROM:TO, or all (default: what the database has not applied)."),
+    ] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Lint the SQL of a range of revisions with Squawk, grouped by revision.
+
+    Exit 13 when a finding is an error (rules in lint_error_rules, or Squawk's own errors); 0
+    with warnings only. With a RANGE no database is needed.
+
+    Example:
+
+        hindsight-migrate lint base:heads
+    """
+    options = _globals(ctx, config, url, debug)
+
+    def body() -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.check import lint_range
+
+        if revision_range is None:
+            _, project, database = _open(options)
+            try:
+                report = lint_range(project, database, None)
+            finally:
+                database.dispose()
+        else:
+            _, project = _open_project(options)
+            report = lint_range(project, None, revision_range)
+        if as_json:
+            render.print_json(report)
+        else:
+            render.lint_report(report)
+        raise typer.Exit(int(report.exit_code))
+
+    _guarded(options, body)
+
+
+@app.command()
+def merge(
+    ctx: typer.Context,
+    message: Annotated[str, typer.Option("--message", "-m", help="What the merge joins.")] = "merge heads",
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Join the chain's heads with a merge revision (Alembic's merge), when there are several.
+
+    Example:
+
+        hindsight-migrate merge -m "merge search and billing branches"
+    """
+    options = _globals(ctx, config, url, debug)
+
+    def body() -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.errors import Refused
+
+        _, project = _open_project(options)
+        heads = project.heads()
+        if len(heads) < 2:
+            raise Refused(f"The chain has one head ({', '.join(heads) or 'none'}): there is nothing to merge.")
+        revision, path = project.merge_heads(message)
+        render.merged(revision, path)
 
     _guarded(options, body)
 

@@ -26,6 +26,10 @@ class ExitCode(IntEnum):
     ABORTED = 7  # the reviewer did not confirm, or no terminal was there to ask
     LOCKED = 8  # another hindsight-migrate run holds the database's migration lock
     FAILED = 9  # a statement failed while changing the database; nothing of it committed
+    BEHIND = 10  # status: revisions are pending
+    DIVERGED = 11  # status: the database is at a revision no file has, or an applied file is gone
+    TAMPERED = 12  # status: a revision file (or V1) changed after it was applied
+    CHECK_FAILED = 13  # check found problems; lint found errors
     INTERRUPTED = 130  # Ctrl-C; whatever was running was rolled back
 
 

@@ -58,6 +58,30 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLY_LOG} (
 """
 
 
+APPLIED_REVISIONS = "applied_revisions"
+
+# One row per applied revision: the SHA-256 of its file (normalised line endings) when it was
+# applied, so an edit afterwards is seen (Flyway's validate). Written in the revision's own
+# transaction, so the row exists exactly when the revision is applied.
+_CREATE_APPLIED_REVISIONS = f"""
+CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLIED_REVISIONS} (
+    revision    text        PRIMARY KEY,
+    file_sha256 text        NOT NULL,
+    file_path   text        NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    apply_id    bigint
+)
+"""
+
+
+@dataclass(frozen=True)
+class AppliedChecksum:
+    revision: str
+    file_sha256: str
+    file_path: str
+    applied_at: datetime
+
+
 @dataclass(frozen=True)
 class ApplyRecord:
     id: int
@@ -103,6 +127,45 @@ def ensure_tool_tables(connection: Connection) -> None:
     connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA}"))
     connection.execute(text(_CREATE_BOOTSTRAP_LOG))
     connection.execute(text(_CREATE_APPLY_LOG))
+    connection.execute(text(_CREATE_APPLIED_REVISIONS))
+
+
+def record_applied(
+    connection: Connection, *, revision: str, file_sha256: str, file_path: str, apply_id: int | None
+) -> None:
+    """Writes: the checksum of a revision just applied (in its transaction)."""
+    from sqlalchemy import text
+
+    connection.execute(
+        text(
+            f"INSERT INTO {TOOL_SCHEMA}.{APPLIED_REVISIONS} (revision, file_sha256, file_path, apply_id) "
+            "VALUES (:revision, :sha, :path, :apply_id) ON CONFLICT (revision) DO UPDATE SET "
+            "file_sha256 = EXCLUDED.file_sha256, file_path = EXCLUDED.file_path, "
+            "applied_at = clock_timestamp(), apply_id = EXCLUDED.apply_id"
+        ),
+        {"revision": revision, "sha": file_sha256, "path": file_path, "apply_id": apply_id},
+    )
+
+
+def forget_applied(connection: Connection, *, revision: str) -> None:
+    """Writes: drops the checksum of a revision just reverted (in its transaction)."""
+    from sqlalchemy import text
+
+    connection.execute(
+        text(f"DELETE FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS} WHERE revision = :revision"), {"revision": revision}
+    )
+
+
+def applied_checksums(connection: Connection) -> dict[str, AppliedChecksum]:
+    """Read-only: the recorded checksum of every revision the tool applied and did not revert."""
+    from sqlalchemy import text
+
+    if not table_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS):
+        return {}
+    rows = connection.execute(
+        text(f"SELECT revision, file_sha256, file_path, applied_at FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS}")
+    )
+    return {row[0]: AppliedChecksum(*row) for row in rows}
 
 
 def start_apply(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hindsight_migrate import catalog
 from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
-from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
+from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_file
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.lint import LintResult, lint_sql
@@ -226,8 +226,7 @@ def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]
 
 
 def _planned(project: AlembicProject, info: RevisionInfo, *, downgrade: bool) -> PlannedRevision:
-    path = info.path if info.path.is_absolute() else project.settings.project_dir / info.path
-    file_sha = sha256_of_text(path.read_text(encoding="utf-8"))
+    file_sha = sha256_of_file(project.settings.project_dir / info.path)
     try:
         sql: str | None = project.offline_sql(info, downgrade=downgrade)
         problem = None

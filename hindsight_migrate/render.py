@@ -26,11 +26,13 @@ if TYPE_CHECKING:
     from hindsight_migrate.apply import ApplyResult
     from hindsight_migrate.autogen import NewRevision
     from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult
+    from hindsight_migrate.check import CheckReport, LintReport
     from hindsight_migrate.config import Settings
     from hindsight_migrate.errors import HindsightMigrateError
     from hindsight_migrate.history import History
     from hindsight_migrate.lint import LintResult
     from hindsight_migrate.plan import MigrationPlan
+    from hindsight_migrate.status import Status
 
 
 def out() -> Console:
@@ -521,4 +523,70 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     console.print(
         f"[green]Wrote[/] {result.path} (revision {result.revision}). Open it, fix what is flagged above, "
         "then review and apply it with [bold]hindsight-migrate up[/]."
+    )
+
+
+# -- status, check, lint, merge ---------------------------------------------------------------
+
+
+def status(result: Status) -> None:
+    from rich.markup import escape
+
+    console = out()
+    verdict = " and ".join(result.verdicts) if result.verdicts else "up to date"
+    colour = "green" if not result.verdicts else "red" if set(result.verdicts) - {"behind"} else "yellow"
+    console.print(f"[bold]Status[/] of {result.database}: [{colour}]{verdict}[/]")
+    console.print(f"  Current:  {', '.join(result.current) or 'no revision applied'}")
+    console.print(f"  Head(s):  {', '.join(result.heads)}")
+    console.print(f"  Pending:  {', '.join(result.pending) or 'none'}")
+    if result.unknown:
+        console.print(f"  [red]Unknown:[/]  {', '.join(result.unknown)} (in the version table; no file has them)")
+    if result.missing:
+        console.print(f"  [red]Missing:[/]  {', '.join(result.missing)} (applied; their files are gone from versions/)")
+    for edited in result.edited:
+        console.print(
+            f"  [red]Edited after it was applied:[/] {edited.revision} {escape(edited.path)} "
+            f"(SHA-256 then {edited.recorded_sha256[:12]}…, now {edited.file_sha256[:12]}…)"
+        )
+    if result.unrecorded:
+        console.print(
+            f"  [dim]No checksum recorded (applied before this tool kept them): {', '.join(result.unrecorded)}[/]"
+        )
+    console.print(
+        f"  V1:       {escape(result.v1_drift) if result.v1_drift else 'as bootstrapped (or not bootstrapped)'}"
+    )
+    if result.last_apply is not None:
+        run = result.last_apply
+        console.print(
+            f"  Last apply: {run.command} {run.started_at:%Y-%m-%d %H:%M %Z} by {run.os_user}@{run.host}, "
+            f"{run.from_revisions} → {run.to_revisions or '?'}, {run.outcome}"
+        )
+
+
+def check_report(report: CheckReport) -> None:
+    from rich.markup import escape
+
+    console = out()
+    if report.ok:
+        console.print(f"[green]check passed[/] for {report.database}: {'; '.join(report.checked)}.")
+        return
+    console.print(f"[bold red]check found {len(report.problems)} problem(s)[/] ({report.database}):")
+    for problem in report.problems:
+        console.print(f"  [red]✗ {problem.kind}:[/] {escape(problem.message)}")
+        for detail in problem.details:
+            console.print(f"      {escape(detail)}")
+
+
+def lint_report(report: LintReport) -> None:
+    console = out()
+    console.print(
+        f"Linted {len(report.revisions)} revision(s) ({report.range}): {', '.join(report.revisions) or 'none'}"
+    )
+    lint_result(report.result)
+
+
+def merged(revision: str, path: Path) -> None:
+    out().print(
+        f"[green]Wrote[/] merge revision {revision}: {path}. Review it, then apply it with "
+        "[bold]hindsight-migrate up[/]."
     )

@@ -1,0 +1,149 @@
+"""``check``: everything CI should refuse, in one list.
+
+The models differ from the schema at head (autogenerate would write something); the chain
+has more than one head; a revision cannot be reverted; a revision file was edited after it
+was applied; lint errors in revisions not applied yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.autogen import database_at_head
+from hindsight_migrate.database import Database
+from hindsight_migrate.errors import BadArgument, ExitCode
+from hindsight_migrate.lint import LintResult, lint_sql
+from hindsight_migrate.plan import irreversible_reason
+from hindsight_migrate.status import read_status
+
+
+@dataclass(frozen=True)
+class CheckProblem:
+    kind: str  # "models", "heads", "irreversible", "edited", "lint", "v1", "diverged"
+    message: str
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    database: str
+    problems: tuple[CheckProblem, ...]
+    checked: tuple[str, ...]  # what was looked at, for the reader
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def run_checks(project: AlembicProject, database: Database) -> CheckReport:
+    """Reads the target; builds (and drops) a scratch database at head for the models check."""
+    problems: list[CheckProblem] = []
+    heads = project.heads()
+    if len(heads) > 1:
+        problems.append(
+            CheckProblem(
+                "heads",
+                f"The chain has {len(heads)} heads: {', '.join(heads)}. Join them with "
+                'hindsight-migrate merge -m "merge ..."',
+                heads,
+            )
+        )
+    baseline = project.settings.baseline and project.resolve(project.settings.baseline).revision
+    irreversible = [
+        reason
+        for info in project.revisions()
+        if info.revision != baseline and (reason := irreversible_reason(info, project))
+    ]
+    if irreversible:
+        problems.append(CheckProblem("irreversible", "Revisions without a working downgrade:", tuple(irreversible)))
+
+    status = read_status(project, database)
+    if status.edited:
+        problems.append(
+            CheckProblem(
+                "edited",
+                "Revision files edited after they were applied (write a new revision instead):",
+                tuple(f"{e.revision} {e.path}" for e in status.edited),
+            )
+        )
+    if status.v1_drift:
+        problems.append(CheckProblem("v1", status.v1_drift))
+    if status.unknown or status.missing:
+        problems.append(
+            CheckProblem(
+                "diverged",
+                "Applied revisions that no file has (deleted, or another branch's database):",
+                (*status.unknown, *status.missing),
+            )
+        )
+    if status.pending and not status.unknown:
+        pending = [project.resolve(revision) for revision in status.pending]
+        lint = lint_sql({info.revision: project.offline_sql(info) for info in pending}, project.settings.tool)
+        if lint.errors:
+            problems.append(
+                CheckProblem(
+                    "lint",
+                    "Lint errors in revisions not applied yet:",
+                    tuple(f"{f.revision} line {f.line} {f.rule}: {f.message}" for f in lint.errors),
+                )
+            )
+    if len(heads) == 1:
+        with database_at_head(project, database, against_target=False) as (at_head, _), at_head.connect() as conn:
+            operations, _ = project.autogenerate(conn, "check", write=lambda ops: False)
+            conn.rollback()
+        if operations:
+            problems.append(
+                CheckProblem(
+                    "models",
+                    "The models differ from the schema at head: autogenerate would write these (run "
+                    'hindsight-migrate new "..." and review it):',
+                    tuple(f"{op.kind.replace('_', ' ')} {op.table} {op.name}".strip() for op in operations),
+                )
+            )
+    checked = (
+        "heads",
+        "downgrades",
+        "applied files against their checksums",
+        "V1 against its bootstrap record",
+        "lint of pending revisions",
+        "models against a scratch database at head" if len(heads) == 1 else "models (skipped: several heads)",
+    )
+    return CheckReport(database=database.masked_url, problems=tuple(problems), checked=checked)
+
+
+@dataclass(frozen=True)
+class LintReport:
+    range: str
+    revisions: tuple[str, ...]  # in the order they run
+    result: LintResult
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.CHECK_FAILED if self.result.errors else ExitCode.OK
+
+
+def lint_range(project: AlembicProject, database: Database | None, revision_range: str | None) -> LintReport:
+    """Reads files (and the version table, for the default range): Squawk over a range's upgrade SQL.
+
+    ``revision_range``: None for what the database has not applied; ``all``; or ``FROM:TO``
+    as for ``up --sql`` (``base:heads`` is everything).
+    """
+    if revision_range is None:
+        if database is None:
+            raise BadArgument("Without a database, name the range: FROM:TO, or all.")
+        with database.connect() as connection:
+            current = project.current_heads(connection)
+            connection.rollback()
+        start, end, words = current, "heads", "not yet applied"
+    else:
+        words = revision_range
+        spec = "base:heads" if revision_range == "all" else revision_range
+        if ":" not in spec:
+            raise BadArgument(f"{revision_range!r} is not a range: write FROM:TO (e.g. base:heads) or all.")
+        first, _, end = spec.partition(":")
+        start = () if first in ("", "base") else (project.resolve(first).revision,)
+        end = end or "heads"
+    revisions = project.upgrade_path(start, end)
+    result = lint_sql({info.revision: project.offline_sql(info) for info in revisions}, project.settings.tool)
+    return LintReport(range=words, revisions=tuple(info.revision for info in revisions), result=result)

@@ -1,0 +1,107 @@
+"""Whether the code and the database agree, in one reading: ``status``.
+
+Behind (revisions pending), diverged (the database is at a revision no file has, or an
+applied revision's file is gone) and tampered (a revision file edited after it was applied,
+or the V1 file changed since bootstrap) each have an exit code, so CI and deploy scripts
+can gate on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hindsight_migrate import ledger
+from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.bootstrap import read_bootstrap_sql, sha256_of_file, v1_drift
+from hindsight_migrate.database import Database
+from hindsight_migrate.errors import ConfigError, ExitCode
+from hindsight_migrate.ledger import ApplyRecord
+
+UP_TO_DATE = "up to date"
+BEHIND = "behind"
+DIVERGED = "diverged"
+TAMPERED = "tampered"
+
+
+@dataclass(frozen=True)
+class EditedRevision:
+    revision: str
+    path: str
+    recorded_sha256: str  # when it was applied
+    file_sha256: str  # now
+
+
+@dataclass(frozen=True)
+class Status:
+    database: str  # masked URL
+    current: tuple[str, ...]
+    heads: tuple[str, ...]
+    pending: tuple[str, ...]  # in the order `up` would run them
+    unknown: tuple[str, ...]  # in the version table, but no file has them
+    missing: tuple[str, ...]  # applied by the tool (checksum recorded), but their file is gone
+    edited: tuple[EditedRevision, ...]  # applied, then their file changed
+    unrecorded: tuple[str, ...]  # applied before the tool recorded checksums (e.g. by raw alembic)
+    v1_drift: str | None
+    last_apply: ApplyRecord | None
+    verdicts: tuple[str, ...]  # TAMPERED, DIVERGED, BEHIND; empty when up to date
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The most serious verdict decides: tampered, then diverged, then behind."""
+        for verdict, code in ((TAMPERED, ExitCode.TAMPERED), (DIVERGED, ExitCode.DIVERGED), (BEHIND, ExitCode.BEHIND)):
+            if verdict in self.verdicts:
+                return code
+        return ExitCode.OK
+
+
+def read_status(project: AlembicProject, database: Database) -> Status:
+    """Read-only: the database's revision, checksums and records against the files."""
+    with database.connect() as connection:
+        current = project.current_heads(connection)
+        checksums = ledger.applied_checksums(connection)
+        record = ledger.last_bootstrap(connection)
+        last_apply = ledger.last_apply(connection)
+        connection.rollback()
+    known = tuple(h for h in current if project.knows(h))
+    unknown = tuple(h for h in current if not project.knows(h))
+    pending: tuple[str, ...] = ()
+    if not unknown:
+        pending = tuple(info.revision for info in project.upgrade_path(known, "heads"))
+    applied = project.ancestors(known) if not unknown else frozenset(known)
+    edited: list[EditedRevision] = []
+    missing: list[str] = []
+    for revision, recorded in sorted(checksums.items()):
+        if not project.knows(revision):
+            missing.append(revision)
+            continue
+        path = project.settings.project_dir / project.resolve(revision).path
+        now = sha256_of_file(path)
+        if now != recorded.file_sha256:
+            edited.append(EditedRevision(revision, recorded.file_path, recorded.file_sha256, now))
+    unrecorded = tuple(sorted(r for r in applied if r not in checksums))
+    drift = None
+    if record is not None and project.settings.bootstrap_sql is not None:
+        try:
+            drift = v1_drift(record, read_bootstrap_sql(project.settings.bootstrap_sql))
+        except ConfigError as err:
+            drift = f"The V1 file cannot be checked: {err.message}"
+    verdicts = []
+    if edited or drift:
+        verdicts.append(TAMPERED)
+    if unknown or missing:
+        verdicts.append(DIVERGED)
+    if pending:
+        verdicts.append(BEHIND)
+    return Status(
+        database=database.masked_url,
+        current=current,
+        heads=project.heads(),
+        pending=pending,
+        unknown=unknown,
+        missing=tuple(missing),
+        edited=tuple(edited),
+        unrecorded=unrecorded,
+        v1_drift=drift,
+        last_apply=last_apply,
+        verdicts=tuple(verdicts),
+    )
