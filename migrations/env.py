@@ -18,7 +18,7 @@ from pathlib import Path
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 # Make `migrations.models` importable whatever the current directory is
 # (prepend_sys_path in alembic.ini only helps when that ini file is used).
@@ -90,11 +90,16 @@ def _run_with_connection(connection: Connection) -> None:
 
 def run_migrations_online() -> None:
     """Run against a live database."""
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        # Caller-owned connection, possibly already inside its transaction:
+    connectable = config.attributes.get("connection")
+    if isinstance(connectable, Engine):
+        # pytest-alembic hands over an Engine: connect with it, as the CLI path does.
+        with connectable.connect() as connection:
+            _run_with_connection(connection)
+        return
+    if connectable is not None:
+        # Caller-owned connection (hindsight-migrate), possibly already inside its transaction:
         # never close or commit it here, the caller decides.
-        _run_with_connection(connection)
+        _run_with_connection(connectable)
         return
 
     url = _configured_url()
