@@ -74,12 +74,38 @@ def _drop_database(admin_engine: Engine, name: str) -> None:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def server_password() -> str | None:
+    """The password in HINDSIGHT_TEST_DATABASE_URL, if any: CI runs the suite once with one,
+    and then no output and no row the tool writes may contain it."""
+    configured = os.environ.get(TEST_SERVER_ENV)
+    return make_url(configured).password if configured else None
+
+
+def _assert_no_password_in_tool_rows(url: str) -> None:
+    secret = server_password()
+    if not secret:
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            for table in ("apply_log", "bootstrap_log", "applied_revisions"):
+                if connection.execute(text(f"SELECT to_regclass('hindsight_migrate.{table}')")).scalar() is None:
+                    continue
+                rows = connection.execute(text(f"SELECT t::text FROM hindsight_migrate.{table} t")).scalars().all()
+                assert not any(secret in row for row in rows), f"the password is in hindsight_migrate.{table}"
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def database_url(admin_engine: Engine, server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty database of this test's own."""
+    """A fresh, empty database of this test's own (checked for leaked passwords before it is dropped)."""
     name, url = _new_database(admin_engine, server_url, request.node.name)
     yield url
-    _drop_database(admin_engine, name)
+    try:
+        _assert_no_password_in_tool_rows(url)
+    finally:
+        _drop_database(admin_engine, name)
 
 
 @pytest.fixture
@@ -109,8 +135,12 @@ def hindsight_project(tmp_path: Path) -> Path:
 
 
 def invoke(*args: str, input: str | None = None) -> Result:
-    """Run the CLI in-process, as a user would type it."""
-    return CliRunner().invoke(cli.app, list(args), input=input)
+    """Run the CLI in-process, as a user would type it; a password of the test server never shows."""
+    result = CliRunner().invoke(cli.app, list(args), input=input)
+    secret = server_password()
+    if secret:
+        assert secret not in result.output, f"the password was printed:\n{result.output}"
+    return result
 
 
 def assert_failure(result: Result, exit_code: int, *fragments: str) -> None:
