@@ -112,7 +112,7 @@ class AlembicProject:
                     f"({', '.join(candidates)}). Give more characters of the revision id."
                 ) from err
             raise RevisionProblem(_resolution_advice(revision)) from err
-        except (RevisionError, KeyError, ValueError) as err:  # e.g. '@' in odd places
+        except (RevisionError, KeyError, ValueError, AssertionError) as err:  # e.g. '@' in odd places
             raise RevisionProblem(f"{revision!r} is not a revision this project knows: {err}") from err
         if script is None:
             raise RevisionProblem(f"{revision!r} is not a single revision (it names the empty base).")
@@ -502,6 +502,12 @@ def _revision_errors() -> Iterator[None]:
         yield
     except (RevisionError, CommandError) as err:
         raise RevisionProblem(f"Alembic cannot use the revision graph: {err}") from err
+    except AssertionError as err:
+        # Alembic asserts on some malformed identifiers ('', 'rev@', 'head+1@x') instead of raising.
+        raise RevisionProblem(
+            "That is not a revision identifier Alembic can read. Name a revision id, a unique prefix, "
+            "head(s), base or +N/-N (see hindsight-migrate history)."
+        ) from err
     except SyntaxError as err:
         raise RevisionProblem(
             f"A revision file does not compile: {err.filename}, line {err.lineno}: {err.msg}. "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hindsight_migrate.errors import ConfigError
-from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.masking import forget_secrets, mask_secrets, remember_secret_of
 
 TOOL_SECTION = "hindsight-migrate"
 DEFAULT_INI = Path("alembic.ini")
@@ -80,6 +80,7 @@ def resolve_settings(
     cwd: Path | None = None,
 ) -> Settings:
     """Read alembic.ini and the environment; never touches the database."""
+    forget_secrets()
     here = (cwd or Path.cwd()).resolve()
     ini_path = (here / (config_path or DEFAULT_INI)).resolve()
     parser = _read_ini(ini_path)
@@ -212,7 +213,12 @@ def normalize_url(raw: str, origin: str = "--url") -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    remember_secret_of(raw)  # before anything can quote it back
     shown = mask_secrets(raw)
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ConfigError(f"The database URL from {origin} is not UTF-8 text.") from err
     try:
         parsed = make_url(raw)
     except (ArgumentError, ValueError) as err:

@@ -42,6 +42,16 @@ class Database:
             raise connection_failed(err, self.masked_url) from err
         try:
             yield connection
+        except DBAPIError as err:
+            if not err.connection_invalidated:
+                raise
+            # The server went away mid-command (restarted, killed, the network cut).
+            raise ConnectionFailed(
+                f"The connection to {self.masked_url} was lost. Whatever transaction was open was rolled back "
+                "by the server; run hindsight-migrate status to see where the database stands, then run the "
+                "command again.",
+                sections=(Section("Database said", server_said(err)),),
+            ) from err
         finally:
             connection.close()
 

@@ -9,6 +9,7 @@ server releases it when the process dies, so a killed run never leaves the datab
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +41,11 @@ def migration_lock(database: Database, *, wait_seconds: float) -> Iterator[None]
         try:
             yield
         finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:ns, :key)"), keys)
+            from sqlalchemy.exc import DBAPIError
+
+            # If the session is gone (server restarted, connection cut), so is its lock.
+            with contextlib.suppress(DBAPIError):
+                connection.execute(text("SELECT pg_advisory_unlock(:ns, :key)"), keys)
 
 
 def _busy(connection: object, masked_url: str, wait_seconds: float) -> LockBusy:

@@ -21,8 +21,37 @@ _KEYWORD_PASSWORD = re.compile(
 )
 
 
+# Passwords of the URLs this process was given, masked wherever they appear, whatever the text
+# around them looks like (a URL too odd for the patterns above, a driver's message).
+_KNOWN_SECRETS: set[str] = set()
+_SCHEME_SPLIT = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://(?P<authority>.*)@", re.DOTALL)
+
+
+def forget_secrets() -> None:
+    """Start a command afresh (the tests run many commands in one process)."""
+    _KNOWN_SECRETS.clear()
+
+
+def remember_secret_of(url: str) -> None:
+    """Remember the password part of ``url`` (everything between the user's ':' and the last '@')."""
+    match = _SCHEME_SPLIT.match(url)
+    if match is None:
+        return
+    _, colon, secret = match.group("authority").partition(":")
+    # Very short ones would mask ordinary letters everywhere; the patterns still cover them in URLs.
+    if colon and len(secret) >= 3:
+        _KNOWN_SECRETS.add(secret)
+        # A URL-encoded password shows decoded in some messages; both are secrets.
+        from urllib.parse import unquote
+
+        _KNOWN_SECRETS.add(unquote(secret))
+
+
 def mask_secrets(text: str) -> str:
     """Return ``text`` with every password in a URL or ``password=`` pair replaced by ***."""
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, MASK)
 
     def url_repl(match: re.Match[str]) -> str:
         secret = match.group("secret")
