@@ -40,7 +40,7 @@ def run_offline() -> None:
         context.run_migrations()
 
 
-def run_with(connection) -> None:  # type: ignore[no-untyped-def]
+def run_with(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
         context.run_migrations()

