@@ -242,4 +242,6 @@ def normalize_url(raw: str, origin: str = "--url") -> str:
             f"The database URL from {origin} names no database ({shown}). Add it at the end: "
             "postgresql://USER@HOST:PORT/DATABASE."
         )
-    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    rendered = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    remember_secret_of(rendered)  # SQLAlchemy may write the password back percent-encoded
+    return rendered

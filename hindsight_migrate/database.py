@@ -43,7 +43,7 @@ class Database:
         try:
             yield connection
         except DBAPIError as err:
-            if not err.connection_invalidated:
+            if not (err.connection_invalidated or _connection_gone(err)):
                 raise
             # The server went away mid-command (restarted, killed, the network cut).
             raise ConnectionFailed(
@@ -87,6 +87,22 @@ def open_engine_for_url(url: str | URL) -> Engine:
             "application_name": _application_name(),
         },
     )
+
+
+_GONE = (
+    "server closed the connection",
+    "connection failed",
+    "terminating connection",
+    "connection is closed",
+    "connection is lost",
+    "the database system is shutting down",
+)
+
+
+def _connection_gone(err: BaseException) -> bool:
+    """A driver error that means the server went away (SQLAlchemy reconnects once, and that fails too)."""
+    said = str(getattr(err, "orig", err)).lower()
+    return any(words in said for words in _GONE)
 
 
 def _application_name() -> str:

@@ -13,7 +13,7 @@ MASK = "***"
 # scheme://user:PASSWORD@host — the password may contain anything but '@' and whitespace;
 # the last '@' before the host wins, as in libpq.
 # A password may even hold spaces in a malformed URL: masking too much is the safe side.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<secret>[^\n]*?)@(?=[^@\n]*$|[^@\n]*\s)")
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\n]*:)(?P<secret>[^\n]*?)@(?=[^@\n]*$|[^@\n]*\s)")
 # key=value forms: libpq conninfo (password=...) and URL query strings (?password=...)
 _KEYWORD_PASSWORD = re.compile(
     r"(?P<head>\b(?:password|passwd|pwd|sslpassword)\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&;]+)",

