@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from hindsight_migrate.database import Database
     from hindsight_migrate.plan import MigrationPlan
     from hindsight_migrate.rehearsal import RehearsalOptions
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="hindsight-migrate",
@@ -251,11 +253,7 @@ def history(
             _, project = _open_project(options)
             result = build_history(project, None)
         else:
-            _, project, database = _open(options)
-            try:
-                result = build_history(project, database)
-            finally:
-                database.dispose()
+            result = _with_database(options, build_history)
         if as_json:
             render.print_json(result)
         else:
@@ -544,11 +542,12 @@ def new(
         from hindsight_migrate import render
         from hindsight_migrate.autogen import new_revision
 
-        _, project, database = _open(options)
-        try:
-            result = new_revision(project, database, message, against_target=against_target, allow_empty=empty)
-        finally:
-            database.dispose()
+        result = _with_database(
+            options,
+            lambda project, database: new_revision(
+                project, database, message, against_target=against_target, allow_empty=empty
+            ),
+        )
         render.new_revision(result, show_sql=sql)
 
     _guarded(options, body)
@@ -582,11 +581,7 @@ def status(
         from hindsight_migrate import render
         from hindsight_migrate.status import read_status
 
-        _, project, database = _open(options)
-        try:
-            result = read_status(project, database)
-        finally:
-            database.dispose()
+        result = _with_database(options, read_status)
         if as_json:
             render.print_json(result)
         else:
@@ -620,11 +615,7 @@ def check(
         from hindsight_migrate import render
         from hindsight_migrate.check import run_checks
 
-        _, project, database = _open(options)
-        try:
-            report = run_checks(project, database)
-        finally:
-            database.dispose()
+        report = _with_database(options, run_checks)
         if as_json:
             render.print_json(report)
         else:
@@ -663,11 +654,7 @@ def lint(
         from hindsight_migrate.check import lint_range
 
         if revision_range is None:
-            _, project, database = _open(options)
-            try:
-                report = lint_range(project, database, None)
-            finally:
-                database.dispose()
+            report = _with_database(options, lambda project, database: lint_range(project, database, None))
         else:
             _, project = _open_project(options)
             report = lint_range(project, None, revision_range)
@@ -727,13 +714,13 @@ def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
     """``down --sql``: the downgrade SQL from the database's current revision; reads the version table only."""
     from hindsight_migrate import render
 
-    _, project, database = _open(options)
-    try:
+    def read(project: AlembicProject, database: Database) -> tuple[AlembicProject, tuple[str, ...]]:
         with database.connect() as connection:
             current = project.current_heads(connection)
             connection.rollback()
-    finally:
-        database.dispose()
+        return project, current
+
+    project, current = _with_database(options, read)
     revisions = project.downgrade_path(current, target)
     render.offline_sql([(info, project.offline_sql(info, downgrade=True)) for info in revisions])
 
@@ -755,6 +742,15 @@ def _open_project(options: GlobalOptions) -> tuple[Settings, AlembicProject]:
 
     settings = resolve_settings(config_path=options.config, url=options.url)
     return settings, AlembicProject(settings)
+
+
+def _with_database(options: GlobalOptions, read: Callable[[AlembicProject, Database], T]) -> T:
+    """Open the project and its database, run ``read``, and always release the database."""
+    _, project, database = _open(options)
+    try:
+        return read(project, database)
+    finally:
+        database.dispose()
 
 
 def _open(options: GlobalOptions) -> tuple[Settings, AlembicProject, Database]:
