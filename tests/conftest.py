@@ -148,6 +148,13 @@ def invoke(*args: str, input: str | None = None) -> Result:
     return result
 
 
+def bootstrapped(ini: Path | str, url: str) -> str:
+    """Bootstrap a project's V1 + baseline; return the -c argument."""
+    result = invoke("-c", str(ini), "--url", url, "bootstrap", "--yes")
+    assert result.exit_code == 0, result.output
+    return str(ini)
+
+
 def assert_failure(result: Result, exit_code: int, *fragments: str) -> None:
     """A clean refusal: the exit code, the key words, and never a traceback."""
     assert result.exit_code == exit_code, result.output

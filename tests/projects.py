@@ -137,3 +137,15 @@ def write_revision(versions: Path, rev: Rev) -> Path:
     path = versions / f"{rev.revision}.py"
     path.write_text(body)
     return path
+
+
+TINY_BASE = "aaaa00000001"  # the baseline of tiny_project: it stands for TINY_V1
+
+
+def tiny_project(folder: Path, *revisions: Rev, v1_sql: str = TINY_V1, settings: str = "") -> Path:
+    """Baseline TINY_BASE plus ``revisions``; ``settings`` lines go into [hindsight-migrate]."""
+    ini = write_project(folder, [Rev(TINY_BASE, ()), *revisions], v1_sql=v1_sql)
+    if settings:
+        # write_project's ini ends with the [hindsight-migrate] section.
+        ini.write_text(ini.read_text() + settings.strip() + "\n")
+    return ini

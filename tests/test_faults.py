@@ -16,7 +16,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,13 +32,14 @@ from sqlalchemy.pool import NullPool
 from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.rehearsal import scratch_name
 from tests import dbstate
-from tests.conftest import flatten, invoke, server_password
-from tests.projects import TINY_V1, Rev, write_project
+from tests.conftest import bootstrapped, flatten, invoke, server_password
+from tests.processes import cli_command, stop
+from tests.projects import TINY_BASE, TINY_V1, Rev, tiny_project
 
 SEED = int(os.environ.get("HINDSIGHT_FAULT_SEED", "20261125"))
 TRIALS = 20
 
-BASE = "aaaa00000001"  # the baseline: stands for V1
+BASE = TINY_BASE  # the baseline: stands for V1
 REVISIONS = [f"cccc0000000{k}" for k in range(1, 7)]  # six revisions after it, each creating t<k>
 CHAIN = [BASE, *REVISIONS]
 HEAD = REVISIONS[-1]
@@ -52,10 +52,6 @@ GATE_LOCK_TIMEOUT = "lock_timeout = 120s"
 
 
 # -- helpers (the style of test_up.py, copied rather than imported) -----------------------
-
-
-def cli_command(ini: Path | str, url: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "hindsight_migrate", "-c", str(ini), "--url", url, *args]
 
 
 def subprocess_env() -> dict[str, str]:
@@ -86,20 +82,6 @@ def last_apply_id(url: str) -> int:
     return int(rows[-1][0]) if rows else 0
 
 
-def bootstrapped(ini: Path | str, url: str) -> str:
-    result = invoke("-c", str(ini), "--url", url, "bootstrap", "--yes")
-    assert result.exit_code == 0, result.output
-    return str(ini)
-
-
-def tiny_project(folder: Path, *revisions: Rev, v1_sql: str = TINY_V1, settings: str = "") -> Path:
-    """Baseline BASE plus ``revisions``; ``settings`` lines go into [hindsight-migrate]."""
-    ini = write_project(folder, [Rev(BASE, ()), *revisions], v1_sql=v1_sql)
-    if settings:
-        ini.write_text(ini.read_text() + settings.strip() + "\n")
-    return ini
-
-
 def settle(admin_engine: Engine, url: str) -> None:
     """End what a killed run left on the server: its backends on the target, its scratch databases."""
     with admin_engine.connect() as connection:
@@ -118,13 +100,6 @@ def settle(admin_engine: Engine, url: str) -> None:
         )
         for name in scratch.scalars().all():
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def stop(*processes: subprocess.Popen[str] | None) -> None:
-    for process in processes:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @dataclass

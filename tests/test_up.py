@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,8 +29,9 @@ from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.plan import plan_upgrade
 from hindsight_migrate.rehearsal import RehearsalOptions
 from tests import dbstate
-from tests.conftest import assert_failure, flatten, invoke
-from tests.projects import ENV_PY, ENV_PY_OWN_ENGINE, TINY_V1, Rev, write_project
+from tests.conftest import assert_failure, bootstrapped, flatten, invoke
+from tests.processes import cli_command, stop
+from tests.projects import ENV_PY, ENV_PY_OWN_ENGINE, TINY_BASE, Rev, tiny_project
 
 # Hindsight's chain.
 BASELINE = "cd3fb603795c"
@@ -47,7 +47,6 @@ V1_TABLES = {"agents", "agent_transcripts", "memory_blocks", "feedback_logs", "k
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/nope"
 
 # Tiny projects: V1 is tests.projects.TINY_V1 (table `things`), stamped as TINY_BASE.
-TINY_BASE = "aaaa00000001"
 
 
 # A gate the test holds on the target database: a revision that runs GATE waits there until
@@ -95,22 +94,6 @@ def columns(url: str, table: str) -> dict[str, tuple[str, str]]:
     return {name: (data_type, nullable) for name, data_type, nullable in rows}
 
 
-def bootstrapped(ini: Path | str, url: str) -> str:
-    """Bootstrap a project's V1 + baseline; return the -c argument."""
-    result = invoke("-c", str(ini), "--url", url, "bootstrap", "--yes")
-    assert result.exit_code == 0, result.output
-    return str(ini)
-
-
-def tiny_project(folder: Path, *revisions: Rev, v1_sql: str = TINY_V1, settings: str = "") -> Path:
-    """A tiny project: baseline TINY_BASE plus ``revisions``; ``settings`` lines go into [hindsight-migrate]."""
-    ini = write_project(folder, [Rev(TINY_BASE, ()), *revisions], v1_sql=v1_sql)
-    if settings:
-        # write_project's ini ends with the [hindsight-migrate] section.
-        ini.write_text(ini.read_text() + settings.strip() + "\n")
-    return ini
-
-
 def pending_order(stdout: str) -> list[str]:
     """The revision ids of the 'Pending revisions' table, in the order shown."""
     return re.findall(r"^│\s*\d+\s*│\s*([0-9a-f]{12})\s*│", stdout, flags=re.MULTILINE)
@@ -127,10 +110,6 @@ def table_lines(stdout: str, title: str) -> list[str]:
         if line.startswith("│"):
             rows.append(line)
     return rows
-
-
-def cli_command(ini: Path | str, url: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "hindsight_migrate", "-c", str(ini), "--url", url, *args]
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -181,13 +160,6 @@ def wait_for_output(path: Path, words: str, process: subprocess.Popen[str], time
         if time.monotonic() >= deadline:
             pytest.fail(f"the run never printed {words!r}:\n{path.read_text()}")
         time.sleep(0.05)
-
-
-def stop(*processes: subprocess.Popen[str] | None) -> None:
-    for process in processes:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 # -- the plan ------------------------------------------------------------------------------
