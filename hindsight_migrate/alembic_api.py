@@ -12,7 +12,7 @@ import contextlib
 import io
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -176,12 +176,30 @@ class AlembicProject:
 
     def offline_sql(self, revision: RevisionInfo, *, downgrade: bool = False) -> str:
         """The SQL one revision's upgrade (or downgrade) emits, in Alembic's offline mode; no database."""
-        from alembic.runtime.environment import EnvironmentContext
+        # Offline mode starts from these heads: the parents going up, the revision going down.
+        start = (revision.revision,) if downgrade else revision.parents
+        return self.offline_sql_path((revision,), start=start, downgrade=downgrade)[revision.revision]
 
+    def offline_sql_path(
+        self, revisions: Sequence[RevisionInfo], *, start: tuple[str, ...], downgrade: bool = False
+    ) -> dict[str, str]:
+        """The SQL each of ``revisions`` emits, in order from the heads ``start``, in one offline pass; no database.
+
+        One run of env.py for the whole path: running it once per revision costs more than
+        rendering the revision itself. Each revision's text ends where Alembic reports its
+        version-table update, so it holds that revision's statements and nothing else.
+        """
         buffer = io.StringIO()
+        texts: dict[str, str] = {}
+        pending = iter(revisions)
+        cut = [0]
 
         def steps(heads: Any, context: Any) -> list[Any]:
-            return [self._step(revision.revision, downgrade=downgrade)]
+            return [self._step(revision.revision, downgrade=downgrade) for revision in revisions]
+
+        def one_done(ctx: Any, **_: Any) -> None:
+            texts[next(pending).revision] = buffer.getvalue()[cut[0] :]
+            cut[0] = buffer.tell()
 
         env_py = Path(self.script.dir) / "env.py"
         saved_url = self.config.get_main_option("sqlalchemy.url")
@@ -192,14 +210,13 @@ class AlembicProject:
             with (
                 _engine_factories_refused(env_py),
                 _revision_errors(),
-                EnvironmentContext(
-                    self.config,
-                    self.script,
-                    fn=steps,
+                _environment(
+                    self,
+                    steps,
+                    after_each=one_done,
                     as_sql=True,
-                    # Offline mode starts from these heads: the parents going up, the revision going down.
-                    starting_rev=(revision.revision,) if downgrade else (revision.parents or None),
-                    destination_rev=revision.revision,
+                    starting_rev=start or None,
+                    destination_rev=revisions[-1].revision if revisions else None,
                     output_buffer=buffer,
                     transactional_ddl=False,
                 ),
@@ -208,7 +225,7 @@ class AlembicProject:
         finally:
             if not saved_url:
                 self.config.set_main_option("sqlalchemy.url", "")
-        return buffer.getvalue()
+        return texts
 
     # -- the database, through env.py -----------------------------------------------
 
@@ -231,45 +248,42 @@ class AlembicProject:
         with self._env_uses(connection):
             command.stamp(self.config, revision)
 
-    def upgrade_one(
-        self, connection: Connection, revision: str, *, then: Callable[[Connection], None] | None = None
-    ) -> None:
-        """Writes: runs one revision's upgrade through env.py on ``connection``.
-
-        The connection must not be in a transaction: env.py's ``begin_transaction()`` then
-        opens one for this revision alone and commits it with the version-table update, and
-        ``autocommit_block()`` (``CREATE INDEX CONCURRENTLY``) works as Alembic intends.
-        ``then`` runs inside that same transaction, after the version table moved.
-        """
-        self.run_one(connection, revision, downgrade=False, then=then)
-
-    def downgrade_one(
-        self, connection: Connection, revision: str, *, then: Callable[[Connection], None] | None = None
-    ) -> None:
-        """Writes: reverts one revision (a current head) through env.py; see :meth:`upgrade_one`."""
-        self.run_one(connection, revision, downgrade=True, then=then)
-
-    def run_one(
+    def run_revisions(
         self,
         connection: Connection,
-        revision: str,
+        revisions: Sequence[str],
         *,
         downgrade: bool,
-        then: Callable[[Connection], None] | None = None,
+        before_each: Callable[[str], None] | None = None,
+        after_each: Callable[[str, Connection], None] | None = None,
     ) -> None:
-        """Writes: one revision, in the direction asked; see :meth:`upgrade_one`."""
+        """Writes: ``revisions`` in order (upgrades, or downgrades of current heads), each in a transaction of its own.
 
-        def steps(heads: Any, context: Any) -> list[Any]:
-            if then is not None:
-                # env.py's configure() replaces on_version_apply, so the callback joins here, after
-                # it: Alembic calls it inside the revision's transaction, right after the version update.
-                context.on_version_apply_callbacks = (
-                    *context.on_version_apply_callbacks,
-                    lambda ctx, **_: then(ctx.connection),
-                )
-            return [self._step(revision, downgrade=downgrade)]
+        One run of env.py for them all, with ``transaction_per_migration`` on whatever env.py
+        configures: each revision commits with its version-table update, so a failure leaves
+        the database at the last revision that committed, and locks are released after each
+        one instead of piling up to the end. The connection must not be in a transaction, so
+        that ``autocommit_block()`` (``CREATE INDEX CONCURRENTLY``) works as Alembic intends;
+        a connection already in one (a rehearsal on the target) runs them all inside it.
+        ``before_each`` runs before a revision starts; ``after_each`` inside its transaction,
+        right after the version table moved.
+        """
 
-        self._run_env(connection, steps)
+        def steps(heads: Any, context: Any) -> Iterator[Any]:
+            for revision in revisions:
+                if before_each is not None:
+                    before_each(revision)
+                yield self._step(revision, downgrade=downgrade)
+
+        pending = iter(revisions)
+
+        def one_done(ctx: Any, **_: Any) -> None:
+            revision = next(pending)
+            if after_each is not None:
+                after_each(revision, ctx.connection)
+
+        with self._env_uses(connection), _environment(self, steps, after_each=one_done, per_revision_transactions=True):
+            self.script.run_env()
 
     def _step(self, revision: str, *, downgrade: bool) -> Any:
         """Alembic's migration step for exactly this revision, in one direction."""
@@ -328,10 +342,8 @@ class AlembicProject:
         assert script is not None
         return script.revision, _relative_to(Path(script.path), self.settings.project_dir)
 
-    def _run_env(self, connection: Connection, fn: Callable[..., list[Any]], **options: Any) -> None:
-        from alembic.runtime.environment import EnvironmentContext
-
-        with self._env_uses(connection), EnvironmentContext(self.config, self.script, fn=fn, **options):
+    def _run_env(self, connection: Connection, fn: Callable[..., Iterable[Any]], **options: Any) -> None:
+        with self._env_uses(connection), _environment(self, fn, **options):
             self.script.run_env()
 
     @contextmanager
@@ -435,6 +447,39 @@ def do_run_migrations(connection):
     with context.begin_transaction():
         context.run_migrations()
 """
+
+
+def _environment(
+    project: AlembicProject,
+    fn: Callable[..., Iterable[Any]],
+    *,
+    after_each: Callable[..., None] | None = None,
+    per_revision_transactions: bool = False,
+    **options: Any,
+) -> Any:
+    """Alembic's EnvironmentContext, with what the tool needs added to whatever env.py configures.
+
+    env.py's ``context.configure()`` replaces the migration context's options wholesale, so
+    the tool's own (a callback after each version update, a transaction per revision) are
+    added in configure() itself rather than set beforehand.
+    """
+    from alembic.runtime.environment import EnvironmentContext
+
+    environment = EnvironmentContext(project.config, project.script, fn=fn, **options)
+    configure_as_env_py_asks = environment.configure
+
+    def configure(*args: Any, **kw: Any) -> None:
+        if per_revision_transactions:
+            kw["transaction_per_migration"] = True
+        if after_each is not None:
+            theirs = kw.get("on_version_apply") or ()
+            kw["on_version_apply"] = (*(theirs if isinstance(theirs, (list, tuple)) else (theirs,)), after_each)
+        configure_as_env_py_asks(*args, **kw)
+
+    # On the instance: Alembic's module proxy (``context.configure`` in env.py) reads the
+    # instance's attributes, and it only knows EnvironmentContext itself, not subclasses.
+    environment.configure = configure  # type: ignore[method-assign]
+    return environment
 
 
 @contextmanager

@@ -99,20 +99,25 @@ def _build_at_head(project: AlembicProject, scratch: Database) -> None:
         with scratch.connect() as connection, connection.begin():
             rehearse_bootstrap(bootstrap, project, connection)
         start = (bootstrap.baseline.revision,)
+    running: list[str] = []
     with scratch.connect() as connection:
-        for info in project.upgrade_path(start, "heads"):
-            try:
-                project.upgrade_one(connection, info.revision)
-            except DBAPIError as err:
-                from hindsight_migrate.database import server_said
+        try:
+            project.run_revisions(
+                connection,
+                [info.revision for info in project.upgrade_path(start, "heads")],
+                downgrade=False,
+                before_each=running.append,
+            )
+        except DBAPIError as err:
+            from hindsight_migrate.database import server_said
 
-                raise Refused(
-                    f"Building a scratch database at head failed at revision {info.revision}, so the models could "
-                    "not be compared. Fix that revision first (hindsight-migrate up --dry-run shows it).",
-                    sections=(Section("Database said", server_said(err)),),
-                ) from err
-            if connection.in_transaction():
-                connection.commit()
+            raise Refused(
+                f"Building a scratch database at head failed at revision {running[-1] if running else '?'}, so the "
+                "models could not be compared. Fix that revision first (hindsight-migrate up --dry-run shows it).",
+                sections=(Section("Database said", server_said(err)),),
+            ) from err
+        if connection.in_transaction():
+            connection.commit()
 
 
 def _revision_in(project: AlembicProject, path: Path) -> str | None:

@@ -114,6 +114,30 @@ def list_objects(connection: Connection) -> tuple[CatalogObject, ...]:
     return tuple(sorted(objects, key=lambda obj: (_KIND_ORDER.get(obj.kind, 99), obj)))
 
 
+_USER_MADE_SQL = """
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = :tool_schema)
+    OR EXISTS (SELECT 1 FROM pg_collation WHERE oid >= 16384)
+    OR EXISTS (SELECT 1 FROM pg_ts_config WHERE oid >= 16384)
+    OR EXISTS (SELECT 1 FROM pg_ts_dict WHERE oid >= 16384)
+    OR EXISTS (SELECT 1 FROM pg_operator WHERE oid >= 16384)
+    OR EXISTS (SELECT 1 FROM pg_cast WHERE oid >= 16384)
+    OR EXISTS (SELECT 1 FROM pg_foreign_server)
+    OR EXISTS (SELECT 1 FROM pg_event_trigger)
+"""
+
+
+def is_blank(connection: Connection) -> bool:
+    """Read-only: nothing in the database beyond what CREATE DATABASE gives: no application object,
+    no version table, no tool record, and none of the rarer things pg_dump would carry (collations,
+    text search configurations, operators, casts, foreign servers, event triggers; 16384 is
+    PostgreSQL's first OID for objects made after initdb)."""
+    from sqlalchemy import text
+
+    if list_objects(connection):
+        return False
+    return not connection.execute(text(_USER_MADE_SQL), {"tool_schema": TOOL_SCHEMA}).scalar()
+
+
 def content_objects(objects: tuple[CatalogObject, ...]) -> tuple[CatalogObject, ...]:
     """The objects that mean a database already holds a schema (tables, views, sequences)."""
     return tuple(obj for obj in objects if obj.kind in _CONTENT_KINDS)

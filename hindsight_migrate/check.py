@@ -78,8 +78,8 @@ def run_checks(project: AlembicProject, database: Database) -> CheckReport:
             )
         )
     if status.pending and not status.unknown:
-        pending = [project.resolve(revision) for revision in status.pending]
-        lint = lint_sql({info.revision: project.offline_sql(info) for info in pending}, project.settings.tool)
+        pending = project.upgrade_path(status.current, "heads")
+        lint = lint_sql(project.offline_sql_path(pending, start=status.current), project.settings.tool)
         if lint.errors:
             problems.append(
                 CheckProblem(
@@ -145,5 +145,5 @@ def lint_range(project: AlembicProject, database: Database | None, revision_rang
         start = () if first in ("", "base") else (project.resolve(first).revision,)
         end = end or "heads"
     revisions = project.upgrade_path(start, end)
-    result = lint_sql({info.revision: project.offline_sql(info) for info in revisions}, project.settings.tool)
+    result = lint_sql(project.offline_sql_path(revisions, start=start), project.settings.tool)
     return LintReport(range=words, revisions=tuple(info.revision for info in revisions), result=result)

@@ -707,7 +707,8 @@ def _print_offline_sql(options: GlobalOptions, target: str) -> None:
         start = settings.baseline or ""
     begin = (project.resolve(start).revision,) if start and start != "base" else ()
     revisions = project.upgrade_path(begin, end or "heads")
-    render.offline_sql([(info, project.offline_sql(info)) for info in revisions])
+    sql = project.offline_sql_path(revisions, start=begin)
+    render.offline_sql([(info, sql[info.revision]) for info in revisions])
 
 
 def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
@@ -722,7 +723,8 @@ def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
 
     project, current = _with_database(options, read)
     revisions = project.downgrade_path(current, target)
-    render.offline_sql([(info, project.offline_sql(info, downgrade=True)) for info in revisions])
+    sql = project.offline_sql_path(revisions, start=current, downgrade=True)
+    render.offline_sql([(info, sql[info.revision]) for info in revisions])
 
 
 def _confirm_by_typing(expected: str, *, yes: bool) -> None:

@@ -207,9 +207,15 @@ def finish_apply(
     seconds: float,
     error: str | None = None,
 ) -> None:
-    """Writes: the outcome of an audited run (in the caller's transaction)."""
+    """Writes: the outcome of an audited run (in the caller's transaction).
+
+    Its commit is synchronous whatever the session says (apply commits each revision
+    asynchronously): flushing this record flushes every revision committed before it, so
+    the run is durable by the time it reports its outcome.
+    """
     from sqlalchemy import text
 
+    connection.exec_driver_sql("SET LOCAL synchronous_commit = on")
     connection.execute(
         text(
             f"UPDATE {TOOL_SCHEMA}.{APPLY_LOG} SET finished_at = clock_timestamp(), outcome = :outcome, "

@@ -94,7 +94,7 @@ def plan_upgrade(
         bootstrap = plan_bootstrap(project, database, sql_path=settings.bootstrap_sql, baseline=settings.baseline)
         start = (bootstrap.baseline.revision,)
     revisions = project.upgrade_path(start, target)
-    planned = tuple(_planned(project, info, downgrade=False) for info in revisions)
+    planned = _planned(project, revisions, start=start, downgrade=False)
     measured = None
     if rehearsal is not None and (planned or bootstrap):
         measured = rehearse(project, database, revisions, rehearsal, bootstrap=bootstrap)
@@ -151,7 +151,7 @@ def plan_downgrade(
             "stop before it (down --to a later revision).",
             sections=(Section("Irreversible", "\n".join(irreversible)),),
         )
-    planned = tuple(_planned(project, info, downgrade=True) for info in revisions)
+    planned = _planned(project, revisions, start=current, downgrade=True)
     measured = None
     if rehearsal is not None and (planned or drops_baseline):
         measured = rehearse(project, database, revisions, rehearsal, downgrade=True, drop_baseline=drops_baseline)
@@ -225,13 +225,25 @@ def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]
     return tuple(losses)
 
 
-def _planned(project: AlembicProject, info: RevisionInfo, *, downgrade: bool) -> PlannedRevision:
-    file_sha = sha256_of_file(project.settings.project_dir / info.path)
+def _planned(
+    project: AlembicProject, revisions: tuple[RevisionInfo, ...], *, start: tuple[str, ...], downgrade: bool
+) -> tuple[PlannedRevision, ...]:
+    """Each revision with its file's checksum and its offline SQL, rendered in one pass from ``start``."""
     try:
-        sql: str | None = project.offline_sql(info, downgrade=downgrade)
-        problem = None
-    except Exception as err:  # a revision that reads data through get_bind() cannot render offline
-        sql, problem = None, f"{type(err).__name__}: {err}"
+        sqls = project.offline_sql_path(revisions, start=start, downgrade=downgrade)
+    except Exception:  # one revision cannot render offline: render each alone to say which, and why
+        sqls = {}
+    return tuple(_planned_one(project, info, sqls.get(info.revision), downgrade=downgrade) for info in revisions)
+
+
+def _planned_one(project: AlembicProject, info: RevisionInfo, sql: str | None, *, downgrade: bool) -> PlannedRevision:
+    file_sha = sha256_of_file(project.settings.project_dir / info.path)
+    problem = None
+    if sql is None:
+        try:
+            sql = project.offline_sql(info, downgrade=downgrade)
+        except Exception as err:  # a revision that reads data through get_bind() cannot render offline
+            sql, problem = None, f"{type(err).__name__}: {err}"
     return PlannedRevision(info=info, file_sha256=file_sha, sql=sql, sql_problem=problem)
 
 

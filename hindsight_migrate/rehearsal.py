@@ -212,10 +212,14 @@ def scratch_copy(target: Database, data_limit_bytes: int) -> Iterator[tuple[Data
     """A copy of the target on the same server (its data too when small); dropped on exit."""
     with target.connect() as connection:
         size = catalog.database_size(connection)
+        blank = catalog.is_blank(connection)
         connection.rollback()
     with scratch_database(target) as scratch:
         with_data = size <= data_limit_bytes
-        _copy_database(target.engine.url, scratch.engine.url, with_data=with_data)
+        # A new database already is a copy of a blank one (a first deployment, a CI database):
+        # pg_dump and psql would only add their start-up time.
+        if not blank:
+            _copy_database(target.engine.url, scratch.engine.url, with_data=with_data)
         yield scratch, with_data
 
 
@@ -345,22 +349,34 @@ def _rehearse_committing(
         if work.bootstrap is not None:
             with connection.begin():
                 rehearse_bootstrap(work.bootstrap, project, connection)
-        meter = _Meter(where_db.engine)
+        # A scratch or disposable database: its commits need not wait for the disk.
+        connection.exec_driver_sql("SET synchronous_commit = off")
+        connection.commit()
+        meter = _Meter(where_db.engine, connection, per_statement=False)
+        running: list[str] = []
+
+        def before_each(revision: str) -> None:
+            running.append(revision)
+            meter.start()
+
+        def after_each(revision: str, revision_connection: Connection) -> None:
+            costs.append(meter.finish(revision_connection, revision))
+
         try:
-            for revision in work.revisions:
-                meter.start(connection)
-                try:
-                    project.run_one(connection, revision.revision, downgrade=work.downgrade)
-                except DBAPIError as err:
-                    if connection.in_transaction():
-                        connection.rollback()
-                    failure = RehearsalFailure(revision.revision, server_said(err), _statement_of(err))
-                    break
-                finally:
-                    if connection.in_transaction():
-                        connection.commit()
-                costs.append(meter.finish(connection, revision.revision))
+            project.run_revisions(
+                connection,
+                [revision.revision for revision in work.revisions],
+                downgrade=work.downgrade,
+                before_each=before_each,
+                after_each=after_each,
+            )
+        except DBAPIError as err:
+            failure = RehearsalFailure(running[-1] if running else "?", server_said(err), _statement_of(err))
         finally:
+            if connection.in_transaction():
+                # After a failure, what the failing revision did is rolled back; otherwise an env.py
+                # that does not begin its own transaction left the revisions in this one.
+                connection.rollback() if failure is not None else connection.commit()
             meter.close()
         if work.drop_baseline and failure is None:
             with connection.begin():
@@ -422,8 +438,17 @@ def _rehearse_on_target(
 
         event.listen(connection, "commit", on_commit)
         event.listen(connection, "before_cursor_execute", on_statement)
-        meter = _Meter(connection)
+        meter = _Meter(connection, connection, per_statement=True)
         current = None
+
+        def before_each(revision: str) -> None:
+            nonlocal current
+            current = revision
+            meter.start()
+
+        def after_each(revision: str, revision_connection: Connection) -> None:
+            costs.append(meter.finish(revision_connection, revision))
+
         try:
             # Validated durations (config.py), so they can be written into the statement.
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{options.lock_timeout}'")
@@ -431,11 +456,13 @@ def _rehearse_on_target(
             before = catalog.schema_snapshot(connection)
             if work.bootstrap is not None:
                 rehearse_bootstrap(work.bootstrap, project, connection)
-            for revision in work.revisions:
-                current = revision.revision
-                meter.start(connection)
-                project.run_one(connection, revision.revision, downgrade=work.downgrade)
-                costs.append(meter.finish(connection, revision.revision))
+            project.run_revisions(
+                connection,
+                [revision.revision for revision in work.revisions],
+                downgrade=work.downgrade,
+                before_each=before_each,
+                after_each=after_each,
+            )
             if work.drop_baseline:
                 drop_baseline_schema(connection)
             after = catalog.schema_snapshot(connection)
@@ -497,47 +524,69 @@ def _statement_of(err: Any) -> str | None:
 
 
 class _Meter:
-    """Statement timings, relation locks and rewrites, from SQLAlchemy cursor events."""
+    """Statement timings, relation locks and rewrites, from SQLAlchemy events.
 
-    def __init__(self, target: Engine | Connection) -> None:
+    Locks: where each revision commits (scratch, URL), what its transaction holds is read
+    once, just before each commit (Alembic's, or one inside ``autocommit_block()``), which
+    is everything the revision locked. On the target, where every revision shares one
+    rolled-back transaction, they are read after each statement instead, so a revision is
+    charged only with what it added, and a timeout can name the lock the statement held.
+
+    Rewrites are looked for only among the relations that existed before the rehearsal:
+    those are the target's, where a rewrite blocks traffic; a table the plan itself creates
+    bothers no one yet. Reading just those keeps each revision's cost independent of how
+    many revisions came before it.
+    """
+
+    def __init__(self, target: Engine | Connection, connection: Connection, *, per_statement: bool) -> None:
         from sqlalchemy import event
 
         self._target = target
+        self._per_statement = per_statement
         self._statements: list[StatementCost] = []
-        self._held: dict[str, str] = {}
-        self._started = 0.0
+        self._held: dict[str, str] = {}  # per statement: what the shared transaction holds so far
+        self._locks: dict[str, str] = {}  # what the current revision took, strongest mode per table
+        self._in_revision = False
         self._statement_started = 0.0
-        self._filenodes: dict[int, tuple[str, int]] = {}
         self._revision_started = 0.0
-        event.listen(target, "before_cursor_execute", self._before)
-        event.listen(target, "after_cursor_execute", self._after)
+        self._filenodes = self._read_filenodes(connection)  # oid -> (name, filenode), before the rehearsal
+        self._listeners: list[tuple[str, Any]] = [
+            ("before_cursor_execute", self._before),
+            ("after_cursor_execute", self._after),
+        ]
+        if not per_statement:
+            self._listeners.append(("commit", self._before_commit))
+        for name, listener in self._listeners:
+            event.listen(target, name, listener)
 
     def close(self) -> None:
         from sqlalchemy import event
 
-        event.remove(self._target, "before_cursor_execute", self._before)
-        event.remove(self._target, "after_cursor_execute", self._after)
+        for name, listener in self._listeners:
+            event.remove(self._target, name, listener)
 
-    def start(self, connection: Connection) -> None:
+    def start(self) -> None:
         self._statements = []
-        self._held = {}
-        self._filenodes = self._read_filenodes(connection)
+        self._locks = {}
+        self._in_revision = True
         self._revision_started = time.perf_counter()
 
     def finish(self, connection: Connection, revision: str) -> RevisionCost:
+        """Inside the revision's transaction, after its last statement."""
         seconds = time.perf_counter() - self._revision_started
-        after = self._read_filenodes(connection)
+        if not self._per_statement:
+            self._add_locks(self._read_locks(connection.connection.driver_connection))
+        self._in_revision = False
+        after = self._filenodes_now(connection)
         rewritten = sorted(
             name for oid, (name, node) in self._filenodes.items() if oid in after and after[oid][1] != node
         )
-        locks: dict[str, str] = {}
-        for statement in self._statements:
-            for table, mode in statement.locks:
-                locks[table] = _stronger(locks.get(table), mode)
+        # What this revision left is what the next one starts from; dropped relations are gone.
+        self._filenodes = after
         return RevisionCost(
             revision=revision,
             seconds=seconds,
-            locks=tuple(sorted(locks.items())),
+            locks=tuple(sorted(self._locks.items())),
             rewritten=tuple(rewritten),
             statements=tuple(self._statements),
         )
@@ -553,6 +602,18 @@ class _Meter:
         rows = raw.execute(catalog.FILENODES_SQL).fetchall()
         return {int(oid): (name, int(node or 0)) for oid, name, node in rows}
 
+    def _filenodes_now(self, connection: Connection) -> dict[int, tuple[str, int]]:
+        """The current storage file of the relations known before; a dropped one is left out."""
+        if not self._filenodes:
+            return {}
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        rows = raw.execute(
+            "SELECT oid::bigint, pg_relation_filenode(oid)::bigint FROM unnest(%s::oid[]) AS oid",
+            (list(self._filenodes),),
+        ).fetchall()
+        return {int(oid): (self._filenodes[int(oid)][0], int(node)) for oid, node in rows if node is not None}
+
     def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self._statement_started = time.perf_counter()
 
@@ -560,13 +621,30 @@ class _Meter:
         seconds = time.perf_counter() - self._statement_started
         if "alembic_version" in statement:
             return
-        rows = cursor.connection.execute(catalog.RELATION_LOCKS_SQL).fetchall()
-        now: dict[str, str] = {}
-        for table, mode in rows:
-            now[table] = _stronger(now.get(table), mode)
-        new = tuple(sorted((t, m) for t, m in now.items() if self._held.get(t) != m))
-        self._held.update(now)
+        new: tuple[tuple[str, str], ...] = ()
+        if self._per_statement:
+            now = self._read_locks(cursor.connection)
+            new = tuple(sorted((t, m) for t, m in now.items() if self._held.get(t) != m))
+            self._held.update(now)
+            self._add_locks(dict(new))
         self._statements.append(StatementCost(sql=statement.strip(), seconds=seconds, locks=new))
+
+    def _before_commit(self, conn: Any) -> None:
+        # A commit inside a revision (autocommit_block) releases what it locked so far: read it first.
+        if self._in_revision:
+            self._add_locks(self._read_locks(conn.connection.driver_connection))
+
+    def _add_locks(self, locks: dict[str, str]) -> None:
+        for table, mode in locks.items():
+            self._locks[table] = _stronger(self._locks.get(table), mode)
+
+    @staticmethod
+    def _read_locks(raw: Any) -> dict[str, str]:
+        """The relation locks this session holds, strongest mode per table."""
+        now: dict[str, str] = {}
+        for table, mode in raw.execute(catalog.RELATION_LOCKS_SQL).fetchall():
+            now[table] = _stronger(now.get(table), mode)
+        return now
 
 
 def _stronger(current: str | None, mode: str) -> str:

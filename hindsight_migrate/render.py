@@ -119,6 +119,79 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+# -- tables ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    header: str
+    flex: bool = False  # wrapped to fit the terminal's width; the others keep their width
+    style: str = ""
+
+
+def grid(console: Console, title: str | None, columns: list[Column], rows: Iterable[list[Any]]) -> None:
+    """A table drawn like Rich's default (heavy head, light body), laid out in one pass.
+
+    Rich's ``Table`` measures every cell through its full rendering machinery; a plan or a
+    history of a thousand rows then takes most of a second to draw. Here widths come from
+    ``cell_len``, only the cells too wide for a flex column are wrapped, and the whole table
+    is printed as one Text. Cells are plain strings (the column's style) or Rich ``Text``.
+    """
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    table: list[list[list[Text]]] = []  # row -> column -> the cell's lines
+    for row in rows:
+        cells = []
+        for column, value in zip(columns, row, strict=True):
+            cell = value if isinstance(value, Text) else Text(str(value), style=column.style)
+            cells.append(list(cell.split("\n")) if "\n" in cell.plain else [cell])
+        table.append(cells)
+    widths = [
+        max([cell_len(column.header), *(cell_len(line.plain) for row in table for line in row[i])])
+        for i, column in enumerate(columns)
+    ]
+    flexible = [i for i, column in enumerate(columns) if column.flex]
+    overflow = sum(widths) + 3 * len(columns) + 1 - console.width
+    if overflow > 0 and flexible:
+        fixed = sum(w for i, w in enumerate(widths) if i not in flexible) + 3 * len(columns) + 1
+        share = max(10, (console.width - fixed) // len(flexible))
+        for i in flexible:
+            if widths[i] > share:
+                widths[i] = max(share, cell_len(columns[i].header))
+                for row in table:
+                    lines: list[Text] = []
+                    for line in row[i]:
+                        lines.extend(line.wrap(console, widths[i]) if cell_len(line.plain) > widths[i] else [line])
+                    row[i] = lines
+
+    text = Text()
+
+    def rule(left: str, middle: str, right: str, fill: str) -> None:
+        text.append(left + middle.join(fill * (w + 2) for w in widths) + right + "\n")
+
+    def line_of(cells: list[Text], bar: str) -> None:
+        text.append(bar)
+        for cell, width in zip(cells, widths, strict=True):
+            text.append(" ")
+            text.append_text(cell)
+            text.append(" " * (width - cell_len(cell.plain)) + " " + bar)
+        text.append("\n")
+
+    if title:
+        text.append(title + "\n", style="italic")
+    rule("┏", "┳", "┓", "━")
+    line_of([Text(c.header, style="bold") for c in columns], "┃")
+    rule("┡", "╇", "┩", "━")
+    blank = Text("")
+    for row in table:
+        for number in range(max(len(lines) for lines in row)):
+            line_of([lines[number] if number < len(lines) else blank for lines in row], "│")
+    rule("└", "┴", "┘", "─")
+    text.rstrip()
+    console.print(text, soft_wrap=True, highlight=False)
+
+
 # -- bootstrap -----------------------------------------------------------------------
 
 
@@ -267,10 +340,7 @@ def lock_words(mode: str) -> str:
 
 
 def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
-    from rich.markup import escape
-    from rich.panel import Panel
-    from rich.syntax import Syntax
-    from rich.table import Table
+    from rich.text import Text
 
     console = out()
     down = plan.direction == "down"
@@ -292,22 +362,31 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
         console.print(f"[green]Nothing to do:[/] {plan.target} is already reached; the database is at {at}.")
         return
     verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
-    table = Table(title=f"Revisions {verb} ({len(plan.revisions)})", title_justify="left")
-    for column in ("#", "Revision", "Message", "Created", "File"):
-        table.add_column(column, overflow="fold")
-    for number, item in enumerate(plan.revisions, start=1):
-        info = item.info
-        table.add_row(str(number), info.revision, escape(info.message), (info.created or "")[:10], str(info.path))
-    console.print(table)
+    grid(
+        console,
+        f"Revisions {verb} ({len(plan.revisions)})",
+        [Column("#"), Column("Revision"), Column("Message", flex=True), Column("Created"), Column("File", flex=True)],
+        (
+            [str(number), item.info.revision, item.info.message, (item.info.created or "")[:10], str(item.info.path)]
+            for number, item in enumerate(plan.revisions, start=1)
+        ),
+    )
 
     if show_sql:
+        # Highlighted for a person at a terminal; plain where it is piped or logged, which is
+        # also where a long plan would spend most of its time in the lexer for nothing.
+        highlight = console.is_terminal
         for item in plan.revisions:
-            title = f"{'Downgrade' if down else 'SQL'} of {item.info.revision} — {escape(item.info.message)}"
+            title = f"{'Downgrade' if down else 'SQL'} of {item.info.revision} — {item.info.message} "
+            console.print(Text(f"── {title}" + "─" * max(0, console.width - len(title) - 3), style="bold"))
             if item.sql is None:
-                console.print(Panel(f"Cannot render offline: {escape(item.sql_problem or '')}", title=title))
+                console.print(Text(f"Cannot render offline: {item.sql_problem or ''}", style="yellow"))
+            elif highlight:
+                from rich.syntax import Syntax
+
+                console.print(Syntax(item.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
             else:
-                body = Syntax(item.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True)
-                console.print(Panel(body, title=title, title_align="left"))
+                console.print(Text(item.sql.strip() or "-- (no SQL)"), soft_wrap=True)
 
     if down:
         _data_loss(plan)
@@ -317,8 +396,6 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
 
 
 def _data_loss(plan: MigrationPlan) -> None:
-    from rich.table import Table
-
     console = out()
     if plan.rehearsal is None or not plan.rehearsal.ok:
         console.print("[yellow]Data loss not measured:[/] it is read from the rehearsal, which did not complete.")
@@ -327,17 +404,21 @@ def _data_loss(plan: MigrationPlan) -> None:
         console.print("[green]Data loss:[/] the downgrade drops no table or column.")
         return
     console.print("[bold red]Data loss:[/] what the downgrade drops, and the rows that hold data in it now")
-    table = Table()
-    for column in ("Drops", "Name", "Rows with data"):
-        table.add_column(column, style="red")
-    for loss in plan.data_loss:
-        table.add_row(loss.kind, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)"))
-    console.print(table)
+    grid(
+        console,
+        None,
+        [Column("Drops", style="red"), Column("Name", style="red"), Column("Rows with data", style="red")],
+        ([loss.kind, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)")] for loss in plan.data_loss),
+    )
+
+
+_DIFF_MARKS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow")}
+_STRONG_LOCKS = ("AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock")
 
 
 def _rehearsal(plan: MigrationPlan) -> None:
     from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
 
     console = out()
     rehearsal = plan.rehearsal
@@ -354,60 +435,86 @@ def _rehearsal(plan: MigrationPlan) -> None:
             console.print(f"  Statement: {escape(rehearsal.failure.statement)}")
     for warning in rehearsal.warnings:
         console.print(f"  [yellow]Warning:[/] {escape(warning)}")
-    diff = Table(title="Schema diff, measured (+ added, - removed, ~ changed)", title_justify="left")
-    for column in ("", "Kind", "Name", "Before", "After"):
-        diff.add_column(column, overflow="fold")
-    marks = {"added": "[green]+[/]", "removed": "[red]-[/]", "changed": "[yellow]~[/]"}
-    for change in rehearsal.diff:
-        diff.add_row(
-            marks[change.change], change.kind, change.name, escape(change.before or ""), escape(change.after or "")
-        )
     if rehearsal.diff:
-        console.print(diff)
+        grid(
+            console,
+            "Schema diff, measured (+ added, - removed, ~ changed)",
+            [
+                Column(""),
+                Column("Kind"),
+                Column("Name", flex=True),
+                Column("Before", flex=True),
+                Column("After", flex=True),
+            ],
+            (
+                [
+                    Text(_DIFF_MARKS[change.change][0], style=_DIFF_MARKS[change.change][1]),
+                    change.kind,
+                    change.name,
+                    change.before or "",
+                    change.after or "",
+                ]
+                for change in rehearsal.diff
+            ),
+        )
     else:
         console.print("  The schema does not change.")
 
-    impact = Table(title="Impact, measured: locks taken and storage rewritten", title_justify="left")
-    for column in ("Revision", "Table", "Lock", "Rewritten", "Rows (est.)", "Size", "Took"):
-        impact.add_column(column, overflow="fold")
+    rows: list[list[Any]] = []
+    quiet: list[float] = []  # revisions that lock no table the target has
     for cost in rehearsal.costs:
         rewritten = set(cost.rewritten)
         # Tables the target has (new ones bother no one yet); indexes are named in the rewrite line.
-        rows = [
+        touched = [
             (table, mode)
             for table, mode in cost.locks
             if table in rehearsal.sizes and not table.endswith(".alembic_version")
         ]
-        if not rows:
-            impact.add_row(cost.revision, "—", "", "", "", "", f"{cost.seconds:.2f} s")
+        if not touched:
+            quiet.append(cost.seconds)
             continue
-        for index, (table, mode) in enumerate(rows):
+        for index, (table, mode) in enumerate(touched):
             size = rehearsal.sizes.get(table)
-            lock = lock_words(mode)
-            strong = mode in ("AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock")
-            impact.add_row(
-                cost.revision if index == 0 else "",
-                table,
-                f"[red]{lock}[/]" if strong else lock,
-                "[red]rewritten[/]" if table in rewritten else "no",
-                _rows(size.estimated_rows) if size else "new",
-                _bytes(size.total_bytes) if size else "",
-                f"{cost.seconds:.2f} s" if index == 0 else "",
+            strong = mode in _STRONG_LOCKS
+            rows.append(
+                [
+                    cost.revision if index == 0 else "",
+                    table,
+                    Text(lock_words(mode), style="red" if strong else ""),
+                    Text("rewritten", style="red") if table in rewritten else "no",
+                    _rows(size.estimated_rows) if size else "new",
+                    _bytes(size.total_bytes) if size else "",
+                    f"{cost.seconds:.2f} s" if index == 0 else "",
+                ]
             )
-    if rehearsal.costs:
-        console.print(impact)
-        rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})
-        if rewritten_all:
-            console.print(f"  Rewritten (tables and indexes): {', '.join(rewritten_all)}")
+    if rows:
+        grid(
+            console,
+            "Impact, measured: locks taken and storage rewritten",
+            [Column(c) for c in ("Revision", "Table", "Lock", "Rewritten", "Rows (est.)", "Size", "Took")],
+            rows,
+        )
+    if quiet:
+        others = "The other" if rows else "The"
+        console.print(
+            f"  {others} {len(quiet)} revision(s) lock no table the database has now (they only add new objects); "
+            f"{sum(quiet):.2f} s in all."
+        )
+    rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})
+    if rewritten_all:
+        console.print(f"  Rewritten (tables and indexes): {', '.join(rewritten_all)}")
 
 
 def _lint(plan: MigrationPlan) -> None:
     lint_result(plan.lint)
 
 
+SHOWN_ONE_BY_ONE = 3  # a warning found in more revisions than this is shown once, with the revisions listed
+
+
 def lint_result(lint: LintResult) -> None:
     from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
 
     console = out()
     if not lint.ran:
@@ -416,18 +523,35 @@ def lint_result(lint: LintResult) -> None:
     if not lint.findings:
         console.print("[green]Lint (Squawk):[/] no findings.")
         return
-    table = Table(
-        title=f"Lint (Squawk): {len(lint.errors)} errors, {len(lint.findings) - len(lint.errors)} warnings",
-        title_justify="left",
-    )
-    for column in ("Level", "Revision", "Line", "Rule", "Finding"):
-        table.add_column(column, overflow="fold")
+    warnings: dict[tuple[str, str], list[Any]] = {}
     for finding in lint.findings:
-        level = "[bold red]error[/]" if finding.level == "error" else "[yellow]warning[/]"
-        # Errors carry Squawk's advice in full; warnings stay one line each so the plan stays readable.
-        text = finding.message + (f" {finding.advice}" if finding.advice and finding.level == "error" else "")
-        table.add_row(level, finding.revision, str(finding.line), finding.rule, escape(text))
-    console.print(table)
+        if finding.level != "error":
+            warnings.setdefault((finding.rule, finding.message), []).append(finding)
+    rows: list[list[Any]] = []
+    # Errors one by one, with Squawk's advice in full; a warning repeated across many revisions
+    # once, so two hundred identical lines do not bury the one that matters.
+    for finding in lint.findings:
+        if finding.level == "error":
+            text = finding.message + (f" {finding.advice}" if finding.advice else "")
+            rows.append([Text("error", style="bold red"), finding.revision, str(finding.line), finding.rule, text])
+            continue
+        same = warnings[(finding.rule, finding.message)]
+        if len(same) <= SHOWN_ONE_BY_ONE:
+            rows.append(
+                [Text("warning", style="yellow"), finding.revision, str(finding.line), finding.rule, finding.message]
+            )
+        elif finding is same[0]:
+            revisions = list(dict.fromkeys(f.revision for f in same))
+            where = f"{', '.join(revisions[:SHOWN_ONE_BY_ONE])} and {len(revisions) - SHOWN_ONE_BY_ONE} more"
+            if len(revisions) <= SHOWN_ONE_BY_ONE:
+                where = ", ".join(revisions)
+            rows.append([Text(f"warning, {len(same)} times", style="yellow"), where, "", finding.rule, finding.message])
+    grid(
+        console,
+        f"Lint (Squawk): {len(lint.errors)} errors, {len(lint.findings) - len(lint.errors)} warnings",
+        [Column("Level"), Column("Revision", flex=True), Column("Line"), Column("Rule"), Column("Finding", flex=True)],
+        rows,
+    )
 
 
 def _rows(count: int) -> str:
@@ -448,24 +572,38 @@ def _bytes(size: int) -> str:
 
 
 class RichProgress:
-    """Each revision as it runs (on stderr), with its time when it is done."""
+    """Each revision as it runs (on stderr), with its time when it is done.
+
+    One spinner for the whole run, and only where someone is watching a terminal; a log
+    gets just the line per revision.
+    """
 
     def __init__(self) -> None:
         self._console = err()
-        self._status: Any = None
+        self._status: Any = self._console.status("Applying…") if self._console.is_terminal else None
+        self._spinning = False
 
     def started(self, revision: RevisionInfo) -> None:
-        self._status = self._console.status(f"Applying {revision.revision} {revision.message}…")
-        self._status.start()
+        from rich.text import Text
+
+        if self._status is not None:
+            self._status.update(Text(f"Applying {revision.revision} {revision.message}…"))
+            if not self._spinning:
+                self._status.start()
+                self._spinning = True
 
     def finished(self, revision: RevisionInfo, seconds: float) -> None:
-        if self._status is not None:
-            self._status.stop()
-        self._console.print(f"  [green]✓[/] {revision.revision}  {revision.message}  [dim]{seconds:.2f} s[/]")
+        from rich.text import Text
+
+        self._console.print(
+            Text.assemble(("  ✓ ", "green"), f"{revision.revision}  {revision.message}  ", (f"{seconds:.2f} s", "dim")),
+            soft_wrap=True,
+        )
 
     def close(self) -> None:
-        if self._status is not None:
+        if self._spinning:
             self._status.stop()
+            self._spinning = False
 
 
 def migration_done(result: ApplyResult, *, direction: str) -> None:

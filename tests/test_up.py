@@ -398,6 +398,72 @@ def test_revisions_that_commit_rehearse_on_a_scratch_copy_only(tmp_path: Path, d
     assert scratch_databases(database_url) == []
 
 
+LOCKS_THEN_CONCURRENT_INDEX = """\
+op.execute("ALTER TABLE things ADD COLUMN note text")
+with op.get_context().autocommit_block():
+    op.execute("CREATE INDEX CONCURRENTLY ix_things_note ON things (note)")"""
+
+
+def test_locks_taken_before_an_autocommit_block_are_in_the_impact(tmp_path: Path, database_url: str) -> None:
+    """The block commits mid-revision and releases the ALTER's lock; the impact must still show it."""
+    ini = bootstrapped(
+        tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=LOCKS_THEN_CONCURRENT_INDEX)),
+        database_url,
+    )
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    things = [line for line in table_lines(result.stdout, "Impact, measured") if "public.things" in line]
+    assert len(things) == 1 and "bbbb00000002" in things[0] and "ACCESS EXCLUSIVE" in things[0], result.stdout
+    assert scratch_databases(database_url) == []
+
+
+def test_a_revision_that_cannot_render_offline_does_not_hide_the_others_sql(tmp_path: Path, database_url: str) -> None:
+    reads_data = (
+        "import sqlalchemy as sa\n"
+        'count = op.get_bind().execute(sa.text("SELECT count(*) FROM things")).scalar()\n'
+        'op.execute(f"CREATE TABLE counted_{int(count)} (id integer)")'
+    )
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE widgets (id integer)")'),
+            Rev("cccc00000003", ("bbbb00000002",), upgrade=reads_data),
+            Rev("dddd00000004", ("cccc00000003",), upgrade='op.execute("CREATE TABLE gadgets (id integer)")'),
+        ),
+        database_url,
+    )
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes")
+
+    assert result.exit_code == 0, result.output
+    shown = flatten(result.stdout)
+    assert "CREATE TABLE widgets (id integer)" in shown and "CREATE TABLE gadgets (id integer)" in shown, shown
+    assert "Cannot render offline" in shown, shown
+    assert {"widgets", "counted_0", "gadgets"} <= dbstate.tables(database_url)
+    assert dbstate.alembic_version(database_url) == ["dddd00000004"]
+
+
+def test_a_database_with_only_a_collation_is_copied_for_the_rehearsal(tmp_path: Path, database_url: str) -> None:
+    """An empty database needs no copy; one holding a collation a revision uses does."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.begin() as connection:
+        connection.execute(text('CREATE COLLATION app_c FROM "C"'))
+    engine.dispose()
+    ini = tiny_project(
+        tmp_path / "p",
+        Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE labels (name text COLLATE app_c)")'),
+    )
+
+    result = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert any("public.labels" in line for line in table_lines(result.stdout, "Schema diff")), result.stdout
+    assert "labels" not in dbstate.tables(database_url)
+    assert scratch_databases(database_url) == []
+
+
 def test_a_commit_mid_revision_cannot_be_rehearsed_on_the_target(tmp_path: Path, database_url: str) -> None:
     ini = bootstrapped(
         tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=COMMITS_MID_REVISION)), database_url
