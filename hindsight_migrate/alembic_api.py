@@ -9,9 +9,9 @@ boundary, the way Alembic's own ``_catch_revision_errors`` does for its CLI.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -482,6 +482,21 @@ def _environment(
     return environment
 
 
+@functools.cache
+def _sqlalchemy_asyncio() -> Any:
+    """SQLAlchemy's asyncio extension, or None where it cannot load (it needs greenlet).
+
+    Asked once per process: a failed import is not remembered by Python, and retrying it
+    before every env.py run cost more than the runs themselves. Where it cannot load,
+    env.py cannot build an async engine either.
+    """
+    try:
+        import sqlalchemy.ext.asyncio
+    except ImportError:
+        return None
+    return sqlalchemy.ext.asyncio
+
+
 @contextmanager
 def _engine_factories_refused(env_py: Path) -> Iterator[None]:
     import sqlalchemy
@@ -502,12 +517,7 @@ def _engine_factories_refused(env_py: Path) -> Iterator[None]:
         for module in (sqlalchemy, sqlalchemy.engine, sqlalchemy.engine.create)
         for name in ("create_engine", "engine_from_config")
     ]
-    asyncio_ext = sys.modules.get("sqlalchemy.ext.asyncio")
-    if asyncio_ext is None:
-        try:
-            import sqlalchemy.ext.asyncio as asyncio_ext
-        except ImportError:  # pragma: no cover - present in every SQLAlchemy 2 install
-            asyncio_ext = None
+    asyncio_ext = _sqlalchemy_asyncio()
     if asyncio_ext is not None:
         targets += [(asyncio_ext, n) for n in ("create_async_engine", "async_engine_from_config")]
     saved = [(module, name, getattr(module, name)) for module, name in targets if hasattr(module, name)]

@@ -97,11 +97,9 @@ def apply_plan(
         # Session-wide, so it holds in the transaction env.py opens for each revision: a migration
         # waiting behind live traffic gives up instead of queueing every other query behind it.
         connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
-        # Each revision's commit need not wait for its WAL flush: a server crash can lose only the
-        # last revisions' commits, each whole with its checksum row, and the run's final commit
-        # (ledger.finish_apply, synchronous) flushes all of them before the run reports its outcome.
-        # On a chain of small revisions, waiting for each flush would be a fifth of the run.
-        connection.exec_driver_sql("SET synchronous_commit = off")
+        # Commits keep the server's synchronous_commit: the ✓ shown for a revision means it
+        # survives a server crash. (Turning it off would save ~0.6 ms per revision, and lose
+        # revisions already reported as applied when the server crashes mid-run.)
         connection.commit()
         items = {item.info.revision: item for item in plan.revisions}
         running: list[tuple[PlannedRevision, float]] = []

@@ -376,17 +376,27 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
         # Highlighted for a person at a terminal; plain where it is piped or logged, which is
         # also where a long plan would spend most of its time in the lexer for nothing.
         highlight = console.is_terminal
+        plain = Text()
         for item in plan.revisions:
             title = f"{'Downgrade' if down else 'SQL'} of {item.info.revision} — {item.info.message} "
-            console.print(Text(f"── {title}" + "─" * max(0, console.width - len(title) - 3), style="bold"))
+            parts: list[Any] = [Text(f"── {title}" + "─" * max(0, console.width - len(title) - 3), style="bold")]
             if item.sql is None:
-                console.print(Text(f"Cannot render offline: {item.sql_problem or ''}", style="yellow"))
+                parts.append(Text(f"Cannot render offline: {item.sql_problem or ''}", style="yellow"))
             elif highlight:
                 from rich.syntax import Syntax
 
-                console.print(Syntax(item.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
+                parts.append(Syntax(item.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
             else:
-                console.print(Text(item.sql.strip() or "-- (no SQL)"), soft_wrap=True)
+                parts.append(Text(item.sql.strip() or "-- (no SQL)"))
+            if highlight:
+                console.print(*parts, sep="\n")
+                continue
+            for part in parts:
+                plain.append_text(part)
+                plain.append("\n")
+        if plain:
+            plain.rstrip()
+            console.print(plain, soft_wrap=True)
 
     if down:
         _data_loss(plan)
@@ -595,6 +605,9 @@ class RichProgress:
     def finished(self, revision: RevisionInfo, seconds: float) -> None:
         from rich.text import Text
 
+        if self._status is None:  # a log: the same line without styles, and without Rich's layout pass
+            self._console.file.write(f"  ✓ {revision.revision}  {revision.message}  {seconds:.2f} s\n")
+            return
         self._console.print(
             Text.assemble(("  ✓ ", "green"), f"{revision.revision}  {revision.message}  ", (f"{seconds:.2f} s", "dim")),
             soft_wrap=True,
