@@ -490,6 +490,10 @@ def _sqlalchemy_asyncio() -> Any:
     before every env.py run cost more than the runs themselves. Where it cannot load,
     env.py cannot build an async engine either.
     """
+    import importlib.util
+
+    if importlib.util.find_spec("greenlet") is None:  # the extension would import half of asyncio, then fail
+        return None
     try:
         import sqlalchemy.ext.asyncio
     except ImportError:

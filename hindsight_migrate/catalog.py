@@ -302,7 +302,7 @@ SELECT c.oid::bigint, n.nspname || '.' || c.relname, pg_relation_filenode(c.oid)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'i', 'm', 't')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'hindsight_migrate')
-   AND n.nspname NOT LIKE 'pg\\_temp%'
+   AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast%'
 """
 
 
