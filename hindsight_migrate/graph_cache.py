@@ -304,8 +304,8 @@ def _write(path: Path, document: dict[str, Any]) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            os.fchmod(stream.fileno(), 0o666 & ~umask)  # mkstemp's file is private; a cache need not be
             json.dump(document, stream, ensure_ascii=False, separators=(",", ":"))
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's file is private; a cache need not be
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

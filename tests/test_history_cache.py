@@ -93,7 +93,10 @@ def test_second_offline_history_comes_from_the_cache_unchanged(tmp_path: Path, r
     table = history(ini)
     document = history_json(ini)
 
-    assert len(cache_files(ini)) == 1
+    (cache,) = cache_files(ini)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert cache.stat().st_mode & 0o777 == 0o666 & ~umask  # readable as the project's other files are
     assert (ini.parent / ".hindsight" / "cache" / ".gitignore").read_text().endswith("*\n")
     assert document["heads"] == [MERGE] and document["bases"] == [ROOT]
     request.getfixturevalue("alembic_refused")  # from here on, Alembic cannot be what answers
