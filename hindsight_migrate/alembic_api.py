@@ -47,6 +47,17 @@ class RevisionInfo:
     is_merge_point: bool
 
 
+@dataclass(frozen=True)
+class GraphSources:
+    """Where Alembic finds the revision files, and how it walks the folders (for the graph cache)."""
+
+    script_dir: Path  # script_location, as configured (Alembic refuses it when it does not exist)
+    version_locations: tuple[Path, ...]  # absolute; a folder that does not exist is skipped by Alembic
+    recursive: bool  # recursive_version_locations: subfolders hold revision files too
+    sourceless: bool  # sourceless: .pyc files in __pycache__ count as revision files
+    relative_to_cwd: bool  # a location was configured as a relative path: the folders depend on the cwd
+
+
 class AlembicProject:
     """An Alembic project on disk: its config, its revision graph and its env.py."""
 
@@ -64,21 +75,46 @@ class AlembicProject:
         return config
 
     @cached_property
-    def script(self) -> ScriptDirectory:
+    def _directory(self) -> ScriptDirectory:
+        """The migrations folder as Alembic configures it, before any revision file is read."""
         from alembic.script import ScriptDirectory
         from alembic.util import CommandError
 
         try:
-            script = ScriptDirectory.from_config(self.config)
+            return ScriptDirectory.from_config(self.config)
         except CommandError as err:
             raise ConfigError(
                 f"Alembic cannot open the migrations folder named by script_location in {self.settings.ini_path}: {err}"
             ) from err
+
+    @cached_property
+    def script(self) -> ScriptDirectory:
+        script = self._directory
         with _revision_errors():
             script.revision_map.heads  # noqa: B018 - loads every revision file now, errors here
         return script
 
+    def _forget_graph(self) -> None:
+        """A revision file was written: the next use of the graph reads the folder again."""
+        self.__dict__.pop("script", None)
+        self.__dict__.pop("_directory", None)  # it memoizes the revision map it loaded
+
     # -- the graph -------------------------------------------------------------------
+
+    def graph_sources(self) -> GraphSources:
+        """Where Alembic reads revision files from and how, without reading any of them."""
+        directory = self._directory
+        # The resolved folders are private to ScriptDirectory, but they are exactly the ones
+        # _load_revisions walks: a relative script_location or version location is resolved
+        # against the working directory there, which the caller must then take into account.
+        configured = [directory.dir, *directory.version_locations]
+        return GraphSources(
+            script_dir=Path(directory.dir),
+            version_locations=tuple(Path(folder) for folder in directory._version_locations),
+            recursive=bool(directory.recursive_version_locations),
+            sourceless=bool(directory.sourceless),
+            relative_to_cwd=not all(Path(location).is_absolute() for location in configured),
+        )
 
     def revisions(self) -> tuple[RevisionInfo, ...]:
         """Every revision, newest first (heads first, each before its parents)."""
@@ -328,8 +364,7 @@ class AlembicProject:
         script = (result[0] if result else None) if isinstance(result, list) else result
         if decision or script is None:
             return tuple(found), None
-        # A new file: forget the cached graph so later calls see it.
-        self.__dict__.pop("script", None)
+        self._forget_graph()  # a new file: later calls must see it
         return tuple(found), _relative_to(Path(script.path), self.settings.project_dir)
 
     def merge_heads(self, message: str) -> tuple[str, Path]:
@@ -338,7 +373,7 @@ class AlembicProject:
 
         with _revision_errors(), contextlib.redirect_stdout(self.output):
             script = command.merge(self.config, revisions="heads", message=message)
-        self.__dict__.pop("script", None)  # the graph has a new file
+        self._forget_graph()  # the graph has a new file
         assert script is not None
         return script.revision, _relative_to(Path(script.path), self.settings.project_dir)
 

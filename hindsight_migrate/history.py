@@ -9,6 +9,7 @@ from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
 from hindsight_migrate.bootstrap import read_bootstrap_sql, v1_drift
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import ConfigError, ConnectionFailed
+from hindsight_migrate.graph_cache import load_graph
 from hindsight_migrate.ledger import ApplyRecord, BootstrapRecord
 
 CURRENT = "current"
@@ -47,15 +48,26 @@ class History:
 
 
 def build_history(project: AlembicProject, database: Database | None) -> History:
-    """Read-only: the graph from versions/, and the database's state if ``database`` is given."""
+    """Read-only: the graph from versions/, and the database's state if ``database`` is given.
+
+    Without a database the graph may come from the graph cache (which this may write): the
+    same facts, without importing Alembic. With one, Alembic runs env.py anyway, so the
+    graph is read by Alembic as well.
+    """
+    if database is None:
+        graph = load_graph(project)
+        return History(
+            entries=tuple(HistoryEntry(info=info, state=None) for info in graph.revisions),
+            heads=graph.heads,
+            bases=graph.bases,
+            database=None,
+        )
     revisions = project.revisions()
-    state = _database_state(project, database) if database is not None else None
-    applied: frozenset[str] = frozenset()
-    if state is not None and state.reachable:
-        applied = project.ancestors(state.current)
+    state = _database_state(project, database)
+    applied = project.ancestors(state.current) if state.reachable else frozenset()
 
     def state_of(info: RevisionInfo) -> str | None:
-        if state is None or not state.reachable:
+        if not state.reachable:
             return None
         if state.unknown and info.revision not in state.current:
             return None  # at a revision this code does not know: what is applied is unknown

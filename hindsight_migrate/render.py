@@ -21,6 +21,8 @@ from hindsight_migrate.masking import mask_secrets
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.segment import Segments
+    from rich.text import Text
 
     from hindsight_migrate.alembic_api import RevisionInfo
     from hindsight_migrate.apply import ApplyResult
@@ -228,26 +230,28 @@ def bootstrap_done(result: BootstrapResult) -> None:
 
 # -- history -------------------------------------------------------------------------
 
-_STATE_MARK = {"current": "[bold green]●[/]", "applied": "[green]✓[/]", "pending": "[yellow]○[/]"}
+_STATE_MARK = {"current": ("●", "bold green"), "applied": ("✓", "green"), "pending": ("○", "yellow")}
 
 
 def history(history: History) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
 
     console = out()
-    table = Table(title="Revisions, newest first", title_justify="left")
     show_state = history.database is not None and history.database.reachable
+    columns = [
+        _Column("Revision", style="bold"),
+        _Column("Parent(s)", shrink=8),
+        _Column("Message", flexible=True, shrink=8),
+        _Column("Created"),
+        _Column("Marks", shrink=5),
+    ]
     if show_state:
-        table.add_column("", no_wrap=True)
-    table.add_column("Revision", no_wrap=True, style="bold")
-    table.add_column("Parent(s)", no_wrap=True)
-    table.add_column("Message", ratio=1, min_width=20)
-    table.add_column("Created", no_wrap=True)
-    table.add_column("Marks", no_wrap=True)
+        columns.insert(0, _Column(""))
+    state_marks = {state: Text(mark, style=style) for state, (mark, style) in _STATE_MARK.items()}
+    rows: list[list[str | Text]] = []
     for entry in history.entries:
         info = entry.info
-        marks = [
+        labels = [
             label
             for flag, label in (
                 (info.is_head, "head"),
@@ -257,18 +261,23 @@ def history(history: History) -> None:
             )
             if flag
         ]
-        marks += [f"label {label}" for label in info.branch_labels]
+        labels += [f"label {label}" for label in info.branch_labels]
+        marks: str | Text = ", ".join(labels)
         if entry.state == "current":
-            marks.append("[bold green]current[/]")
-        row = [
+            marks = Text(f"{marks}, " if marks else "")
+            marks.append("current", style="bold green")
+        row: list[str | Text] = [
             info.revision,
             "\n".join(info.parents) or "—",
-            escape(info.message),
+            info.message,
             (info.created or "")[:10],
-            ", ".join(marks),
+            marks,
         ]
-        table.add_row(*([_STATE_MARK.get(entry.state or "", "")] if show_state else []), *row)
-    console.print(table)
+        if show_state:
+            row.insert(0, state_marks.get(entry.state or "", ""))
+        rows.append(row)
+    console.print(Text("Revisions, newest first", style="table.title"))
+    console.print(_boxed_table(console, columns, rows))
     console.print(
         f"{len(history.entries)} revisions; head(s): {', '.join(history.heads) or 'none'}; "
         f"base(s): {', '.join(history.bases) or 'none'}."
@@ -308,6 +317,123 @@ def history(history: History) -> None:
             )
         if state.v1_drift:
             console.print(f"[yellow]Warning:[/] {state.v1_drift}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Column:
+    title: str
+    style: str = ""
+    flexible: bool = False  # takes the width the others leave (up to its content), its text folded to fit
+    shrink: int | None = None  # narrowest it may be cut to (with …) on a narrow terminal; None: never cut
+
+
+def _boxed_table(console: Console, columns: list[_Column], rows: list[list[str | Text]]) -> Segments:
+    """Rows drawn in the box of Rich's default ``Table``, without its layout engine.
+
+    ``Table`` measures and renders every cell as a renderable of its own, which takes about
+    half a second for a thousand revisions. Here each cell is measured once and the table
+    becomes one run of segments, which Rich writes out in a few milliseconds. One column
+    may be flexible: it gets the width the others leave (up to its content), its text folded
+    to fit. The others keep their lines as they are, cut with … only when the terminal is too
+    narrow for them. Plain-string cells are the fast path; a ``Text`` cell keeps its styles.
+    """
+    from rich.cells import cell_len
+    from rich.segment import Segment, Segments
+    from rich.text import Text
+
+    cells = [[_cell_lines(cell) for cell in row] for row in rows]
+    widths = [
+        max([cell_len(column.title)] + [size for row in cells for _, size in row[index]])
+        for index, column in enumerate(columns)
+    ]
+    flexible = next((i for i, column in enumerate(columns) if column.flexible), None)
+    frame = 3 * len(columns) + 1  # "│ " before each cell, " " after it, and the closing "│"
+    if flexible is not None:
+        others = sum(widths) - widths[flexible] + frame
+        widths[flexible] = min(widths[flexible], max(console.width - others, 20))
+    # Too wide still: cut the columns that allow it down to their floors, right to left, the flexible one last.
+    for index in sorted(range(len(columns)), key=lambda i: (columns[i].flexible, -i)):
+        excess = sum(widths) + frame - console.width
+        floor = columns[index].shrink
+        if excess > 0 and floor is not None and widths[index] > floor:
+            widths[index] = max(floor, widths[index] - excess)
+
+    styles = [console.get_style(column.style) if column.style else None for column in columns]
+    segments: list[Segment] = []
+
+    def rule(left: str, line: str, middle: str, right: str) -> str:
+        return left + middle.join(line * (width + 2) for width in widths) + right + "\n"
+
+    # Unstyled text is gathered in `run` until a styled piece comes: fewer, longer segments print faster.
+    run = rule("┏", "━", "┳", "┓") + "┃"
+    for column, width in zip(columns, widths, strict=True):
+        segments += [Segment(run + " "), Segment(_fit(column.title, width), console.get_style("table.header"))]
+        run = " ┃"
+    run += "\n" + rule("┡", "━", "╇", "┩")
+    for row in cells:
+        for index, width in enumerate(widths):
+            cell = row[index]
+            if index == flexible and (len(cell) > 1 or cell[0][1] > width):
+                joined = Text("\n").join(line if isinstance(line, Text) else Text(line) for line, _ in cell)
+                row[index] = [(line, cell_len(line.plain)) for line in joined.wrap(console, width, overflow="fold")]
+            elif index != flexible:
+                row[index] = [(_cut(line, width), width) if size > width else (line, size) for line, size in cell]
+        for number in range(max(len(cell) for cell in row)):
+            run += "│"
+            for width, style, cell in zip(widths, styles, row, strict=True):
+                if number >= len(cell):
+                    run += " " * (width + 2) + "│"
+                    continue
+                line, size = cell[number]
+                if isinstance(line, str) and style is None:
+                    run += f" {line}"
+                else:
+                    segments.append(Segment(run + " "))
+                    if isinstance(line, str):
+                        segments.append(Segment(line, style))
+                    else:
+                        # Text.render leaves a Text's own style to the caller when it has no spans.
+                        own = console.get_style(line.style) if line.style else None
+                        segments += Segment.apply_style(line.render(console), style + own if style else own)
+                    run = ""
+                run += " " * (width - size + 1) + "│"
+            run += "\n"
+    segments.append(Segment(run + rule("└", "─", "┴", "┘")))
+    return Segments(segments)
+
+
+def _cell_lines(cell: str | Text) -> list[tuple[str | Text, int]]:
+    """A cell's lines, each with its width in cells; a string cleaned as Rich's ``Text`` would clean it."""
+    from rich.cells import cell_len
+
+    if isinstance(cell, str):
+        if _CONTROL.search(cell):  # rare: only then pay for the cleaning
+            from rich.control import strip_control_codes
+
+            cell = strip_control_codes(cell).expandtabs(8)
+        return [(line, cell_len(line)) for line in cell.split("\n")]
+    return [(line, cell_len(line.plain)) for line in cell.split("\n")]
+
+
+def _cut(line: str | Text, width: int) -> str | Text:
+    """A line too wide for its column, cut with … (a ``Text`` keeps its styles)."""
+    if isinstance(line, str):
+        return _fit(line, width)
+    line = line.copy()
+    line.truncate(width, overflow="ellipsis", pad=True)
+    return line
+
+
+_CONTROL = re.compile(r"[\a\b\t\v\f\r]")
+
+
+def _fit(line: str, width: int) -> str:
+    """``line`` padded, or cut with …, to exactly ``width`` cells."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(line) <= width:
+        return set_cell_size(line, width)
+    return set_cell_size(line, width - 1) + "…" if width > 0 else ""
 
 
 def _count_by_kind(kinds: Iterable[str]) -> str:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -330,3 +331,54 @@ def test_database_at_two_heads_shows_both_as_current(tmp_path: Path, database_ur
     assert rows[left]["Marks"] == rows[right]["Marks"] == "current"
     assert f"is at {left}, {right}; 1 pending." in flatten(result.stdout)
     assert dbstate.alembic_version(database_url) == sorted([left, right])
+
+
+# -- the table's layout --------------------------------------------------------------
+
+
+def test_a_long_graph_shows_every_revision_with_its_parents_and_message(tmp_path: Path) -> None:
+    revisions = [Rev(f"{1:012x}", (), message="start")]
+    for number in range(2, 301):
+        parents = (revisions[-1].revision,) if number != 150 else (revisions[-1].revision, revisions[-2].revision)
+        revisions.append(Rev(f"{number:012x}", parents, message=f"step {number} " + "word " * (number % 17)))
+    # 148 has two children, 149 and the merge at 150: a branch point.
+    ini = write_project(tmp_path / "p", revisions)
+
+    result = invoke("-c", str(ini), "history", "--offline")
+
+    assert result.exit_code == 0, result.output
+    rows = table_rows(result.stdout)
+    assert set(rows) == {rev.revision for rev in revisions}
+    for rev in revisions:
+        assert rows[rev.revision]["Parent(s)"].split() == list(rev.parents or ["—"])
+        assert rows[rev.revision]["Message"].split() == rev.message.split()
+    assert rows[f"{150:012x}"]["Marks"] == "merge"
+    assert rows[f"{148:012x}"]["Marks"] == "branch point"
+    assert rows[f"{300:012x}"]["Marks"] == "head"
+
+
+def test_a_narrow_terminal_keeps_the_message_column(hindsight_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+
+    result = invoke("-c", str(hindsight_project / "alembic.ini"), "history", "--offline")
+
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 60 for line in table), "\n".join(table)
+    rows = table_rows(result.stdout)
+    assert set(rows) == ALL_REVISIONS  # ids are never cut
+    # The message folds into the room that is left; no word of it is lost.
+    assert rows[HEAD]["Message"].replace(" ", "") == "widenagent_transcripts.token_counttobigint"
+    assert rows[BASELINE]["Created"] == "2026-01-12"
+
+
+def test_colour_is_kept_on_a_terminal(hindsight_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+
+    result = invoke("-c", str(hindsight_project / "alembic.ini"), "history", "--offline")
+
+    assert result.exit_code == 0, result.output
+    assert f"\x1b[1m{HEAD}\x1b[0m" in result.stdout  # revision ids in bold
+    assert "\x1b[3mRevisions, newest first\x1b[0m" in result.stdout  # the title in italics
+    assert "\x1b[1mMessage" in result.stdout  # headers in bold
