@@ -121,84 +121,10 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-# -- tables ----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-    header: str
-    flex: bool = False  # wrapped to fit the terminal's width; the others keep their width
-    style: str = ""
-
-
-def grid(console: Console, title: str | None, columns: list[Column], rows: Iterable[list[Any]]) -> None:
-    """A table drawn like Rich's default (heavy head, light body), laid out in one pass.
-
-    Rich's ``Table`` measures every cell through its full rendering machinery; a plan or a
-    history of a thousand rows then takes most of a second to draw. Here widths come from
-    ``cell_len``, only the cells too wide for a flex column are wrapped, and the whole table
-    is printed as one Text. Cells are plain strings (the column's style) or Rich ``Text``.
-    """
-    from rich.cells import cell_len
-    from rich.text import Text
-
-    table: list[list[list[Text]]] = []  # row -> column -> the cell's lines
-    for row in rows:
-        cells = []
-        for column, value in zip(columns, row, strict=True):
-            cell = value if isinstance(value, Text) else Text(str(value), style=column.style)
-            cells.append(list(cell.split("\n")) if "\n" in cell.plain else [cell])
-        table.append(cells)
-    widths = [
-        max([cell_len(column.header), *(cell_len(line.plain) for row in table for line in row[i])])
-        for i, column in enumerate(columns)
-    ]
-    flexible = [i for i, column in enumerate(columns) if column.flex]
-    overflow = sum(widths) + 3 * len(columns) + 1 - console.width
-    if overflow > 0 and flexible:
-        fixed = sum(w for i, w in enumerate(widths) if i not in flexible) + 3 * len(columns) + 1
-        share = max(10, (console.width - fixed) // len(flexible))
-        for i in flexible:
-            if widths[i] > share:
-                widths[i] = max(share, cell_len(columns[i].header))
-                for row in table:
-                    lines: list[Text] = []
-                    for line in row[i]:
-                        lines.extend(line.wrap(console, widths[i]) if cell_len(line.plain) > widths[i] else [line])
-                    row[i] = lines
-
-    text = Text()
-
-    def rule(left: str, middle: str, right: str, fill: str) -> None:
-        text.append(left + middle.join(fill * (w + 2) for w in widths) + right + "\n")
-
-    def line_of(cells: list[Text], bar: str) -> None:
-        text.append(bar)
-        for cell, width in zip(cells, widths, strict=True):
-            text.append(" ")
-            text.append_text(cell)
-            text.append(" " * (width - cell_len(cell.plain)) + " " + bar)
-        text.append("\n")
-
-    if title:
-        text.append(title + "\n", style="italic")
-    rule("┏", "┳", "┓", "━")
-    line_of([Text(c.header, style="bold") for c in columns], "┃")
-    rule("┡", "╇", "┩", "━")
-    blank = Text("")
-    for row in table:
-        for number in range(max(len(lines) for lines in row)):
-            line_of([lines[number] if number < len(lines) else blank for lines in row], "│")
-    rule("└", "┴", "┘", "─")
-    text.rstrip()
-    console.print(text, soft_wrap=True, highlight=False)
-
-
 # -- bootstrap -----------------------------------------------------------------------
 
 
 def bootstrap_plan(plan: BootstrapPlan, project_dir: Path) -> None:
-    from rich.table import Table
 
     console = out()
     console.print(f"[bold]Bootstrap plan[/] for {plan.database}")
@@ -209,12 +135,12 @@ def bootstrap_plan(plan: BootstrapPlan, project_dir: Path) -> None:
     console.print(
         f"  Baseline:  {plan.baseline.revision}  {plan.baseline.message}  [dim](stamped in the same transaction)[/]"
     )
-    table = Table(title="What it creates (measured in a rolled-back rehearsal)", title_justify="left")
-    table.add_column("Kind")
-    table.add_column("Name")
-    for obj in plan.creates:
-        table.add_row(obj.kind, obj.qualified_name)
-    console.print(table)
+    grid(
+        console,
+        "What it creates (measured in a rolled-back rehearsal)",
+        [_Column("Kind"), _Column("Name", flexible=True)],
+        ([obj.kind, obj.qualified_name] for obj in plan.creates),
+    )
     counts = _count_by_kind(obj.kind for obj in plan.creates)
     console.print(f"  In all: {counts or 'nothing'}; plus the tool's record in schema hindsight_migrate.")
 
@@ -276,8 +202,7 @@ def history(history: History) -> None:
         if show_state:
             row.insert(0, state_marks.get(entry.state or "", ""))
         rows.append(row)
-    console.print(Text("Revisions, newest first", style="table.title"))
-    console.print(_boxed_table(console, columns, rows))
+    grid(console, "Revisions, newest first", columns, rows)
     console.print(
         f"{len(history.entries)} revisions; head(s): {', '.join(history.heads) or 'none'}; "
         f"base(s): {', '.join(history.bases) or 'none'}."
@@ -332,9 +257,9 @@ def _boxed_table(console: Console, columns: list[_Column], rows: list[list[str |
 
     ``Table`` measures and renders every cell as a renderable of its own, which takes about
     half a second for a thousand revisions. Here each cell is measured once and the table
-    becomes one run of segments, which Rich writes out in a few milliseconds. One column
-    may be flexible: it gets the width the others leave (up to its content), its text folded
-    to fit. The others keep their lines as they are, cut with … only when the terminal is too
+    becomes one run of segments, which Rich writes out in a few milliseconds. Flexible
+    columns get the width the others leave (up to their content), their text folded to
+    fit. The others keep their lines as they are, cut with … only when the terminal is too
     narrow for them. Plain-string cells are the fast path; a ``Text`` cell keeps its styles.
     """
     from rich.cells import cell_len
@@ -346,11 +271,17 @@ def _boxed_table(console: Console, columns: list[_Column], rows: list[list[str |
         max([cell_len(column.title)] + [size for row in cells for _, size in row[index]])
         for index, column in enumerate(columns)
     ]
-    flexible = next((i for i, column in enumerate(columns) if column.flexible), None)
+    flexible = {i for i, column in enumerate(columns) if column.flexible}
     frame = 3 * len(columns) + 1  # "│ " before each cell, " " after it, and the closing "│"
-    if flexible is not None:
-        others = sum(widths) - widths[flexible] + frame
-        widths[flexible] = min(widths[flexible], max(console.width - others, 20))
+    if flexible:
+        # The flexible columns share what the others leave: the narrow ones keep their content's
+        # width, the wide ones split the rest evenly (never below 20 cells).
+        left = console.width - (sum(w for i, w in enumerate(widths) if i not in flexible) + frame)
+        by_width = sorted(flexible, key=lambda i: widths[i])
+        for taken, index in enumerate(by_width):
+            share = max(left // (len(by_width) - taken), 20)
+            widths[index] = min(widths[index], share)
+            left -= widths[index]
     # Too wide still: cut the columns that allow it down to their floors, right to left, the flexible one last.
     for index in sorted(range(len(columns)), key=lambda i: (columns[i].flexible, -i)):
         excess = sum(widths) + frame - console.width
@@ -373,10 +304,10 @@ def _boxed_table(console: Console, columns: list[_Column], rows: list[list[str |
     for row in cells:
         for index, width in enumerate(widths):
             cell = row[index]
-            if index == flexible and (len(cell) > 1 or cell[0][1] > width):
+            if index in flexible and (len(cell) > 1 or cell[0][1] > width):
                 joined = Text("\n").join(line if isinstance(line, Text) else Text(line) for line, _ in cell)
                 row[index] = [(line, cell_len(line.plain)) for line in joined.wrap(console, width, overflow="fold")]
-            elif index != flexible:
+            elif index not in flexible:
                 row[index] = [(_cut(line, width), width) if size > width else (line, size) for line, size in cell]
         for number in range(max(len(cell) for cell in row)):
             run += "│"
@@ -400,6 +331,15 @@ def _boxed_table(console: Console, columns: list[_Column], rows: list[list[str |
             run += "\n"
     segments.append(Segment(run + rule("└", "─", "┴", "┘")))
     return Segments(segments)
+
+
+def grid(console: Console, title: str | None, columns: list[_Column], rows: Iterable[list[str | Text]]) -> None:
+    """A titled table (see :func:`_boxed_table`), printed."""
+    from rich.text import Text
+
+    if title:
+        console.print(Text(title, style="table.title"))
+    console.print(_boxed_table(console, columns, list(rows)))
 
 
 def _cell_lines(cell: str | Text) -> list[tuple[str | Text, int]]:
@@ -491,7 +431,13 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
     grid(
         console,
         f"Revisions {verb} ({len(plan.revisions)})",
-        [Column("#"), Column("Revision"), Column("Message", flex=True), Column("Created"), Column("File", flex=True)],
+        [
+            _Column("#"),
+            _Column("Revision"),
+            _Column("Message", flexible=True),
+            _Column("Created"),
+            _Column("File", flexible=True),
+        ],
         (
             [str(number), item.info.revision, item.info.message, (item.info.created or "")[:10], str(item.info.path)]
             for number, item in enumerate(plan.revisions, start=1)
@@ -543,7 +489,7 @@ def _data_loss(plan: MigrationPlan) -> None:
     grid(
         console,
         None,
-        [Column("Drops", style="red"), Column("Name", style="red"), Column("Rows with data", style="red")],
+        [_Column("Drops", style="red"), _Column("Name", style="red"), _Column("Rows with data", style="red")],
         ([loss.kind, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)")] for loss in plan.data_loss),
     )
 
@@ -576,11 +522,11 @@ def _rehearsal(plan: MigrationPlan) -> None:
             console,
             "Schema diff, measured (+ added, - removed, ~ changed)",
             [
-                Column(""),
-                Column("Kind"),
-                Column("Name", flex=True),
-                Column("Before", flex=True),
-                Column("After", flex=True),
+                _Column(""),
+                _Column("Kind"),
+                _Column("Name", flexible=True),
+                _Column("Before", flexible=True),
+                _Column("After", flexible=True),
             ],
             (
                 [
@@ -627,7 +573,7 @@ def _rehearsal(plan: MigrationPlan) -> None:
         grid(
             console,
             "Impact, measured: locks taken and storage rewritten",
-            [Column(c) for c in ("Revision", "Table", "Lock", "Rewritten", "Rows (est.)", "Size", "Took")],
+            [_Column(c) for c in ("Revision", "Table", "Lock", "Rewritten", "Rows (est.)", "Size", "Took")],
             rows,
         )
     if quiet:
@@ -685,7 +631,13 @@ def lint_result(lint: LintResult) -> None:
     grid(
         console,
         f"Lint (Squawk): {len(lint.errors)} errors, {len(lint.findings) - len(lint.errors)} warnings",
-        [Column("Level"), Column("Revision", flex=True), Column("Line"), Column("Rule"), Column("Finding", flex=True)],
+        [
+            _Column("Level"),
+            _Column("Revision", flexible=True),
+            _Column("Line"),
+            _Column("Rule"),
+            _Column("Finding", flexible=True),
+        ],
         rows,
     )
 
@@ -772,22 +724,27 @@ def offline_sql(chunks: list[tuple[RevisionInfo, str]]) -> None:
 def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     from rich.markup import escape
     from rich.syntax import Syntax
-    from rich.table import Table
+    from rich.text import Text
 
     console = out()
     console.print(f"Compared the models with {escape(result.compared_with)}.")
     flagged = {id(f.operation): f for f in result.findings}
-    table = Table(title=f"Detected operations ({len(result.operations)})", title_justify="left")
-    for column in ("", "Operation", "Table", "Name", "Type"):
-        table.add_column(column, overflow="fold")
+    rows: list[list[str | Text]] = []
     for op in result.operations:
         finding = flagged.get(id(op))
-        mark = "" if finding is None else "[bold red]![/]" if finding.level == "danger" else "[yellow]?[/]"
+        mark = (
+            Text("") if finding is None else Text("!", "bold red") if finding.level == "danger" else Text("?", "yellow")
+        )
         type_text = op.type or ""
         if op.kind == "alter_column" and op.existing_type and op.type:
             type_text = f"{op.existing_type} → {op.type}"
-        table.add_row(mark, op.kind.replace("_", " "), op.table, op.name, escape(type_text))
-    console.print(table)
+        rows.append([mark, op.kind.replace("_", " "), op.table, op.name, type_text])
+    grid(
+        console,
+        f"Detected operations ({len(result.operations)})",
+        [_Column(""), _Column("Operation"), _Column("Table"), _Column("Name"), _Column("Type", flexible=True)],
+        rows,
+    )
     for finding in result.findings:
         colour = "red" if finding.level == "danger" else "yellow"
         console.print(f"  [{colour}]{finding.level}:[/] {escape(finding.message)}")
