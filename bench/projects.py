@@ -223,12 +223,21 @@ def revision_source(rev: Rev, created: datetime) -> str:
     )
 
 
-def write_project(folder: Path, chain: Chain) -> Path:
-    """Write alembic.ini, migrations/env.py and one file per revision; return the ini's path."""
+def write_project(folder: Path, chain: Chain, *, transaction_per_migration: bool = False) -> Path:
+    """Write alembic.ini, migrations/env.py and one file per revision; return the ini's path.
+
+    ``transaction_per_migration``: plain alembic commits each revision on its own, as
+    hindsight-migrate always does (Alembic's default is one transaction for the whole run).
+    """
     versions = folder / "migrations" / "versions"
     versions.mkdir(parents=True)
     (folder / "alembic.ini").write_text(ALEMBIC_INI)
-    (folder / "migrations" / "env.py").write_text(ENV_PY)
+    env_py = ENV_PY
+    if transaction_per_migration:
+        plain = "context.configure(connection=connection, target_metadata=target_metadata)"
+        env_py = env_py.replace(plain, plain[:-1] + ", transaction_per_migration=True)")
+        assert env_py != ENV_PY
+    (folder / "migrations" / "env.py").write_text(env_py)
     (folder / "migrations" / "script.py.mako").write_text("# not used by the benchmark\n")
     start = datetime(2026, 1, 1, 12, 0, 0)
     for position, rev in enumerate(chain.revisions):

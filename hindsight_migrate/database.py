@@ -132,6 +132,11 @@ def connection_failed(err: BaseException, masked_url: str) -> ConnectionFailed:
         advice = "The server is up but the database does not exist. Create it, or fix the URL."
     elif "role" in lowered and "does not exist" in lowered:
         advice = "The server is up but the user does not exist. Fix the user in the URL."
+    elif "invalid" in lowered and ("query parameter" in lowered or "connection option" in lowered):
+        advice = (
+            "The URL carries a connection option the driver does not know, so nothing was sent to the "
+            f"server ({said}). Remove it, or fix its spelling (libpq's options: host, port, sslmode, ...)."
+        )
     elif "timeout" in lowered or "timed out" in lowered:
         advice = (
             f"No answer within {CONNECT_TIMEOUT_SECONDS} s. Check the host and port, and that "

@@ -352,7 +352,9 @@ def _rehearse_committing(
         # A scratch or disposable database: its commits need not wait for the disk.
         connection.exec_driver_sql("SET synchronous_commit = off")
         connection.commit()
-        meter = _Meter(where_db.engine, connection, per_statement=False)
+        # The impact report shows locks on the target's tables only: with none, there is nothing to read.
+        has_tables = any(not table.endswith(".alembic_version") for table in sizes)
+        meter = _Meter(where_db.engine, connection, per_statement=False, read_locks=has_tables)
         running: list[str] = []
 
         def before_each(revision: str) -> None:
@@ -538,11 +540,14 @@ class _Meter:
     many revisions came before it.
     """
 
-    def __init__(self, target: Engine | Connection, connection: Connection, *, per_statement: bool) -> None:
+    def __init__(
+        self, target: Engine | Connection, connection: Connection, *, per_statement: bool, read_locks: bool = True
+    ) -> None:
         from sqlalchemy import event
 
         self._target = target
-        self._per_statement = per_statement
+        self._per_statement = per_statement and read_locks
+        self._read_locks_at_commit = read_locks and not per_statement
         self._statements: list[StatementCost] = []
         self._held: dict[str, str] = {}  # per statement: what the shared transaction holds so far
         self._locks: dict[str, str] = {}  # what the current revision took, strongest mode per table
@@ -554,7 +559,7 @@ class _Meter:
             ("before_cursor_execute", self._before),
             ("after_cursor_execute", self._after),
         ]
-        if not per_statement:
+        if self._read_locks_at_commit:
             self._listeners.append(("commit", self._before_commit))
         for name, listener in self._listeners:
             event.listen(target, name, listener)
@@ -574,7 +579,7 @@ class _Meter:
     def finish(self, connection: Connection, revision: str) -> RevisionCost:
         """Inside the revision's transaction, after its last statement."""
         seconds = time.perf_counter() - self._revision_started
-        if not self._per_statement:
+        if self._read_locks_at_commit:
             self._add_locks(self._read_locks(connection.connection.driver_connection))
         self._in_revision = False
         after = self._filenodes_now(connection)

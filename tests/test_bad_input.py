@@ -216,6 +216,17 @@ def test_database_that_does_not_exist(hindsight_project: Path, database_url: str
     assert dbstate.snapshot(database_url) == before
 
 
+def test_unknown_connection_option_in_the_url_is_named(hindsight_project: Path, database_url: str) -> None:
+    url = make_url(database_url).update_query_dict({"bogus_key": "1"}).render_as_string(hide_password=False)
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", str(hindsight_project / "alembic.ini"), "--url", url, "bootstrap", "--yes")
+
+    assert_failure(result, ExitCode.CONNECTION, "connection option the driver does not know", "bogus_key")
+    assert "could not be reached" not in flatten(result.stderr)
+    assert dbstate.snapshot(database_url) == before
+
+
 def test_password_is_masked_in_the_database_announcement(hindsight_project: Path, database_url: str) -> None:
     # The test server trusts every login, so any password connects.
     url = with_password(database_url, "hunter2-secret")
