@@ -18,7 +18,7 @@ from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.lint import LintResult, lint_sql
-from hindsight_migrate.rehearsal import Rehearsal, RehearsalOptions, rehearse
+from hindsight_migrate.rehearsal import Rehearsal, RehearsalOptions, rehearse, scratch_made_in_advance
 
 UP = "up"
 DOWN = "down"
@@ -94,10 +94,14 @@ def plan_upgrade(
         bootstrap = plan_bootstrap(project, database, sql_path=settings.bootstrap_sql, baseline=settings.baseline)
         start = (bootstrap.baseline.revision,)
     revisions = project.upgrade_path(start, target)
-    planned = _planned(project, revisions, start=start, downgrade=False)
-    measured = None
-    if rehearsal is not None and (planned or bootstrap):
-        measured = rehearse(project, database, revisions, rehearsal, bootstrap=bootstrap)
+    if not (revisions or bootstrap):
+        rehearsal = None  # nothing to rehearse (and nothing to make a scratch database for)
+    with scratch_made_in_advance(database, rehearsal) as scratch:
+        planned = _planned(project, revisions, start=start, downgrade=False)
+        lint = lint_sql({p.info.revision: p.sql or "" for p in planned}, settings.tool)
+        measured = None
+        if rehearsal is not None:
+            measured = rehearse(project, database, revisions, rehearsal, bootstrap=bootstrap, scratch=scratch)
     return MigrationPlan(
         direction=UP,
         database=database.masked_url,
@@ -108,8 +112,8 @@ def plan_upgrade(
         drops_baseline=False,
         revisions=planned,
         rehearsal=measured,
-        rehearsal_skipped=skip_reason if rehearsal is None else None,
-        lint=lint_sql({p.info.revision: p.sql or "" for p in planned}, settings.tool),
+        rehearsal_skipped=skip_reason if measured is None else None,
+        lint=lint,
         data_loss=(),
         fingerprint=_fingerprint(UP, bootstrap, planned),
     )
@@ -151,10 +155,15 @@ def plan_downgrade(
             "stop before it (down --to a later revision).",
             sections=(Section("Irreversible", "\n".join(irreversible)),),
         )
-    planned = _planned(project, revisions, start=current, downgrade=True)
-    measured = None
-    if rehearsal is not None and (planned or drops_baseline):
-        measured = rehearse(project, database, revisions, rehearsal, downgrade=True, drop_baseline=drops_baseline)
+    if not (revisions or drops_baseline):
+        rehearsal = None
+    with scratch_made_in_advance(database, rehearsal) as scratch:
+        planned = _planned(project, revisions, start=current, downgrade=True)
+        measured = None
+        if rehearsal is not None:
+            measured = rehearse(
+                project, database, revisions, rehearsal, downgrade=True, drop_baseline=drops_baseline, scratch=scratch
+            )
     data_loss: tuple[DataLoss, ...] = ()
     if measured is not None and measured.ok:
         data_loss = _data_loss(database, measured)

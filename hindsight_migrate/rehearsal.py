@@ -21,6 +21,7 @@ which tables and indexes were rewritten (their ``pg_relation_filenode()`` change
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -127,13 +128,15 @@ def rehearse(
     bootstrap: BootstrapPlan | None = None,
     downgrade: bool = False,
     drop_baseline: bool = False,
+    scratch: ScratchInTheMaking | None = None,
 ) -> Rehearsal:
     """Run ``revisions`` somewhere that is not the target (or rolled back on it) and measure.
 
     ``bootstrap`` runs V1 first (an empty database going up); ``downgrade`` reverts the
     revisions instead; ``drop_baseline`` then drops what V1 left. Never changes the target:
     a scratch copy is dropped afterwards; the target mode rolls back and refuses any
-    revision that would commit.
+    revision that would commit. ``scratch``: the scratch database, when the caller started
+    making it in advance (and drops it).
     """
     work = _Work(revisions, downgrade, bootstrap, drop_baseline)
     with target.connect() as connection:
@@ -142,17 +145,14 @@ def rehearse(
     if options.where == "target":
         return _rehearse_on_target(project, target, work, options, sizes)
     if options.where == "scratch":
-        with scratch_copy(target, options.data_limit_bytes) as (scratch, with_data):
+        with scratch_copy(target, options.data_limit_bytes, scratch) as (copy, with_data):
             words = (
                 "a scratch copy of the target with its data"
                 if with_data
                 else f"a scratch copy of the target's schema only (the data is over "
                 f"{options.data_limit_bytes // (1024 * 1024)} MB), so data-dependent failures are not caught"
             )
-            try:
-                return _rehearse_committing(project, scratch, work, "scratch", words, with_data, sizes)
-            finally:
-                scratch.dispose()
+            return _rehearse_committing(project, copy, work, "scratch", words, with_data, sizes)
     from hindsight_migrate.config import DatabaseSource, normalize_url
     from hindsight_migrate.database import open_database
 
@@ -177,44 +177,113 @@ def scratch_name(target_database: str) -> str:
     return f"{SCRATCH_PREFIX}{slug}_{uuid.uuid4().hex[:8]}"
 
 
-@contextmanager
-def scratch_database(target: Database) -> Iterator[Database]:
-    """An empty database on the target's server; dropped on exit, whatever happened."""
-    from sqlalchemy.exc import DBAPIError
+class ScratchInTheMaking:
+    """A scratch database on the target's server, created in the background from the moment
+    this object exists: the server builds it (a CREATE DATABASE takes a tenth of a second or
+    more) while the plan renders SQL and lints. :meth:`ready` waits for it; :meth:`discard`
+    drops it, whatever happened."""
 
-    from hindsight_migrate.database import open_engine_for_url
+    def __init__(self, target: Database) -> None:
+        import threading
 
-    name = scratch_name(target.engine.url.database or "")
-    with target.connect() as connection:
-        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+        self.target = target
+        self.name = scratch_name(target.engine.url.database or "")
+        self._failure: BaseException | None = None
+        self._created = False
+        self._database: Database | None = None
+        self._thread = threading.Thread(target=self._create, name="hindsight-migrate scratch", daemon=True)
+        self._thread.start()
+
+    def _create(self) -> None:
         try:
-            autocommit.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        except DBAPIError as err:
+            with self.target.connect() as connection:
+                autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+                autocommit.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
+            self._created = True
+        except BaseException as err:  # handed to the main thread by ready()
+            self._failure = err
+
+    def ready(self) -> Database:
+        """The scratch database, once it exists; RehearsalImpossible when it could not be made."""
+        from sqlalchemy.exc import DBAPIError
+
+        from hindsight_migrate.database import open_engine_for_url
+
+        self._thread.join()
+        if isinstance(self._failure, DBAPIError):
             raise RehearsalImpossible(
                 "A scratch database is needed on the target's server, and it could not be created. Grant the "
                 "user CREATEDB, or rehearse elsewhere: --rehearse-on URL (a disposable database with the same "
                 "schema) or --rehearse-on target (a rolled-back transaction on the target). Or skip it: "
                 "--no-rehearsal.",
-                sections=(Section("Database said", server_said(err)),),
-            ) from err
-    scratch = Database(
-        engine=open_engine_for_url(target.engine.url.set(database=name)), masked_url=f"scratch database {name}"
-    )
-    try:
-        yield scratch
-    finally:
-        scratch.dispose()
-        _drop_database(target, name)
+                sections=(Section("Database said", server_said(self._failure)),),
+            ) from self._failure
+        if self._failure is not None:
+            raise self._failure
+        if self._database is None:
+            self._database = Database(
+                engine=open_engine_for_url(self.target.engine.url.set(database=self.name)),
+                masked_url=f"scratch database {self.name}",
+            )
+        return self._database
+
+    def discard(self) -> None:
+        """Drop it (after a CREATE still in flight has finished). Ctrl-C cannot cut this short:
+        a second one here would leave the database behind."""
+        import signal
+
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self._thread.join()
+            if self._database is not None:
+                self._database.dispose()
+            if self._created:
+                _drop_database(self.target, self.name)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
-def scratch_copy(target: Database, data_limit_bytes: int) -> Iterator[tuple[Database, bool]]:
-    """A copy of the target on the same server (its data too when small); dropped on exit."""
+def scratch_made_in_advance(target: Database, options: RehearsalOptions | None) -> Iterator[ScratchInTheMaking | None]:
+    """Start the scratch database of a default rehearsal now; None for the other kinds (or none)."""
+    if options is None or options.where != "scratch":
+        yield None
+        return
+    making = ScratchInTheMaking(target)
+    try:
+        yield making
+    finally:
+        making.discard()
+
+
+@contextmanager
+def scratch_database(target: Database) -> Iterator[Database]:
+    """An empty database on the target's server; dropped on exit, whatever happened."""
+    making = ScratchInTheMaking(target)
+    try:
+        yield making.ready()
+    finally:
+        making.discard()
+
+
+@contextmanager
+def scratch_copy(
+    target: Database, data_limit_bytes: int, making: ScratchInTheMaking | None = None
+) -> Iterator[tuple[Database, bool]]:
+    """A copy of the target on the same server (its data too when small); dropped on exit.
+
+    ``making``: a scratch database already on its way (see :func:`scratch_made_in_advance`),
+    which the caller drops; without it, one is made here and dropped here.
+    """
     with target.connect() as connection:
         size = catalog.database_size(connection)
         blank = catalog.is_blank(connection)
         connection.rollback()
-    with scratch_database(target) as scratch:
+    with contextlib.ExitStack() as stack:
+        if making is None:
+            making = ScratchInTheMaking(target)
+            stack.callback(making.discard)
+        scratch = making.ready()
         with_data = size <= data_limit_bytes
         # A new database already is a copy of a blank one (a first deployment, a CI database):
         # pg_dump and psql would only add their start-up time.
