@@ -102,18 +102,26 @@ def apply_plan(
         # revisions already reported as applied when the server crashes mid-run.)
         connection.commit()
         items = {item.info.revision: item for item in plan.revisions}
-        running: list[tuple[PlannedRevision, float]] = []
+        running: list[tuple[PlannedRevision, float]] = []  # revisions started, with when
+        uncommitted: list[PlannedRevision] = []  # the one whose transaction is about to commit
+
+        def committed() -> None:
+            # Reported only once its commit returned: a commit can still fail (a deferred
+            # constraint), and a revision shown as applied must be.
+            if uncommitted:
+                item = uncommitted.pop()
+                seconds = time.monotonic() - running[-1][1]
+                applied.append(AppliedRevision(item.info.revision, item.info.message, seconds))
+                progress.finished(item.info, seconds)
 
         def before_each(revision: str) -> None:
+            committed()  # Alembic asks for the next revision after the previous one committed
             running.append((items[revision], time.monotonic()))
             progress.started(items[revision].info)
 
         def after_each(revision: str, revision_connection: Connection) -> None:
-            item, revision_started = running[-1]
-            _record_checksum(revision_connection, item, audit_id, downgrade)
-            seconds = time.monotonic() - revision_started
-            applied.append(AppliedRevision(revision, item.info.message, seconds))
-            progress.finished(item.info, seconds)
+            _record_checksum(revision_connection, items[revision], audit_id, downgrade)
+            uncommitted.append(items[revision])
 
         try:
             project.run_revisions(
@@ -121,6 +129,7 @@ def apply_plan(
             )
             if connection.in_transaction():  # an env.py that does not begin its own
                 connection.commit()
+            committed()
         except DBAPIError as err:
             connection.rollback()
             failing = running[-1][0].info if running else plan.revisions[0].info

@@ -443,6 +443,8 @@ def _rehearse_committing(
             )
         except DBAPIError as err:
             failure = RehearsalFailure(running[-1] if running else "?", server_said(err), _statement_of(err))
+            if costs and costs[-1].revision == failure.revision:
+                costs.pop()  # measured, then its commit failed (a deferred constraint): it did not happen
         finally:
             if connection.in_transaction():
                 # After a failure, what the failing revision did is rolled back; otherwise an env.py

@@ -352,6 +352,41 @@ def test_over_the_data_limit_the_apply_failure_stops_at_the_last_good_revision(
     assert scratch_databases(database_url) == []
 
 
+DEFERRED_VIOLATION = """\
+op.execute("CREATE TABLE parents (id integer PRIMARY KEY)")
+op.execute("CREATE TABLE children (parent_id integer REFERENCES parents DEFERRABLE INITIALLY DEFERRED)")
+op.execute("INSERT INTO children VALUES (1)")"""
+
+
+def test_a_revision_whose_commit_fails_is_not_reported_as_applied(tmp_path: Path, database_url: str) -> None:
+    """A deferred foreign key is checked at COMMIT, after the revision's last statement."""
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE widgets (id integer)")'),
+            Rev("cccc00000003", ("bbbb00000002",), upgrade=DEFERRED_VIOLATION),
+        ),
+        database_url,
+    )
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes", "--no-rehearsal")
+
+    assert_failure(result, ExitCode.FAILED, "Revision cccc00000003", "violates foreign key constraint")
+    assert "✓ bbbb00000002" in result.stderr, result.stderr
+    assert "✓ cccc00000003" not in result.stderr, result.stderr
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
+    assert "parents" not in dbstate.tables(database_url)
+    assert up_runs(database_url) == [("up", TINY_BASE, "bbbb00000002", "failed")]
+    checksums = dbstate.query(database_url, "SELECT revision FROM hindsight_migrate.applied_revisions ORDER BY 1")
+    assert ("cccc00000003",) not in checksums and ("bbbb00000002",) in checksums
+
+    rehearsed = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+
+    assert_failure(rehearsed, ExitCode.FAILED, "Revision cccc00000003 fails in the rehearsal", "foreign key")
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
+    assert scratch_databases(database_url) == []
+
+
 COMMITS_MID_REVISION = """\
 op.execute("CREATE TABLE before_commit (id integer)")
 op.get_bind().commit()
