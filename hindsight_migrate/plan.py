@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hindsight_migrate import catalog
@@ -96,12 +97,14 @@ def plan_upgrade(
     revisions = project.upgrade_path(start, target)
     if not (revisions or bootstrap):
         rehearsal = None  # nothing to rehearse (and nothing to make a scratch database for)
-    with scratch_made_in_advance(database, rehearsal) as scratch:
+    with scratch_made_in_advance(database, rehearsal) as scratch, ThreadPoolExecutor(1, "hindsight-lint") as beside:
         planned = _planned(project, revisions, start=start, downgrade=False)
-        lint = lint_sql({p.info.revision: p.sql or "" for p in planned}, settings.tool)
+        # Squawk runs in its own process while the rehearsal waits on the server.
+        linting = beside.submit(lint_sql, {p.info.revision: p.sql or "" for p in planned}, settings.tool)
         measured = None
         if rehearsal is not None:
             measured = rehearse(project, database, revisions, rehearsal, bootstrap=bootstrap, scratch=scratch)
+        lint = linting.result()
     return MigrationPlan(
         direction=UP,
         database=database.masked_url,
