@@ -425,24 +425,10 @@ def _rehearse_committing(
         has_tables = any(not table.endswith(".alembic_version") for table in sizes)
         meter = _Meter(where_db.engine, connection, per_statement=False, read_locks=has_tables)
         running: list[str] = []
-
-        def before_each(revision: str) -> None:
-            running.append(revision)
-            meter.start()
-
-        def after_each(revision: str, revision_connection: Connection) -> None:
-            costs.append(meter.finish(revision_connection, revision))
-
         try:
-            project.run_revisions(
-                connection,
-                [revision.revision for revision in work.revisions],
-                downgrade=work.downgrade,
-                before_each=before_each,
-                after_each=after_each,
-            )
+            _run_measured(project, connection, work, meter, running, costs)
         except DBAPIError as err:
-            failure = RehearsalFailure(running[-1] if running else "?", server_said(err), _statement_of(err))
+            failure = RehearsalFailure(_last(running), server_said(err), _statement_of(err))
             if costs and costs[-1].revision == failure.revision:
                 costs.pop()  # measured, then its commit failed (a deferred constraint): it did not happen
         finally:
@@ -512,16 +498,7 @@ def _rehearse_on_target(
         event.listen(connection, "commit", on_commit)
         event.listen(connection, "before_cursor_execute", on_statement)
         meter = _Meter(connection, connection, per_statement=True)
-        current = None
-
-        def before_each(revision: str) -> None:
-            nonlocal current
-            current = revision
-            meter.start()
-
-        def after_each(revision: str, revision_connection: Connection) -> None:
-            costs.append(meter.finish(revision_connection, revision))
-
+        running: list[str] = []
         try:
             # Validated durations (config.py), so they can be written into the statement.
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{options.lock_timeout}'")
@@ -529,20 +506,14 @@ def _rehearse_on_target(
             before = catalog.schema_snapshot(connection)
             if work.bootstrap is not None:
                 rehearse_bootstrap(work.bootstrap, project, connection)
-            project.run_revisions(
-                connection,
-                [revision.revision for revision in work.revisions],
-                downgrade=work.downgrade,
-                before_each=before_each,
-                after_each=after_each,
-            )
+            _run_measured(project, connection, work, meter, running, costs)
             if work.drop_baseline:
                 drop_baseline_schema(connection)
             after = catalog.schema_snapshot(connection)
         except _LeftTransaction as left:
             transaction.rollback()
             raise Refused(
-                f"Revision {current} cannot be rehearsed on the target: {left.how}, which would commit "
+                f"Revision {_last(running)} cannot be rehearsed on the target: {left.how}, which would commit "
                 "part of the migration during a dry run. Nothing was committed. Rehearse on a scratch "
                 "copy (the default) or --rehearse-on URL.",
             ) from None
@@ -551,16 +522,16 @@ def _rehearse_on_target(
             if "statement timeout" in said or "lock timeout" in said:
                 busiest = meter.strongest_lock()
                 warnings.append(
-                    f"{current}: a statement takes more than "
+                    f"{_last(running)}: a statement takes more than "
                     f"{options.statement_timeout if 'statement' in said else options.lock_timeout}"
                     f"{f' under {busiest[1]} on {busiest[0]}' if busiest else ''}; the rest was not rehearsed."
                 )
                 after = before
             else:
-                failure = RehearsalFailure(current or "?", said, _statement_of(err))
+                failure = RehearsalFailure(_last(running), said, _statement_of(err))
                 after = before
         except DBAPIError as err:
-            failure = RehearsalFailure(current or "?", server_said(err), _statement_of(err))
+            failure = RehearsalFailure(_last(running), server_said(err), _statement_of(err))
             after = before
         finally:
             meter.close()
@@ -578,6 +549,37 @@ def _rehearse_on_target(
         warnings=tuple(warnings),
         sizes=sizes,
     )
+
+
+def _run_measured(
+    project: AlembicProject,
+    connection: Connection,
+    work: _Work,
+    meter: _Meter,
+    running: list[str],
+    costs: list[RevisionCost],
+) -> None:
+    """Run the work's revisions under the meter: each started one joins ``running``, each done one's cost ``costs``."""
+
+    def before_each(revision: str) -> None:
+        running.append(revision)
+        meter.start()
+
+    def after_each(revision: str, revision_connection: Connection) -> None:
+        costs.append(meter.finish(revision_connection, revision))
+
+    project.run_revisions(
+        connection,
+        [revision.revision for revision in work.revisions],
+        downgrade=work.downgrade,
+        before_each=before_each,
+        after_each=after_each,
+    )
+
+
+def _last(running: list[str]) -> str:
+    """The revision that was running when something failed ("?" when none had started)."""
+    return running[-1] if running else "?"
 
 
 def revision_source(project: AlembicProject, revision: RevisionInfo) -> str:
