@@ -115,7 +115,7 @@ def plan_upgrade(
         drops_baseline=False,
         revisions=planned,
         rehearsal=measured,
-        rehearsal_skipped=skip_reason if measured is None else None,
+        rehearsal_skipped=skip_reason if rehearsal is None else None,
         lint=lint,
         data_loss=(),
         fingerprint=_fingerprint(UP, bootstrap, planned),

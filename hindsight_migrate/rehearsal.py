@@ -141,11 +141,15 @@ def rehearse(
     work = _Work(revisions, downgrade, bootstrap, drop_baseline)
     with target.connect() as connection:
         sizes = catalog.table_sizes(connection)
+        # What the scratch copy needs to know, on the same connection.
+        copying = options.where == "scratch"
+        with_data = copying and catalog.database_size(connection) <= options.data_limit_bytes
+        blank = copying and catalog.is_blank(connection)
         connection.rollback()
     if options.where == "target":
         return _rehearse_on_target(project, target, work, options, sizes)
     if options.where == "scratch":
-        with scratch_copy(target, options.data_limit_bytes, scratch) as (copy, with_data):
+        with scratch_copy(target, scratch, with_data=with_data, blank=blank) as copy:
             words = (
                 "a scratch copy of the target with its data"
                 if with_data
@@ -268,43 +272,31 @@ def scratch_database(target: Database) -> Iterator[Database]:
 
 @contextmanager
 def scratch_copy(
-    target: Database, data_limit_bytes: int, making: ScratchInTheMaking | None = None
-) -> Iterator[tuple[Database, bool]]:
-    """A copy of the target on the same server (its data too when small); dropped on exit.
+    target: Database, making: ScratchInTheMaking | None, *, with_data: bool, blank: bool
+) -> Iterator[Database]:
+    """A copy of the target on the same server (its data too with ``with_data``); dropped on exit.
 
     ``making``: a scratch database already on its way (see :func:`scratch_made_in_advance`),
-    which the caller drops; without it, one is made here and dropped here.
+    which the caller drops; without it, one is made here and dropped here. ``blank``: the
+    target holds nothing (:func:`catalog.is_blank`), so the new database already is its copy.
     """
-    with target.connect() as connection:
-        size = catalog.database_size(connection)
-        blank = catalog.is_blank(connection)
-        connection.rollback()
     with contextlib.ExitStack() as stack:
         if making is None:
             making = ScratchInTheMaking(target)
             stack.callback(making.discard)
         scratch = making.ready()
-        with_data = size <= data_limit_bytes
-        # A new database already is a copy of a blank one (a first deployment, a CI database):
-        # pg_dump and psql would only add their start-up time.
+        # A first deployment, a CI database: pg_dump and psql would only add their start-up time.
         if not blank:
             _copy_database(target.engine.url, scratch.engine.url, with_data=with_data)
-        yield scratch, with_data
+        yield scratch
 
 
 def _drop_database(target: Database, name: str) -> None:
-    # Runs in `finally`, also after Ctrl-C: a second Ctrl-C here would leave the scratch
-    # database behind, so it is shielded.
-    import signal
-
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with target.connect() as connection:
-            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-            )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    """Called from ScratchInTheMaking.discard, which shields it from Ctrl-C."""
+    with target.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        )
 
 
 def _copy_database(source_url: Any, target_url: Any, *, with_data: bool) -> None:

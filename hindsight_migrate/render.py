@@ -624,9 +624,8 @@ def lint_result(lint: LintResult) -> None:
             )
         elif finding is same[0]:
             revisions = list(dict.fromkeys(f.revision for f in same))
-            where = f"{', '.join(revisions[:SHOWN_ONE_BY_ONE])} and {len(revisions) - SHOWN_ONE_BY_ONE} more"
-            if len(revisions) <= SHOWN_ONE_BY_ONE:
-                where = ", ".join(revisions)
+            more = len(revisions) - SHOWN_ONE_BY_ONE
+            where = ", ".join(revisions[:SHOWN_ONE_BY_ONE]) + (f" and {more} more" if more > 0 else "")
             rows.append([Text(f"warning, {len(same)} times", style="yellow"), where, "", finding.rule, finding.message])
     grid(
         console,
