@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 from hindsight_migrate import cli
 from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
+from tests.hindsight_chain import BASELINE
 from tests.projects import Rev, write_project
 
 V1_TABLES = {
@@ -27,7 +28,6 @@ V1_TABLES = {
     "keywords",
     "memory_block_keywords",
 }
-BASELINE = "cd3fb603795c"
 
 
 def test_bootstrap_creates_v1_tables_and_stamps_baseline(hindsight_project: Path, database_url: str) -> None:

@@ -12,10 +12,8 @@ from sqlalchemy.pool import NullPool
 from hindsight_migrate import cli
 from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
+from tests.hindsight_chain import BASELINE, HEAD
 from tests.projects import Rev, write_project
-
-BASELINE = "cd3fb603795c"
-HEAD = "461838d94bcb"
 
 
 def reflected_schema(url: str) -> dict[str, object]:

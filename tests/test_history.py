@@ -12,16 +12,18 @@ from sqlalchemy.pool import NullPool
 
 from tests import dbstate
 from tests.conftest import flatten, invoke
+from tests.hindsight_chain import (
+    AFTER_BASELINE,
+    AFTER_MERGE,
+    BASELINE,
+    BRANCH_POINT,
+    FEEDBACK_BRANCH,
+    HEAD,
+    MERGE,
+    SEARCH_BRANCH,
+)
 from tests.projects import Rev, write_project
 
-BASELINE = "cd3fb603795c"
-AFTER_BASELINE = "af874b5e21e4"
-BRANCH_POINT = "eda51b2b76a6"
-SEARCH_BRANCH = "d528e1c62d2e"
-FEEDBACK_BRANCH = "2345964a88e0"
-MERGE = "320ade7a869e"
-AFTER_MERGE = "0823327d9dc6"
-HEAD = "461838d94bcb"
 ALL_REVISIONS = {BASELINE, AFTER_BASELINE, BRANCH_POINT, SEARCH_BRANCH, FEEDBACK_BRANCH, MERGE, AFTER_MERGE, HEAD}
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/nope"
 

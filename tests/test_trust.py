@@ -11,10 +11,8 @@ from pathlib import Path
 from hindsight_migrate.errors import ExitCode
 from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
+from tests.hindsight_chain import BASELINE, HEAD
 from tests.projects import Rev, write_project, write_revision
-
-HEAD = "461838d94bcb"
-BASELINE = "cd3fb603795c"
 
 
 def at_head(project: Path, url: str) -> str:

@@ -30,18 +30,19 @@ from hindsight_migrate.plan import plan_upgrade
 from hindsight_migrate.rehearsal import RehearsalOptions
 from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
+from tests.hindsight_chain import (
+    AFTER_BASELINE,
+    AFTER_MERGE,
+    BASELINE,
+    BRANCH_POINT,
+    FEEDBACK_BRANCH,
+    HEAD,
+    MERGE,
+    SEARCH_BRANCH,
+)
 from tests.processes import cli_command, stop
 from tests.projects import ENV_PY, ENV_PY_OWN_ENGINE, TINY_BASE, Rev, tiny_project
 
-# Hindsight's chain.
-BASELINE = "cd3fb603795c"
-AFTER_BASELINE = "af874b5e21e4"
-BRANCH_POINT = "eda51b2b76a6"
-SEARCH_BRANCH = "d528e1c62d2e"
-FEEDBACK_BRANCH = "2345964a88e0"
-MERGE = "320ade7a869e"
-AFTER_MERGE = "0823327d9dc6"
-HEAD = "461838d94bcb"
 PENDING = {AFTER_BASELINE, BRANCH_POINT, SEARCH_BRANCH, FEEDBACK_BRANCH, MERGE, AFTER_MERGE, HEAD}
 V1_TABLES = {"agents", "agent_transcripts", "memory_blocks", "feedback_logs", "keywords", "memory_block_keywords"}
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/nope"

@@ -1,0 +1,14 @@
+"""The revision ids of Hindsight's own chain (migrations/versions), as the tests name them.
+
+Baseline, a rename, then a branch point with two branches (search, feedback), their merge,
+and two revisions after it.
+"""
+
+BASELINE = "cd3fb603795c"
+AFTER_BASELINE = "af874b5e21e4"
+BRANCH_POINT = "eda51b2b76a6"
+SEARCH_BRANCH = "d528e1c62d2e"
+FEEDBACK_BRANCH = "2345964a88e0"
+MERGE = "320ade7a869e"
+AFTER_MERGE = "0823327d9dc6"
+HEAD = "461838d94bcb"
