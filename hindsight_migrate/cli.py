@@ -46,7 +46,8 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="Path to alembic.ini (default: ./alembic.ini).",
+        help="Path to alembic.ini or pyproject.toml (default: ./alembic.ini, else ./pyproject.toml's "
+        "[tool.alembic]).",
         show_default=False,
         dir_okay=False,
     ),
@@ -60,7 +61,21 @@ UrlOption = Annotated[
         show_default=False,
     ),
 ]
-DebugOption = Annotated[bool, typer.Option("--debug", help="Show the traceback of a failure.")]
+NameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        "-n",
+        help="The ini section to read instead of [alembic] (as alembic -n).",
+        show_default=False,
+    ),
+]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show the traceback of a failure, and Alembic's own log lines.")
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Let Alembic's own log lines through (they are hidden by default).")
+]
 
 
 PlanOutOption = Annotated[
@@ -83,6 +98,8 @@ class GlobalOptions:
     config: Path | None = None
     url: str | None = None
     debug: bool = False
+    name: str | None = None
+    verbose: bool = False
 
 
 def stdin_is_interactive() -> bool:
@@ -102,12 +119,14 @@ def main_callback(
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
+    name: NameOption = None,
+    verbose: VerboseOption = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
     ] = False,
 ) -> None:
-    ctx.obj = GlobalOptions(config=config, url=url, debug=debug)
+    ctx.obj = GlobalOptions(config=config, url=url, debug=debug, name=name, verbose=verbose)
 
 
 def _globals(ctx: typer.Context, config: Path | None, url: str | None, debug: bool) -> GlobalOptions:
@@ -117,6 +136,8 @@ def _globals(ctx: typer.Context, config: Path | None, url: str | None, debug: bo
         config=config or before.config,
         url=url or before.url,
         debug=debug or before.debug,
+        name=before.name,
+        verbose=before.verbose,
     )
 
 
@@ -742,7 +763,12 @@ def _open_project(options: GlobalOptions) -> tuple[Settings, AlembicProject]:
     from hindsight_migrate.alembic_api import AlembicProject
     from hindsight_migrate.config import resolve_settings
 
-    settings = resolve_settings(config_path=options.config, url=options.url)
+    settings = resolve_settings(
+        config_path=options.config,
+        url=options.url,
+        ini_section=options.name or "alembic",
+        verbose=options.verbose or options.debug,
+    )
     return settings, AlembicProject(settings)
 
 

@@ -58,19 +58,32 @@ class ToolSettings:
     # The tool sets lock_timeout itself and runs each revision in a transaction, which is what
     # these rules ask for; they would only add noise to every plan.
     lint_ignore_rules: tuple[str, ...] = ("prefer-robust-stmts", "require-lock-timeout", "require-statement-timeout")
+    # A revision whose downgrade() does nothing while its upgrade() does (a data backfill) is
+    # reverted with a warning by default, as raw Alembic reverts it; teams that want every
+    # revision to undo itself set this to refuse such downgrades (and fail `check` on them).
+    refuse_noop_downgrades: bool = False
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know before it touches Alembic or the database."""
 
-    ini_path: Path
-    project_dir: Path
-    ini_section: str
+    ini_path: Path | None  # the ini file Alembic reads; None when the configuration is in pyproject.toml alone
+    toml_path: Path | None  # pyproject.toml with a [tool.alembic] table, read alongside the ini (or instead of it)
+    project_dir: Path  # the folder of the configuration file: relative paths in it start here
+    ini_section: str  # the ini section Alembic reads (-n/--name, as alembic's own -n); "alembic" by default
     database: DatabaseSource
     bootstrap_sql: Path | None
     baseline: str | None
     tool: ToolSettings = ToolSettings()
+    verbose: bool = False  # let Alembic's own log lines through while env.py runs
+
+    @property
+    def config_path(self) -> Path:
+        """The configuration file to name in messages: the ini, or pyproject.toml when there is no ini."""
+        path = self.ini_path or self.toml_path
+        assert path is not None, "resolve_settings always finds one of them"
+        return path
 
 
 def resolve_settings(
@@ -78,6 +91,8 @@ def resolve_settings(
     config_path: Path | None,
     url: str | None,
     cwd: Path | None = None,
+    ini_section: str = "alembic",
+    verbose: bool = False,
 ) -> Settings:
     """Read alembic.ini and the environment; never touches the database."""
     forget_secrets()
@@ -102,12 +117,14 @@ def resolve_settings(
 
     return Settings(
         ini_path=ini_path,
+        toml_path=None,
         project_dir=project_dir,
-        ini_section="alembic",
+        ini_section=ini_section,
         database=_resolve_database(url, here, parser, project_dir),
         bootstrap_sql=bootstrap_sql,
         baseline=baseline,
         tool=tool_settings,
+        verbose=verbose,
     )
 
 

@@ -63,21 +63,21 @@ def load_graph(project: AlembicProject) -> Graph:
     changes the fingerprint, so a broken file is always read by Alembic.
     """
     settings = project.settings
-    path = cache_path(settings.project_dir, settings.ini_path, settings.ini_section)
+    path = cache_path(settings.project_dir, settings.config_path, settings.ini_section)
     try:
-        return _read(path, settings.ini_path, settings.ini_section)
+        return _read(path, settings.config_path, settings.ini_section)
     except _Stale:
         pass
     sources = project.graph_sources()
     try:
         # Taken before Alembic reads the files: an edit made while it reads shows up next time.
-        fingerprint: dict[str, Any] | None = _fingerprint(settings.ini_path, sources)
+        fingerprint: dict[str, Any] | None = _fingerprint(settings.config_path, sources)
     except (OSError, ValueError):  # a folder that cannot be listed: no cache this time
         fingerprint = None
     graph = Graph(revisions=project.revisions(), heads=project.heads(), bases=project.bases())
     if fingerprint is not None and _settled(fingerprint):
         with contextlib.suppress(OSError, ValueError, TypeError):
-            _write(path, _document(settings.ini_path, settings.ini_section, sources, fingerprint, graph))
+            _write(path, _document(settings.config_path, settings.ini_section, sources, fingerprint, graph))
     return graph
 
 
