@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from hindsight_migrate import ledger
-from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import apply_bootstrap, drop_baseline_schema
 from hindsight_migrate.database import Database, server_said
 from hindsight_migrate.errors import Refused, Section, StatementFailed
 from hindsight_migrate.locking import migration_lock
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.plan import DOWN, MigrationPlan, PlannedRevision
+from hindsight_migrate.revisions import RevisionInfo
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -77,7 +78,7 @@ def apply_plan(
     if plan.bootstrap is not None:
         apply_bootstrap(plan.bootstrap, project, database, lock_wait=lock_wait)
     with migration_lock(database, wait_seconds=lock_wait), database.connect() as connection:
-        now = project.current_heads(connection)
+        now = project.env.current_heads(connection)
         expected = (plan.bootstrap.baseline.revision,) if plan.bootstrap else plan.current
         if now == plan.final and now != expected:
             # Another run applied exactly this plan while we waited for the lock: nothing to do.
@@ -124,7 +125,7 @@ def apply_plan(
             uncommitted.append(items[revision])
 
         try:
-            project.run_revisions(
+            project.env.run_revisions(
                 connection, list(items), downgrade=downgrade, before_each=before_each, after_each=after_each
             )
             if connection.in_transaction():  # an env.py that does not begin its own
@@ -138,7 +139,7 @@ def apply_plan(
             # Past the baseline: what V1 created goes too, with the version table, in one transaction.
             with connection.begin():
                 drop_baseline_schema(connection)
-        final = project.current_heads(connection)
+        final = project.env.current_heads(connection)
         connection.rollback()
         with connection.begin():
             ledger.finish_apply(
@@ -181,7 +182,7 @@ def _failed(
 
     assert isinstance(connection, Connection)
     said = server_said(err)
-    now = project.current_heads(connection)
+    now = project.env.current_heads(connection)
     connection.rollback()
     with connection.begin():
         ledger.finish_apply(

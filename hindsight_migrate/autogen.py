@@ -14,12 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hindsight_migrate.alembic_api import AlembicProject, Operation
+from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import plan_bootstrap, rehearse_bootstrap
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import BadArgument, Refused, Section
 from hindsight_migrate.lint import LintResult, lint_sql
 from hindsight_migrate.review import ReviewFinding, review_operations
+from hindsight_migrate.revisions import Operation
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ def new_revision(
         database_at_head(project, database, against_target) as (at_head, compared_with),
         at_head.connect() as connection,
     ):
-        operations, path = project.autogenerate(connection, message, write=lambda ops: bool(ops) or allow_empty)
+        operations, path = project.authoring.autogenerate(
+            connection, message, write=lambda ops: bool(ops) or allow_empty
+        )
         connection.rollback()
     findings = review_operations(operations)
     if path is None:
@@ -59,7 +62,7 @@ def new_revision(
             "written. For a hand-written data migration, pass --empty.",
         )
     revision = _revision_in(project, path)
-    sql = project.offline_sql(project.resolve(revision)) if revision else None
+    sql = project.env.offline_sql(project.graph.resolve(revision)) if revision else None
     lint = lint_sql({revision: sql}, project.settings.tool) if revision and sql is not None else None
     return NewRevision(message, compared_with, operations, findings, path, revision, sql, lint)
 
@@ -70,9 +73,9 @@ def database_at_head(
 ) -> Iterator[tuple[Database, str]]:
     if against_target:
         with database.connect() as connection:
-            current = project.current_heads(connection)
+            current = project.env.current_heads(connection)
             connection.rollback()
-        heads = project.heads()
+        heads = project.graph.heads()
         if set(current) != set(heads):
             raise Refused(
                 f"--against-target compares the models with {database.masked_url}, which must be at head: it is at "
@@ -102,9 +105,9 @@ def _build_at_head(project: AlembicProject, scratch: Database) -> None:
     running: list[str] = []
     with scratch.connect() as connection:
         try:
-            project.run_revisions(
+            project.env.run_revisions(
                 connection,
-                [info.revision for info in project.upgrade_path(start, "heads")],
+                [info.revision for info in project.graph.upgrade_path(start, "heads")],
                 downgrade=False,
                 before_each=running.append,
             )
@@ -122,7 +125,7 @@ def _build_at_head(project: AlembicProject, scratch: Database) -> None:
 
 def _revision_in(project: AlembicProject, path: Path) -> str | None:
     full = path if path.is_absolute() else project.settings.project_dir / path
-    for info in project.revisions():
+    for info in project.graph.revisions():
         candidate = info.path if info.path.is_absolute() else project.settings.project_dir / info.path
         if candidate.resolve() == full.resolve():
             return info.revision

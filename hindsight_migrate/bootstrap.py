@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hindsight_migrate import catalog, ledger
-from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.catalog import CatalogObject
 from hindsight_migrate.database import Database, statement_failed
 from hindsight_migrate.errors import ConfigError, Refused, Section
 from hindsight_migrate.ledger import BootstrapRecord
 from hindsight_migrate.locking import migration_lock
+from hindsight_migrate.revisions import RevisionInfo
 from hindsight_migrate.sqlscript import (
     ScriptSyntaxError,
     Statement,
@@ -116,7 +117,7 @@ def plan_bootstrap(
             "No baseline revision is configured. Set baseline in the [hindsight-migrate] "
             "section of alembic.ini, or pass --baseline REV."
         )
-    baseline_info = project.resolve(baseline)
+    baseline_info = project.graph.resolve(baseline)
     with database.connect() as connection:
         transaction = connection.begin()
         try:
@@ -145,7 +146,7 @@ def apply_bootstrap(
                 sql_sha256=plan.sql.sha256,
                 baseline=plan.baseline.revision,
             )
-            project.stamp(connection, plan.baseline.revision)
+            project.env.stamp(connection, plan.baseline.revision)
             ledger.record_applied(
                 connection,
                 revision=plan.baseline.revision,
@@ -164,7 +165,7 @@ def apply_bootstrap(
                 to_revisions=(plan.baseline.revision,),
                 seconds=time.monotonic() - started,
             )
-        heads = project.current_heads(connection)
+        heads = project.env.current_heads(connection)
         connection.rollback()
     return BootstrapResult(plan=plan, current_heads=heads, seconds=time.monotonic() - started)
 
@@ -172,7 +173,7 @@ def apply_bootstrap(
 def rehearse_bootstrap(plan: BootstrapPlan, project: AlembicProject, connection: Connection) -> None:
     """Writes (to a rehearsal database): V1 and the baseline stamp, in the caller's transaction."""
     _run_statements(connection, plan.sql, rehearsal=True)
-    project.stamp(connection, plan.baseline.revision)
+    project.env.stamp(connection, plan.baseline.revision)
 
 
 def drop_baseline_schema(connection: Connection) -> tuple[str, ...]:

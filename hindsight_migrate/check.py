@@ -39,7 +39,7 @@ class CheckReport:
 def run_checks(project: AlembicProject, database: Database) -> CheckReport:
     """Reads the target; builds (and drops) a scratch database at head for the models check."""
     problems: list[CheckProblem] = []
-    heads = project.heads()
+    heads = project.graph.heads()
     if len(heads) > 1:
         problems.append(
             CheckProblem(
@@ -49,10 +49,10 @@ def run_checks(project: AlembicProject, database: Database) -> CheckReport:
                 heads,
             )
         )
-    baseline = project.settings.baseline and project.resolve(project.settings.baseline).revision
+    baseline = project.settings.baseline and project.graph.resolve(project.settings.baseline).revision
     irreversible = [
         reason
-        for info in project.revisions()
+        for info in project.graph.revisions()
         if info.revision != baseline and (reason := irreversible_reason(info, project))
     ]
     if irreversible:
@@ -78,8 +78,8 @@ def run_checks(project: AlembicProject, database: Database) -> CheckReport:
             )
         )
     if status.pending and not status.unknown:
-        pending = project.upgrade_path(status.current, "heads")
-        lint = lint_sql(project.offline_sql_path(pending, start=status.current), project.settings.tool)
+        pending = project.graph.upgrade_path(status.current, "heads")
+        lint = lint_sql(project.env.offline_sql_path(pending, start=status.current), project.settings.tool)
         if lint.errors:
             problems.append(
                 CheckProblem(
@@ -90,7 +90,7 @@ def run_checks(project: AlembicProject, database: Database) -> CheckReport:
             )
     if len(heads) == 1:
         with database_at_head(project, database, against_target=False) as (at_head, _), at_head.connect() as conn:
-            operations, _ = project.autogenerate(conn, "check", write=lambda ops: False)
+            operations, _ = project.authoring.autogenerate(conn, "check", write=lambda ops: False)
             conn.rollback()
         if operations:
             problems.append(
@@ -133,7 +133,7 @@ def lint_range(project: AlembicProject, database: Database | None, revision_rang
         if database is None:
             raise BadArgument("Without a database, name the range: FROM:TO, or all.")
         with database.connect() as connection:
-            current = project.current_heads(connection)
+            current = project.env.current_heads(connection)
             connection.rollback()
         start, end, words = current, "heads", "not yet applied"
     else:
@@ -142,8 +142,8 @@ def lint_range(project: AlembicProject, database: Database | None, revision_rang
         if ":" not in spec:
             raise BadArgument(f"{revision_range!r} is not a range: write FROM:TO (e.g. base:heads) or all.")
         first, _, end = spec.partition(":")
-        start = () if first in ("", "base") else (project.resolve(first).revision,)
+        start = () if first in ("", "base") else (project.graph.resolve(first).revision,)
         end = end or "heads"
-    revisions = project.upgrade_path(start, end)
-    result = lint_sql(project.offline_sql_path(revisions, start=start), project.settings.tool)
+    revisions = project.graph.upgrade_path(start, end)
+    result = lint_sql(project.env.offline_sql_path(revisions, start=start), project.settings.tool)
     return LintReport(range=words, revisions=tuple(info.revision for info in revisions), result=result)

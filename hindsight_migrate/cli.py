@@ -709,10 +709,10 @@ def merge(
         from hindsight_migrate.errors import Refused
 
         _, project = _open_project(options)
-        heads = project.heads()
+        heads = project.graph.heads()
         if len(heads) < 2:
             raise Refused(f"The chain has one head ({', '.join(heads) or 'none'}): there is nothing to merge.")
-        revision, path = project.merge_heads(message)
+        revision, path = project.authoring.merge_heads(message)
         render.merged(revision, path)
 
     _guarded(options, body)
@@ -726,9 +726,9 @@ def _print_offline_sql(options: GlobalOptions, target: str) -> None:
     start, _, end = target.rpartition(":")
     if not start:
         start = settings.baseline or ""
-    begin = (project.resolve(start).revision,) if start and start != "base" else ()
-    revisions = project.upgrade_path(begin, end or "heads")
-    sql = project.offline_sql_path(revisions, start=begin)
+    begin = (project.graph.resolve(start).revision,) if start and start != "base" else ()
+    revisions = project.graph.upgrade_path(begin, end or "heads")
+    sql = project.env.offline_sql_path(revisions, start=begin)
     render.offline_sql([(info, sql[info.revision]) for info in revisions])
 
 
@@ -738,13 +738,13 @@ def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
 
     def read(project: AlembicProject, database: Database) -> tuple[AlembicProject, tuple[str, ...]]:
         with database.connect() as connection:
-            current = project.current_heads(connection)
+            current = project.env.current_heads(connection)
             connection.rollback()
         return project, current
 
     project, current = _with_database(options, read)
-    revisions = project.downgrade_path(current, target)
-    sql = project.offline_sql_path(revisions, start=current, downgrade=True)
+    revisions = project.graph.downgrade_path(current, target)
+    sql = project.env.offline_sql_path(revisions, start=current, downgrade=True)
     render.offline_sql([(info, sql[info.revision]) for info in revisions])
 
 
@@ -787,7 +787,10 @@ def _open(options: GlobalOptions) -> tuple[Settings, AlembicProject, Database]:
 
     settings, project = _open_project(options)
     render.announce_database(settings)  # stderr: --json output on stdout stays clean
-    return settings, project, open_database(settings.database)
+    database = open_database(settings.database)
+    # env.py is handed this database, and may ask for no other (the embedded server's URL is known only now).
+    project.bind_target(database.engine.url, settings.database.origin)
+    return settings, project, database
 
 
 def main() -> NoReturn:

@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     DIVERGED = 11  # status: the database is at a revision no file has, or an applied file is gone
     TAMPERED = 12  # status: a revision file (or V1) changed after it was applied
     CHECK_FAILED = 13  # check found problems; lint found errors
+    PROJECT_CODE = 14  # the project's own code (env.py, a revision, a module they import) raised
     INTERRUPTED = 130  # Ctrl-C; whatever was running was rolled back
 
 
@@ -51,6 +52,20 @@ class HindsightMigrateError(Exception):
         super().__init__(message)
         self.message = message
         self.sections = sections
+
+    def __str__(self) -> str:
+        # The sections travel with the error: a log line or a library caller that only prints
+        # str(error) still sees the failing revision and what the database said.
+        blocks = [self.message]
+        for section in self.sections:
+            body = "\n".join(f"  {line}" for line in section.body.splitlines())
+            blocks.append(f"{section.title}:\n{body}")
+        return "\n\n".join(blocks)
+
+    def with_section(self, section: Section) -> HindsightMigrateError:
+        """The same error with one more section (e.g. where the database stands, added by the caller)."""
+        self.sections = (*self.sections, section)
+        return self
 
 
 class BadArgument(HindsightMigrateError):
@@ -82,10 +97,24 @@ class RevisionProblem(HindsightMigrateError):
 
 
 class EnvIgnoresConnection(HindsightMigrateError):
-    """The project's env.py builds its own engine instead of using the one it is handed."""
+    """env.py asks for something the tool cannot hand it safely (an engine in offline mode, a second connection)."""
 
     exit_code = ExitCode.CONFIG
-    title = "env.py does not use the connection it is given"
+    title = "env.py asks for a connection of its own"
+
+
+class EnvAsksForAnotherDatabase(HindsightMigrateError):
+    """env.py builds its engine for another database than the one the tool resolved and reviews."""
+
+    exit_code = ExitCode.CONFIG
+    title = "env.py asks for another database"
+
+
+class ProjectCodeFailed(HindsightMigrateError):
+    """The project's own code raised: env.py, a revision file, or a module they import."""
+
+    exit_code = ExitCode.PROJECT_CODE
+    title = "The project's code raised an exception"
 
 
 class Refused(HindsightMigrateError):

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate import __version__
-from hindsight_migrate.alembic_api import GraphSources, RevisionInfo
+from hindsight_migrate.revisions import GraphSources, RevisionInfo
 
 if TYPE_CHECKING:
     from hindsight_migrate.alembic_api import AlembicProject
 
 CACHE_DIR = Path(".hindsight") / "cache"
-FORMAT = 1  # bump whenever what is stored, or how it is read, changes
+FORMAT = 2  # bump whenever what is stored, or how it is read, changes
 
 # A file changed again within the same tick of the file system's clock keeps its mtime; if
 # that happens between our fingerprint and Alembic's read, the cache would keep the old
@@ -64,17 +64,18 @@ def load_graph(project: AlembicProject) -> Graph:
     """
     settings = project.settings
     path = cache_path(settings.project_dir, settings.config_path, settings.ini_section)
+    toml_path = _other_toml(settings.config_path, settings.toml_path)
     try:
-        return _read(path, settings.config_path, settings.ini_section)
+        return _read(path, settings.config_path, toml_path, settings.ini_section)
     except _Stale:
         pass
-    sources = project.graph_sources()
+    sources = project.graph.sources()
     try:
         # Taken before Alembic reads the files: an edit made while it reads shows up next time.
-        fingerprint: dict[str, Any] | None = _fingerprint(settings.config_path, sources)
+        fingerprint: dict[str, Any] | None = _fingerprint(settings.config_path, toml_path, sources)
     except (OSError, ValueError):  # a folder that cannot be listed: no cache this time
         fingerprint = None
-    graph = Graph(revisions=project.revisions(), heads=project.heads(), bases=project.bases())
+    graph = Graph(revisions=project.graph.revisions(), heads=project.graph.heads(), bases=project.graph.bases())
     if fingerprint is not None and _settled(fingerprint):
         with contextlib.suppress(OSError, ValueError, TypeError):
             _write(path, _document(settings.config_path, settings.ini_section, sources, fingerprint, graph))
@@ -90,7 +91,12 @@ def cache_path(project_dir: Path, ini_path: Path, ini_section: str) -> Path:
 # -- reading -----------------------------------------------------------------------------
 
 
-def _read(path: Path, ini_path: Path, ini_section: str) -> Graph:
+def _other_toml(config_path: Path, toml_path: Path | None) -> Path | None:
+    """pyproject.toml when Alembic reads it beside the ini (its [tool.alembic] may name the folders)."""
+    return toml_path if toml_path is not None and toml_path != config_path else None
+
+
+def _read(path: Path, ini_path: Path, toml_path: Path | None, ini_section: str) -> Graph:
     try:
         document = json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError) as err:  # missing, unreadable, not JSON
@@ -108,7 +114,7 @@ def _read(path: Path, ini_path: Path, ini_section: str) -> Graph:
             sourceless=_bool(stored["sourceless"]),
             relative_to_cwd=_bool(stored["relative_to_cwd"]),
         )
-        if document["fingerprint"] != _fingerprint(ini_path, sources):
+        if document["fingerprint"] != _fingerprint(ini_path, toml_path, sources):
             raise _Stale
         graph = document["graph"]
         return Graph(
@@ -163,15 +169,17 @@ def _strings(value: Any) -> tuple[str, ...]:
 # -- the fingerprint ---------------------------------------------------------------------
 
 
-def _fingerprint(ini_path: Path, sources: GraphSources) -> dict[str, Any]:
+def _fingerprint(ini_path: Path, toml_path: Path | None, sources: GraphSources) -> dict[str, Any]:
     """What the graph was read from, as JSON-shaped data; cheap: a stat per file, no imports.
 
-    mtime, size and ctime of alembic.ini and of every file in the version locations, walked
+    mtime, size and ctime of alembic.ini (and of the pyproject.toml read beside it, whose
+    [tool.alembic] may name the folders) and of every file in the version locations, walked
     the way Alembic walks them. ctime too because a copy that preserves times (``cp -p``,
     ``tar x``, rsync) can give a changed file its old mtime, but not its old ctime.
     """
     return {
         "ini": _stat(ini_path),
+        "toml": None if toml_path is None else _stat(toml_path),
         # A relative location means other folders from another working directory.
         "cwd": os.getcwd() if sources.relative_to_cwd else None,
         # Alembic refuses a script_location that is gone, even when the versions live elsewhere.
@@ -222,7 +230,7 @@ def _listing(folder: Path, *, recursive: bool, sourceless: bool) -> list[list[An
 
 def _settled(fingerprint: dict[str, Any]) -> bool:
     """Whether every file is older than the file system's clock tick: see SETTLE_NS."""
-    mtimes: list[int] = [fingerprint["ini"][0]]
+    mtimes: list[int] = [fingerprint["ini"][0]] + ([fingerprint["toml"][0]] if fingerprint["toml"] else [])
     for _, listing in fingerprint["locations"]:
         mtimes += [mtime for _, mtime, *_ in listing or ()]
     return max(mtimes) < time.time_ns() - SETTLE_NS

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hindsight_migrate import ledger
-from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import read_bootstrap_sql, v1_drift
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import ConfigError, ConnectionFailed
 from hindsight_migrate.graph_cache import load_graph
 from hindsight_migrate.ledger import ApplyRecord, BootstrapRecord
+from hindsight_migrate.revisions import RevisionInfo
 
 CURRENT = "current"
 APPLIED = "applied"
@@ -62,9 +63,9 @@ def build_history(project: AlembicProject, database: Database | None) -> History
             bases=graph.bases,
             database=None,
         )
-    revisions = project.revisions()
+    revisions = project.graph.revisions()
     state = _database_state(project, database)
-    applied = project.ancestors(state.current) if state.reachable else frozenset()
+    applied = project.graph.ancestors(state.current) if state.reachable else frozenset()
 
     def state_of(info: RevisionInfo) -> str | None:
         if not state.reachable:
@@ -77,8 +78,8 @@ def build_history(project: AlembicProject, database: Database | None) -> History
 
     return History(
         entries=tuple(HistoryEntry(info=info, state=state_of(info)) for info in revisions),
-        heads=project.heads(),
-        bases=project.bases(),
+        heads=project.graph.heads(),
+        bases=project.graph.bases(),
         database=state,
     )
 
@@ -86,7 +87,7 @@ def build_history(project: AlembicProject, database: Database | None) -> History
 def _database_state(project: AlembicProject, database: Database) -> DatabaseState:
     try:
         with database.connect() as connection:
-            heads = project.current_heads(connection)
+            heads = project.env.current_heads(connection)
             record = ledger.last_bootstrap(connection)
             last_apply = ledger.last_apply(connection)
             connection.rollback()
@@ -103,8 +104,8 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
         database=database.masked_url,
         reachable=True,
         problem=None,
-        current=tuple(h for h in heads if project.knows(h)),
-        unknown=tuple(h for h in heads if not project.knows(h)),
+        current=tuple(h for h in heads if project.graph.knows(h)),
+        unknown=tuple(h for h in heads if not project.graph.knows(h)),
         bootstrap=record,
         v1_drift=drift,
         last_apply=last_apply,

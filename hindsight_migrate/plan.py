@@ -14,12 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hindsight_migrate import catalog
-from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_file
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.lint import LintResult, lint_sql
 from hindsight_migrate.rehearsal import Rehearsal, RehearsalOptions, rehearse, scratch_made_in_advance
+from hindsight_migrate.revisions import RevisionInfo
 
 UP = "up"
 DOWN = "down"
@@ -84,7 +85,7 @@ def plan_upgrade(
     """Read-only on the target: pending work, its SQL, a rehearsal elsewhere, lint."""
     settings = project.settings
     with database.connect() as connection:
-        current = project.current_heads(connection)
+        current = project.env.current_heads(connection)
         is_empty = not current and not catalog.content_objects(catalog.list_objects(connection))
         has_version_table = bool(catalog.version_tables(connection))
         connection.rollback()
@@ -94,7 +95,7 @@ def plan_upgrade(
         # An empty database is offered bootstrap + upgrade as one plan.
         bootstrap = plan_bootstrap(project, database, sql_path=settings.bootstrap_sql, baseline=settings.baseline)
         start = (bootstrap.baseline.revision,)
-    revisions = project.upgrade_path(start, target)
+    revisions = project.graph.upgrade_path(start, target)
     if not (revisions or bootstrap):
         rehearsal = None  # nothing to rehearse (and nothing to make a scratch database for)
     with scratch_made_in_advance(database, rehearsal) as scratch, ThreadPoolExecutor(1, "hindsight-lint") as beside:
@@ -138,12 +139,12 @@ def plan_downgrade(
     """
     settings = project.settings
     with database.connect() as connection:
-        current = project.current_heads(connection)
+        current = project.env.current_heads(connection)
         connection.rollback()
     if not current:
         raise Refused(f"{database.masked_url} has no revision applied: there is nothing to go back from.")
-    revisions = project.downgrade_path(current, target)
-    baseline = settings.baseline and project.resolve(settings.baseline).revision
+    revisions = project.graph.downgrade_path(current, target)
+    baseline = settings.baseline and project.graph.resolve(settings.baseline).revision
     drops_baseline = bool(baseline) and any(info.revision == baseline for info in revisions)
     if drops_baseline and not (target == "base" and allow_drop_baseline):
         raise Refused(
@@ -242,7 +243,7 @@ def _planned(
 ) -> tuple[PlannedRevision, ...]:
     """Each revision with its file's checksum and its offline SQL, rendered in one pass from ``start``."""
     try:
-        sqls = project.offline_sql_path(revisions, start=start, downgrade=downgrade)
+        sqls = project.env.offline_sql_path(revisions, start=start, downgrade=downgrade)
     except Exception:  # one revision cannot render offline: render each alone to say which, and why
         sqls = {}
     return tuple(_planned_one(project, info, sqls.get(info.revision), downgrade=downgrade) for info in revisions)
@@ -253,7 +254,7 @@ def _planned_one(project: AlembicProject, info: RevisionInfo, sql: str | None, *
     problem = None
     if sql is None:
         try:
-            sql = project.offline_sql(info, downgrade=downgrade)
+            sql = project.env.offline_sql(info, downgrade=downgrade)
         except Exception as err:  # a revision that reads data through get_bind() cannot render offline
             sql, problem = None, f"{type(err).__name__}: {err}"
     return PlannedRevision(info=info, file_sha256=file_sha, sql=sql, sql_problem=problem)
@@ -271,7 +272,7 @@ def _heads_after(
             heads.difference_update(info.parents)
             heads.add(info.revision)
     # A parent that another remaining head stands on is not a head of its own (as in Alembic's version table).
-    covered = {ancestor for head in heads for ancestor in project.ancestors((head,)) if ancestor != head}
+    covered = {ancestor for head in heads for ancestor in project.graph.ancestors((head,)) if ancestor != head}
     return tuple(sorted(heads - covered))
 
 

@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate import catalog
-from hindsight_migrate.alembic_api import AlembicProject, RevisionInfo
+from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import BootstrapPlan, drop_baseline_schema, rehearse_bootstrap
 from hindsight_migrate.catalog import SchemaChange
 from hindsight_migrate.database import Database, server_said
 from hindsight_migrate.errors import ConfigError, Refused, RehearsalImpossible, Section
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.revisions import RevisionInfo
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -560,7 +561,7 @@ def _run_measured(
     def after_each(revision: str, revision_connection: Connection) -> None:
         costs.append(meter.finish(revision_connection, revision))
 
-    project.run_revisions(
+    project.env.run_revisions(
         connection,
         [revision.revision for revision in work.revisions],
         downgrade=work.downgrade,

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from rich.segment import Segments
     from rich.text import Text
 
-    from hindsight_migrate.alembic_api import RevisionInfo
     from hindsight_migrate.apply import ApplyResult
     from hindsight_migrate.autogen import NewRevision
     from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.history import History
     from hindsight_migrate.lint import LintResult
     from hindsight_migrate.plan import MigrationPlan
+    from hindsight_migrate.revisions import RevisionInfo
     from hindsight_migrate.status import Status
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hindsight_migrate.alembic_api import Operation
+from hindsight_migrate.revisions import Operation
 
 DANGER = "danger"
 CAUTION = "caution"

@@ -57,24 +57,24 @@ class Status:
 def read_status(project: AlembicProject, database: Database) -> Status:
     """Read-only: the database's revision, checksums and records against the files."""
     with database.connect() as connection:
-        current = project.current_heads(connection)
+        current = project.env.current_heads(connection)
         checksums = ledger.applied_checksums(connection)
         record = ledger.last_bootstrap(connection)
         last_apply = ledger.last_apply(connection)
         connection.rollback()
-    known = tuple(h for h in current if project.knows(h))
-    unknown = tuple(h for h in current if not project.knows(h))
+    known = tuple(h for h in current if project.graph.knows(h))
+    unknown = tuple(h for h in current if not project.graph.knows(h))
     pending: tuple[str, ...] = ()
     if not unknown:
-        pending = tuple(info.revision for info in project.upgrade_path(known, "heads"))
-    applied = project.ancestors(known) if not unknown else frozenset(known)
+        pending = tuple(info.revision for info in project.graph.upgrade_path(known, "heads"))
+    applied = project.graph.ancestors(known) if not unknown else frozenset(known)
     edited: list[EditedRevision] = []
     missing: list[str] = []
     for revision, recorded in sorted(checksums.items()):
-        if not project.knows(revision):
+        if not project.graph.knows(revision):
             missing.append(revision)
             continue
-        path = project.settings.project_dir / project.resolve(revision).path
+        path = project.settings.project_dir / project.graph.resolve(revision).path
         now = sha256_of_file(path)
         if now != recorded.file_sha256:
             edited.append(EditedRevision(revision, recorded.file_path, recorded.file_sha256, now))
@@ -95,7 +95,7 @@ def read_status(project: AlembicProject, database: Database) -> Status:
     return Status(
         database=database.masked_url,
         current=current,
-        heads=project.heads(),
+        heads=project.graph.heads(),
         pending=pending,
         unknown=unknown,
         missing=tuple(missing),

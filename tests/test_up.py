@@ -209,6 +209,7 @@ def test_rehearsal_diff_is_what_the_apply_does(hindsight_project: Path, database
     settings = resolve_settings(config_path=Path(ini), url=database_url)
     project = AlembicProject(settings)
     database = open_database(settings.database)
+    project.bind_target(database.engine.url, settings.database.origin)
     try:
         with database.connect() as connection:
             before = catalog.schema_snapshot(connection)

@@ -1,0 +1,133 @@
+"""Writing revision files: autogenerate (reviewed before the file is written) and merges.
+
+Both are Alembic's own commands (``command.revision``, ``command.merge``), run with the
+tool's connection handed to env.py, with what Alembic prints kept out of the tool's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hindsight_migrate.revisions import Operation
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from hindsight_migrate.alembic_api.project import AlembicProject
+
+
+class Authoring:
+    """Writes revision files into the project's versions folder."""
+
+    def __init__(self, project: AlembicProject) -> None:
+        self.project = project
+
+    def autogenerate(
+        self,
+        connection: Connection,
+        message: str,
+        *,
+        write: Callable[[tuple[Operation, ...]], bool],
+    ) -> tuple[tuple[Operation, ...], Path | None]:
+        """Compare the models with the database on ``connection`` (which must be at head).
+
+        ``write`` sees the detected operations before anything is written and says whether to
+        write the revision file. Returns the operations and the new file's path (None when
+        nothing was written). Writes a file; reads the database only.
+        """
+        from alembic import command
+
+        project = self.project
+        found: list[Operation] = []
+        decision: list[bool] = []
+
+        def review(context: Any, revision: Any, directives: list[Any]) -> None:
+            script = directives[0]
+            found.extend(_operations(script.upgrade_ops.ops))
+            if not write(tuple(found)):
+                decision.append(False)
+                directives[:] = []  # Alembic then writes nothing
+
+        # Alembic announces "Generating ... done" on stdout itself; the tool says it in its own words.
+        with project.env.online(connection), contextlib.redirect_stdout(project.output):
+            result = command.revision(
+                project.config, message=message, autogenerate=True, process_revision_directives=review
+            )
+        # Alembic returns a Script, a list of them, or an empty list when the hook cleared the directives.
+        script = (result[0] if result else None) if isinstance(result, list) else result
+        if decision or script is None:
+            return tuple(found), None
+        project.forget_graph()  # a new file: later calls must see it
+        return tuple(found), project.relative(Path(script.path))
+
+    def merge_heads(self, message: str) -> tuple[str, Path]:
+        """Writes a file: a merge revision of every head (Alembic's merge). Returns its id and path."""
+        from alembic import command
+
+        from hindsight_migrate.alembic_api.translate import alembic_errors
+
+        project = self.project
+        with (
+            alembic_errors(project.files, lambda: "while Alembic wrote the merge revision"),
+            contextlib.redirect_stdout(project.output),
+        ):
+            script = command.merge(project.config, revisions="heads", message=message)
+        project.forget_graph()  # the graph has a new file
+        assert script is not None
+        return script.revision, project.relative(Path(script.path))
+
+
+def _operations(ops: Iterable[Any]) -> list[Operation]:
+    """Flatten Alembic's op tree (ModifyTableOps hold the per-table ones) into Operations."""
+    from alembic.operations import ops as alembic_ops
+
+    result: list[Operation] = []
+    for op in ops:
+        if isinstance(op, alembic_ops.ModifyTableOps):
+            result.extend(_operations(op.ops))
+        elif isinstance(op, (alembic_ops.CreateTableOp, alembic_ops.DropTableOp)):
+            kind = "add_table" if isinstance(op, alembic_ops.CreateTableOp) else "drop_table"
+            columns = tuple((c.name, str(c.type)) for c in op.to_table().columns)
+            result.append(Operation(kind, op.table_name, op.table_name, columns=columns))
+        elif isinstance(op, (alembic_ops.AddColumnOp, alembic_ops.DropColumnOp)):
+            column = op.column if isinstance(op, alembic_ops.AddColumnOp) else op.to_column()
+            kind = "add_column" if isinstance(op, alembic_ops.AddColumnOp) else "drop_column"
+            result.append(
+                Operation(
+                    kind,
+                    op.table_name,
+                    column.name,
+                    type=str(column.type),
+                    nullable=bool(column.nullable),
+                    has_server_default=column.server_default is not None,
+                )
+            )
+        elif isinstance(op, alembic_ops.AlterColumnOp):
+            result.append(
+                Operation(
+                    "alter_column",
+                    op.table_name,
+                    op.column_name,
+                    type=str(op.modify_type) if op.modify_type is not None else None,
+                    existing_type=str(op.existing_type) if op.existing_type is not None else None,
+                    nullable=op.modify_nullable,
+                    has_server_default=bool(op.existing_server_default or op.modify_server_default),
+                )
+            )
+        else:
+            name = getattr(op, "index_name", None) or getattr(op, "constraint_name", None) or ""
+            table_name = getattr(op, "table_name", None) or ""
+            kind = {
+                "CreateIndexOp": "add_index",
+                "DropIndexOp": "drop_index",
+                "AddConstraintOp": "add_constraint",
+                "CreateUniqueConstraintOp": "add_constraint",
+                "CreateForeignKeyOp": "add_constraint",
+                "CreateCheckConstraintOp": "add_constraint",
+                "DropConstraintOp": "drop_constraint",
+            }.get(type(op).__name__, type(op).__name__)
+            result.append(Operation(kind, str(table_name), str(name)))
+    return result

@@ -1,0 +1,264 @@
+"""Runs the project's env.py: online on a connection the tool owns, or offline to render SQL.
+
+Online, the connection is handed over (:mod:`.handoff`): in ``config.attributes["connection"]``
+and through every engine env.py builds, after checking that env.py asks for the database the
+tool resolved. Each revision is identified by the ``step`` Alembic reports to
+``on_version_apply``, not by its position. Alembic's log lines stay out of the tool's output
+unless ``--verbose``, even when env.py calls ``fileConfig``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hindsight_migrate.alembic_api import handoff
+from hindsight_migrate.alembic_api.translate import alembic_errors
+from hindsight_migrate.revisions import RevisionInfo
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from hindsight_migrate.alembic_api.project import AlembicProject
+
+# Offline rendering needs only the dialect; env.py files read the URL from sqlalchemy.url.
+_OFFLINE_URL = "postgresql+psycopg://"
+
+
+class EnvironmentRunner:
+    """env.py, run by the tool: reads the version table, stamps, runs revisions, renders offline SQL."""
+
+    def __init__(self, project: AlembicProject) -> None:
+        self.project = project
+        self._running: tuple[str, bool] | None = None  # (revision, downgrade) being run, for error messages
+
+    @property
+    def env_py(self) -> Path:
+        return Path(self.project.directory.dir) / "env.py"
+
+    # -- online ---------------------------------------------------------------------------
+
+    def current_heads(self, connection: Connection) -> tuple[str, ...]:
+        """Read-only: the revisions in the database's version table (empty if it has none)."""
+        found: list[str] = []
+
+        def read(heads: Any, context: Any) -> list[Any]:
+            found.extend(context.get_current_heads())
+            return []
+
+        # dont_mutate: without it, Alembic creates a missing version table even on a read.
+        self._run_online(connection, read, dont_mutate=True)
+        return tuple(sorted(found))
+
+    def stamp(self, connection: Connection, revision: str) -> None:
+        """Writes: sets the version table to ``revision`` inside the caller's transaction."""
+        from alembic import command
+
+        with self.online(connection):
+            command.stamp(self.project.config, revision)
+
+    def run_revisions(
+        self,
+        connection: Connection,
+        revisions: Sequence[str],
+        *,
+        downgrade: bool,
+        before_each: Callable[[str], None] | None = None,
+        after_each: Callable[[str, Connection], None] | None = None,
+    ) -> None:
+        """Writes: ``revisions`` in order (upgrades, or downgrades of current heads), each in a transaction of its own.
+
+        One run of env.py for them all, with ``transaction_per_migration`` on whatever env.py
+        configures: each revision commits with its version-table update, so a failure leaves
+        the database at the last revision that committed, and locks are released after each
+        one instead of piling up to the end. The connection must not be in a transaction, so
+        that ``autocommit_block()`` (``CREATE INDEX CONCURRENTLY``) works as Alembic intends;
+        a connection already in one (a rehearsal on the target) runs them all inside it.
+        ``before_each`` runs before a revision starts; ``after_each`` inside its transaction,
+        right after the version table moved.
+        """
+        graph = self.project.graph
+
+        def steps(heads: Any, context: Any) -> Iterator[Any]:
+            for revision in revisions:
+                self._running = (revision, downgrade)
+                if before_each is not None:
+                    before_each(revision)
+                yield _step(graph.script.revision_map, graph.script_of(revision), downgrade=downgrade)
+
+        def one_done(ctx: Any, step: Any, **_: Any) -> None:
+            if after_each is not None and step.up_revision_id is not None:
+                after_each(step.up_revision_id, ctx.connection)
+
+        try:
+            with self.online(connection), self._environment(steps, after_each=one_done, per_revision=True):
+                self.project.directory.run_env()
+        finally:
+            self._running = None
+
+    @contextmanager
+    def online(self, connection: Connection) -> Iterator[None]:
+        """Hand ``connection`` to env.py for the block: the attribute, the engine factories, errors translated."""
+        config = self.project.config
+        target = self.project.target
+        assert target is not None, "bind_target() comes before any online run"
+        config.attributes["connection"] = connection
+        try:
+            with handoff.handed_over(connection, target, self.env_py), self._translated(), self._quiet_alembic():
+                yield
+        finally:
+            config.attributes.pop("connection", None)
+
+    def _run_online(self, connection: Connection, fn: Callable[..., Iterable[Any]], **options: Any) -> None:
+        with self.online(connection), self._environment(fn, **options):
+            self.project.directory.run_env()
+
+    # -- offline --------------------------------------------------------------------------
+
+    def offline_sql(self, revision: RevisionInfo, *, downgrade: bool = False) -> str:
+        """The SQL one revision's upgrade (or downgrade) emits, in Alembic's offline mode; no database."""
+        # Offline mode starts from these heads: the parents going up, the revision going down.
+        start = (revision.revision,) if downgrade else revision.parents
+        return self.offline_sql_path((revision,), start=start, downgrade=downgrade)[revision.revision]
+
+    def offline_sql_path(
+        self, revisions: Sequence[RevisionInfo], *, start: tuple[str, ...], downgrade: bool = False
+    ) -> dict[str, str]:
+        """The SQL each of ``revisions`` emits, in order from the heads ``start``, in one offline pass; no database.
+
+        One run of env.py for the whole path: running it once per revision costs more than
+        rendering the revision itself. Each revision's text ends where Alembic reports its
+        version-table update, so it holds that revision's statements and nothing else.
+        """
+        graph = self.project.graph
+        buffer = io.StringIO()
+        texts: dict[str, str] = {}
+        cut = [0]
+
+        def steps(heads: Any, context: Any) -> Iterator[Any]:
+            for revision in revisions:
+                self._running = (revision.revision, downgrade)
+                yield _step(graph.script.revision_map, graph.script_of(revision.revision), downgrade=downgrade)
+
+        def one_done(ctx: Any, step: Any, **_: Any) -> None:
+            texts[step.up_revision_id] = buffer.getvalue()[cut[0] :]
+            cut[0] = buffer.tell()
+
+        config = self.project.config
+        saved_url = config.get_main_option("sqlalchemy.url")
+        if not (saved_url or "").startswith(("postgresql", "postgres:")):
+            # Empty, or Alembic's placeholder (driver://…): offline mode only needs the dialect.
+            config.set_main_option("sqlalchemy.url", _OFFLINE_URL)
+        try:
+            with (
+                handoff.offline(self.env_py),
+                self._translated(),
+                self._quiet_alembic(),
+                self._environment(
+                    steps,
+                    after_each=one_done,
+                    as_sql=True,
+                    starting_rev=start or None,
+                    destination_rev=revisions[-1].revision if revisions else None,
+                    output_buffer=buffer,
+                    transactional_ddl=False,
+                ),
+            ):
+                self.project.directory.run_env()
+        finally:
+            self._running = None
+            config.set_main_option("sqlalchemy.url", (saved_url or "").replace("%", "%%"))
+        return texts
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def _doing(self) -> str:
+        if self._running is None:
+            return f"while env.py ran ({self.project.relative(self.env_py)})"
+        revision, downgrade = self._running
+        return f"in revision {revision}'s {'downgrade' if downgrade else 'upgrade'}()"
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        with alembic_errors(self.project.files, self._doing):
+            yield
+
+    @contextmanager
+    def _quiet_alembic(self) -> Iterator[None]:
+        """Keep Alembic's INFO lines ("Running upgrade …") out of the plan and the progress.
+
+        Stock env.py files call ``logging.config.fileConfig(alembic.ini)``, whose [logger_alembic]
+        is INFO: 1,500 such lines before a 288-revision plan. The project's logging config still
+        applies (its own loggers are its business); only Alembic's and SQLAlchemy's chatter is
+        held to warnings. ``--verbose`` (or ``--debug``) lets it through.
+        """
+        if self.project.settings.verbose:
+            yield
+            return
+        import logging.config
+
+        original = logging.config.fileConfig
+
+        def file_config(*args: Any, **kwargs: Any) -> None:
+            original(*args, **kwargs)
+            _hold_to_warnings()
+
+        logging.config.fileConfig = file_config
+        _hold_to_warnings()
+        try:
+            yield
+        finally:
+            logging.config.fileConfig = original
+
+    def _environment(
+        self,
+        fn: Callable[..., Iterable[Any]],
+        *,
+        after_each: Callable[..., None] | None = None,
+        per_revision: bool = False,
+        **options: Any,
+    ) -> Any:
+        """Alembic's EnvironmentContext, with what the tool needs added to whatever env.py configures.
+
+        env.py's ``context.configure()`` replaces the migration context's options wholesale, so
+        the tool's own (a callback after each version update, a transaction per revision) are
+        added in configure() itself rather than set beforehand.
+        """
+        from alembic.runtime.environment import EnvironmentContext
+
+        project = self.project
+        environment = EnvironmentContext(project.config, project.directory, fn=fn, **options)
+        configure_as_env_py_asks = environment.configure
+
+        def configure(*args: Any, **kw: Any) -> None:
+            if per_revision:
+                kw["transaction_per_migration"] = True
+            if after_each is not None:
+                theirs = kw.get("on_version_apply") or ()
+                kw["on_version_apply"] = (*(theirs if isinstance(theirs, (list, tuple)) else (theirs,)), after_each)
+            configure_as_env_py_asks(*args, **kw)
+
+        # On the instance: Alembic's module proxy (``context.configure`` in env.py) reads the
+        # instance's attributes, and it only knows EnvironmentContext itself, not subclasses.
+        environment.configure = configure  # type: ignore[method-assign]
+        return environment
+
+
+def _step(revision_map: Any, script: Any, *, downgrade: bool) -> Any:
+    """Alembic's migration step for exactly this revision, in one direction."""
+    from alembic.runtime.migration import MigrationStep
+
+    if downgrade:
+        return MigrationStep.downgrade_from_script(revision_map, script)
+    return MigrationStep.upgrade_from_script(revision_map, script)
+
+
+def _hold_to_warnings() -> None:
+    for name in ("alembic", "sqlalchemy"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)

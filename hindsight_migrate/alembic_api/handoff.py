@@ -1,0 +1,379 @@
+"""Hand env.py the tool's connection, whatever way env.py asks for a database.
+
+Most env.py files build an engine themselves: ``engine_from_config(config.get_section(...))``
+(Alembic's ``generic`` template), ``async_engine_from_config`` (``async``), or
+``create_engine(os.environ["DATABASE_URL"])``. Run as they are, they would connect on their
+own, outside the transaction, the migration lock, the audit and the checksums, and during a
+rehearsal they would change the real database instead of the scratch copy.
+
+So while the tool runs env.py online, SQLAlchemy's engine factories, from every module path
+they are importable from, return an engine *bound to the tool's connection*: ``connect()``
+and ``begin()`` give that connection (closing it is a no-op; the tool owns it), ``dispose()``
+does nothing, ``.url`` is what env.py asked for and ``.dialect`` the connection's. Before it
+hands anything over, the URL env.py asked for must name the database the tool resolved and
+reviews (host or socket, port, database, user); another database is refused before anything
+runs. The connection handed over is the one the tool is running on at that moment: the
+scratch copy during a rehearsal, the target during the apply.
+
+Outside a handoff (another thread, or after it ended) the factories behave exactly as
+SQLAlchemy's: each call checks the handoff of its own context.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import getpass
+import os
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hindsight_migrate.errors import EnvAsksForAnotherDatabase, EnvIgnoresConnection, Section
+from hindsight_migrate.masking import mask_secrets, remember_secret_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
+
+
+@dataclass(frozen=True)
+class ExpectedDatabase:
+    """The database the tool resolved (and the plan is for), with where its URL came from."""
+
+    url: URL
+    origin: str  # "--url", "DATABASE_URL (environment)", "embedded server", ...
+    config_url: str | None = None  # what sqlalchemy.url holds in the config env.py reads
+
+
+@dataclass
+class _Handoff:
+    connection: Connection | None  # None: offline mode, where no engine may be built
+    expected: ExpectedDatabase | None
+    env_py: Path
+    asked: list[str] = field(default_factory=list)  # masked URLs env.py asked for, for messages
+
+    def engine_for(self, url: Any) -> Engine:
+        if self.connection is None:
+            raise EnvIgnoresConnection(
+                f"{self.env_py} builds a database engine in offline mode (--sql, or the plan's SQL rendering), "
+                "where no database may be used. Make its offline path call context.configure(url=...) "
+                "without creating an engine, as Alembic's templates do.",
+            )
+        asked = _as_url(url, self.env_py)
+        if self.expected is not None and database_key(asked) != database_key(self.expected.url):
+            raise _another_database(asked, url, self.expected, self.env_py)
+        return _bound_engine(self.connection, asked)
+
+
+_current: contextvars.ContextVar[_Handoff | None] = contextvars.ContextVar("hindsight_handoff", default=None)
+
+
+@contextmanager
+def handed_over(connection: Connection, expected: ExpectedDatabase, env_py: Path) -> Iterator[None]:
+    """While env.py runs online: every engine it builds is bound to ``connection``.
+
+    ``config.attributes["connection"]`` (set by the caller) is ``connection`` itself; an env.py
+    that treats it as an Engine (``.connect()``, as pytest-alembic hands one) gets it back,
+    and closing it (``with connection:``) leaves it open for the tool.
+    """
+    handoff = _Handoff(connection, expected, env_py)
+    # Instance attributes, removed afterwards: Connection has no connect() of its own in
+    # SQLAlchemy 2, and `with engine.connect() as c:` ends with c.close(), which must not end
+    # the tool's transaction, release its lock or lose its session settings.
+    connection.__dict__["connect"] = lambda: connection
+    connection.__dict__["close"] = _not_closed
+    try:
+        with _factories_installed(), _active(handoff):
+            yield
+    finally:
+        connection.__dict__.pop("connect", None)
+        connection.__dict__.pop("close", None)
+
+
+@contextmanager
+def offline(env_py: Path) -> Iterator[None]:
+    """While env.py runs offline: building an engine is refused (no database may be used)."""
+    with _factories_installed(), _active(_Handoff(None, None, env_py)):
+        yield
+
+
+def database_key(url: URL) -> tuple[str, str, int, str, str]:
+    """What makes two URLs the same database: backend, host or socket folder, port, database, user.
+
+    Driver suffixes (``+asyncpg``, ``+psycopg2``) and ``postgres://`` do not matter: the tool
+    always connects with psycopg 3. libpq's defaults fill what is left out (port 5432, the OS
+    user, a database named like the user), and every loopback name is one host.
+    """
+    backend = url.get_backend_name()
+    backend = "postgresql" if backend == "postgres" else backend
+    host = url.query.get("host") or url.host or ""
+    if isinstance(host, tuple):
+        host = host[0] if host else ""
+    host = str(host).lower().rstrip("/") if str(host).startswith("/") else str(host).lower()
+    if host in ("localhost", "127.0.0.1", "::1", "[::1]"):
+        host = "localhost"
+    port_text = url.query.get("port")
+    port = url.port or int(port_text[0] if isinstance(port_text, tuple) else port_text or 5432)
+    user = url.username or str(url.query.get("user") or "") or getpass.getuser()
+    return backend, host, port, url.database or user, user
+
+
+def _another_database(asked: URL, raw: Any, expected: ExpectedDatabase, env_py: Path) -> EnvAsksForAnotherDatabase:
+    asked_shown = mask_secrets(asked.render_as_string(hide_password=True))
+    expected_shown = mask_secrets(expected.url.render_as_string(hide_password=True))
+    source = _where_env_py_got(raw, expected)
+    return EnvAsksForAnotherDatabase(
+        f"{env_py} asked for the database in {source}; the plan is for the one from {expected.origin}. They are "
+        "not the same database, so nothing was run on either. Point both at one database: give hindsight-migrate "
+        f"the URL env.py uses (--url or DATABASE_URL), or make {source} name the database the plan is for.",
+        sections=(
+            Section(f"env.py asked for ({source})", asked_shown),
+            Section(f"The plan is for ({expected.origin})", expected_shown),
+        ),
+    )
+
+
+def _where_env_py_got(raw: Any, expected: ExpectedDatabase) -> str:
+    """A guess, in words, at where env.py found the URL it asked for: an environment variable, or the config."""
+    text = raw if isinstance(raw, str) else raw.render_as_string(hide_password=False)
+    for name, value in sorted(os.environ.items()):
+        if value and value.strip() == text.strip():
+            return name
+    if expected.config_url and expected.config_url.strip() == text.strip():
+        return "sqlalchemy.url"
+    return "a URL env.py built itself"
+
+
+def _as_url(url: Any, env_py: Path) -> URL:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if isinstance(url, str):
+        remember_secret_of(url)
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError, TypeError) as err:
+        raise EnvAsksForAnotherDatabase(
+            f"{env_py} asked for an engine with a URL SQLAlchemy cannot read ({type(err).__name__}), so nothing "
+            "was run. The database URL hindsight-migrate resolved is in config's sqlalchemy.url: let env.py use it.",
+        ) from err
+
+
+def _not_closed() -> None:
+    """close() on the connection env.py was lent: the tool closes it, later."""
+
+
+# -- the engines handed out ---------------------------------------------------------------
+
+
+def _bound_engine(connection: Connection, url: URL) -> Engine:
+    return _bound_engine_class()(connection, url)
+
+
+@functools.cache
+def _bound_engine_class() -> Callable[[Connection, URL], Engine]:
+    """An Engine subclass (so isinstance checks in env.py hold) that only ever lends one connection."""
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import NullPool
+
+    def no_second_connection() -> Any:
+        raise EnvIgnoresConnection(
+            "env.py asked its engine for a raw DBAPI connection of its own. hindsight-migrate lends env.py one "
+            "connection (under the migration lock, in the revision's transaction); use the Connection that "
+            "engine.connect() returns.",
+        )
+
+    class BoundEngine(Engine):
+        """What env.py's create_engine() returns while the tool runs it: the tool's connection, lent."""
+
+        def __init__(self, connection: Connection, url: URL) -> None:
+            super().__init__(NullPool(no_second_connection), connection.dialect, url)
+            self._lent = connection
+
+        def connect(self) -> Connection:
+            return self._lent
+
+        @contextmanager
+        def begin(self) -> Iterator[Connection]:
+            # No transaction of its own: the tool decides them (one per revision, or the
+            # rehearsal's single rolled-back one), and commits what env.py leaves open.
+            yield self._lent
+
+        def dispose(self, close: bool = True) -> None:
+            pass
+
+        def execution_options(self, **options: Any) -> BoundEngine:  # type: ignore[override]
+            return self
+
+    return BoundEngine
+
+
+class _BoundAsyncConnection:
+    """What ``async with engine.connect() as c`` gives an async env.py: the tool's connection, run inline.
+
+    ``run_sync(fn)`` calls ``fn`` with the tool's (synchronous, psycopg 3) connection. No
+    greenlet is needed: nothing here is really asynchronous.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.sync_connection = connection
+        self.dialect = connection.dialect
+
+    async def run_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(self.sync_connection, *args, **kwargs)
+
+    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.sync_connection.execute(statement, *args, **kwargs)
+
+    async def exec_driver_sql(self, statement: str, *args: Any, **kwargs: Any) -> Any:
+        return self.sync_connection.exec_driver_sql(statement, *args, **kwargs)
+
+    async def commit(self) -> None:
+        self.sync_connection.commit()
+
+    async def rollback(self) -> None:
+        self.sync_connection.rollback()
+
+    async def close(self) -> None:
+        pass
+
+    async def start(self) -> _BoundAsyncConnection:
+        return self
+
+    def __await__(self) -> Generator[Any, None, _BoundAsyncConnection]:
+        return self.start().__await__()
+
+    async def __aenter__(self) -> _BoundAsyncConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _BoundAsyncEngine:
+    """What env.py's create_async_engine() returns while the tool runs it."""
+
+    def __init__(self, connection: Connection, url: URL) -> None:
+        self.sync_engine = _bound_engine(connection, url)
+        self.url = url
+        self.dialect = connection.dialect
+        self._connection = _BoundAsyncConnection(connection)
+
+    def connect(self) -> _BoundAsyncConnection:
+        return self._connection
+
+    def begin(self) -> _BoundAsyncConnection:
+        return self._connection
+
+    async def dispose(self, close: bool = True) -> None:
+        pass
+
+    def execution_options(self, **options: Any) -> _BoundAsyncEngine:
+        return self
+
+
+# -- the factories --------------------------------------------------------------------------
+
+_SYNC_PLACES = ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.engine.create")
+_ASYNC_PLACES = ("sqlalchemy.ext.asyncio", "sqlalchemy.ext.asyncio.engine")
+_installed: list[tuple[Any, str, Any]] = []  # (module, name, SQLAlchemy's own function) while installed
+_depth = 0
+
+
+@contextmanager
+def _active(handoff: _Handoff) -> Iterator[None]:
+    token = _current.set(handoff)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def _factories_installed() -> Iterator[None]:
+    """Put the handing-over factories in SQLAlchemy's modules, where env.py imports them from.
+
+    env.py runs anew each time (``from sqlalchemy import create_engine`` then binds ours). A
+    module env.py imported earlier may keep a reference to ours after this ends: ours then
+    behave as SQLAlchemy's, since no handoff is active.
+    """
+    global _depth
+    if _depth == 0:
+        _install()
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            for module, name, original in _installed:
+                setattr(module, name, original)
+            _installed.clear()
+
+
+def _install() -> None:
+    import importlib
+
+    names = [(place, name, False) for place in _SYNC_PLACES for name in ("create_engine", "engine_from_config")]
+    if _sqlalchemy_asyncio() is not None:  # without greenlet env.py cannot import the async factories either
+        async_names = ("create_async_engine", "async_engine_from_config")
+        names += [(place, name, True) for place in _ASYNC_PLACES for name in async_names]
+    for place, name, asynchronous in names:
+        module = importlib.import_module(place)
+        original = getattr(module, name, None)
+        if original is None:
+            continue
+        _installed.append((module, name, original))
+        from_config = name.endswith("from_config")
+        setattr(module, name, _handing_over(original, from_config=from_config, asynchronous=asynchronous))
+
+
+def _handing_over(original: Any, *, from_config: bool, asynchronous: bool) -> Any:
+    """A factory that lends the tool's connection during a handoff, and is SQLAlchemy's own outside one."""
+
+    @functools.wraps(original)
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        handoff = _current.get()
+        if handoff is None:
+            return original(*args, **kwargs)
+        url = _url_from_config(args, kwargs) if from_config else (args[0] if args else kwargs.get("url"))
+        engine = handoff.engine_for(url)
+        return _BoundAsyncEngine(engine._lent, engine.url) if asynchronous else engine  # type: ignore[attr-defined]
+
+    return factory
+
+
+def _url_from_config(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The URL engine_from_config(configuration, prefix, **kwargs) asks for, read as SQLAlchemy reads it."""
+    if "url" in kwargs:
+        return kwargs["url"]
+    configuration = args[0] if args else kwargs.get("configuration") or {}
+    prefix = args[1] if len(args) > 1 else kwargs.get("prefix", "sqlalchemy.")
+    url = configuration.get(f"{prefix}url")
+    if url is None:
+        raise EnvAsksForAnotherDatabase(
+            f"env.py called engine_from_config() with a configuration that has no {prefix}url, so it names no "
+            "database. hindsight-migrate puts the database it resolved in sqlalchemy.url of the config section "
+            "Alembic reads: pass config.get_section(config.config_ini_section).",
+        )
+    return url
+
+
+@functools.cache
+def _sqlalchemy_asyncio() -> Any:
+    """SQLAlchemy's asyncio extension, or None where it cannot load (it needs greenlet).
+
+    Asked once per process: a failed import is not remembered by Python, and retrying it
+    before every env.py run cost more than the runs themselves.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("greenlet") is None:  # the extension would import half of asyncio, then fail
+        return None
+    try:
+        import sqlalchemy.ext.asyncio
+    except ImportError:
+        return None
+    return sqlalchemy.ext.asyncio

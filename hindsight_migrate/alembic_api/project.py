@@ -1,0 +1,129 @@
+"""An Alembic project on disk: its configuration and its migrations folder, shared by the adapter's parts.
+
+:class:`AlembicProject` holds what the three parts need — Alembic's ``Config`` (from the
+ini, pyproject.toml or both), the ``ScriptDirectory`` and the database the plan is for — and
+gives each its own object: ``graph`` reads the revision graph, ``env`` runs env.py
+(online with the tool's connection, or offline for SQL), ``authoring`` writes revision files.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hindsight_migrate.alembic_api.translate import ProjectFiles
+from hindsight_migrate.config import Settings
+from hindsight_migrate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import URL
+
+    from hindsight_migrate.alembic_api.authoring import Authoring
+    from hindsight_migrate.alembic_api.environment import EnvironmentRunner
+    from hindsight_migrate.alembic_api.graph import RevisionGraph
+    from hindsight_migrate.alembic_api.handoff import ExpectedDatabase
+
+
+class AlembicProject:
+    """An Alembic project: its config, revision graph (``graph``), env.py (``env``) and new files (``authoring``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.output = io.StringIO()  # what Alembic's commands print, kept out of our output
+        self.target: ExpectedDatabase | None = None  # set by bind_target once the database is known
+
+    @cached_property
+    def graph(self) -> RevisionGraph:
+        from hindsight_migrate.alembic_api.graph import RevisionGraph
+
+        return RevisionGraph(self)
+
+    @cached_property
+    def env(self) -> EnvironmentRunner:
+        from hindsight_migrate.alembic_api.environment import EnvironmentRunner
+
+        return EnvironmentRunner(self)
+
+    @cached_property
+    def authoring(self) -> Authoring:
+        from hindsight_migrate.alembic_api.authoring import Authoring
+
+        return Authoring(self)
+
+    @cached_property
+    def config(self) -> Config:
+        from alembic.config import Config
+
+        settings = self.settings
+        config = Config(
+            file_=str(settings.ini_path) if settings.ini_path else None,
+            toml_file=str(settings.toml_path) if settings.toml_path else None,
+            ini_section=settings.ini_section,
+            stdout=self.output,
+        )
+        # pytest-alembic's convention: an env.py that honours it leaves logging to the caller.
+        config.attributes["configure_logger"] = False
+        if settings.database.url is not None:
+            self._set_url(config, settings.database.url)
+        return config
+
+    def bind_target(self, url: URL, origin: str) -> None:
+        """The database the plan is for: env.py is handed it in sqlalchemy.url, and may ask for no other."""
+        from hindsight_migrate.alembic_api.handoff import ExpectedDatabase
+
+        rendered = url.render_as_string(hide_password=False)
+        self._set_url(self.config, rendered)
+        self.target = ExpectedDatabase(url=url, origin=origin, config_url=rendered)
+
+    @staticmethod
+    def _set_url(config: Config, url: str) -> None:
+        # Every stock env.py reads its URL here (engine_from_config of the section, or
+        # get_main_option): the database the tool resolved is the one it finds. configparser
+        # interpolates, so a '%' in a password is written '%%'.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+
+    @cached_property
+    def directory(self) -> ScriptDirectory:
+        """The migrations folder as Alembic configures it, before any revision file is read."""
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
+        try:
+            return ScriptDirectory.from_config(self.config)
+        except CommandError as err:
+            raise ConfigError(
+                "Alembic cannot open the migrations folder named by script_location in "
+                f"{self.settings.config_path}: {err}"
+            ) from err
+
+    @cached_property
+    def files(self) -> ProjectFiles:
+        """Which files are the project's own code (for blaming an exception on the right party)."""
+        roots = {self.settings.project_dir}
+        try:
+            directory = self.directory
+        except ConfigError:
+            directory = None
+        if directory is not None:
+            roots.add(Path(directory.dir).resolve())
+            roots.update(Path(folder).resolve() for folder in directory._version_locations)
+        return ProjectFiles(roots=tuple(sorted(roots)), display_root=self.settings.project_dir)
+
+    def forget_graph(self) -> None:
+        """A revision file was written: the next use of the graph reads the folder again."""
+        self.__dict__.pop("directory", None)  # it memoizes the revision map it loaded
+        self.graph.forget()
+
+    def relative(self, path: Path) -> Path:
+        """``path`` relative to the project folder when it is inside it (as RevisionInfo.path is)."""
+        try:
+            return path.resolve().relative_to(self.settings.project_dir)
+        except ValueError:
+            return path
+
+    def absolute(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.settings.project_dir / path
