@@ -7,6 +7,7 @@ database now stands.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -15,7 +16,7 @@ from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import apply_bootstrap, drop_baseline_schema
 from hindsight_migrate.database import Database, server_said
-from hindsight_migrate.errors import Refused, Section, StatementFailed
+from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed
 from hindsight_migrate.locking import migration_lock
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.plan import DOWN, MigrationPlan, PlannedRevision
@@ -135,6 +136,18 @@ def apply_plan(
             connection.rollback()
             failing = running[-1][0].info if running else plan.revisions[0].info
             raise _failed(project, connection, audit_id, failing, err, started, lock_timeout) from err
+        except HindsightMigrateError as problem:
+            # The project's code raised (ProjectCodeFailed), or env.py asked for something refused:
+            # the row says so, and the reader learns where the database stands now.
+            now = _close_audit(project, connection, audit_id, started, error=mask_secrets(problem.message))
+            problem.with_section(Section("Database now at", _words(now)))
+            raise
+        except BaseException as err:
+            # Ctrl-C, SIGTERM, or a bug of ours: the row must not stay 'running' for ever.
+            with contextlib.suppress(Exception):
+                reason = "interrupted (Ctrl-C or SIGTERM)" if isinstance(err, KeyboardInterrupt) else repr(err)
+                _close_audit(project, connection, audit_id, started, error=mask_secrets(reason))
+            raise
         if plan.drops_baseline:
             # Past the baseline: what V1 created goes too, with the version table, in one transaction.
             with connection.begin():
@@ -155,6 +168,20 @@ def apply_plan(
     )
 
 
+def _close_audit(
+    project: AlembicProject, connection: Connection, audit_id: int, started: float, *, error: str
+) -> tuple[str, ...]:
+    """Writes: the audit row ends 'failed' with ``error``; returns where the database stands."""
+    connection.rollback()
+    now = project.env.current_heads(connection)
+    connection.rollback()
+    with connection.begin():
+        ledger.finish_apply(
+            connection, audit_id, outcome="failed", to_revisions=now, seconds=time.monotonic() - started, error=error
+        )
+    return now
+
+
 def _record_checksum(connection: Connection, item: PlannedRevision, audit_id: int, downgrade: bool) -> None:
     """In the revision's own transaction: its file's checksum, or its removal."""
     if downgrade:
@@ -171,23 +198,15 @@ def _record_checksum(connection: Connection, item: PlannedRevision, audit_id: in
 
 def _failed(
     project: AlembicProject,
-    connection: object,
+    connection: Connection,
     audit_id: int,
     revision: RevisionInfo,
     err: BaseException,
     started: float,
     lock_timeout: str,
 ) -> StatementFailed:
-    from sqlalchemy.engine import Connection
-
-    assert isinstance(connection, Connection)
     said = server_said(err)
-    now = project.env.current_heads(connection)
-    connection.rollback()
-    with connection.begin():
-        ledger.finish_apply(
-            connection, audit_id, outcome="failed", to_revisions=now, seconds=time.monotonic() - started, error=said
-        )
+    now = _close_audit(project, connection, audit_id, started, error=said)
     if "lock timeout" in said:
         headline = (
             f"Revision {revision.revision} ({revision.message}) gave up after waiting {lock_timeout} for a lock: "

@@ -17,7 +17,7 @@ from pathlib import Path
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import plan_bootstrap, rehearse_bootstrap
 from hindsight_migrate.database import Database
-from hindsight_migrate.errors import BadArgument, Refused, Section
+from hindsight_migrate.errors import BadArgument, NoTargetMetadata, Refused, Section
 from hindsight_migrate.lint import LintResult, lint_sql
 from hindsight_migrate.review import ReviewFinding, review_operations
 from hindsight_migrate.revisions import Operation
@@ -47,14 +47,21 @@ def new_revision(
     message = " ".join(message.split())
     if not message:
         raise BadArgument('A revision needs a message that says what it does, e.g. hindsight-migrate new "add users".')
-    with (
-        database_at_head(project, database, against_target) as (at_head, compared_with),
-        at_head.connect() as connection,
-    ):
-        operations, path = project.authoring.autogenerate(
-            connection, message, write=lambda ops: bool(ops) or allow_empty
-        )
-        connection.rollback()
+    try:
+        with (
+            database_at_head(project, database, against_target) as (at_head, compared_with),
+            at_head.connect() as connection,
+        ):
+            operations, path = project.authoring.autogenerate(
+                connection, message, write=lambda ops: bool(ops) or allow_empty
+            )
+            connection.rollback()
+    except NoTargetMetadata:
+        if not allow_empty:
+            raise
+        # No models (target_metadata = None, as alembic init writes it): a hand-written revision
+        # needs none, as `alembic revision -m` needs none.
+        operations, path, compared_with = (), project.authoring.empty_revision(message), "no models (--empty)"
     findings = review_operations(operations)
     if path is None:
         raise Refused(
@@ -115,8 +122,12 @@ def _build_at_head(project: AlembicProject, scratch: Database) -> None:
             from hindsight_migrate.database import server_said
 
             raise Refused(
-                f"Building a scratch database at head failed at revision {running[-1] if running else '?'}, so the "
-                "models could not be compared. Fix that revision first (hindsight-migrate up --dry-run shows it).",
+                f"Building a scratch database at head from nothing failed at revision "
+                f"{running[-1] if running else '?'}, so the models could not be compared. Chains whose schema was "
+                "made by metadata.create_all() and then stamped cannot start from an empty database; compare "
+                "with a database that is at head instead: `hindsight-migrate new --against-target` or "
+                "`hindsight-migrate check --against-target` (with --url naming it). Otherwise fix that revision "
+                "(hindsight-migrate up --dry-run shows it).",
                 sections=(Section("Database said", server_said(err)),),
             ) from err
         if connection.in_transaction():

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.autogen import database_at_head
 from hindsight_migrate.database import Database
-from hindsight_migrate.errors import BadArgument, ExitCode
+from hindsight_migrate.errors import BadArgument, ExitCode, NoTargetMetadata
 from hindsight_migrate.lint import LintResult, lint_sql
-from hindsight_migrate.plan import irreversible_reason
+from hindsight_migrate.plan import downgrade_problem
+from hindsight_migrate.revisions import Operation
 from hindsight_migrate.status import read_status
 
 
@@ -30,15 +31,21 @@ class CheckReport:
     database: str
     problems: tuple[CheckProblem, ...]
     checked: tuple[str, ...]  # what was looked at, for the reader
+    warnings: tuple[CheckProblem, ...] = ()  # reported, but check still passes
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def run_checks(project: AlembicProject, database: Database) -> CheckReport:
-    """Reads the target; builds (and drops) a scratch database at head for the models check."""
+def run_checks(project: AlembicProject, database: Database, *, against_target: bool = False) -> CheckReport:
+    """Reads the target; builds (and drops) a scratch database at head for the models check.
+
+    ``against_target``: compare the models with the target itself (which must be at head),
+    for chains whose oldest revisions cannot run on an empty database.
+    """
     problems: list[CheckProblem] = []
+    warnings: list[CheckProblem] = []  # worth knowing, not failing CI for
     heads = project.graph.heads()
     if len(heads) > 1:
         problems.append(
@@ -50,13 +57,25 @@ def run_checks(project: AlembicProject, database: Database) -> CheckReport:
             )
         )
     baseline = project.settings.baseline and project.graph.resolve(project.settings.baseline).revision
-    irreversible = [
-        reason
+    downgrades = [
+        problem
         for info in project.graph.revisions()
-        if info.revision != baseline and (reason := irreversible_reason(info, project))
+        if info.revision != baseline and (problem := downgrade_problem(info, project))
     ]
+    refuse_noop = project.settings.tool.refuse_noop_downgrades
+    irreversible = tuple(p.words for p in downgrades if p.refused or refuse_noop)
     if irreversible:
-        problems.append(CheckProblem("irreversible", "Revisions without a working downgrade:", tuple(irreversible)))
+        problems.append(CheckProblem("irreversible", "Revisions without a working downgrade:", irreversible))
+    noop = tuple(p.words for p in downgrades if not (p.refused or refuse_noop))
+    if noop:
+        warnings.append(
+            CheckProblem(
+                "noop-downgrade",
+                "Revisions whose downgrade does nothing (reverted with a warning; set refuse_noop_downgrades = "
+                "true in [hindsight-migrate] to fail on them):",
+                noop,
+            )
+        )
 
     status = read_status(project, database)
     if status.edited:
@@ -88,10 +107,12 @@ def run_checks(project: AlembicProject, database: Database) -> CheckReport:
                     tuple(f"{f.revision} line {f.line} {f.rule}: {f.message}" for f in lint.errors),
                 )
             )
-    if len(heads) == 1:
-        with database_at_head(project, database, against_target=False) as (at_head, _), at_head.connect() as conn:
-            operations, _ = project.authoring.autogenerate(conn, "check", write=lambda ops: False)
-            conn.rollback()
+    models_checked = len(heads) == 1
+    if models_checked:
+        try:
+            operations = _models_against_head(project, database, against_target)
+        except NoTargetMetadata:
+            operations, models_checked = (), False  # no models to compare: nothing autogenerate could write
         if operations:
             problems.append(
                 CheckProblem(
@@ -107,9 +128,28 @@ def run_checks(project: AlembicProject, database: Database) -> CheckReport:
         "applied files against their checksums",
         "V1 against its bootstrap record",
         "lint of pending revisions",
-        "models against a scratch database at head" if len(heads) == 1 else "models (skipped: several heads)",
+        ("models against the target" if against_target else "models against a scratch database at head")
+        if models_checked
+        else "models (skipped: several heads)"
+        if len(heads) > 1
+        else "models (skipped: env.py sets no target_metadata)",
     )
-    return CheckReport(database=database.masked_url, problems=tuple(problems), checked=checked)
+    return CheckReport(
+        database=database.masked_url, problems=tuple(problems), checked=checked, warnings=tuple(warnings)
+    )
+
+
+def _models_against_head(
+    project: AlembicProject, database: Database, against_target: bool
+) -> tuple[Operation, ...]:
+    """What autogenerate would write: the models compared with a database at head (nothing is written)."""
+    with (
+        database_at_head(project, database, against_target=against_target) as (at_head, _),
+        at_head.connect() as conn,
+    ):
+        operations, _ = project.authoring.autogenerate(conn, "check", write=lambda ops: False)
+        conn.rollback()
+    return operations
 
 
 @dataclass(frozen=True)

@@ -616,6 +616,14 @@ def status(
 def check(
     ctx: typer.Context,
     as_json: JsonOption = False,
+    against_target: Annotated[
+        bool,
+        typer.Option(
+            "--against-target",
+            help="Compare the models with the configured database (it must be at head) instead of a scratch one "
+            "built at head: for chains that cannot start from an empty database.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -636,7 +644,9 @@ def check(
         from hindsight_migrate import render
         from hindsight_migrate.check import run_checks
 
-        report = _with_database(options, run_checks)
+        report = _with_database(
+            options, lambda project, database: run_checks(project, database, against_target=against_target)
+        )
         if as_json:
             render.print_json(report)
         else:

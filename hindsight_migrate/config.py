@@ -1,30 +1,45 @@
 """Where every setting comes from, resolved once per command.
 
+The configuration files, found as Alembic finds them:
+
+- no ``-c``: ``./alembic.ini`` and/or ``./pyproject.toml`` with a ``[tool.alembic]`` table;
+- ``-c PATH`` to a ``pyproject.toml``: that file, and the ``alembic.ini`` beside it if there is one;
+- ``-c PATH`` to anything else: that ini file, and a ``pyproject.toml`` beside it with ``[tool.alembic]``.
+
+``script_location`` must be in the ini's section (``-n``, ``[alembic]`` by default) or in
+``[tool.alembic]``; Alembic itself reads the rest of both files.
+
 Order for the database URL (the first that is set wins):
 
 1. ``--url``
 2. ``DATABASE_URL`` in the environment
 3. ``DATABASE_URL`` in a ``.env`` file found from the current directory upwards
-4. ``sqlalchemy.url`` in alembic.ini
+4. ``sqlalchemy.url`` in the ini's section (with no ini: in ``[tool.alembic]``)
 5. nothing: the embedded PostgreSQL server under ``<project>/.hindsight/pgdata``
 
-Tool settings live in the ``[hindsight-migrate]`` section of alembic.ini; paths in it are
-relative to the ini file's folder, like Alembic's own ``%(here)s``.
+Tool settings live in the ``[hindsight-migrate]`` section of the ini file or in the
+``[tool.hindsight-migrate]`` table of pyproject.toml (not both); paths in them are relative to
+the folder of the file that holds them, like Alembic's own ``%(here)s``.
 """
 
 from __future__ import annotations
 
 import configparser
+import importlib
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from hindsight_migrate.errors import ConfigError
 from hindsight_migrate.masking import forget_secrets, mask_secrets, remember_secret_of
 
 TOOL_SECTION = "hindsight-migrate"
 DEFAULT_INI = Path("alembic.ini")
+PYPROJECT = "pyproject.toml"
+DEFAULT_SECTION = "alembic"
 EMBEDDED_DATA_DIR = Path(".hindsight") / "pgdata"
 
 
@@ -32,16 +47,21 @@ EMBEDDED_DATA_DIR = Path(".hindsight") / "pgdata"
 class DatabaseSource:
     """The database a command talks to: a URL with where it came from, or the embedded server."""
 
-    url: str | None  # normalised to postgresql+psycopg://; None means the embedded server
+    url: str | None  # normalised to postgresql+psycopg://; None means the embedded server (or unusable)
     origin: str  # human words: "--url", "DATABASE_URL (environment)", "embedded server", ...
     embedded_data_dir: Path | None = None
+    # Why the URL that won cannot be used (Alembic's placeholder): said when a command needs the
+    # database, so the commands that need none (history --offline, up --sql, lint RANGE) still run.
+    unusable: str | None = None
 
     @property
     def is_embedded(self) -> bool:
-        return self.url is None
+        return self.url is None and self.unusable is None
 
     @property
     def masked_url(self) -> str:
+        if self.unusable is not None:
+            return f"no usable database ({self.origin} holds Alembic's placeholder URL)"
         if self.url is None:
             return f"embedded PostgreSQL ({self.embedded_data_dir})"
         return mask_secrets(self.url)
@@ -86,41 +106,77 @@ class Settings:
         return path
 
 
+LAYOUTS = (
+    "hindsight-migrate reads these layouts: an alembic.ini with [alembic] script_location; "
+    "a pyproject.toml with [tool.alembic] script_location (alembic init -t pyproject), optionally "
+    "beside an alembic.ini holding sqlalchemy.url and logging; -n SECTION for another ini section."
+)
+TOOL_KEYS = (
+    "bootstrap_sql",
+    "baseline",
+    "lock_timeout",
+    "statement_timeout",
+    "rehearsal_data_limit_mb",
+    "lint_error_rules",
+    "lint_ignore_rules",
+    "refuse_noop_downgrades",
+)
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+# `alembic init` writes sqlalchemy.url = driver://user:pass@localhost/dbname (dbname2 in multidb).
+_PLACEHOLDER = re.compile(r"\s*driver(\+[^:/@]*)?://", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Ini:
+    path: Path
+    parser: configparser.ConfigParser
+
+
+@dataclass(frozen=True)
+class _Toml:
+    path: Path
+    alembic: Mapping[str, Any] | None  # the [tool.alembic] table; None when the file has none
+    tool: Mapping[str, Any] | None  # the [tool.hindsight-migrate] table
+
+
+@dataclass(frozen=True)
+class _ToolTable:
+    """The tool's own settings, from whichever file holds them."""
+
+    where: str  # "[hindsight-migrate] of /p/alembic.ini": for messages
+    folder: Path  # relative paths in it start here
+    values: Mapping[str, object]  # key -> an ini string, or a TOML value
+
+
 def resolve_settings(
     *,
     config_path: Path | None,
     url: str | None,
     cwd: Path | None = None,
-    ini_section: str = "alembic",
+    ini_section: str = DEFAULT_SECTION,
     verbose: bool = False,
 ) -> Settings:
-    """Read alembic.ini and the environment; never touches the database."""
+    """Find and read alembic.ini and/or pyproject.toml, and the environment; never touches the database."""
     forget_secrets()
     here = (cwd or Path.cwd()).resolve()
-    ini_path = (here / (config_path or DEFAULT_INI)).resolve()
-    parser = _read_ini(ini_path)
-    project_dir = ini_path.parent
-    tool = parser[TOOL_SECTION] if parser.has_section(TOOL_SECTION) else None
-
-    bootstrap_sql = None
-    baseline = None
-    tool_settings = _tool_settings(tool, ini_path) if tool is not None else ToolSettings()
-    if tool is not None:
-        try:
-            raw_sql = tool.get("bootstrap_sql", "").strip()
-            baseline = tool.get("baseline", "").strip() or None
-        except configparser.Error as err:
-            raise ConfigError(
-                f"The [{TOOL_SECTION}] section of {ini_path} cannot be read: a '%' must be written '%%'."
-            ) from err
-        bootstrap_sql = (project_dir / raw_sql).resolve() if raw_sql else None
+    ini, toml = _find_configuration(config_path, here)
+    _check_layout(ini, toml, ini_section)
+    if ini is not None:
+        _refuse_multidb(ini, ini_section)
+    table = _tool_table(ini, toml)
+    bootstrap_sql, baseline, tool_settings = (
+        _settings_from(table) if table is not None else (None, None, ToolSettings())
+    )
+    config_file = ini.path if ini is not None else _present(toml).path
+    project_dir = config_file.parent
 
     return Settings(
-        ini_path=ini_path,
-        toml_path=None,
+        ini_path=ini.path if ini is not None else None,
+        toml_path=toml.path if toml is not None else None,
         project_dir=project_dir,
         ini_section=ini_section,
-        database=_resolve_database(url, here, parser, project_dir),
+        database=_resolve_database(url, here, ini, toml, ini_section, project_dir),
         bootstrap_sql=bootstrap_sql,
         baseline=baseline,
         tool=tool_settings,
@@ -128,46 +184,51 @@ def resolve_settings(
     )
 
 
-def _tool_settings(section: configparser.SectionProxy, ini_path: Path) -> ToolSettings:
-    defaults = ToolSettings()
-
-    def raw(key: str) -> str | None:
-        try:
-            value = section.get(key)
-        except configparser.Error as err:
-            raise ConfigError(f"{key} in [{TOOL_SECTION}] of {ini_path} cannot be read: write '%' as '%%'.") from err
-        return value.strip() if value is not None else None
-
-    def duration(key: str, default: str) -> str:
-        value = raw(key) or default
-        if not re.fullmatch(r"\d+(\.\d+)?\s*(ms|s|min|h)?", value):
-            raise ConfigError(f"{key} = {value!r} in {ini_path} is not a duration like 5s, 500ms or 2min.")
-        return value
-
-    def rules(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = raw(key)
-        if value is None:
-            return default
-        return tuple(rule.strip() for rule in value.replace("\n", ",").split(",") if rule.strip())
-
-    limit = raw("rehearsal_data_limit_mb") or str(defaults.rehearsal_data_limit_mb)
-    if not limit.isdigit():
-        raise ConfigError(f"rehearsal_data_limit_mb in [{TOOL_SECTION}] of {ini_path} must be a whole number of MB.")
-    return ToolSettings(
-        lock_timeout=duration("lock_timeout", defaults.lock_timeout),
-        statement_timeout=duration("statement_timeout", defaults.statement_timeout),
-        rehearsal_data_limit_mb=int(limit),
-        lint_error_rules=rules("lint_error_rules", defaults.lint_error_rules),
-        lint_ignore_rules=rules("lint_ignore_rules", defaults.lint_ignore_rules),
-    )
+def _present(toml: _Toml | None) -> _Toml:
+    assert toml is not None, "_find_configuration finds an ini or a pyproject.toml"
+    return toml
 
 
-def _read_ini(ini_path: Path) -> configparser.ConfigParser:
-    if not ini_path.is_file():
-        raise ConfigError(
-            f"No Alembic configuration at {ini_path}. Run hindsight-migrate from the folder "
-            "that holds alembic.ini, or point to it with -c/--config PATH."
+# -- finding and reading the files -------------------------------------------------------
+
+
+def _find_configuration(config_path: Path | None, here: Path) -> tuple[_Ini | None, _Toml | None]:
+    """The ini file and pyproject.toml Alembic would read, as its own command line finds them."""
+    named: Path | None = None
+    if config_path is None:
+        ini_path, toml_path = (here / DEFAULT_INI).resolve(), (here / PYPROJECT).resolve()
+    else:
+        named = (here / config_path).resolve()
+        # By the name given, as Alembic decides (a link named pyproject.toml is one).
+        if config_path.name == PYPROJECT:
+            ini_path, toml_path = named.parent / DEFAULT_INI, named
+        else:
+            ini_path, toml_path = named, named.parent / PYPROJECT
+        if not named.is_file():
+            what = "it is a folder, not a file" if named.is_dir() else "there is no such file"
+            raise ConfigError(
+                f"No Alembic configuration at {named}: {what}. Point -c/--config PATH at an alembic.ini, "
+                "or at a pyproject.toml with a [tool.alembic] table."
+            )
+    ini = _read_ini(ini_path) if ini_path.is_file() else None
+    toml = _read_toml(toml_path) if toml_path.is_file() else None
+    if toml is not None and toml.path != named and toml.alembic is None and toml.tool is None:
+        toml = None  # a pyproject.toml with nothing for Alembic nor for us: not part of the configuration
+    if ini is None and toml is None:
+        found = (
+            f"there is no alembic.ini, and {toml_path} has no [tool.alembic] table"
+            if toml_path.is_file()
+            else "there is no alembic.ini, nor a pyproject.toml with a [tool.alembic] table, in that folder"
         )
+        raise ConfigError(
+            f"No Alembic configuration at {ini_path}: {found}. Run hindsight-migrate from the folder that "
+            "holds alembic.ini (alembic init) or a pyproject.toml with [tool.alembic] (alembic init -t pyproject), "
+            "or point to either with -c/--config PATH."
+        )
+    return ini, toml
+
+
+def _read_ini(ini_path: Path) -> _Ini:
     # Same interpolation as Alembic's own Config, so %(here)s means the ini's folder.
     parser = configparser.ConfigParser(defaults={"here": str(ini_path.parent)})
     try:
@@ -177,16 +238,265 @@ def _read_ini(ini_path: Path) -> configparser.ConfigParser:
         raise ConfigError(f"Cannot read {ini_path}: {err.strerror}.") from err
     except (configparser.Error, UnicodeDecodeError) as err:
         raise ConfigError(f"{ini_path} is not a valid ini file: {err}") from err
-    if not parser.has_section("alembic") or not parser.get("alembic", "script_location", fallback=""):
+    return _Ini(ini_path, parser)
+
+
+def _read_toml(toml_path: Path) -> _Toml:
+    loads, decode_error = _toml_parser(toml_path)
+    try:
+        text = toml_path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"Cannot read {toml_path}: {err.strerror}.") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{toml_path} is not a valid TOML file: it is not UTF-8 text.") from err
+    try:
+        data = loads(text)
+    except decode_error as err:
+        raise ConfigError(f"{toml_path} is not a valid TOML file: {err}") from err
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{toml_path} is not a pyproject.toml Alembic can read: 'tool' must be a table.")
+    return _Toml(toml_path, _toml_table(tool, "alembic", toml_path), _toml_table(tool, TOOL_SECTION, toml_path))
+
+
+def _toml_table(tool: Mapping[str, Any], name: str, toml_path: Path) -> Mapping[str, Any] | None:
+    table = tool.get(name)
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.{name}] in {toml_path} must be a table (a [tool.{name}] section), not a value.")
+    return cast("Mapping[str, Any]", table)
+
+
+def _toml_parser(toml_path: Path) -> tuple[Callable[[str], dict[str, Any]], type[Exception]]:
+    """Python's tomllib (3.11 and later), else tomli: what Alembic reads pyproject.toml with."""
+    for name in ("tomllib", "tomli"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return cast("Callable[[str], dict[str, Any]]", module.loads), cast("type[Exception]", module.TOMLDecodeError)
+    raise ConfigError(
+        f"Reading {toml_path} needs a TOML parser: install tomli (pip install tomli); "
+        "Python 3.11 and later have one built in."
+    )
+
+
+# -- what the files must say -------------------------------------------------------------
+
+
+def _check_layout(ini: _Ini | None, toml: _Toml | None, section: str) -> None:
+    """The section named with -n exists, and script_location is in it or in [tool.alembic]."""
+    if ini is not None and section != DEFAULT_SECTION and not ini.parser.has_section(section):
+        sections = ", ".join(f"[{name}]" for name in ini.parser.sections()) or "none at all"
         raise ConfigError(
-            f"{ini_path} has no [alembic] section with a script_location, so it does not say "
-            "where the migrations are. Is this the right file?"
+            f"{ini.path} has no [{section}] section, which -n/--name {section} asks for. Its sections: {sections}. "
+            f"Name one of them with -n SECTION, or leave -n out to read [{DEFAULT_SECTION}]."
         )
-    return parser
+    if ini is None and section != DEFAULT_SECTION:
+        raise ConfigError(
+            f"-n/--name {section} selects a section of alembic.ini, but the configuration is "
+            f"{_present(toml).path} alone, with no alembic.ini beside it ([tool.alembic] has no sections "
+            f"to choose from). Leave -n out, or add an alembic.ini with a [{section}] section beside it."
+        )
+    ini_location = ini.parser.get(section, "script_location", raw=True, fallback="").strip() if ini else ""
+    if ini_location or _toml_script_location(toml):
+        return
+    found: list[str] = []
+    if ini is not None:
+        found.append(f"{ini.path} has no [{section}] section with a script_location")
+    if toml is not None:
+        found.append(
+            f"{toml.path} has no [tool.alembic] table"
+            if toml.alembic is None
+            else f"{toml.path} has no script_location in [tool.alembic]"
+        )
+    raise ConfigError(f"{'; '.join(found)}, so nothing says where the migrations are. {LAYOUTS}")
+
+
+def _toml_script_location(toml: _Toml | None) -> str:
+    if toml is None or toml.alembic is None:
+        return ""
+    value = toml.alembic.get("script_location")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"script_location in [tool.alembic] of {toml.path} must be a string (the migrations folder), "
+            f"not {_kind(value)}."
+        )
+    return value.strip()
+
+
+def _refuse_multidb(ini: _Ini, section: str) -> None:
+    """The multidb template's ``databases = engine1, engine2``: one run would migrate each of them."""
+    listed = ini.parser.get(section, "databases", raw=True, fallback="").strip()
+    if not listed:
+        return
+    described: list[str] = []
+    for name in (part.strip() for part in re.split(r",\s*", listed)):  # as the template's env.py splits it
+        if not name:
+            continue
+        if not ini.parser.has_section(name):
+            described.append(f"[{name}] (no such section)")
+            continue
+        try:
+            url = ini.parser.get(name, "sqlalchemy.url", fallback="").strip()
+        except configparser.Error:
+            described.append(f"[{name}] (a sqlalchemy.url that cannot be read: write '%' as '%%')")
+            continue
+        if url:
+            remember_secret_of(url)  # before anything can quote it back
+            described.append(f"[{name}] {mask_secrets(url)}")
+        else:
+            described.append(f"[{name}] (no sqlalchemy.url)")
+    raise ConfigError(
+        f"{ini.path} [{section}] lists several databases (databases = {listed}), so its env.py migrates "
+        f"each of them in one run: {'; '.join(described)}. hindsight-migrate drives one database per run. "
+        "Point it at one with a single-database configuration: an ini section of its own with sqlalchemy.url "
+        "and script_location, selected with -n SECTION, or a separate project."
+    )
+
+
+# -- the tool's own settings -------------------------------------------------------------
+
+
+def _tool_table(ini: _Ini | None, toml: _Toml | None) -> _ToolTable | None:
+    in_ini = ini if ini is not None and ini.parser.has_section(TOOL_SECTION) else None
+    in_toml = toml.tool if toml is not None else None
+    if in_ini is not None and in_toml is not None:
+        raise ConfigError(
+            f"hindsight-migrate's settings are in two places: [{TOOL_SECTION}] of {in_ini.path} and "
+            f"[tool.{TOOL_SECTION}] of {_present(toml).path}. Keep the settings in one place: move them "
+            "into one of the two and delete the other."
+        )
+    if in_ini is not None:
+        section = in_ini.parser[TOOL_SECTION]
+        values: dict[str, object] = {}
+        for key in TOOL_KEYS:
+            if not in_ini.parser.has_option(TOOL_SECTION, key):
+                continue
+            try:
+                values[key] = section[key]
+            except configparser.Error as err:
+                # configparser quotes the value: say what is wrong, not the value.
+                raise ConfigError(
+                    f"{key} in [{TOOL_SECTION}] of {in_ini.path} cannot be read: write '%' as '%%'."
+                ) from err
+        return _ToolTable(f"[{TOOL_SECTION}] of {in_ini.path}", in_ini.path.parent, values)
+    if in_toml is not None:
+        folder = _present(toml).path.parent
+        here = folder.as_posix()
+
+        def substituted(value: object) -> object:
+            if isinstance(value, str):
+                return value.replace("%(here)s", here)
+            if isinstance(value, list):
+                return [substituted(item) for item in value]
+            return value
+
+        return _ToolTable(
+            f"[tool.{TOOL_SECTION}] of {_present(toml).path}",
+            folder,
+            {key: substituted(value) for key, value in in_toml.items()},
+        )
+    return None
+
+
+def _settings_from(table: _ToolTable) -> tuple[Path | None, str | None, ToolSettings]:
+    """(bootstrap_sql, baseline, the other knobs) from an ini section or a TOML table."""
+    defaults = ToolSettings()
+    where = table.where
+
+    def text(key: str, *, numbers: bool = False) -> str | None:
+        value = table.values.get(key)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value.strip() or None
+        if numbers and isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        wanted = "a string or a number" if numbers else "a string"
+        raise ConfigError(f"{key} in {where} must be {wanted}, not {_kind(value)}.")
+
+    def duration(key: str, default: str) -> str:
+        value = text(key, numbers=True) or default
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?\s*(ms|s|min|h)?", value):
+            raise ConfigError(f"{key} = {value!r} in {where} is not a duration like 5s, 500ms or 2min.")
+        return value
+
+    def rules(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = table.values.get(key)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            return tuple(rule.strip() for rule in value.replace("\n", ",").split(",") if rule.strip())
+        if isinstance(value, list) and all(isinstance(rule, str) for rule in value):
+            return tuple(rule.strip() for rule in value if rule.strip())
+        raise ConfigError(
+            f"{key} in {where} must be rule names: a TOML array of strings, or names separated by commas; "
+            f"not {_kind(value)}."
+        )
+
+    def limit_mb() -> int:
+        value = table.values.get("rehearsal_data_limit_mb")
+        if isinstance(value, str) and re.fullmatch(r"\s*[0-9]*\s*", value):
+            return int(value) if value.strip() else defaults.rehearsal_data_limit_mb
+        if value is None:
+            return defaults.rehearsal_data_limit_mb
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ConfigError(f"rehearsal_data_limit_mb in {where} must be a whole number of MB.")
+
+    def flag(key: str, default: bool) -> bool:
+        value = table.values.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if not word:
+                return default
+            if word in TRUE_WORDS:
+                return True
+            if word in FALSE_WORDS:
+                return False
+        raise ConfigError(
+            f"{key} = {value!r} in {where} is not true or false. Accepted values: true, false, yes, no, 1, 0 "
+            "(in any case), or a TOML true/false in pyproject.toml."
+        )
+
+    raw_sql = text("bootstrap_sql")
+    bootstrap_sql = (table.folder / raw_sql).resolve() if raw_sql else None
+    tool = ToolSettings(
+        lock_timeout=duration("lock_timeout", defaults.lock_timeout),
+        statement_timeout=duration("statement_timeout", defaults.statement_timeout),
+        rehearsal_data_limit_mb=limit_mb(),
+        lint_error_rules=rules("lint_error_rules", defaults.lint_error_rules),
+        lint_ignore_rules=rules("lint_ignore_rules", defaults.lint_ignore_rules),
+        refuse_noop_downgrades=flag("refuse_noop_downgrades", defaults.refuse_noop_downgrades),
+    )
+    return bootstrap_sql, text("baseline"), tool
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__}"
+
+
+# -- the database ------------------------------------------------------------------------
 
 
 def _resolve_database(
-    flag_url: str | None, cwd: Path, parser: configparser.ConfigParser, project_dir: Path
+    flag_url: str | None, cwd: Path, ini: _Ini | None, toml: _Toml | None, section: str, project_dir: Path
 ) -> DatabaseSource:
     candidates: list[tuple[str | None, str]] = [
         (flag_url, "--url"),
@@ -197,23 +507,66 @@ def _resolve_database(
         from dotenv import dotenv_values
 
         candidates.append((dotenv_values(dotenv_path).get("DATABASE_URL"), f"DATABASE_URL ({dotenv_path})"))
-    try:
-        ini_url = parser.get("alembic", "sqlalchemy.url", fallback="")
-    except configparser.Error as err:
-        # configparser quotes the value, password included: say what is wrong, not the value.
-        raise ConfigError(
-            "sqlalchemy.url in alembic.ini cannot be read: a '%' in an ini value must be written "
-            "'%%' (the file is read with interpolation, as Alembic reads it)."
-        ) from err
-    candidates.append((ini_url, "sqlalchemy.url (alembic.ini)"))
+    configured = _configured_url(ini, toml, section)
+    if configured is not None:
+        candidates.append(configured)
 
     for raw, origin in candidates:
         if raw is not None and raw.strip():
+            if _PLACEHOLDER.match(raw.strip()):
+                words = _placeholder_words(raw.strip(), origin, project_dir)
+                return DatabaseSource(url=None, origin=origin, unusable=words)
             return DatabaseSource(url=normalize_url(raw.strip(), origin), origin=origin)
     return DatabaseSource(
         url=None,
         origin="embedded server (no database URL configured)",
         embedded_data_dir=project_dir / EMBEDDED_DATA_DIR,
+    )
+
+
+def _configured_url(ini: _Ini | None, toml: _Toml | None, section: str) -> tuple[str, str] | None:
+    """(sqlalchemy.url, its origin words) of the ini's section; with no ini, of [tool.alembic]."""
+    if ini is not None:
+        where = ini.path.name if section == DEFAULT_SECTION else f"{ini.path.name} [{section}]"
+        try:
+            url = ini.parser.get(section, "sqlalchemy.url", fallback="")
+        except configparser.Error as err:
+            # configparser quotes the value, password included: say what is wrong, not the value.
+            raise ConfigError(
+                f"sqlalchemy.url in {where} cannot be read: a '%' in an ini value must be written "
+                "'%%' (the file is read with interpolation, as Alembic reads it)."
+            ) from err
+        return url, f"sqlalchemy.url ({where})"
+    if toml is None or toml.alembic is None:
+        return None
+    # Alembic does not read it from here, but a project may keep it here: honour it, read as Alembic
+    # reads every [tool.alembic] value (%(here)s substituted, so a '%' is written '%%'). Unquoted,
+    # `sqlalchemy.url = "..."` is a TOML dotted key: {"sqlalchemy": {"url": "..."}}.
+    nested = toml.alembic.get("sqlalchemy")
+    value = toml.alembic.get("sqlalchemy.url", nested.get("url") if isinstance(nested, dict) else None)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"sqlalchemy.url in [tool.alembic] of {toml.path} must be a string, not {_kind(value)}.")
+    try:
+        url = value % {"here": toml.path.parent.as_posix()}
+    except (KeyError, ValueError, TypeError) as err:
+        raise ConfigError(
+            f"sqlalchemy.url in [tool.alembic] of {toml.path} cannot be read: a '%' in a [tool.alembic] value "
+            "must be written '%%' (Alembic substitutes %(here)s in them)."
+        ) from err
+    return url, f"sqlalchemy.url ({toml.path.name} [tool.alembic])"
+
+
+def _placeholder_words(raw: str, origin: str, project_dir: Path) -> str:
+    """``alembic init`` writes a URL that names no database: say so, rather than "not PostgreSQL"."""
+    # Its "password" is the word `pass`: not remembered as a secret (it would mask "passed" in
+    # every line of output); the URL pattern masks it here all the same.
+    return (
+        f"The database URL from {origin} is the placeholder URL `alembic init` writes ({mask_secrets(raw)}), "
+        "not a real database. Say which database to migrate: give --url postgresql://USER@HOST:PORT/DATABASE, "
+        "set DATABASE_URL, put the real URL in sqlalchemy.url, or delete the sqlalchemy.url line to use the "
+        f"embedded PostgreSQL server (kept in {project_dir / EMBEDDED_DATA_DIR})."
     )
 
 
@@ -226,7 +579,11 @@ def _find_dotenv(cwd: Path) -> Path | None:
 
 
 def normalize_url(raw: str, origin: str = "--url") -> str:
-    """Validate a PostgreSQL URL and point it at psycopg 3; the result keeps its password."""
+    """Validate a PostgreSQL URL and point it at psycopg 3; the result keeps its password.
+
+    Any PostgreSQL driver's URL (``+asyncpg``, ``+psycopg2``, ``+pg8000``, ``postgres://``) names the
+    same database: only the driver changes, as the tool always connects with psycopg 3.
+    """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -243,16 +600,11 @@ def normalize_url(raw: str, origin: str = "--url") -> str:
             f"The database URL from {origin} is not a valid URL: {shown!r}. Expected the form "
             "postgresql://USER@HOST:PORT/DATABASE (a password goes after the user, as USER:PASSWORD)."
         ) from err
-    backend, _, driver = parsed.drivername.partition("+")
+    backend = parsed.drivername.partition("+")[0]
     if backend not in ("postgresql", "postgres"):
         raise ConfigError(
             f"The database URL from {origin} is for {backend!r}; hindsight-migrate works with "
             f"PostgreSQL only ({shown})."
-        )
-    if driver not in ("", "psycopg"):
-        raise ConfigError(
-            f"The database URL from {origin} asks for the driver {driver!r}; hindsight-migrate "
-            "uses psycopg 3. Write it as postgresql://… or postgresql+psycopg://…"
         )
     if not parsed.database:
         raise ConfigError(

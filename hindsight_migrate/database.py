@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.config import DatabaseSource
-from hindsight_migrate.errors import ConnectionFailed, Section, StatementFailed
+from hindsight_migrate.errors import ConfigError, ConnectionFailed, Section, StatementFailed
 from hindsight_migrate.masking import mask_secrets
 
 if TYPE_CHECKING:
@@ -61,6 +61,8 @@ class Database:
 
 def open_database(source: DatabaseSource) -> Database:
     """Build the engine for ``source``, starting the embedded server if that is the source."""
+    if source.unusable is not None:
+        raise ConfigError(source.unusable)
     if source.url is None:
         from hindsight_migrate.embedded import start_embedded_server
 

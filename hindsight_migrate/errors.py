@@ -110,6 +110,13 @@ class EnvAsksForAnotherDatabase(HindsightMigrateError):
     title = "env.py asks for another database"
 
 
+class NoTargetMetadata(HindsightMigrateError):
+    """env.py gives Alembic no target_metadata, so there are no models to compare (autogenerate, check)."""
+
+    exit_code = ExitCode.CONFIG
+    title = "No models to compare"
+
+
 class ProjectCodeFailed(HindsightMigrateError):
     """The project's own code raised: env.py, a revision file, or a module they import."""
 

@@ -12,6 +12,7 @@ import ast
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
 from hindsight_migrate import catalog
 from hindsight_migrate.alembic_api import AlembicProject
@@ -59,6 +60,7 @@ class MigrationPlan:
     lint: LintResult
     data_loss: tuple[DataLoss, ...]
     fingerprint: str  # hash of the revisions' files and their SQL
+    warnings: tuple[str, ...] = ()  # what the reviewer must know before confirming (no-op downgrades)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -152,13 +154,17 @@ def plan_downgrade(
             "remove the V1 tables and all their data. To really empty the database, run "
             "hindsight-migrate down --to base --allow-drop-baseline.",
         )
-    irreversible = [problem for info in revisions if (problem := irreversible_reason(info, project))]
-    if irreversible:
+    problems = [problem for info in revisions if (problem := downgrade_problem(info, project))]
+    refuse_noop = settings.tool.refuse_noop_downgrades
+    refused = [problem for problem in problems if problem.refused or refuse_noop]
+    if refused:
+        setting = " (refuse_noop_downgrades is on)" if any(not p.refused for p in refused) else ""
         raise Refused(
-            "The plan reverts a revision that cannot be reverted, so nothing was run. Write its downgrade(), or "
-            "stop before it (down --to a later revision).",
-            sections=(Section("Irreversible", "\n".join(irreversible)),),
+            f"The plan reverts a revision that cannot be reverted{setting}, so nothing was run. Write its "
+            "downgrade(), or stop before it (down --to a later revision).",
+            sections=(Section("Irreversible", "\n".join(problem.words for problem in refused)),),
         )
+    warnings = tuple(problem.words for problem in problems)  # no-op downgrades, reverted as Alembic would
     if not (revisions or drops_baseline):
         rehearsal = None
     with scratch_made_in_advance(database, rehearsal) as scratch:
@@ -185,28 +191,60 @@ def plan_downgrade(
         lint=LintResult((), ran=False, note="downgrades are not linted: dropping is what they are for."),
         data_loss=data_loss,
         fingerprint=_fingerprint(DOWN, None, planned, drops_baseline),
+        warnings=warnings,
     )
 
 
-def irreversible_reason(info: RevisionInfo, project: AlembicProject) -> str | None:
-    """Why ``info`` cannot be reverted: its downgrade() raises NotImplementedError, or is empty
-    while its upgrade() is not (an empty pair, as in a merge or the baseline, is fine)."""
-    path = info.path if info.path.is_absolute() else project.settings.project_dir / info.path
+@dataclass(frozen=True)
+class DowngradeProblem:
+    """What a revision's downgrade() cannot do, read from its source before anything runs."""
+
+    revision: str
+    kind: Literal["missing", "raises", "noop"]  # noop: empty while upgrade() is not (a backfill)
+    words: str  # "<rev> (<message>): downgrade() raises NotImplementedError"
+
+    @property
+    def refused(self) -> bool:
+        """A missing or raising downgrade always stops a plan; a no-op one only where the team says so."""
+        return self.kind != "noop"
+
+
+def downgrade_problem(info: RevisionInfo, project: AlembicProject) -> DowngradeProblem | None:
+    """Why ``info``'s downgrade() does not revert its upgrade(): none, it raises, or it does nothing.
+
+    An empty pair (a merge, the baseline) is fine. An empty downgrade() under a non-empty
+    upgrade() (data backfills, flag updates) is a "noop": raw Alembic reverts it by doing
+    nothing, and so does the tool, with a warning, unless refuse_noop_downgrades is set.
+    """
+    path = project.absolute(info.path)
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return None  # Alembic loaded it, so it compiles; unreadable here means we cannot tell
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     downgrade, upgrade = functions.get("downgrade"), functions.get("upgrade")
+    name = f"{info.revision} ({info.message})"
     if downgrade is None:
-        return f"{info.revision} ({info.message}): has no downgrade()"
-    for node in ast.walk(downgrade):
-        if isinstance(node, ast.Raise) and node.exc is not None:
-            raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
-            if isinstance(raised, ast.Name) and raised.id == "NotImplementedError":
-                return f"{info.revision} ({info.message}): downgrade() raises NotImplementedError"
+        return DowngradeProblem(info.revision, "missing", f"{name}: has no downgrade()")
+    raised = _raises(downgrade)
+    if raised is not None:
+        return DowngradeProblem(info.revision, "raises", f"{name}: downgrade() raises {raised}")
     if _is_empty(downgrade) and upgrade is not None and not _is_empty(upgrade):
-        return f"{info.revision} ({info.message}): downgrade() is empty but upgrade() is not"
+        return DowngradeProblem(
+            info.revision, "noop", f"{name}: its downgrade does nothing: what its upgrade did stays"
+        )
+    return None
+
+
+def _raises(function: ast.FunctionDef) -> str | None:
+    """The exception a downgrade() raises unconditionally (a top-level raise), or NotImplementedError anywhere."""
+    for node in ast.walk(function):
+        if not isinstance(node, ast.Raise) or node.exc is None:
+            continue
+        raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+        raised_name = raised.id if isinstance(raised, ast.Name) else ast.unparse(raised)
+        if raised_name == "NotImplementedError" or node in function.body:
+            return raised_name
     return None
 
 

@@ -39,7 +39,7 @@ from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import BootstrapPlan, drop_baseline_schema, rehearse_bootstrap
 from hindsight_migrate.catalog import SchemaChange
 from hindsight_migrate.database import Database, server_said
-from hindsight_migrate.errors import ConfigError, Refused, RehearsalImpossible, Section
+from hindsight_migrate.errors import ConfigError, ProjectCodeFailed, Refused, RehearsalImpossible, Section
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.revisions import RevisionInfo
 
@@ -139,6 +139,24 @@ def rehearse(
     revision that would commit. ``scratch``: the scratch database, when the caller started
     making it in advance (and drops it).
     """
+    try:
+        return _rehearse(project, target, revisions, options, bootstrap, downgrade, drop_baseline, scratch)
+    except ProjectCodeFailed as problem:
+        # The same message as at apply time, and the reader must know the target was not touched.
+        problem.with_section(Section("Where", "in the rehearsal, before anything was applied: the target is unchanged"))
+        raise
+
+
+def _rehearse(
+    project: AlembicProject,
+    target: Database,
+    revisions: tuple[RevisionInfo, ...],
+    options: RehearsalOptions,
+    bootstrap: BootstrapPlan | None,
+    downgrade: bool,
+    drop_baseline: bool,
+    scratch: ScratchInTheMaking | None,
+) -> Rehearsal:
     work = _Work(revisions, downgrade, bootstrap, drop_baseline)
     with target.connect() as connection:
         sizes = catalog.table_sizes(connection)

@@ -54,6 +54,8 @@ def err() -> Console:
 
 def announce_database(settings: Settings) -> None:
     source = settings.database
+    if source.unusable is not None:
+        return  # opening it fails next, with the words that say why
     if source.is_embedded:
         err().print(
             f"[bold]Database:[/] embedded PostgreSQL in {source.embedded_data_dir} "
@@ -474,6 +476,9 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
         _data_loss(plan)
     _rehearsal(plan)
     _lint(plan)
+    # Last before the prompt, so they are on screen when the reviewer confirms.
+    for warning in plan.warnings:
+        console.print(f"[bold yellow]Warning:[/] {warning}")
     console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
 
 
@@ -800,6 +805,10 @@ def check_report(report: CheckReport) -> None:
     from rich.markup import escape
 
     console = out()
+    for warning in report.warnings:
+        console.print(f"  [yellow]! {warning.kind}:[/] {escape(warning.message)}")
+        for detail in warning.details:
+            console.print(f"      {escape(detail)}")
     if report.ok:
         console.print(f"[green]check passed[/] for {report.database}: {'; '.join(report.checked)}.")
         return

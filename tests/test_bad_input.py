@@ -81,9 +81,7 @@ def test_ini_without_script_location(tmp_path: Path, database_url: str) -> None:
 
     result = invoke("-c", str(ini), "--url", database_url, "bootstrap", "--yes")
 
-    assert_failure(
-        result, ExitCode.CONFIG, "has no [alembic] section with a script_location", "Is this the right file?"
-    )
+    assert_failure(result, ExitCode.CONFIG, "has no [alembic] section with a script_location", "reads these layouts")
     assert dbstate.snapshot(database_url) == before
 
 
@@ -145,8 +143,6 @@ def test_bootstrap_with_a_missing_migrations_folder_is_a_config_error(tmp_path: 
         ("mysql://u@h/db", ("is for 'mysql'", "works with PostgreSQL only")),
         ("postgresql://u@h/", ("names no database", "postgresql://USER@HOST:PORT/DATABASE")),
         ("postgresql://u@h", ("names no database",)),
-        ("postgresql+asyncpg://u@h/db", ("asks for the driver 'asyncpg'", "uses psycopg 3")),
-        ("postgresql+psycopg2://u@h/db", ("asks for the driver 'psycopg2'",)),
     ],
 )
 def test_bad_url_is_a_config_error(hindsight_project: Path, url: str, fragments: tuple[str, ...]) -> None:
@@ -435,7 +431,7 @@ def test_debug_traceback_keeps_the_password_masked(hindsight_project: Path) -> N
     assert "Sup3rSecret" not in result.output
 
 
-def test_env_py_that_builds_its_own_engine_is_refused(
+def test_env_py_whose_engine_names_another_database_is_refused(
     tmp_path: Path,
     database_url: str,
     make_database: Callable[[str], str],
@@ -452,9 +448,8 @@ def test_env_py_that_builds_its_own_engine_is_refused(
     assert_failure(
         result,
         ExitCode.CONFIG,
-        "env.py creates its own database engine",
-        "config.attributes['connection']",
-        "Add to env.py",
+        "env.py asked for the database in MY_APP_DB; the plan is for the one from --url",
+        "nothing was run on either",
     )
     assert dbstate.alembic_version(other_url) is None
     assert dbstate.snapshot(other_url) == other_before
@@ -463,6 +458,6 @@ def test_env_py_that_builds_its_own_engine_is_refused(
     # bootstrap reaches env.py only to stamp, inside its one transaction: V1 is rolled back too.
     bootstrap = invoke("-c", ini, "--url", database_url, "bootstrap", "--yes")
 
-    assert_failure(bootstrap, ExitCode.CONFIG, "creates its own database engine")
+    assert_failure(bootstrap, ExitCode.CONFIG, "asked for the database in MY_APP_DB")
     assert dbstate.snapshot(database_url) == before
     assert dbstate.snapshot(other_url) == other_before

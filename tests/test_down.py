@@ -169,8 +169,8 @@ def test_going_below_the_baseline_needs_base_and_the_flag(head: AtHead, database
 
 @pytest.mark.parametrize(
     "downgrade_body",
-    ["pass", 'raise NotImplementedError("one way")'],
-    ids=["empty-downgrade", "not-implemented"],
+    ['raise RuntimeError("no way back")', 'raise NotImplementedError("one way")'],
+    ids=["raises", "not-implemented"],
 )
 def test_irreversible_revision_stops_the_plan(tmp_path: Path, database_url: str, downgrade_body: str) -> None:
     ini = str(

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.alembic_api.graph import RevisionGraph
 from tests.conftest import REPO, assert_failure, flatten, invoke
 from tests.projects import Rev, write_project, write_revision
 
@@ -77,11 +77,11 @@ def messages(document: dict[str, Any]) -> dict[str, str]:
 def alembic_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any use of Alembic to read the graph fails the command: what runs now must be the cache."""
 
-    def refuse(self: AlembicProject) -> Any:
+    def refuse(self: RevisionGraph) -> Any:
         raise AssertionError("Alembic was asked for the graph although the cache is fresh")
 
-    for name in ("graph_sources", "revisions", "heads", "bases"):
-        monkeypatch.setattr(AlembicProject, name, refuse)
+    for name in ("sources", "revisions", "heads", "bases"):
+        monkeypatch.setattr(RevisionGraph, name, refuse)
 
 
 # -- the cache is used, and changes nothing ---------------------------------------------

@@ -274,8 +274,9 @@ def where_it_connects(raw: str) -> tuple[str | None, int | None, str | None, dic
         url = make_url(raw.strip())
     except Exception:
         return None
-    backend, _, driver = url.drivername.partition("+")
-    if backend not in ("postgresql", "postgres") or driver not in ("", "psycopg") or not url.database:
+    backend, _, _driver = url.drivername.partition("+")
+    # Any PostgreSQL driver is accepted (the tool connects with psycopg 3 to the same database).
+    if backend not in ("postgresql", "postgres") or not url.database:
         return None
     return url.host, url.port, url.database, dict(url.query)
 

@@ -965,7 +965,7 @@ def test_sql_needs_no_database(hindsight_project: Path) -> None:
     assert "pg_trgm" not in first_two.stdout and "token_count" not in first_two.stdout
 
 
-def test_env_py_with_its_own_engine_is_refused(
+def test_env_py_whose_engine_names_another_database_is_refused_before_the_rehearsal(
     tmp_path: Path,
     database_url: str,
     make_database: Callable[[str], str],
@@ -988,7 +988,7 @@ def test_env_py_with_its_own_engine_is_refused(
 
     result = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
 
-    assert_failure(result, ExitCode.CONFIG, "creates its own database engine", "config.attributes['connection']")
+    assert_failure(result, ExitCode.CONFIG, "asked for the database in MY_APP_DB", "the plan is for the one from --url")
     assert dbstate.snapshot(database_url) == before
     assert dbstate.snapshot(other_url) == other_before
     assert dbstate.alembic_version(other_url) is None

@@ -63,6 +63,23 @@ class Authoring:
         project.forget_graph()  # a new file: later calls must see it
         return tuple(found), project.relative(Path(script.path))
 
+    def empty_revision(self, message: str) -> Path:
+        """Writes a file: a revision with empty upgrade()/downgrade(), from the project's template (no database)."""
+        from alembic import command
+
+        from hindsight_migrate.alembic_api.translate import alembic_errors
+
+        project = self.project
+        with (
+            alembic_errors(project.files, lambda: "while Alembic wrote the revision file"),
+            contextlib.redirect_stdout(project.output),
+        ):
+            result = command.revision(project.config, message=message)
+        script = result[0] if isinstance(result, list) else result
+        assert script is not None
+        project.forget_graph()
+        return project.relative(Path(script.path))
+
     def merge_heads(self, message: str) -> tuple[str, Path]:
         """Writes a file: a merge revision of every head (Alembic's merge). Returns its id and path."""
         from alembic import command

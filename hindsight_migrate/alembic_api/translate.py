@@ -19,7 +19,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hindsight_migrate.errors import HindsightMigrateError, ProjectCodeFailed, RevisionProblem, Section
+from hindsight_migrate.errors import (
+    HindsightMigrateError,
+    NoTargetMetadata,
+    ProjectCodeFailed,
+    RevisionProblem,
+    Section,
+)
 from hindsight_migrate.masking import mask_secrets
 
 _TOOL_DIR = Path(__file__).resolve().parents[1]  # the hindsight_migrate package
@@ -71,6 +77,14 @@ def alembic_errors(files: ProjectFiles, doing: Callable[[], str]) -> Iterator[No
             "Fix the file and run again."
         ) from err
     except (RevisionError, CommandError) as err:
+        if isinstance(err, CommandError) and "does not provide a MetaData" in str(err):
+            # `alembic init` writes target_metadata = None: a project without models, not a broken one.
+            raise NoTargetMetadata(
+                "env.py gives Alembic no target_metadata (alembic init writes `target_metadata = None`), so there "
+                "are no models to compare with the database. Set target_metadata in env.py to your models' "
+                "MetaData (e.g. `from myapp.models import Base; target_metadata = Base.metadata`); for a "
+                "hand-written revision use hindsight-migrate new \"...\" --empty.",
+            ) from err
         if _innermost_project_frame(err, files) is not None and not isinstance(err, RevisionError):
             # Alembic refusing what the project's code asked of it (context.configure(), op.*).
             raise _project_failed(err, files, doing()) from err
