@@ -26,7 +26,7 @@ from hindsight_migrate.revisions import Operation
 @dataclass(frozen=True)
 class NewRevision:
     message: str
-    compared_with: str
+    compared_with: str | None  # None: env.py has no models (target_metadata = None), nothing was compared
     operations: tuple[Operation, ...]
     findings: tuple[ReviewFinding, ...]
     path: Path | None  # None when nothing was written
@@ -61,7 +61,7 @@ def new_revision(
             raise
         # No models (target_metadata = None, as alembic init writes it): a hand-written revision
         # needs none, as `alembic revision -m` needs none.
-        operations, path, compared_with = (), project.authoring.empty_revision(message), "no models (--empty)"
+        operations, path, compared_with = (), project.authoring.empty_revision(message), None
     findings = review_operations(operations)
     if path is None:
         raise Refused(

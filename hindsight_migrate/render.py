@@ -731,7 +731,10 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     from rich.text import Text
 
     console = out()
-    console.print(f"Compared the models with {escape(result.compared_with)}.")
+    if result.compared_with is None:
+        console.print("No models to compare (env.py sets no target_metadata): an empty revision, to write by hand.")
+    else:
+        console.print(f"Compared the models with {escape(result.compared_with)}.")
     flagged = {id(f.operation): f for f in result.findings}
     rows: list[list[str | Text]] = []
     for op in result.operations:
@@ -743,12 +746,15 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
         if op.kind == "alter_column" and op.existing_type and op.type:
             type_text = f"{op.existing_type} → {op.type}"
         rows.append([mark, op.kind.replace("_", " "), op.table, op.name, type_text])
-    grid(
-        console,
-        f"Detected operations ({len(result.operations)})",
-        [_Column(""), _Column("Operation"), _Column("Table"), _Column("Name"), _Column("Type", flexible=True)],
-        rows,
-    )
+    if rows:
+        grid(
+            console,
+            f"Detected operations ({len(result.operations)})",
+            [_Column(""), _Column("Operation"), _Column("Table"), _Column("Name"), _Column("Type", flexible=True)],
+            rows,
+        )
+    else:
+        console.print("  No schema operations detected: upgrade() and downgrade() are empty.")
     for finding in result.findings:
         colour = "red" if finding.level == "danger" else "yellow"
         console.print(f"  [{colour}]{finding.level}:[/] {escape(finding.message)}")
@@ -758,8 +764,9 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
         lint_result(result.lint)
     if show_sql and result.sql is not None:
         console.print(Syntax(result.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
+    todo = "fix what is flagged above" if result.findings else "write what it should do" if not rows else "check it"
     console.print(
-        f"[green]Wrote[/] {result.path} (revision {result.revision}). Open it, fix what is flagged above, "
+        f"[green]Wrote[/] {result.path} (revision {result.revision}). Open it, {todo}, "
         "then review and apply it with [bold]hindsight-migrate up[/]."
     )
 

@@ -28,6 +28,7 @@ from tests.templates import (
     R3,
     REVISIONS,
     TEMPLATES,
+    alembic_config,
     init_project,
     raw_alembic,
     schema_of,
@@ -320,3 +321,35 @@ def test_the_placeholder_url_of_alembic_init_is_refused(tmp_path: Path) -> None:
     assert "bug in hindsight-migrate" not in result.output
     assert not (project / ".hindsight" / "pgdata").exists(), "the embedded server was started"
     assert not (tmp_path / ".hindsight").exists()
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_lint_and_merge_work_on_the_stock_project(
+    template: str, tmp_path: Path, database_url: str, make_database: Callable[[str], str]
+) -> None:
+    from alembic.script import ScriptDirectory
+
+    project = tmp_path / "project"
+    ini = init_project(project, template)
+    config = alembic_config(project, template)
+    # A second head beside R3, as two developers' branches make one.
+    ScriptDirectory.from_config(config).generate_revision(
+        "b10000000001", "side branch", head=R2, splice=True, config=config
+    )
+
+    lint = invoke("-c", str(ini), "lint", "base:heads")
+    assert lint.exit_code == 0, lint.output  # the stock revisions only draw warnings
+    assert "Linted 4 revision(s)" in flatten(lint.output), lint.output
+    assert_clean_output(lint.output)
+
+    merge = invoke("-c", str(ini), "merge", "-m", "join the branches")
+    assert merge.exit_code == 0, merge.output
+    document = json.loads(invoke("-c", str(ini), "history", "--offline", "--json").stdout)
+    (merge_head,) = document["heads"]
+    assert merge_head not in (*REVISIONS, "b10000000001")
+
+    tool(ini, database_url, "up", "--yes")
+    raw_url = make_database("raw")
+    raw_alembic(project, RAW_CONFIG, raw_url, "upgrade", "heads")
+    assert dbstate.alembic_version(database_url) == [merge_head] == dbstate.alembic_version(raw_url)
+    assert schema_of(database_url) == schema_of(raw_url)
