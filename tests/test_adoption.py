@@ -161,41 +161,12 @@ else:
 MISSING_PACKAGE = "hm_no_such_package_xyz"
 ENV_PY_MISSING_PACKAGE = f"import {MISSING_PACKAGE}\n" + ENV_PY_ATTRIBUTES_ENGINE
 
-# Alembic's generic template: fileConfig() of alembic.ini, then the connection it is handed.
-ENV_PY_FILE_CONFIG = """\
-from logging.config import fileConfig
-
-from alembic import context
-from sqlalchemy import engine_from_config, pool
-
-config = context.config
-if config.config_file_name is not None:
-    fileConfig(config.config_file_name)
-target_metadata = None
-
-
-def run_migrations_offline() -> None:
-    context.configure(url=config.get_main_option("sqlalchemy.url") or "postgresql://",
-                      literal_binds=True, target_metadata=target_metadata)
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-def run_migrations_online() -> None:
-    connectable = config.attributes.get("connection") or engine_from_config(
-        config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
-    )
-    with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
-        with context.begin_transaction():
-            context.run_migrations()
-
-
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
-"""
+# As Alembic's generic template does: fileConfig() of alembic.ini first, which turns Alembic's INFO lines on.
+ENV_PY_FILE_CONFIG = "from logging.config import fileConfig\n" + ENV_PY_ATTRIBUTES_ENGINE.replace(
+    "config = context.config\n",
+    "config = context.config\nif config.config_file_name is not None:\n    fileConfig(config.config_file_name)\n",
+    1,
+)
 
 # Alembic's standard logging sections (as in the repo's alembic.ini).
 LOGGING_SECTIONS = """
