@@ -754,7 +754,7 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
             rows,
         )
     else:
-        console.print("  No schema operations detected: upgrade() and downgrade() are empty.")
+        console.print("Detected operations (0): upgrade() and downgrade() are empty, to be written by hand.")
     for finding in result.findings:
         colour = "red" if finding.level == "danger" else "yellow"
         console.print(f"  [{colour}]{finding.level}:[/] {escape(finding.message)}")

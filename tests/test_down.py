@@ -233,3 +233,34 @@ def test_down_sql_prints_the_downgrade(head: AtHead, database_url: str) -> None:
 def test_nothing_applied_has_nothing_to_go_back_from(hindsight_project: Path, database_url: str) -> None:
     result = invoke("-c", str(hindsight_project / "alembic.ini"), "--url", database_url, "down", "--yes")
     assert_failure(result, 6, "nothing to go back from")
+
+
+def test_a_saved_plan_through_a_merge_replays_under_any_hash_seed(
+    head: AtHead, database_url: str, tmp_path: Path
+) -> None:
+    """Alembic chooses a merge's version-table UPDATE and INSERT from a set: the plan must not depend on it."""
+    import json
+    import os
+    import subprocess
+
+    from tests.hindsight_chain import BRANCH_POINT
+    from tests.processes import cli_command
+
+    def run(seed: int, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        return subprocess.run(
+            cli_command(head.ini, database_url, *args), capture_output=True, text=True, env=env, timeout=120
+        )
+
+    fingerprints = set()
+    for seed in range(1, 9):
+        path = tmp_path / f"plan-{seed}.json"
+        made = run(seed, "down", "--to", BRANCH_POINT, "--dry-run", "--no-rehearsal", "--plan-out", str(path))
+        assert made.returncode == 0, made.stdout + made.stderr
+        fingerprints.add(json.loads(path.read_text())["plan"]["fingerprint"])
+    assert len(fingerprints) == 1, fingerprints
+
+    # Reviewed under one seed, applied under another.
+    applied = run(5, "down", "--to", BRANCH_POINT, "--plan", str(tmp_path / "plan-1.json"), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert dbstate.alembic_version(database_url) == [BRANCH_POINT]

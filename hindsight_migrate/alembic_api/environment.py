@@ -9,6 +9,7 @@ unless ``--verbose``, even when env.py calls ``fileConfig``.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -249,12 +250,33 @@ class EnvironmentRunner:
 
 
 def _step(revision_map: Any, script: Any, *, downgrade: bool) -> Any:
-    """Alembic's migration step for exactly this revision, in one direction."""
-    from alembic.runtime.migration import MigrationStep
+    """Alembic's migration step for exactly this revision, in one direction, in a stable order."""
+    return _stable_step_class()(revision_map, script, not downgrade)
 
-    if downgrade:
-        return MigrationStep.downgrade_from_script(revision_map, script)
-    return MigrationStep.upgrade_from_script(revision_map, script)
+
+@functools.cache
+def _stable_step_class() -> Any:
+    """Alembic's RevisionStep, with the version-table updates of a merge in the revision's own order.
+
+    Alembic picks which parent of a merge gets the UPDATE and which the INSERT (going down; the
+    DELETEs going up past other heads) from a ``set``, so the SQL changed with PYTHONHASHSEED
+    and a saved plan was refused as "changed" on one run in two. The same statements, ordered
+    as the revision lists its parents, make the SQL and the plan's fingerprint reproducible.
+    """
+    from alembic.runtime.migration import RevisionStep
+
+    class StableRevisionStep(RevisionStep):
+        def _unmerge_to_revisions(self, heads: set[str]) -> tuple[str, ...]:
+            found = set(super()._unmerge_to_revisions(heads))
+            return tuple(revision for revision in self.to_revisions if revision in found)
+
+        def merge_branch_idents(self, heads: set[str]) -> tuple[list[str], str, str]:
+            deleted, update_from, update_to = super().merge_branch_idents(heads)
+            chosen = {*deleted, update_from}
+            ordered = [revision for revision in self.from_revisions if revision in chosen]
+            return ordered[:-1], ordered[-1], update_to
+
+    return StableRevisionStep
 
 
 def _hold_to_warnings() -> None:
