@@ -12,18 +12,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, TypeVar
 
 import typer
 
 from hindsight_migrate import __version__
-from hindsight_migrate.errors import Aborted, ExitCode, HindsightMigrateError, Section
+from hindsight_migrate.errors import Aborted, ExitCode, HindsightMigrateError
 
 if TYPE_CHECKING:
     from hindsight_migrate.alembic_api import AlembicProject
     from hindsight_migrate.config import Settings
     from hindsight_migrate.database import Database
-    from hindsight_migrate.plan import MigrationPlan
+    from hindsight_migrate.plan import MigrationPlan, NoRehearsal
     from hindsight_migrate.rehearsal import RehearsalOptions
 
 T = TypeVar("T")
@@ -341,15 +341,15 @@ def up(
             _print_offline_sql(options, target)
             return
 
-        def make_plan(project: AlembicProject, database: Database, rehearsal: RehearsalOptions | None) -> MigrationPlan:
-            return plan_upgrade(
-                project, database, target=target, rehearsal=rehearsal, skip_reason="--no-rehearsal was given"
-            )
+        def make_plan(
+            project: AlembicProject, database: Database, rehearsal: RehearsalOptions | None, skipped: NoRehearsal
+        ) -> MigrationPlan:
+            return plan_upgrade(project, database, target=target, rehearsal=rehearsal, skip_reason=skipped)
 
         _review_and_apply(
             options,
             make_plan,
-            Review(rehearse_on, no_rehearsal, allow_lint, dry_run, yes, lock_wait, plan_out, plan_in),
+            Review(rehearse_on, no_rehearsal, allow_lint, dry_run, yes, lock_wait, plan_out, plan_in, direction="up"),
         )
 
     _guarded(options, body)
@@ -410,19 +410,26 @@ def down(
 
         if to is not None and steps is not None:
             raise BadArgument("Give either --to or --steps, not both.")
-        target = to if to is not None else f"-{steps or 1}"
+        if to is None and steps is None and plan_in is not None:
+            from hindsight_migrate.plan_file import load_plan
+
+            target = load_plan(plan_in, direction="down").target  # the saved plan says where it goes
+        else:
+            target = to if to is not None else f"-{steps or 1}"
         if sql:
             _print_offline_downgrade_sql(options, target)
             return
 
-        def make_plan(project: AlembicProject, database: Database, rehearsal: RehearsalOptions | None) -> MigrationPlan:
+        def make_plan(
+            project: AlembicProject, database: Database, rehearsal: RehearsalOptions | None, skipped: NoRehearsal
+        ) -> MigrationPlan:
             return plan_downgrade(
                 project,
                 database,
                 target=target,
                 rehearsal=rehearsal,
                 allow_drop_baseline=allow_drop_baseline,
-                skip_reason="--no-rehearsal was given",
+                skip_reason=skipped,
             )
 
         _review_and_apply(
@@ -437,6 +444,7 @@ def down(
                 lock_wait=lock_wait,
                 plan_out=plan_out,
                 plan_in=plan_in,
+                direction="down",
             ),
         )
 
@@ -455,24 +463,26 @@ class Review:
     lock_wait: float
     plan_out: Path | None = None  # save the plan there
     plan_in: Path | None = None  # apply this saved plan, if nothing changed
+    direction: Literal["up", "down"] = "up"
 
 
 def _review_and_apply(
     options: GlobalOptions,
-    make_plan: Callable[[AlembicProject, Database, RehearsalOptions | None], MigrationPlan],
+    make_plan: Callable[[AlembicProject, Database, RehearsalOptions | None, NoRehearsal], MigrationPlan],
     review: Review,
 ) -> None:
     """Plan, show, check, confirm, apply: the one path up and down both take."""
     from hindsight_migrate import plan_file, render
     from hindsight_migrate.apply import apply_plan
-    from hindsight_migrate.errors import Refused, StatementFailed
+    from hindsight_migrate.plan import NoRehearsal, refuse_unless_applicable
     from hindsight_migrate.rehearsal import RehearsalOptions
 
-    saved = plan_file.load_plan(review.plan_in) if review.plan_in else None
+    saved = plan_file.load_plan(review.plan_in, direction=review.direction) if review.plan_in else None
     settings, project, database = _open(options)
     try:
         rehearsal = None
         # A saved plan was rehearsed when it was reviewed; what matters now is that nothing changed.
+        skipped = NoRehearsal.SAVED_PLAN if saved is not None else NoRehearsal.REQUESTED
         if not review.no_rehearsal and saved is None:
             rehearsal = RehearsalOptions(
                 where=review.rehearse_on,
@@ -480,10 +490,8 @@ def _review_and_apply(
                 lock_timeout=settings.tool.lock_timeout,
                 statement_timeout=settings.tool.statement_timeout,
             )
-        plan = make_plan(project, database, rehearsal)
+        plan = make_plan(project, database, rehearsal, skipped)
         if saved is not None:
-            if saved.direction != plan.direction:
-                raise Refused(f"{review.plan_in} is a plan to go {saved.direction}; run it with `{saved.direction}`.")
             plan_file.refuse_unless_unchanged(saved, plan, plan_file.database_identity(database))
             render.err().print(f"The saved plan {review.plan_in} still holds: nothing changed since it was reviewed.")
         render.migration_plan(plan)
@@ -492,24 +500,11 @@ def _review_and_apply(
             render.err().print(f"Plan saved to {review.plan_out}.")
         if plan.nothing_to_do:
             return
-        if plan.rehearsal is not None and plan.rehearsal.failure is not None:
-            failure = plan.rehearsal.failure
-            raise StatementFailed(
-                f"Revision {failure.revision} fails in the rehearsal, so nothing was applied. Fix it and run again.",
-                sections=(Section("Database said", failure.message),),
-            )
-        if plan.lint.errors and not review.allow_lint:
-            raise Refused(
-                f"Lint found {len(plan.lint.errors)} error(s) (rules in lint_error_rules), so nothing was "
-                "applied. Fix the revisions, or pass --allow-lint after reviewing them.",
-                sections=(
-                    Section("Errors", "\n".join(f"{f.revision} {f.rule}: {f.message}" for f in plan.lint.errors)),
-                ),
-            )
+        refuse_unless_applicable(plan, allow_lint=review.allow_lint)
         if review.dry_run:
             render.err().print("Dry run: nothing was changed.")
             return
-        _confirm_by_typing(plan.confirmation, yes=review.yes)
+        _confirm_by_typing(plan, yes=review.yes)
         progress = render.RichProgress()
         try:
             result = apply_plan(
@@ -758,14 +753,26 @@ def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
     render.offline_sql([(info, sql[info.revision]) for info in revisions])
 
 
-def _confirm_by_typing(expected: str, *, yes: bool) -> None:
-    """The reviewer types the target revision: a deliberate act, not a reflexive 'y'."""
+def _confirm_by_typing(plan: MigrationPlan, *, yes: bool) -> None:
+    """The reviewer types the target revision: a deliberate act, not a reflexive 'y'.
+
+    Right above the question, what is at stake (data destroyed, the longest blocking lock), so
+    it is on screen when the answer is typed, whatever scrolled away.
+    """
+    from hindsight_migrate import render
+
     if not _someone_to_ask(yes):
         return
-    answer = typer.prompt(
-        f"Type the target revision ({expected}, or its first 8 characters) to apply", default="", err=True
-    ).strip()
-    if not answer or answer not in (expected, expected[:8]):
+    render.stakes(plan)
+    expected = plan.confirmation
+    verb = "revert" if plan.direction == "down" else "apply"
+    try:
+        answer = typer.prompt(
+            f"Type the target revision ({expected}, or its first 8 characters) to {verb}", err=True
+        ).strip()
+    except (typer.Abort, EOFError):  # Ctrl-C, or the input ended: nothing was asked of the database
+        raise Aborted("Nothing was changed: the confirmation was not given.") from None
+    if answer not in (expected, expected[:8]):
         raise Aborted(f"Nothing was changed: {answer!r} is not {expected!r}.")
 
 

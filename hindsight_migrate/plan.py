@@ -12,19 +12,28 @@ import ast
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from typing import Literal
 
 from hindsight_migrate import catalog
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_file
 from hindsight_migrate.database import Database
-from hindsight_migrate.errors import Refused, Section
+from hindsight_migrate.errors import Refused, Section, StatementFailed
 from hindsight_migrate.lint import LintResult, lint_sql
 from hindsight_migrate.rehearsal import Rehearsal, RehearsalOptions, rehearse, scratch_made_in_advance
 from hindsight_migrate.revisions import RevisionInfo
 
 UP = "up"
 DOWN = "down"
+
+
+class NoRehearsal(Enum):
+    """Why a plan has no rehearsal; render words it."""
+
+    REQUESTED = "requested"  # --no-rehearsal
+    SAVED_PLAN = "saved_plan"  # --plan FILE: it was rehearsed when it was reviewed
+    NOTHING_TO_RUN = "nothing_to_run"
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class MigrationPlan:
     drops_baseline: bool  # down past the baseline: the V1 schema is dropped too
     revisions: tuple[PlannedRevision, ...]  # in the order they run
     rehearsal: Rehearsal | None
-    rehearsal_skipped: str | None  # why there is no rehearsal (--no-rehearsal)
+    rehearsal_skipped: NoRehearsal | None  # why there is no rehearsal
     lint: LintResult
     data_loss: tuple[DataLoss, ...]
     fingerprint: str  # hash of the revisions' files and their SQL
@@ -82,7 +91,7 @@ def plan_upgrade(
     *,
     target: str,
     rehearsal: RehearsalOptions | None,
-    skip_reason: str | None = None,
+    skip_reason: NoRehearsal = NoRehearsal.REQUESTED,
 ) -> MigrationPlan:
     """Read-only on the target: pending work, its SQL, a rehearsal elsewhere, lint."""
     settings = project.settings
@@ -108,6 +117,8 @@ def plan_upgrade(
         if rehearsal is not None:
             measured = rehearse(project, database, revisions, rehearsal, bootstrap=bootstrap, scratch=scratch)
         lint = linting.result()
+    # Going up can destroy data too (a dropped column, a dropped table): the same report as down.
+    data_loss = _data_loss(database, measured) if measured is not None and measured.ok else ()
     return MigrationPlan(
         direction=UP,
         database=database.masked_url,
@@ -118,9 +129,9 @@ def plan_upgrade(
         drops_baseline=False,
         revisions=planned,
         rehearsal=measured,
-        rehearsal_skipped=skip_reason if rehearsal is None else None,
+        rehearsal_skipped=_why_not_rehearsed(measured, skip_reason, anything=bool(revisions or bootstrap)),
         lint=lint,
-        data_loss=(),
+        data_loss=data_loss,
         fingerprint=_fingerprint(UP, bootstrap, planned),
     )
 
@@ -132,7 +143,7 @@ def plan_downgrade(
     target: str,
     rehearsal: RehearsalOptions | None,
     allow_drop_baseline: bool,
-    skip_reason: str | None = None,
+    skip_reason: NoRehearsal = NoRehearsal.REQUESTED,
 ) -> MigrationPlan:
     """Read-only on the target: what reverting to ``target`` runs, rehearsed, with the data it drops.
 
@@ -187,7 +198,7 @@ def plan_downgrade(
         drops_baseline=drops_baseline,
         revisions=planned,
         rehearsal=measured,
-        rehearsal_skipped=skip_reason if rehearsal is None else None,
+        rehearsal_skipped=_why_not_rehearsed(measured, skip_reason, anything=bool(revisions or drops_baseline)),
         lint=LintResult((), ran=False, note="downgrades are not linted: dropping is what they are for."),
         data_loss=data_loss,
         fingerprint=_fingerprint(DOWN, None, planned, drops_baseline),
@@ -207,6 +218,22 @@ class DowngradeProblem:
     def refused(self) -> bool:
         """A missing or raising downgrade always stops a plan; a no-op one only where the team says so."""
         return self.kind != "noop"
+
+
+def refuse_unless_applicable(plan: MigrationPlan, *, allow_lint: bool) -> None:
+    """Read-only: refuse (before any prompt) a plan whose rehearsal failed, or with lint errors unless allowed."""
+    if plan.rehearsal is not None and plan.rehearsal.failure is not None:
+        failure = plan.rehearsal.failure
+        raise StatementFailed(
+            f"Revision {failure.revision} fails in the rehearsal, so nothing was applied. Fix it and run again.",
+            sections=(Section("Database said", failure.message),),
+        )
+    if plan.lint.errors and not allow_lint:
+        raise Refused(
+            f"Lint found {len(plan.lint.errors)} error(s) (rules in lint_error_rules), so nothing was "
+            "applied. Fix the revisions, or pass --allow-lint after reviewing them.",
+            sections=(Section("Errors", "\n".join(f"{f.revision} {f.rule}: {f.message}" for f in plan.lint.errors)),),
+        )
 
 
 def downgrade_problem(info: RevisionInfo, project: AlembicProject) -> DowngradeProblem | None:
@@ -258,6 +285,12 @@ def _is_empty(function: ast.FunctionDef) -> bool:
     return True
 
 
+def _why_not_rehearsed(measured: Rehearsal | None, asked: NoRehearsal, *, anything: bool) -> NoRehearsal | None:
+    if measured is not None:
+        return None
+    return asked if anything else NoRehearsal.NOTHING_TO_RUN
+
+
 def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]:
     dropped_tables = [c.name for c in rehearsal.diff if c.kind == "table" and c.change == "removed"]
     # A column removed while one of the same shape appears in the same table is a rename: its data stays.
@@ -267,6 +300,9 @@ def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]
         for c in rehearsal.diff
         if c.kind == "column" and c.change == "removed" and (c.name.rpartition(".")[0], c.before) not in added
     ]
+    # Counted on the target: only tables it has (a rehearsal on another database may start elsewhere).
+    dropped_tables = [table for table in dropped_tables if table in rehearsal.sizes]
+    dropped_columns = [name for name in dropped_columns if name.rpartition(".")[0] in rehearsal.sizes]
     with database.connect() as connection:
         losses = [DataLoss("table", table, *catalog.count_rows(connection, table)) for table in dropped_tables]
         for name in dropped_columns:

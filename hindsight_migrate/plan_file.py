@@ -73,7 +73,15 @@ def save_plan(plan: MigrationPlan, identity: DatabaseIdentity, path: Path) -> No
         raise BadArgument(f"Cannot write the plan to {path}: {err.strerror}.") from err
 
 
-def load_plan(path: Path) -> SavedPlan:
+def load_plan(path: Path, *, direction: str) -> SavedPlan:
+    """Reads a file: the saved plan, refused when it goes the other way than the command (up or down)."""
+    saved = _read_plan(path)
+    if saved.direction != direction:
+        raise Refused(f"This is a plan to go {saved.direction}; run it with `hindsight-migrate {saved.direction}`.")
+    return saved
+
+
+def _read_plan(path: Path) -> SavedPlan:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:

@@ -58,6 +58,14 @@ LOCK_STRENGTH = [
     "RowShareLock",
     "AccessShareLock",
 ]
+# What each lock mode stops other sessions' ordinary traffic from doing (modes not listed stop
+# neither reads nor writes: they only wait for, or block, other DDL and VACUUM).
+BLOCKS = {
+    "AccessExclusiveLock": "reads and writes",
+    "ExclusiveLock": "writes",
+    "ShareRowExclusiveLock": "writes",
+    "ShareLock": "writes",
+}
 _LEAVES_TRANSACTION = re.compile(r"^\s*(COMMIT|END|ROLLBACK|ABORT)\b", re.IGNORECASE)
 
 
@@ -100,6 +108,51 @@ class Rehearsal:
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+    def impact(self) -> tuple[tuple[ImpactRow, ...], tuple[float, ...]]:
+        """What the revisions did to tables the target has: one row per (revision, table) they lock, and the
+        seconds of each revision that locks none (it only adds new objects, which bother no one yet)."""
+        rows: list[ImpactRow] = []
+        quiet: list[float] = []
+        for cost in self.costs:
+            touched = [
+                (table, mode)
+                for table, mode in cost.locks
+                if table in self.sizes and not table.endswith(".alembic_version")
+            ]
+            if not touched:
+                quiet.append(cost.seconds)
+            rows.extend(
+                ImpactRow(
+                    revision=cost.revision,
+                    table=table,
+                    mode=mode,
+                    blocks=BLOCKS.get(mode),
+                    rewritten=table in cost.rewritten,
+                    size=self.sizes.get(table),
+                    seconds=cost.seconds,
+                )
+                for table, mode in touched
+            )
+        return tuple(rows), tuple(quiet)
+
+    def longest_blocking(self) -> ImpactRow | None:
+        """The lock that held traffic back most in the rehearsal: blocking reads beats blocking writes, then time."""
+        blocking = [row for row in self.impact()[0] if row.blocks is not None]
+        return max(blocking, key=lambda row: (row.blocks == BLOCKS["AccessExclusiveLock"], row.seconds), default=None)
+
+
+@dataclass(frozen=True)
+class ImpactRow:
+    """One table a revision locked on the target, as measured in the rehearsal."""
+
+    revision: str
+    table: str
+    mode: str  # pg_locks' mode, e.g. AccessExclusiveLock
+    blocks: str | None  # "reads and writes", "writes", or None when ordinary traffic goes on
+    rewritten: bool  # its storage (or its indexes') was rewritten
+    size: catalog.TableSize | None  # the target's rows and bytes, None for a table it does not have
+    seconds: float  # how long the revision that took the lock ran (the lock is held until it commits)
 
 
 @dataclass(frozen=True)

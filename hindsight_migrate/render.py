@@ -472,7 +472,7 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
             plain.rstrip()
             console.print(plain, soft_wrap=True)
 
-    if down:
+    if down or plan.data_loss:  # going up, only when it drops something that holds data
         _data_loss(plan)
     _rehearsal(plan)
     _lint(plan)
@@ -482,15 +482,43 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
     console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
 
 
+def stakes(plan: MigrationPlan) -> None:
+    """Two or three lines right above the confirmation: what is destroyed, the longest blocking lock."""
+    console = err()
+    if plan.data_loss:
+        losses = ", ".join(
+            f"{loss.kind} {loss.name} ({loss.rows:,} rows{'' if loss.exact else ', estimated'})"
+            for loss in plan.data_loss
+        )
+        console.print(f"[bold red]Destroys:[/] {losses}")
+    elif plan.rehearsal is not None and plan.rehearsal.ok:
+        console.print("Destroys: no table or column that holds data.")
+    else:
+        console.print("[yellow]Destroys: not measured[/] (no rehearsal).")
+    blocking = plan.rehearsal.longest_blocking() if plan.rehearsal is not None else None
+    if blocking is not None:
+        rows = f", {_rows(blocking.size.estimated_rows)} rows" if blocking.size else ""
+        rewrite = ", rewriting it" if blocking.rewritten else ""
+        console.print(
+            f"[bold]Longest blocking lock:[/] {lock_words(blocking.mode)} on {blocking.table}{rows} (blocks "
+            f"{blocking.blocks}), about {blocking.seconds:.2f} s in the rehearsal ({blocking.revision}){rewrite}."
+        )
+    elif plan.rehearsal is not None:
+        console.print("Blocks no reads or writes of the tables the database has.")
+
+
 def _data_loss(plan: MigrationPlan) -> None:
     console = out()
     if plan.rehearsal is None or not plan.rehearsal.ok:
         console.print("[yellow]Data loss not measured:[/] it is read from the rehearsal, which did not complete.")
         return
     if not plan.data_loss:
-        console.print("[green]Data loss:[/] the downgrade drops no table or column.")
+        console.print("[green]Data loss:[/] the downgrade drops no table or column that holds data.")
         return
-    console.print("[bold red]Data loss:[/] what the downgrade drops, and the rows that hold data in it now")
+    console.print(
+        f"[bold red]Data loss:[/] what the {'downgrade' if plan.direction == 'down' else 'upgrade'} drops, and the "
+        "rows that hold data in it now"
+    )
     grid(
         console,
         None,
@@ -500,7 +528,14 @@ def _data_loss(plan: MigrationPlan) -> None:
 
 
 _DIFF_MARKS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow")}
-_STRONG_LOCKS = ("AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock")
+
+
+_NO_REHEARSAL_WORDS = {  # by NoRehearsal's value (plan.py)
+    "requested": "--no-rehearsal was given, so the schema diff, locks and data loss are not measured",
+    "saved_plan": "applying a saved plan, which was rehearsed when it was reviewed; what it showed then is "
+    "checked to be unchanged",
+    "nothing_to_run": "nothing to run",
+}
 
 
 def _rehearsal(plan: MigrationPlan) -> None:
@@ -510,7 +545,8 @@ def _rehearsal(plan: MigrationPlan) -> None:
     console = out()
     rehearsal = plan.rehearsal
     if rehearsal is None:
-        console.print(f"[yellow]No rehearsal:[/] {plan.rehearsal_skipped or 'skipped'}. The schema diff is unmeasured.")
+        why = _NO_REHEARSAL_WORDS[plan.rehearsal_skipped.value] if plan.rehearsal_skipped else "skipped"
+        console.print(f"[yellow]No rehearsal:[/] {why}.")
         return
     console.print(f"[bold]Rehearsal[/] on {escape(rehearsal.description)}:")
     if rehearsal.failure is not None:
@@ -547,33 +583,21 @@ def _rehearsal(plan: MigrationPlan) -> None:
     else:
         console.print("  The schema does not change.")
 
+    impact, quiet = rehearsal.impact()
     rows: list[list[Any]] = []
-    quiet: list[float] = []  # revisions that lock no table the target has
-    for cost in rehearsal.costs:
-        rewritten = set(cost.rewritten)
-        # Tables the target has (new ones bother no one yet); indexes are named in the rewrite line.
-        touched = [
-            (table, mode)
-            for table, mode in cost.locks
-            if table in rehearsal.sizes and not table.endswith(".alembic_version")
-        ]
-        if not touched:
-            quiet.append(cost.seconds)
-            continue
-        for index, (table, mode) in enumerate(touched):
-            size = rehearsal.sizes.get(table)
-            strong = mode in _STRONG_LOCKS
-            rows.append(
-                [
-                    cost.revision if index == 0 else "",
-                    table,
-                    Text(lock_words(mode), style="red" if strong else ""),
-                    Text("rewritten", style="red") if table in rewritten else "no",
-                    _rows(size.estimated_rows) if size else "new",
-                    _bytes(size.total_bytes) if size else "",
-                    f"{cost.seconds:.2f} s" if index == 0 else "",
-                ]
-            )
+    for index, row in enumerate(impact):
+        first = index == 0 or impact[index - 1].revision != row.revision
+        rows.append(
+            [
+                row.revision if first else "",
+                row.table,
+                Text(lock_words(row.mode), style="red" if row.blocks else ""),
+                Text("rewritten", style="red") if row.rewritten else "no",
+                _rows(row.size.estimated_rows) if row.size else "new",
+                _bytes(row.size.total_bytes) if row.size else "",
+                f"{row.seconds:.2f} s" if first else "",
+            ]
+        )
     if rows:
         grid(
             console,

@@ -1,0 +1,112 @@
+"""The moment of review: what the prompt restates, how it ends, and what a saved plan says about itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hindsight_migrate import cli
+from hindsight_migrate.errors import ExitCode
+from tests import dbstate
+from tests.conftest import assert_failure, bootstrapped, flatten, invoke
+from tests.projects import TINY_BASE, Rev, tiny_project
+
+ADD = "bbbb00000002"
+DROP = "cccc00000003"
+
+
+def project_with_a_drop(folder: Path) -> Path:
+    """things (V1) gains a column, which the next revision drops again: a destructive upgrade."""
+    return tiny_project(
+        folder,
+        Rev(
+            ADD,
+            (TINY_BASE,),
+            upgrade='op.execute("ALTER TABLE things ADD COLUMN note text")',
+            downgrade='op.execute("ALTER TABLE things DROP COLUMN note")',
+        ),
+        Rev(
+            DROP,
+            (ADD,),
+            upgrade='op.execute("ALTER TABLE things DROP COLUMN note")',
+            downgrade='op.execute("ALTER TABLE things ADD COLUMN note text")',
+        ),
+    )
+
+
+@pytest.fixture
+def at_add(tmp_path: Path, database_url: str) -> str:
+    """The project at ADD, with three rows whose note holds data."""
+    ini = bootstrapped(project_with_a_drop(tmp_path / "p"), database_url)
+    assert invoke("-c", ini, "--url", database_url, "up", ADD, "--yes").exit_code == 0
+    dbstate.query(database_url, "SELECT 1")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO things (name, note) VALUES ('a', 'x'), ('b', 'y'), ('c', NULL)"))
+    engine.dispose()
+    return ini
+
+
+def test_an_upgrade_that_drops_data_shows_the_rows_it_destroys_and_restates_them_at_the_prompt(
+    at_add: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    before = dbstate.snapshot(database_url)
+
+    declined = invoke("-c", at_add, "--url", database_url, "up", input="no\n")
+
+    assert_failure(declined, ExitCode.ABORTED, "Nothing was changed")
+    out = flatten(declined.output)
+    assert "Data loss: what the upgrade drops" in out, declined.output
+    assert "Destroys: column public.things.note (2 rows)" in out, declined.output
+    # The recap stands right above the question, after the whole plan.
+    assert out.index("Destroys:") > out.index("Plan fingerprint") and out.index("Destroys:") < out.index("Type the")
+    assert "[]" not in declined.output  # no empty default offered
+    assert dbstate.snapshot(database_url) == before
+
+
+def test_end_of_input_at_the_prompt_aborts_with_exit_7(
+    at_add: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", at_add, "--url", database_url, "up", input="")
+
+    assert_failure(result, ExitCode.ABORTED, "Nothing was changed: the confirmation was not given")
+    assert dbstate.snapshot(database_url) == before
+
+
+def test_a_saved_down_plan_replays_to_its_own_target_and_says_why_it_is_not_rehearsed(
+    at_add: str, database_url: str, tmp_path: Path
+) -> None:
+    assert invoke("-c", at_add, "--url", database_url, "up", "--yes").exit_code == 0
+    saved = tmp_path / "down.json"
+    made = invoke("-c", at_add, "--url", database_url, "down", "--to", TINY_BASE, "--dry-run", "--plan-out", str(saved))
+    assert made.exit_code == 0, made.output
+    assert json.loads(saved.read_text())["plan"]["target"] == TINY_BASE
+
+    # No --to: the saved plan's target (two steps), not one step.
+    applied = invoke("-c", at_add, "--url", database_url, "down", "--plan", str(saved), "--yes")
+
+    assert applied.exit_code == 0, applied.output
+    assert dbstate.alembic_version(database_url) == [TINY_BASE]
+    out = flatten(applied.output)
+    assert "No rehearsal: applying a saved plan, which was rehearsed when it was reviewed" in out, applied.output
+    assert "--no-rehearsal was given" not in out
+
+
+def test_a_saved_up_plan_is_refused_by_down(at_add: str, database_url: str, tmp_path: Path) -> None:
+    saved = tmp_path / "up.json"
+    assert invoke("-c", at_add, "--url", database_url, "up", "--dry-run", "--plan-out", str(saved)).exit_code == 0
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", at_add, "--url", database_url, "down", "--plan", str(saved), "--yes")
+
+    assert_failure(result, ExitCode.REFUSED, "This is a plan to go up; run it with `hindsight-migrate up`")
+    assert dbstate.snapshot(database_url) == before
