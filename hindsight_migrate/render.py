@@ -285,7 +285,10 @@ def _boxed_table(console: Console, columns: list[_Column], rows: list[list[str |
             widths[index] = min(widths[index], share)
             left -= widths[index]
     # Too wide still: cut the columns that allow it down to their floors, right to left, the flexible one last.
-    for index in sorted(range(len(columns)), key=lambda i: (columns[i].flexible, -i)):
+    # Only on a terminal, where the reader can widen it: a CI log or a pipe keeps every cell whole,
+    # and the table is simply wider than the 80 columns Rich assumes there.
+    shrinkable = range(len(columns)) if console.is_terminal else range(0)
+    for index in sorted(shrinkable, key=lambda i: (columns[i].flexible, -i)):
         excess = sum(widths) + frame - console.width
         floor = columns[index].shrink
         if excess > 0 and floor is not None and widths[index] > floor:
@@ -341,7 +344,8 @@ def grid(console: Console, title: str | None, columns: list[_Column], rows: Iter
 
     if title:
         console.print(Text(title, style="table.title"))
-    console.print(_boxed_table(console, columns, list(rows)))
+    # crop=False: a row wider than the console (never on a terminal, see above) is written whole.
+    console.print(_boxed_table(console, columns, list(rows)), crop=False)
 
 
 def _cell_lines(cell: str | Text) -> list[tuple[str | Text, int]]:

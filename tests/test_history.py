@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -361,17 +362,34 @@ def test_a_long_graph_shows_every_revision_with_its_parents_and_message(tmp_path
 
 def test_a_narrow_terminal_keeps_the_message_column(hindsight_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "60")
+    monkeypatch.setenv("FORCE_COLOR", "1")  # a terminal: only there may a cell be cut
 
     result = invoke("-c", str(hindsight_project / "alembic.ini"), "history", "--offline")
 
     assert result.exit_code == 0, result.output
-    table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    stdout = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)  # the bold of the ids, which NO_COLOR keeps
+    table = [line for line in stdout.splitlines() if line[:1] in "┏┃┡│└"]
     assert table and all(len(line) <= 60 for line in table), "\n".join(table)
-    rows = table_rows(result.stdout)
+    rows = table_rows(stdout)
     assert set(rows) == ALL_REVISIONS  # ids are never cut
     # The message folds into the room that is left; no word of it is lost.
     assert rows[HEAD]["Message"].replace(" ", "") == "widenagent_transcripts.token_counttobigint"
     assert rows[BASELINE]["Created"] == "2026-01-12"
+
+
+def test_piped_output_never_cuts_a_cell(hindsight_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CI log or a pipe is no terminal: Rich assumes 80 columns there, and nothing may be lost to them."""
+    monkeypatch.setenv("COLUMNS", "40")
+
+    result = invoke("-c", str(hindsight_project / "alembic.ini"), "history", "--offline")
+
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout, result.stdout
+    rows = table_rows(result.stdout)
+    assert set(rows) == ALL_REVISIONS
+    assert rows[MERGE]["Marks"] == "merge"
+    assert rows[BRANCH_POINT]["Marks"] == "branch point"
+    assert rows[HEAD]["Marks"] == "head"
 
 
 def test_colour_is_kept_on_a_terminal(hindsight_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
