@@ -82,6 +82,14 @@ PlanOutOption = Annotated[
     Path | None,
     typer.Option("--plan-out", help="Save the reviewed plan as JSON (for review in a pull request).", dir_okay=False),
 ]
+DetailedExitOption = Annotated[
+    bool,
+    typer.Option(
+        "--detailed-exitcode",
+        help="With --dry-run: exit 0 when there is nothing to do, 2 when the plan changes the database, 3 when "
+        "it is destructive (data lost, a table with rows rewritten, a blocking lock over destructive_lock).",
+    ),
+]
 PlanInOption = Annotated[
     Path | None,
     typer.Option(
@@ -310,6 +318,7 @@ def up(
         bool, typer.Option("--no-rehearsal", help="Skip the rehearsal (the schema diff is then not measured).")
     ] = False,
     allow_lint: Annotated[bool, typer.Option("--allow-lint", help="Apply despite lint errors.")] = False,
+    detailed_exitcode: DetailedExitOption = False,
     plan_out: PlanOutOption = None,
     plan_in: PlanInOption = None,
     lock_wait: Annotated[
@@ -349,7 +358,18 @@ def up(
         _review_and_apply(
             options,
             make_plan,
-            Review(rehearse_on, no_rehearsal, allow_lint, dry_run, yes, lock_wait, plan_out, plan_in, direction="up"),
+            Review(
+                rehearse_on,
+                no_rehearsal,
+                allow_lint,
+                dry_run,
+                yes,
+                lock_wait,
+                plan_out,
+                plan_in,
+                direction="up",
+                detailed_exitcode=detailed_exitcode,
+            ),
         )
 
     _guarded(options, body)
@@ -380,6 +400,7 @@ def down(
     no_rehearsal: Annotated[
         bool, typer.Option("--no-rehearsal", help="Skip the rehearsal (data loss is then not measured).")
     ] = False,
+    detailed_exitcode: DetailedExitOption = False,
     plan_out: PlanOutOption = None,
     plan_in: PlanInOption = None,
     lock_wait: Annotated[
@@ -445,6 +466,7 @@ def down(
                 plan_out=plan_out,
                 plan_in=plan_in,
                 direction="down",
+                detailed_exitcode=detailed_exitcode,
             ),
         )
 
@@ -464,6 +486,7 @@ class Review:
     plan_out: Path | None = None  # save the plan there
     plan_in: Path | None = None  # apply this saved plan, if nothing changed
     direction: Literal["up", "down"] = "up"
+    detailed_exitcode: bool = False  # with --dry-run: 0 nothing to do, 2 changes, 3 destructive
 
 
 def _review_and_apply(
@@ -474,9 +497,13 @@ def _review_and_apply(
     """Plan, show, check, confirm, apply: the one path up and down both take."""
     from hindsight_migrate import plan_file, render
     from hindsight_migrate.apply import apply_plan
-    from hindsight_migrate.plan import NoRehearsal, refuse_unless_applicable
+    from hindsight_migrate.plan import NoRehearsal, change_kind, refuse_unless_applicable
     from hindsight_migrate.rehearsal import RehearsalOptions
 
+    if review.detailed_exitcode and not review.dry_run:
+        from hindsight_migrate.errors import BadArgument
+
+        raise BadArgument("--detailed-exitcode describes a plan: use it with --dry-run.")
     saved = plan_file.load_plan(review.plan_in, direction=review.direction) if review.plan_in else None
     settings, project, database = _open(options)
     try:
@@ -498,11 +525,14 @@ def _review_and_apply(
         if review.plan_out is not None:
             plan_file.save_plan(plan, plan_file.database_identity(database), review.plan_out)
             render.err().print(f"Plan saved to {review.plan_out}.")
+        kind, reasons = change_kind(plan, blocking_seconds=settings.tool.destructive_lock_seconds)
         if plan.nothing_to_do:
             return
         refuse_unless_applicable(plan, allow_lint=review.allow_lint)
         if review.dry_run:
-            render.err().print("Dry run: nothing was changed.")
+            render.dry_run_done(kind, reasons, detailed=review.detailed_exitcode)
+            if review.detailed_exitcode:
+                raise typer.Exit(kind.value)
             return
         _confirm_by_typing(plan, yes=review.yes)
         progress = render.RichProgress()

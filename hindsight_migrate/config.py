@@ -82,6 +82,13 @@ class ToolSettings:
     # reverted with a warning by default, as raw Alembic reverts it; teams that want every
     # revision to undo itself set this to refuse such downgrades (and fail `check` on them).
     refuse_noop_downgrades: bool = False
+    # --detailed-exitcode calls a plan destructive (exit 3) when a lock that blocks reads or writes
+    # of an existing table was held longer than this in the rehearsal.
+    destructive_lock: str = "1s"
+
+    @property
+    def destructive_lock_seconds(self) -> float:
+        return duration_seconds(self.destructive_lock)
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ TOOL_KEYS = (
     "lint_error_rules",
     "lint_ignore_rules",
     "refuse_noop_downgrades",
+    "destructive_lock",
 )
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
@@ -403,6 +411,14 @@ def _tool_table(ini: _Ini | None, toml: _Toml | None) -> _ToolTable | None:
     return None
 
 
+def duration_seconds(value: str) -> float:
+    """A validated duration (5s, 500ms, 2min, 1h; a bare number is milliseconds, as PostgreSQL reads it) in seconds."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min|h)?", value.strip())
+    assert match is not None, value
+    unit = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}[match.group(2) or "ms"]
+    return float(match.group(1)) * unit
+
+
 def _settings_from(table: _ToolTable) -> tuple[Path | None, str | None, ToolSettings]:
     """(bootstrap_sql, baseline, the other knobs) from an ini section or a TOML table."""
     defaults = ToolSettings()
@@ -476,6 +492,7 @@ def _settings_from(table: _ToolTable) -> tuple[Path | None, str | None, ToolSett
         lint_error_rules=rules("lint_error_rules", defaults.lint_error_rules),
         lint_ignore_rules=rules("lint_ignore_rules", defaults.lint_ignore_rules),
         refuse_noop_downgrades=flag("refuse_noop_downgrades", defaults.refuse_noop_downgrades),
+        destructive_lock=duration("destructive_lock", defaults.destructive_lock),
     )
     return bootstrap_sql, text("baseline"), tool
 

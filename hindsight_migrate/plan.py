@@ -220,6 +220,31 @@ class DowngradeProblem:
         return self.kind != "noop"
 
 
+class ChangeKind(Enum):
+    """What a plan does, for --detailed-exitcode (as Terraform's -detailed-exitcode): 0, 2 or 3."""
+
+    NOTHING = 0
+    CHANGES = 2
+    DESTRUCTIVE = 3  # data lost, a table with rows rewritten, or traffic blocked longer than destructive_lock
+
+
+def change_kind(plan: MigrationPlan, *, blocking_seconds: float) -> tuple[ChangeKind, tuple[str, ...]]:
+    """Read-only: what kind of change the plan is, and why it is destructive when it is."""
+    if plan.nothing_to_do:
+        return ChangeKind.NOTHING, ()
+    reasons = [f"drops {loss.kind} {loss.name} holding {loss.rows:,} row(s)" for loss in plan.data_loss if loss.rows]
+    if plan.rehearsal is not None:
+        impact, _ = plan.rehearsal.impact()
+        rewrites = {row.table for row in impact if row.rewritten and row.size and row.size.estimated_rows > 0}
+        reasons += [f"rewrites {table}, which holds rows" for table in sorted(rewrites)]
+        reasons += [
+            f"blocks {row.blocks} of {row.table} for {row.seconds:.2f} s ({row.revision}), over {blocking_seconds:g} s"
+            for row in impact
+            if row.blocks is not None and row.seconds > blocking_seconds
+        ]
+    return (ChangeKind.DESTRUCTIVE if reasons else ChangeKind.CHANGES), tuple(reasons)
+
+
 def refuse_unless_applicable(plan: MigrationPlan, *, allow_lint: bool) -> None:
     """Read-only: refuse (before any prompt) a plan whose rehearsal failed, or with lint errors unless allowed."""
     if plan.rehearsal is not None and plan.rehearsal.failure is not None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.errors import HindsightMigrateError
     from hindsight_migrate.history import History
     from hindsight_migrate.lint import LintResult
-    from hindsight_migrate.plan import MigrationPlan
+    from hindsight_migrate.plan import ChangeKind, MigrationPlan
     from hindsight_migrate.revisions import RevisionInfo
     from hindsight_migrate.status import Status
 
@@ -484,6 +484,15 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool = True) -> None:
     for warning in plan.warnings:
         console.print(f"[bold yellow]Warning:[/] {warning}")
     console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
+
+
+def dry_run_done(kind: ChangeKind, reasons: tuple[str, ...], *, detailed: bool) -> None:
+    console = err()
+    console.print("Dry run: nothing was changed.")
+    if not detailed:
+        return
+    words = {0: "nothing to do", 2: "the plan changes the database", 3: "the plan is destructive"}[kind.value]
+    console.print(f"Exit code {kind.value}: {words}" + (f": {'; '.join(reasons)}." if reasons else "."))
 
 
 def stakes(plan: MigrationPlan) -> None:

@@ -110,3 +110,24 @@ def test_a_saved_up_plan_is_refused_by_down(at_add: str, database_url: str, tmp_
 
     assert_failure(result, ExitCode.REFUSED, "This is a plan to go up; run it with `hindsight-migrate up`")
     assert dbstate.snapshot(database_url) == before
+
+
+def test_detailed_exitcode_tells_nothing_changes_and_destruction_apart(database_url: str, at_add: str) -> None:
+    # The fixture's database is at ADD, with rows in the column the next revision drops: destructive.
+    destructive = invoke("-c", at_add, "--url", database_url, "up", "--dry-run", "--detailed-exitcode")
+    assert destructive.exit_code == 3, destructive.output
+    assert "drops column public.things.note holding 2 row(s)" in flatten(destructive.output)
+
+    # Back at the baseline: adding a nullable column to things (three rows, no rewrite) changes, destroys nothing.
+    assert invoke("-c", at_add, "--url", database_url, "up", "--yes").exit_code == 0
+    assert invoke("-c", at_add, "--url", database_url, "down", "--to", TINY_BASE, "--yes").exit_code == 0
+    changes = invoke("-c", at_add, "--url", database_url, "up", ADD, "--dry-run", "--detailed-exitcode")
+    assert changes.exit_code == 2, changes.output
+    assert "Exit code 2: the plan changes the database" in flatten(changes.output)
+
+    assert invoke("-c", at_add, "--url", database_url, "up", "--yes").exit_code == 0
+    nothing = invoke("-c", at_add, "--url", database_url, "up", "--dry-run", "--detailed-exitcode")
+    assert nothing.exit_code == 0, nothing.output
+
+    applying = invoke("-c", at_add, "--url", database_url, "up", "--detailed-exitcode", "--yes")
+    assert_failure(applying, ExitCode.USAGE, "use it with --dry-run")
