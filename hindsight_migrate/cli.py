@@ -80,7 +80,12 @@ VerboseOption = Annotated[
 
 PlanOutOption = Annotated[
     Path | None,
-    typer.Option("--plan-out", help="Save the reviewed plan as JSON (for review in a pull request).", dir_okay=False),
+    typer.Option(
+        "--plan-out",
+        help="Save the reviewed plan as JSON (for review in a pull request); - writes it to stdout (the plan "
+        "itself then goes to stderr).",
+        dir_okay=False,
+    ),
 ]
 DetailedExitOption = Annotated[
     bool,
@@ -495,6 +500,18 @@ def _review_and_apply(
     review: Review,
 ) -> None:
     """Plan, show, check, confirm, apply: the one path up and down both take."""
+    from hindsight_migrate import render
+
+    # --plan-out -: stdout carries the plan file alone; everything a person reads goes to stderr.
+    with render.stdout_for_data(review.plan_out == Path("-")):
+        _plan_and_apply(options, make_plan, review)
+
+
+def _plan_and_apply(
+    options: GlobalOptions,
+    make_plan: Callable[[AlembicProject, Database, RehearsalOptions | None, NoRehearsal], MigrationPlan],
+    review: Review,
+) -> None:
     from hindsight_migrate import plan_file, render
     from hindsight_migrate.apply import apply_plan
     from hindsight_migrate.plan import NoRehearsal, change_kind, refuse_unless_applicable
@@ -521,8 +538,12 @@ def _review_and_apply(
         if saved is not None:
             plan_file.refuse_unless_unchanged(saved, plan, plan_file.database_identity(database))
             render.err().print(f"The saved plan {review.plan_in} still holds: nothing changed since it was reviewed.")
+        plan_to_stdout = review.plan_out == Path("-")
         render.migration_plan(plan)
-        if review.plan_out is not None:
+        if plan_to_stdout:
+            sys.stdout.write(plan_file.plan_document(plan, plan_file.database_identity(database)))
+            sys.stdout.flush()
+        elif review.plan_out is not None:
             plan_file.save_plan(plan, plan_file.database_identity(database), review.plan_out)
             render.err().print(f"Plan saved to {review.plan_out}.")
         kind, reasons = change_kind(plan, blocking_seconds=settings.tool.destructive_lock_seconds)

@@ -57,8 +57,8 @@ def database_identity(database: Database) -> DatabaseIdentity:
     return DatabaseIdentity(database.masked_url, str(name), int(oid), str(version))
 
 
-def save_plan(plan: MigrationPlan, identity: DatabaseIdentity, path: Path) -> None:
-    """Writes ``path``: the plan as JSON (the rehearsal and lint included, for the reviewer)."""
+def plan_document(plan: MigrationPlan, identity: DatabaseIdentity) -> str:
+    """The plan as the JSON text of a plan file (the rehearsal and lint included, for the reviewer)."""
     from hindsight_migrate.render import jsonable
 
     document = {
@@ -67,8 +67,13 @@ def save_plan(plan: MigrationPlan, identity: DatabaseIdentity, path: Path) -> No
         "identity": jsonable(identity),
         "plan": jsonable(plan),
     }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def save_plan(plan: MigrationPlan, identity: DatabaseIdentity, path: Path) -> None:
+    """Writes ``path``: the plan file."""
     try:
-        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        path.write_text(plan_document(plan, identity), encoding="utf-8")
     except OSError as err:
         raise BadArgument(f"Cannot write the plan to {path}: {err.strerror}.") from err
 

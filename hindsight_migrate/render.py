@@ -6,12 +6,13 @@ so ``hindsight-migrate history --json | jq`` sees only JSON.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
@@ -37,10 +38,24 @@ if TYPE_CHECKING:
     from hindsight_migrate.status import Status
 
 
+_HUMAN_ON_STDERR = [False]  # set when stdout carries data (--plan-out -): what people read moves to stderr
+
+
+@contextlib.contextmanager
+def stdout_for_data(wanted: bool) -> Iterator[None]:
+    """While ``wanted``, what people read goes to stderr, so stdout holds the data alone (``--plan-out -``)."""
+    before = _HUMAN_ON_STDERR[0]
+    _HUMAN_ON_STDERR[0] = wanted or before
+    try:
+        yield
+    finally:
+        _HUMAN_ON_STDERR[0] = before
+
+
 def out() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, stderr=_HUMAN_ON_STDERR[0])
 
 
 def err() -> Console:

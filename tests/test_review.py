@@ -131,3 +131,19 @@ def test_detailed_exitcode_tells_nothing_changes_and_destruction_apart(database_
 
     applying = invoke("-c", at_add, "--url", database_url, "up", "--detailed-exitcode", "--yes")
     assert_failure(applying, ExitCode.USAGE, "use it with --dry-run")
+
+
+def test_plan_out_dash_writes_the_plan_file_to_stdout_alone(at_add: str, database_url: str, tmp_path: Path) -> None:
+    result = invoke("-c", at_add, "--url", database_url, "up", "--dry-run", "--plan-out", "-")
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)  # nothing but the plan file on stdout
+    assert document["plan"]["direction"] == "up" and document["plan"]["final"] == [DROP]
+    assert "Upgrade plan for" in result.stderr  # what a person reads went to stderr
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+    # It is a plan file like any other.
+    saved = tmp_path / "saved.json"
+    saved.write_text(result.stdout)
+    applied = invoke("-c", at_add, "--url", database_url, "up", "--plan", str(saved), "--yes")
+    assert applied.exit_code == 0, applied.output
+    assert dbstate.alembic_version(database_url) == [DROP]
