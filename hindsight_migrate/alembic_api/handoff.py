@@ -44,7 +44,6 @@ class ExpectedDatabase:
 
     url: URL
     origin: str  # "--url", "DATABASE_URL (environment)", "embedded server", ...
-    config_url: str | None = None  # what sqlalchemy.url holds in the config env.py reads
 
 
 @dataclass
@@ -141,7 +140,8 @@ def _where_env_py_got(raw: Any, expected: ExpectedDatabase) -> str:
     for name, value in sorted(os.environ.items()):
         if value and value.strip() == text.strip():
             return name
-    if expected.config_url and expected.config_url.strip() == text.strip():
+    # bind_target() wrote exactly this into sqlalchemy.url, which is where stock env.py files read it.
+    if expected.url.render_as_string(hide_password=False) == text.strip():
         return "sqlalchemy.url"
     return "a URL env.py built itself"
 

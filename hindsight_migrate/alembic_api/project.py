@@ -75,9 +75,8 @@ class AlembicProject:
         """The database the plan is for: env.py is handed it in sqlalchemy.url, and may ask for no other."""
         from hindsight_migrate.alembic_api.handoff import ExpectedDatabase
 
-        rendered = url.render_as_string(hide_password=False)
-        self._set_url(self.config, rendered)
-        self.target = ExpectedDatabase(url=url, origin=origin, config_url=rendered)
+        self._set_url(self.config, url.render_as_string(hide_password=False))
+        self.target = ExpectedDatabase(url=url, origin=origin)
 
     @staticmethod
     def _set_url(config: Config, url: str) -> None:

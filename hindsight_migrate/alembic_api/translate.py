@@ -11,6 +11,7 @@ code) stays an internal error: that one is ours.
 
 from __future__ import annotations
 
+import functools
 import site
 import sys
 import traceback
@@ -162,6 +163,7 @@ def _raised_by_the_tool(err: BaseException) -> bool:
     return bool(frames) and _inside(Path(frames[-1].filename).resolve(), (_TOOL_DIR,))
 
 
+@functools.cache
 def _installed_locations() -> tuple[Path, ...]:
     """Where installed packages live: a virtual environment inside the project is not the project's code."""
     places = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
