@@ -5,22 +5,32 @@ By default the models are compared with a scratch database built at head from no
 leftovers in someone's local database. The detected operations are reviewed before the file
 is written (drops, narrowings, NOT NULL without a default, probable renames), an empty
 revision is refused unless asked for, and the new file's SQL is linted.
+
+What a danger puts at risk is counted on the configured (target) database, read-only, and
+written into the revision file as a ``# DANGER:`` comment above the operation, so whoever
+opens the file sees it where the edit has to happen.
 """
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import plan_bootstrap, rehearse_bootstrap
 from hindsight_migrate.database import Database
-from hindsight_migrate.errors import BadArgument, NoTargetMetadata, Refused, Section
-from hindsight_migrate.lint import LintResult, lint_sql
-from hindsight_migrate.review import ReviewFinding, review_operations
+from hindsight_migrate.errors import BadArgument, ConnectionFailed, NoTargetMetadata, Refused, Section
+from hindsight_migrate.lint import LintFinding, LintResult, lint_sql
+from hindsight_migrate.review import DANGER, ReviewFinding, review_operations
 from hindsight_migrate.revisions import Operation
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,23 @@ class NewRevision:
     revision: str | None
     sql: str | None
     lint: LintResult | None
+    counted_on: str | None = None  # the target the findings' rows were counted on (masked URL)
+    not_counted: str | None = None  # why the rows could not be counted on the target, when they could not
+    danger_comments: int = 0  # `# DANGER:` comments written into the revision file
+    strict: bool = False  # --strict: dangers or lint errors left in the file fail the command (exit 13)
+
+    @property
+    def dangers(self) -> tuple[ReviewFinding, ...]:
+        return tuple(f for f in self.findings if f.level == DANGER)
+
+    @property
+    def lint_errors(self) -> tuple[LintFinding, ...]:
+        return self.lint.errors if self.lint is not None else ()
+
+    @property
+    def strict_failed(self) -> bool:
+        """--strict and something to fix is left: the file is written all the same, to be edited."""
+        return self.strict and bool(self.dangers or self.lint_errors)
 
 
 def new_revision(
@@ -42,8 +69,13 @@ def new_revision(
     *,
     against_target: bool,
     allow_empty: bool,
+    strict: bool = False,
 ) -> NewRevision:
-    """Writes a revision file; reads the target only (``--against-target``) or a scratch database."""
+    """Writes a revision file; reads the target only (``--against-target``) or a scratch database.
+
+    The rows each danger puts at risk are counted on the target (``database``) read-only,
+    whichever database the models were compared with.
+    """
     message = " ".join(message.split())
     if not message:
         raise BadArgument('A revision needs a message that says what it does, e.g. hindsight-migrate new "add users".')
@@ -53,7 +85,7 @@ def new_revision(
             at_head.connect() as connection,
         ):
             operations, path = project.authoring.autogenerate(
-                connection, message, write=lambda ops: bool(ops) or allow_empty
+                connection, _docstring_safe(message), write=lambda ops: bool(ops) or allow_empty
             )
             connection.rollback()
     except NoTargetMetadata:
@@ -61,17 +93,215 @@ def new_revision(
             raise
         # No models (target_metadata = None, as alembic init writes it): a hand-written revision
         # needs none, as `alembic revision -m` needs none.
-        operations, path, compared_with = (), project.authoring.empty_revision(message), None
+        operations, path, compared_with = (), project.authoring.empty_revision(_docstring_safe(message)), None
     findings = review_operations(operations)
     if path is None:
         raise Refused(
             f"Autogenerate found no difference between the models and {compared_with}, so no revision was "
             "written. For a hand-written data migration, pass --empty.",
         )
+    findings, not_counted = count_affected_rows(database, findings)
+    full_path = path if path.is_absolute() else project.settings.project_dir / path
+    danger_comments = write_danger_comments(full_path, findings)
     revision = _revision_in(project, path)
     sql = project.env.offline_sql(project.graph.resolve(revision)) if revision else None
     lint = lint_sql({revision: sql}, project.settings.tool) if revision and sql is not None else None
-    return NewRevision(message, compared_with, operations, findings, path, revision, sql, lint)
+    return NewRevision(
+        message=message,
+        compared_with=compared_with,
+        operations=operations,
+        findings=findings,
+        path=path,
+        revision=revision,
+        sql=sql,
+        lint=lint,
+        counted_on=database.masked_url if not_counted is None and any(f.counted for f in findings) else None,
+        not_counted=not_counted,
+        danger_comments=danger_comments,
+        strict=strict,
+    )
+
+
+# Alembic writes the message into the template as it is: stock templates open the module
+# docstring with `"""${message}`, so a message holding `"""` ends the docstring early, and a
+# backslash starts an escape (`\N`, `\x`, `\u` that do not parse are a SyntaxError; a trailing
+# one swallows the newline). Escaped, the file compiles and its docstring (which Alembic reads
+# back as the revision's message) is the message itself. The file name's slug is built from
+# the word characters only, so it is the same either way.
+_ENDS_A_STRING = re.compile(r"\"{3,}|'{3,}|[\"']+$")
+
+
+def _docstring_safe(message: str) -> str:
+    escaped = message.replace("\\", "\\\\")
+    return _ENDS_A_STRING.sub(lambda quotes: "".join("\\" + q for q in quotes.group()), escaped)
+
+
+def count_affected_rows(
+    database: Database, findings: tuple[ReviewFinding, ...]
+) -> tuple[tuple[ReviewFinding, ...], str | None]:
+    """Read-only: the rows each finding puts at risk, counted on the target; the transaction is rolled back.
+
+    Returns the findings with their counts, and why nothing could be counted (None when it could).
+    A table or column the target does not have is counted as holding nothing (``rows=None``).
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from hindsight_migrate.database import server_said
+
+    wanted = [f for f in findings if f.affects is not None]
+    if not wanted:
+        return findings, None
+    counts: dict[int, tuple[int | None, bool]] = {}
+    try:
+        with database.connect() as connection:
+            for finding in wanted:
+                counts[id(finding)] = _count_one(connection, finding)
+            connection.rollback()
+    except ConnectionFailed as err:
+        return findings, err.message
+    except DBAPIError as err:
+        return findings, f"the target could not be read: {server_said(err)}"
+    return tuple(
+        replace(f, counted=True, rows=counts[id(f)][0], rows_exact=counts[id(f)][1]) if id(f) in counts else f
+        for f in findings
+    ), None
+
+
+def _count_one(connection: Connection, finding: ReviewFinding) -> tuple[int | None, bool]:
+    """(rows, exact); (None, True) when the target has no such table or column."""
+    from hindsight_migrate import catalog
+
+    op = finding.operation
+    # Operations carry no schema: autogenerate's tables are in the default one (search_path's first).
+    schema = connection.dialect.default_schema_name or "public"
+    column = op.name if finding.affects == "column_values" else None
+    if not catalog.table_exists(connection, schema, op.table):
+        return None, True
+    if column is not None and not catalog.column_exists(connection, schema, op.table, column):
+        return None, True
+    return catalog.count_rows(connection, schema, op.table, non_null_column=column)
+
+
+# -- `# DANGER:` comments in the written file ------------------------------------------
+
+_MARKED_CALLS = frozenset({"drop_table", "drop_column", "alter_column", "add_column"})
+
+
+def write_danger_comments(path: Path, findings: tuple[ReviewFinding, ...]) -> int:
+    """Writes the revision file: a ``# DANGER:`` comment above each upgrade() call a danger is about.
+
+    Returns how many were written. The file is left as Alembic wrote it when it cannot be read
+    as Python, when no call is found, or when the commented text would not compile.
+    """
+    dangers = [f for f in findings if f.level == DANGER]
+    if not dangers:
+        return 0
+    try:
+        text = path.read_bytes().decode("utf-8")
+        calls = _upgrade_calls(ast.parse(text))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return 0
+    comments: dict[int, list[str]] = {}
+    for finding in dangers:
+        op = finding.operation
+        for line in calls.get((op.kind, op.table, op.name), ()):
+            count = finding.rows_on_target
+            said = f"# DANGER: {finding.message}" + (f" ({count})" if count else "")
+            comments.setdefault(line, []).append(_one_line(said))
+            if finding.instead:
+                comments[line].append(_one_line(f"#   instead: {finding.instead}"))
+    if not comments:
+        return 0
+    lines = text.splitlines(keepends=True)
+    for line in sorted(comments, reverse=True):
+        statement = lines[line - 1]
+        indent = statement[: len(statement) - len(statement.lstrip(" \t"))]
+        newline = statement[len(statement.rstrip("\r\n")) :] or "\n"
+        lines[line - 1 : line - 1] = [f"{indent}{comment}{newline}" for comment in comments[line]]
+    commented = "".join(lines)
+    try:
+        compile(commented, str(path), "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return 0
+    path.write_bytes(commented.encode("utf-8"))
+    return sum(len(c) for c in comments.values())
+
+
+def _one_line(comment: str) -> str:
+    # A table or column name may hold a line break; a comment must stay one line.
+    return " ".join(comment.replace("\x00", "").split())
+
+
+def _upgrade_calls(tree: ast.Module) -> dict[tuple[str, str, str], list[int]]:
+    """(operation, table, name) -> first lines of the statements in upgrade() that call it."""
+    found: dict[tuple[str, str, str], list[int]] = {}
+    upgrade = next(
+        (n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "upgrade"),
+        None,
+    )
+
+    def visit(statements: list[ast.stmt], batch_table: str | None) -> None:
+        for statement in statements:
+            if isinstance(statement, (ast.With, ast.AsyncWith)):
+                visit(statement.body, _batch_table(statement) or batch_table)
+                continue
+            for field in ("body", "orelse", "finalbody"):
+                visit(getattr(statement, field, []), batch_table)
+            for handler in getattr(statement, "handlers", []):
+                visit(handler.body, batch_table)
+            if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
+                key = _call_key(statement.value, batch_table)
+                if key is not None:
+                    found.setdefault(key, []).append(statement.lineno)
+
+    if upgrade is not None:
+        visit(upgrade.body, None)
+    return found
+
+
+def _batch_table(statement: ast.With | ast.AsyncWith) -> str | None:
+    """The table of `with op.batch_alter_table("t") as batch_op:` (render_as_batch projects)."""
+    for item in statement.items:
+        call = item.context_expr
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "batch_alter_table"
+        ):
+            return _string(call.args[0] if call.args else _keyword(call, "table_name"))
+    return None
+
+
+def _call_key(call: ast.Call, batch_table: str | None) -> tuple[str, str, str] | None:
+    func = call.func
+    if not isinstance(func, ast.Attribute) or func.attr not in _MARKED_CALLS:
+        return None
+    args: list[ast.expr | None] = list(call.args)
+    on_op = isinstance(func.value, ast.Name) and func.value.id == "op"
+    if on_op or batch_table is None:
+        table = _string(args.pop(0) if args else _keyword(call, "table_name"))
+    else:
+        table = batch_table  # batch_op.drop_column("c"): the table is the batch's
+    if table is None:
+        return None
+    if func.attr == "drop_table":
+        return func.attr, table, table
+    if func.attr == "add_column":
+        column = args[0] if args else _keyword(call, "column")
+        if not (isinstance(column, ast.Call) and column.args):
+            return None
+        name = _string(column.args[0])
+    else:
+        name = _string(args[0] if args else _keyword(call, "column_name"))
+    return (func.attr, table, name) if name is not None else None
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _string(node: Any) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 @contextmanager

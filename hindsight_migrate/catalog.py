@@ -335,18 +335,35 @@ def database_size(connection: Connection) -> int:
     return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
 
-def count_rows(connection: Connection, table: str, *, non_null_column: str | None = None) -> tuple[int, bool]:
+def column_exists(connection: Connection, schema: str, table: str, column: str) -> bool:
+    """Read-only, and takes no lock: SQLAlchemy's inspector waits behind a lock held on the table
+    (a long migration, a VACUUM FULL) where pg_attribute alone does not."""
+    from sqlalchemy import text
+
+    found = connection.execute(
+        text(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(:schema) || '.' || "
+            "quote_ident(:table)) AND attname = :column AND attnum > 0 AND NOT attisdropped"
+        ),
+        {"schema": schema, "table": table, "column": column},
+    ).scalar()
+    return found is not None
+
+
+def count_rows(
+    connection: Connection, schema: str, table: str, *, non_null_column: str | None = None
+) -> tuple[int, bool]:
     """Read-only: rows of ``schema.table`` (or rows where a column is not NULL), and whether exact.
 
     Counts for real under a short statement timeout; a table too big to count in time gets the
-    planner's estimate instead, said to be one.
+    planner's estimate instead, said to be one (for a column, scaled by its share of non-NULL
+    values in pg_stats when the table has been analysed).
     """
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    schema, _, name = table.partition(".")
-    quoted = f'"{schema}"."{name}"'.replace('""', '"')
-    where = f' WHERE "{non_null_column}" IS NOT NULL' if non_null_column else ""
+    quoted = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+    where = f" WHERE {quote_identifier(non_null_column)} IS NOT NULL" if non_null_column else ""
     savepoint = connection.begin_nested() if connection.in_transaction() else connection.begin()
     try:
         connection.execute(text("SET LOCAL statement_timeout = '5s'"))
@@ -356,6 +373,16 @@ def count_rows(connection: Connection, table: str, *, non_null_column: str | Non
     except DBAPIError:
         savepoint.rollback()
     estimate = connection.execute(
-        text("SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(:name)"), {"name": quoted}
+        text(
+            "SELECT GREATEST(c.reltuples, 0) * (1 - COALESCE(s.null_frac, 0)) FROM pg_class c "
+            "LEFT JOIN pg_stats s ON s.schemaname = :schema AND s.tablename = :table AND s.attname = :column "
+            "WHERE c.oid = to_regclass(:quoted)"
+        ),
+        {"schema": schema, "table": table, "column": non_null_column, "quoted": quoted},
     ).scalar()
     return int(estimate or 0), False
+
+
+def quote_identifier(name: str) -> str:
+    """As PostgreSQL's quote_ident always quoting: any name, quotes inside it doubled."""
+    return '"' + name.replace('"', '""') + '"'

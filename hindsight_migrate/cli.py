@@ -588,6 +588,13 @@ def new(
         bool, typer.Option("--empty", help="Write the revision even when nothing changed (a data migration).")
     ] = False,
     sql: Annotated[bool, typer.Option("--sql", help="Also show the SQL the new revision emits.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 13 when a danger or a lint error is left in the new revision (the file is still written).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -598,10 +605,12 @@ def new(
     server, dropped afterwards), so the result depends only on the code. Flags every drop, type
     narrowing and NOT NULL without a server default, names probable renames with the operation
     to use instead, refuses an empty revision unless --empty, and lints the new file's SQL.
+    Each danger says how many rows it puts at risk on the configured database (counted
+    read-only) and is written into the file as a "# DANGER:" comment above its operation.
 
     Example:
 
-        hindsight-migrate new "add memory_blocks.pinned"
+        hindsight-migrate new "add memory_blocks.pinned" --strict
     """
     options = _globals(ctx, config, url, debug)
 
@@ -612,10 +621,12 @@ def new(
         result = _with_database(
             options,
             lambda project, database: new_revision(
-                project, database, message, against_target=against_target, allow_empty=empty
+                project, database, message, against_target=against_target, allow_empty=empty, strict=strict
             ),
         )
         render.new_revision(result, show_sql=sql)
+        if result.strict_failed:
+            raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
     _guarded(options, body)
 

@@ -329,10 +329,16 @@ def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]
     dropped_tables = [table for table in dropped_tables if table in rehearsal.sizes]
     dropped_columns = [name for name in dropped_columns if name.rpartition(".")[0] in rehearsal.sizes]
     with database.connect() as connection:
-        losses = [DataLoss("table", table, *catalog.count_rows(connection, table)) for table in dropped_tables]
+        # Diff names are schema.table[.column]; a schema name holds no dot in practice, a table name may.
+        losses = [
+            DataLoss("table", table, *catalog.count_rows(connection, *table.split(".", 1))) for table in dropped_tables
+        ]
         for name in dropped_columns:
             table, _, column = name.rpartition(".")
-            losses.append(DataLoss("column", name, *catalog.count_rows(connection, table, non_null_column=column)))
+            schema, _, table_name = table.partition(".")
+            losses.append(
+                DataLoss("column", name, *catalog.count_rows(connection, schema, table_name, non_null_column=column))
+            )
         connection.rollback()
     return tuple(losses)
 

@@ -807,9 +807,14 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
         )
     else:
         console.print("Detected operations (0): upgrade() and downgrade() are empty, to be written by hand.")
+    if result.counted_on is not None:
+        console.print(f"Rows at risk counted on {escape(result.counted_on)} (read-only, rolled back):")
+    elif result.not_counted is not None:
+        console.print(f"[yellow]Rows at risk not counted:[/] {escape(result.not_counted)}")
     for finding in result.findings:
         colour = "red" if finding.level == "danger" else "yellow"
-        console.print(f"  [{colour}]{finding.level}:[/] {escape(finding.message)}")
+        count = f" [bold]({escape(finding.rows_on_target)})[/]" if finding.rows_on_target else ""
+        console.print(f"  [{colour}]{finding.level}:[/] {escape(finding.message)}{count}")
         if finding.instead:
             console.print(f"      instead: [bold]{escape(finding.instead)}[/]")
     if result.lint is not None:
@@ -817,10 +822,22 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     if show_sql and result.sql is not None:
         console.print(Syntax(result.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
     todo = "fix what is flagged above" if result.findings else "write what it should do" if not rows else "check it"
+    marked = (
+        f" {result.danger_comments} danger(s) are marked in it with a # DANGER: comment above the operation."
+        if result.danger_comments
+        else ""
+    )
     console.print(
-        f"[green]Wrote[/] {result.path} (revision {result.revision}). Open it, {todo}, "
+        f"[green]Wrote[/] {escape(str(result.path))} (revision {result.revision}).{marked} Open it, {todo}, "
         "then review and apply it with [bold]hindsight-migrate up[/]."
     )
+    if result.strict_failed:
+        left = [f"{len(result.dangers)} danger(s)"] if result.dangers else []
+        left += [f"{len(result.lint_errors)} lint error(s)"] if result.lint_errors else []
+        console.print(
+            f"[bold red]--strict: exit 13[/], {' and '.join(left)} left in {escape(str(result.path))}; "
+            "the file is written, to be edited (or change the models and run new again)."
+        )
 
 
 # -- status, check, lint, merge ---------------------------------------------------------------

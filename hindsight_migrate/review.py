@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from hindsight_migrate.revisions import Operation
 
 DANGER = "danger"
 CAUTION = "caution"
+
+# What a finding puts at risk, to be counted on the target: every row of the table (a drop,
+# a NOT NULL column added without a default), or the rows holding a value in the column.
+Affects = Literal["table_rows", "column_values"]
 
 _INTEGER_WIDTH = {"SMALLINT": 2, "INTEGER": 4, "INT": 4, "BIGINT": 8}
 _SIZED = re.compile(r"^(?P<base>[A-Z ]+?)\s*(\((?P<size>\d+)(,\s*(?P<scale>\d+))?\))?$")
@@ -26,6 +31,28 @@ class ReviewFinding:
     operation: Operation
     message: str
     instead: str | None = None  # the operation to write instead, for a probable rename
+    affects: Affects | None = None  # None: the finding puts no rows at risk (an index, a constraint)
+    counted: bool = False  # whether the rows were counted on the target (see autogen.count_affected_rows)
+    rows: int | None = None  # counted: the rows at risk; None: the target has no such table or column
+    rows_exact: bool = False  # False: the planner's estimate (pg_class.reltuples), the count took too long
+
+    @property
+    def rows_on_target(self) -> str | None:
+        """The count in words, as the output and the revision file's ``# DANGER:`` comment say it."""
+        if self.affects is None or not self.counted:
+            return None
+        if self.rows is None:
+            op = self.operation
+            missing = f"table {op.table}" if self.affects == "table_rows" else f"column {op.table}.{op.name}"
+            return f"no rows on the target: it has no {missing}"
+        noun = "row" if self.rows == 1 else "rows"
+        if not self.rows_exact:
+            if self.rows == 0:  # reltuples says 0 (or -1) for a table never analysed, too: no estimate at all
+                return "rows on the target unknown: no exact count within 5s, and the planner has no estimate"
+            return f"about {self.rows:,} {noun} on the target, the planner's estimate: no exact count within 5s"
+        if self.rows == 0:
+            return "no rows on the target"
+        return f"{self.rows:,} {noun} on the target"
 
 
 def review_operations(operations: tuple[Operation, ...]) -> tuple[ReviewFinding, ...]:
@@ -35,9 +62,11 @@ def review_operations(operations: tuple[Operation, ...]) -> tuple[ReviewFinding,
     renamed = {id(f.operation) for f in renames}
     for op in operations:
         if op.kind == "drop_table" and id(op) not in renamed:
-            findings.append(ReviewFinding(DANGER, op, f"drops table {op.table} and all its rows"))
+            findings.append(ReviewFinding(DANGER, op, f"drops table {op.table} and all its rows", affects="table_rows"))
         elif op.kind == "drop_column" and id(op) not in renamed:
-            findings.append(ReviewFinding(DANGER, op, f"drops column {op.table}.{op.name} and its data"))
+            findings.append(
+                ReviewFinding(DANGER, op, f"drops column {op.table}.{op.name} and its data", affects="column_values")
+            )
         elif op.kind in ("drop_index", "drop_constraint"):
             findings.append(ReviewFinding(CAUTION, op, f"drops {op.kind.removeprefix('drop_')} {op.name}"))
         elif op.kind == "add_column" and op.nullable is False and not op.has_server_default:
@@ -47,6 +76,7 @@ def review_operations(operations: tuple[Operation, ...]) -> tuple[ReviewFinding,
                     op,
                     f"adds NOT NULL column {op.table}.{op.name} without a server default: fails on a table "
                     "that has rows (add it nullable, backfill, then set NOT NULL; or give it a server_default)",
+                    affects="table_rows",
                 )
             )
         elif op.kind == "alter_column":
@@ -57,6 +87,7 @@ def review_operations(operations: tuple[Operation, ...]) -> tuple[ReviewFinding,
                         op,
                         f"narrows {op.table}.{op.name} from {op.existing_type} to {op.type}: values that do not "
                         "fit make the migration fail, or are cut",
+                        affects="column_values",
                     )
                 )
             if op.nullable is False and not op.has_server_default:
@@ -85,6 +116,7 @@ def _probable_renames(operations: tuple[Operation, ...]) -> list[ReviewFinding]:
                         f"drops table {dropped.table} and creates {added.table} with the same columns: probably a "
                         "rename, which as written loses every row",
                         instead=f'op.rename_table("{dropped.table}", "{added.table}")',
+                        affects="table_rows",
                     )
                 )
                 break
@@ -100,6 +132,7 @@ def _probable_renames(operations: tuple[Operation, ...]) -> list[ReviewFinding]:
                         f"drops {dropped.table}.{dropped.name} and adds {added.table}.{added.name} of the same type: "
                         "probably a rename, which as written loses the column's data",
                         instead=f'op.alter_column("{dropped.table}", "{dropped.name}", new_column_name="{added.name}")',
+                        affects="column_values",
                     )
                 )
                 break

@@ -264,3 +264,43 @@ def test_a_saved_plan_through_a_merge_replays_under_any_hash_seed(
     applied = run(5, "down", "--to", BRANCH_POINT, "--plan", str(tmp_path / "plan-1.json"), "--yes")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert dbstate.alembic_version(database_url) == [BRANCH_POINT]
+
+
+def test_data_loss_is_counted_for_names_that_need_quoting(tmp_path: Path, database_url: str) -> None:
+    # A table and a column whose names hold a double quote and a dot: counting their rows must
+    # quote them as PostgreSQL does, not break the plan.
+    ini = str(
+        write_project(
+            tmp_path / "p",
+            [
+                Rev("aaaa00000001", ()),
+                Rev(
+                    "bbbb00000002",
+                    ("aaaa00000001",),
+                    upgrade=(
+                        "op.execute('CREATE TABLE \"odd\"\"name.x\" (id int, \"say \"\"hi\"\"\" text)')\n"
+                        "op.execute('INSERT INTO \"odd\"\"name.x\" VALUES (1, NULL), (2, $$a$$), (3, $$b$$)')\n"
+                        "op.execute('ALTER TABLE things ADD COLUMN \"we\"\"ird\" text')\n"
+                        "op.execute('INSERT INTO things (name, \"we\"\"ird\") VALUES ($$n$$, $$v$$)')"
+                    ),
+                    downgrade=(
+                        "op.execute('ALTER TABLE things DROP COLUMN \"we\"\"ird\"')\n"
+                        "op.execute('DROP TABLE \"odd\"\"name.x\"')"
+                    ),
+                ),
+            ],
+        )
+    )
+    assert invoke("-c", ini, "--url", database_url, "bootstrap", "--yes").exit_code == 0
+    assert invoke("-c", ini, "--url", database_url, "up", "--yes").exit_code == 0
+
+    result = invoke("-c", ini, "--url", database_url, "down", "--to", "aaaa00000001", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    lost = {
+        cells[1]: cells[2]
+        for line in result.stdout.splitlines()
+        if len(cells := [cell.strip() for cell in line.strip("│ ").split("│")]) == 3 and cells[0] in ("table", "column")
+    }
+    assert lost == {'public.odd"name.x': "3", 'public.things.we"ird': "1"}, result.stdout
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]

@@ -6,10 +6,16 @@ copy of the project, and a fresh interpreter is the only honest way to import th
 
 from __future__ import annotations
 
+import ast
 import os
+import py_compile
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from tests import dbstate
 from tests.conftest import flatten
@@ -174,3 +180,121 @@ def test_against_target_needs_the_database_at_head(hindsight_project: Path, data
     assert result.returncode == 6, result.stdout + result.stderr
     assert "must be at head" in flatten(result.stderr) and "hindsight-migrate up" in result.stderr
     assert dbstate.snapshot(database_url) == before
+
+
+def execute(url: str, sql: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+def written_file(project: Path, before: set[str]) -> Path:
+    written = revision_files(project) - before
+    assert len(written) == 1, written
+    return project / "migrations" / "versions" / next(iter(written))
+
+
+DROP_DESCRIPTION = ("    description: Mapped[str | None] = mapped_column(Text)\n", "")
+
+
+def test_dropped_column_counts_its_rows_on_the_target_and_is_marked_danger_in_the_file(
+    hindsight_project: Path, database_url: str
+) -> None:
+    assert run(hindsight_project, "--url", database_url, "bootstrap", "--yes").returncode == 0
+    assert run(hindsight_project, "--url", database_url, "up", "--yes").returncode == 0
+    # Three rows hold a description, one does not: only the three lose data.
+    execute(
+        database_url,
+        "INSERT INTO agents (name, slug, description) VALUES "
+        "('a', 'a', 'one'), ('b', 'b', 'two'), ('c', 'c', 'three'), ('d', 'd', NULL)",
+    )
+    edit_models(hindsight_project, *DROP_DESCRIPTION)
+    before = revision_files(hindsight_project)
+
+    result = run(hindsight_project, "--url", database_url, "new", "drop agents.description")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = flatten(result.stdout)
+    assert "danger: drops column agents.description and its data (3 rows on the target)" in out
+    assert "Rows at risk counted on" in out
+    path = written_file(hindsight_project, before)
+    lines = path.read_text().splitlines()
+    at = lines.index("    op.drop_column('agents', 'description')")
+    assert lines[at - 1] == "    # DANGER: drops column agents.description and its data (3 rows on the target)"
+    # Only in upgrade(): downgrade() adds the column back, which is no danger.
+    assert sum("# DANGER:" in line for line in lines) == 1
+    assert lines.index("def upgrade() -> None:") < at < lines.index("def downgrade() -> None:")
+    py_compile.compile(str(path), doraise=True)
+    # Counted read-only: the target's rows are as they were.
+    assert dbstate.query(database_url, "SELECT count(description) FROM agents") == [(3,)]
+
+
+def test_strict_exits_13_on_a_danger_and_still_writes_the_file(hindsight_project: Path, database_url: str) -> None:
+    edit_models(hindsight_project, *DROP_DESCRIPTION)
+    before = revision_files(hindsight_project)
+
+    result = run(hindsight_project, "--url", database_url, "new", "drop agents.description", "--strict")
+
+    assert result.returncode == 13, result.stdout + result.stderr
+    path = written_file(hindsight_project, before)
+    py_compile.compile(str(path), doraise=True)
+    out = flatten(result.stdout)
+    assert f"Wrote migrations/versions/{path.name}" in out
+    # The target is empty: nothing to count there, and the output says so.
+    assert (
+        "drops column agents.description and its data (no rows on the target: it has no column agents.description)"
+        in out
+    )
+    last = flatten(result.stdout.split("hindsight-migrate up.")[-1])
+    assert last.startswith("--strict: exit 13, 1 danger(s) left in"), result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_strict_without_a_danger_exits_0(hindsight_project: Path, database_url: str) -> None:
+    edit_models(
+        hindsight_project,
+        "    display_name: Mapped[str | None] = mapped_column(String(200))\n",
+        "    display_name: Mapped[str | None] = mapped_column(String(200))\n"
+        "    nickname: Mapped[str | None] = mapped_column(String(50))\n",
+    )
+    before = revision_files(hindsight_project)
+
+    result = run(hindsight_project, "--url", database_url, "new", "add users.nickname", "--strict")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "--strict" not in result.stdout
+    assert "DANGER" not in written_file(hindsight_project, before).read_text()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "it's the user's column",
+        'say "hi" and end with "',
+        'a """docstring""" inside',
+        "windows path C:\\New\\x and \\u00e9 written out",
+        "ends with a backslash \\",
+        "ends with quotes '''",
+        "café, naïve, 日本語",
+    ],
+)
+def test_any_message_writes_a_revision_that_compiles_and_history_lists(
+    hindsight_project: Path, database_url: str, message: str
+) -> None:
+    before = revision_files(hindsight_project)
+
+    result = run(hindsight_project, "--url", database_url, "new", message, "--empty")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    path = written_file(hindsight_project, before)
+    py_compile.compile(str(path), doraise=True)
+    # The docstring, which Alembic reads back as the revision's message, is the message itself.
+    docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")), clean=False) or ""
+    assert docstring.split("\n\n")[0] == message
+    revision = path.name.split("_")[1]
+    history = run(hindsight_project, "--url", database_url, "history")
+    assert history.returncode == 0, history.stdout + history.stderr
+    assert revision in history.stdout
