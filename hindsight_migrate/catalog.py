@@ -9,8 +9,8 @@ schema.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -179,20 +179,25 @@ class SchemaSnapshot:
     constraints: dict[str, str]  # "table.constraint" -> definition
     extensions: dict[str, str]  # name -> version
     others: frozenset[str]  # views, sequences, types, functions: "kind name"
+    # What PostgreSQL knows each table and column by, whatever its name: a table whose oid is
+    # kept under another name was renamed (ALTER TABLE ... RENAME), not dropped and made anew,
+    # and so was a column that keeps its (table oid, attnum). Only comparable within one database.
+    table_ids: dict[str, int] = field(default_factory=dict)  # table -> pg_class oid
+    column_ids: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # (table, column) -> ids
 
 
 @dataclass(frozen=True)
 class SchemaChange:
     kind: str  # "table", "column", "index", "constraint", "extension", "view", ...
-    name: str
-    change: str  # "added", "removed", "changed"
-    before: str | None
-    after: str | None
+    name: str  # the name after (for a rename: the new name)
+    change: str  # "added", "removed", "changed", "renamed"
+    before: str | None  # the shape before; for a rename, the old name
+    after: str | None  # the shape after; for a rename, the new name
 
 
 _COLUMNS_SQL = f"""
 SELECT n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-       a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity
+       a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity, c.oid::bigint, a.attnum
   FROM pg_attribute a
   JOIN pg_class c ON c.oid = a.attrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -224,7 +229,13 @@ def schema_snapshot(connection: Connection) -> SchemaSnapshot:
 
     params = {"tool_schema": TOOL_SCHEMA}
     columns: dict[str, dict[str, str]] = {}
-    for table, column, type_, not_null, default, identity in connection.execute(text(_COLUMNS_SQL), params):
+    table_ids: dict[str, int] = {}
+    column_ids: dict[tuple[str, str], tuple[int, int]] = {}
+    for table, column, type_, not_null, default, identity, oid, attnum in connection.execute(
+        text(_COLUMNS_SQL), params
+    ):
+        table_ids[table] = int(oid)
+        column_ids[(table, column)] = (int(oid), int(attnum))
         shape = type_ + (" NOT NULL" if not_null else "")
         if identity:
             shape += " GENERATED " + ("ALWAYS" if identity == "a" else "BY DEFAULT") + " AS IDENTITY"
@@ -244,14 +255,17 @@ def schema_snapshot(connection: Connection) -> SchemaSnapshot:
         for obj in list_objects(connection)
         if obj.kind not in ("table", "index", "extension") and obj.name != "alembic_version"
     )
-    return SchemaSnapshot(columns, indexes, constraints, extensions, others)
+    return SchemaSnapshot(columns, indexes, constraints, extensions, others, table_ids, column_ids)
 
 
 def diff_schemas(before: SchemaSnapshot, after: SchemaSnapshot) -> tuple[SchemaChange, ...]:
-    """What changed from ``before`` to ``after``, tables first, in a stable order."""
+    """What changed from ``before`` to ``after``, tables first, in a stable order; renames as renames."""
     changes: list[SchemaChange] = []
-    for table in sorted(before.columns.keys() | after.columns.keys()):
-        old, new = before.columns.get(table), after.columns.get(table)
+    renamed_to = _renamed_tables(before, after)  # old name -> new name
+    renamed_from = {new: old for old, new in renamed_to.items()}
+    for table in sorted((before.columns.keys() - renamed_to.keys()) | after.columns.keys()):
+        old_name = renamed_from.get(table, table)
+        old, new = before.columns.get(old_name), after.columns.get(table)
         if old is None or new is None:
             shape = ", ".join(f"{c} {t}" for c, t in (new or old or {}).items())
             changes.append(
@@ -264,7 +278,9 @@ def diff_schemas(before: SchemaSnapshot, after: SchemaSnapshot) -> tuple[SchemaC
                 )
             )
             continue
-        changes += _dict_changes("column", old, new, prefix=f"{table}.")
+        if old_name != table:
+            changes.append(SchemaChange("table", table, "renamed", old_name, table))
+        changes += _column_changes(before, after, old_name, table)
     changes += _dict_changes("index", before.indexes, after.indexes)
     changes += _dict_changes("constraint", before.constraints, after.constraints)
     changes += _dict_changes("extension", before.extensions, after.extensions)
@@ -273,6 +289,32 @@ def diff_schemas(before: SchemaSnapshot, after: SchemaSnapshot) -> tuple[SchemaC
         added = item in after.others
         changes.append(SchemaChange(kind, name, "added" if added else "removed", None, None))
     return tuple(changes)
+
+
+def _renamed_tables(before: SchemaSnapshot, after: SchemaSnapshot) -> dict[str, str]:
+    new_name_of = {oid: table for table, oid in after.table_ids.items()}
+    return {
+        table: new_name_of[oid]
+        for table, oid in before.table_ids.items()
+        if oid in new_name_of and new_name_of[oid] != table and table not in after.columns
+    }
+
+
+def _column_changes(before: SchemaSnapshot, after: SchemaSnapshot, old_table: str, table: str) -> list[SchemaChange]:
+    """One table's columns: a column that keeps its attnum under another name was renamed."""
+    old, new = dict(before.columns[old_table]), dict(after.columns[table])
+    new_name_of = {after.column_ids[(table, c)]: c for c in new if (table, c) in after.column_ids}
+    changes: list[SchemaChange] = []
+    renamed: dict[str, str] = {}  # old column -> new column, both present only under one name
+    for column in old:
+        ids = before.column_ids.get((old_table, column))
+        target = new_name_of.get(ids) if ids is not None and old_table in before.table_ids else None
+        if target is not None and target != column and target not in old and column not in new:
+            renamed[column] = target
+    for column, target in sorted(renamed.items(), key=lambda item: item[1]):
+        changes.append(SchemaChange("column", f"{table}.{target}", "renamed", f"{table}.{column}", f"{table}.{target}"))
+        old[target] = old.pop(column)  # what is left to compare is its shape, under its new name
+    return changes + _dict_changes("column", old, new, prefix=f"{table}.")
 
 
 def _dict_changes(kind: str, old: dict[str, str], new: dict[str, str], prefix: str = "") -> list[SchemaChange]:
@@ -304,6 +346,22 @@ SELECT c.oid::bigint, n.nspname || '.' || c.relname, pg_relation_filenode(c.oid)
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'hindsight_migrate')
    AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast%'
 """
+
+
+def rows_written_in_transaction(raw: Any) -> tuple[object, dict[str, int]]:
+    """On a driver connection, inside a transaction: (its id, rows it updated or deleted per table).
+
+    pg_stat_xact_user_tables counts what the current transaction did; its id tells one
+    transaction's counts from the next one's. None when it has written nothing yet.
+    """
+    transaction = raw.execute("SELECT txid_current_if_assigned()").fetchone()[0]
+    if transaction is None:
+        return None, {}
+    rows = raw.execute(
+        "SELECT schemaname || '.' || relname, n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables "
+        "WHERE n_tup_upd + n_tup_del > 0"
+    ).fetchall()
+    return transaction, {table: int(count) for table, count in rows}
 
 
 @dataclass(frozen=True)

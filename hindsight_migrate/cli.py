@@ -324,6 +324,7 @@ def up(
     ] = False,
     allow_lint: Annotated[bool, typer.Option("--allow-lint", help="Apply despite lint errors.")] = False,
     detailed_exitcode: DetailedExitOption = False,
+    show_sql: ShowSqlOption = False,
     plan_out: PlanOutOption = None,
     plan_in: PlanInOption = None,
     lock_wait: Annotated[
@@ -374,6 +375,7 @@ def up(
                 plan_in,
                 direction="up",
                 detailed_exitcode=detailed_exitcode,
+                show_sql=show_sql,
             ),
         )
 
@@ -406,6 +408,7 @@ def down(
         bool, typer.Option("--no-rehearsal", help="Skip the rehearsal (data loss is then not measured).")
     ] = False,
     detailed_exitcode: DetailedExitOption = False,
+    show_sql: ShowSqlOption = False,
     plan_out: PlanOutOption = None,
     plan_in: PlanInOption = None,
     lock_wait: Annotated[
@@ -472,6 +475,7 @@ def down(
                 plan_in=plan_in,
                 direction="down",
                 detailed_exitcode=detailed_exitcode,
+                show_sql=show_sql,
             ),
         )
 
@@ -492,6 +496,7 @@ class Review:
     plan_in: Path | None = None  # apply this saved plan, if nothing changed
     direction: Literal["up", "down"] = "up"
     detailed_exitcode: bool = False  # with --dry-run: 0 nothing to do, 2 changes, 3 destructive
+    show_sql: bool = False  # every revision's SQL inline, also in a big plan
 
 
 def _review_and_apply(
@@ -514,7 +519,7 @@ def _plan_and_apply(
 ) -> None:
     from hindsight_migrate import plan_file, render
     from hindsight_migrate.apply import apply_plan
-    from hindsight_migrate.plan import NoRehearsal, change_kind, refuse_unless_applicable
+    from hindsight_migrate.plan import NoRehearsal, change_kind, is_big, refuse_unless_applicable
     from hindsight_migrate.rehearsal import RehearsalOptions
 
     if review.detailed_exitcode and not review.dry_run:
@@ -539,7 +544,9 @@ def _plan_and_apply(
             plan_file.refuse_unless_unchanged(saved, plan, plan_file.database_identity(database))
             render.err().print(f"The saved plan {review.plan_in} still holds: nothing changed since it was reviewed.")
         plan_to_stdout = review.plan_out == Path("-")
-        render.migration_plan(plan)
+        # A big plan's SQL goes to a file, named on screen, unless --show-sql asks for it inline.
+        sql_file = plan_file.save_sql(plan) if is_big(plan) and not review.show_sql else None
+        render.migration_plan(plan, show_sql=True if review.show_sql else None, sql_file=sql_file)
         if plan_to_stdout:
             sys.stdout.write(plan_file.plan_document(plan, plan_file.database_identity(database)))
             sys.stdout.flush()
@@ -556,7 +563,7 @@ def _plan_and_apply(
                 raise typer.Exit(kind.value)
             return
         _confirm_by_typing(plan, yes=review.yes)
-        progress = render.RichProgress()
+        progress = render.RichProgress(len(plan.revisions))
         try:
             result = apply_plan(
                 plan,
@@ -631,6 +638,13 @@ def new(
     _guarded(options, body)
 
 
+ShowSqlOption = Annotated[
+    bool,
+    typer.Option(
+        "--show-sql",
+        help="Print every revision's SQL in the plan, also when the plan is big (it is then written to a file).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the same data as JSON.")]
 
 

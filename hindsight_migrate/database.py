@@ -97,6 +97,7 @@ _GONE = (
     "terminating connection",
     "connection is closed",
     "connection is lost",
+    "connection is bad",  # psycopg, on a connection whose server is gone and will not come back
     "the database system is shutting down",
 )
 

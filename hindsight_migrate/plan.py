@@ -13,6 +13,7 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Literal
 
 from hindsight_migrate import catalog
@@ -42,6 +43,7 @@ class PlannedRevision:
     file_sha256: str
     sql: str | None  # Alembic's offline rendering; None when the revision cannot render offline
     sql_problem: str | None  # why it could not, when it could not
+    runs_python: bool = False  # it reads the database from Python (op.get_bind()): its SQL is not all it does
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,27 @@ class MigrationPlan:
         if self.revisions:
             return self.revisions[-1].info.revision
         return self.bootstrap.baseline.revision if self.bootstrap else ""
+
+
+# Above either, a plan is "big": each revision's SQL is counted by kind on screen and written
+# whole to a file, and the schema diff is counted by kind (a first deployment of a long chain).
+BIG_PLAN_REVISIONS = 50
+BIG_PLAN_SQL_LINES = 300
+
+
+def is_big(plan: MigrationPlan) -> bool:
+    lines = sum((item.sql or "").count("\n") for item in plan.revisions)
+    return len(plan.revisions) > BIG_PLAN_REVISIONS or lines > BIG_PLAN_SQL_LINES
+
+
+def sql_script(plan: MigrationPlan) -> str:
+    """Every revision's offline SQL, in the order it runs, each under a comment naming it."""
+    parts = []
+    for item in plan.revisions:
+        head = f"-- {item.info.revision}: {item.info.message}"
+        body = item.sql.strip() if item.sql is not None else f"-- cannot render offline: {item.sql_problem or ''}"
+        parts.append(f"{head}\n{body}\n")
+    return "\n".join(parts)
 
 
 def plan_upgrade(
@@ -317,14 +340,10 @@ def _why_not_rehearsed(measured: Rehearsal | None, asked: NoRehearsal, *, anythi
 
 
 def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]:
+    # The diff names renames as renames (the catalog keeps a renamed table's oid and a renamed
+    # column's attnum): what is removed here is really gone.
     dropped_tables = [c.name for c in rehearsal.diff if c.kind == "table" and c.change == "removed"]
-    # A column removed while one of the same shape appears in the same table is a rename: its data stays.
-    added = {(c.name.rpartition(".")[0], c.after) for c in rehearsal.diff if c.kind == "column" and c.change == "added"}
-    dropped_columns = [
-        c.name
-        for c in rehearsal.diff
-        if c.kind == "column" and c.change == "removed" and (c.name.rpartition(".")[0], c.before) not in added
-    ]
+    dropped_columns = [c.name for c in rehearsal.diff if c.kind == "column" and c.change == "removed"]
     # Counted on the target: only tables it has (a rehearsal on another database may start elsewhere).
     dropped_tables = [table for table in dropped_tables if table in rehearsal.sizes]
     dropped_columns = [name for name in dropped_columns if name.rpartition(".")[0] in rehearsal.sizes]
@@ -362,7 +381,31 @@ def _planned_one(project: AlembicProject, info: RevisionInfo, sql: str | None, *
             sql = project.env.offline_sql(info, downgrade=downgrade)
         except Exception as err:  # a revision that reads data through get_bind() cannot render offline
             sql, problem = None, f"{type(err).__name__}: {err}"
-    return PlannedRevision(info=info, file_sha256=file_sha, sql=sql, sql_problem=problem)
+    runs_python = _reads_the_database(project.settings.project_dir / info.path, downgrade=downgrade)
+    return PlannedRevision(info=info, file_sha256=file_sha, sql=sql, sql_problem=problem, runs_python=runs_python)
+
+
+# What a revision calls to talk to the database from Python rather than through op's DDL:
+# offline, these render nothing (or the wrong thing), so the SQL shown is not all that runs.
+_READS_THE_DATABASE = frozenset({"get_bind", "get_context", "Session", "sessionmaker"})
+
+
+def _reads_the_database(path: Path, *, downgrade: bool) -> bool:
+    """Whether upgrade() (or downgrade()) calls get_bind() and the like; False when the file cannot be read."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return False
+    wanted = "downgrade" if downgrade else "upgrade"
+    function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == wanted), None)
+    if function is None:
+        return False
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if called in _READS_THE_DATABASE:
+                return True
+    return False
 
 
 def _heads_after(

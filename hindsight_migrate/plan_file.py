@@ -78,6 +78,22 @@ def save_plan(plan: MigrationPlan, identity: DatabaseIdentity, path: Path) -> No
         raise BadArgument(f"Cannot write the plan to {path}: {err.strerror}.") from err
 
 
+def save_sql(plan: MigrationPlan) -> Path:
+    """Writes a file in the system's temporary folder: every revision's SQL, named by the plan's fingerprint."""
+    import tempfile
+
+    from hindsight_migrate.plan import sql_script
+
+    folder = Path(tempfile.gettempdir()) / "hindsight-migrate"
+    path = folder / f"{plan.direction}-plan-{plan.fingerprint[:16]}.sql"
+    try:
+        folder.mkdir(exist_ok=True)
+        path.write_text(sql_script(plan), encoding="utf-8")
+    except OSError as err:
+        raise BadArgument(f"Cannot write the plan's SQL to {path}: {err.strerror}. Use --show-sql.") from err
+    return path
+
+
 def load_plan(path: Path, *, direction: str) -> SavedPlan:
     """Reads a file: the saved plan, refused when it goes the other way than the command (up or down)."""
     saved = _read_plan(path)

@@ -83,6 +83,7 @@ class RevisionCost:
     locks: tuple[tuple[str, str], ...]  # (table, strongest mode) over the whole revision
     rewritten: tuple[str, ...]  # tables and indexes whose storage was rewritten
     statements: tuple[StatementCost, ...]
+    rows_written: tuple[tuple[str, int], ...] = ()  # (table, rows updated or deleted): a backfill, a purge
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class Rehearsal:
                     rewritten=table in cost.rewritten,
                     size=self.sizes.get(table),
                     seconds=cost.seconds,
+                    rows_written=dict(cost.rows_written).get(table, 0),
                 )
                 for table, mode in touched
             )
@@ -153,6 +155,7 @@ class ImpactRow:
     rewritten: bool  # its storage (or its indexes') was rewritten
     size: catalog.TableSize | None  # the target's rows and bytes, None for a table it does not have
     seconds: float  # how long the revision that took the lock ran (the lock is held until it commits)
+    rows_written: int = 0  # rows the revision updated or deleted in it (in the rehearsal's copy of the data)
 
 
 @dataclass(frozen=True)
@@ -688,6 +691,9 @@ class _Meter:
         self._statements: list[StatementCost] = []
         self._held: dict[str, str] = {}  # per statement: what the shared transaction holds so far
         self._locks: dict[str, str] = {}  # what the current revision took, strongest mode per table
+        self._written: dict[str, int] = {}  # what the current revision updated or deleted, rows per table
+        # pg_stat_xact_user_tables counts per transaction: the last reading, and the transaction it was in.
+        self._writes_seen: tuple[object, dict[str, int]] = (None, {})
         self._in_revision = False
         self._statement_started = 0.0
         self._revision_started = 0.0
@@ -710,14 +716,17 @@ class _Meter:
     def start(self) -> None:
         self._statements = []
         self._locks = {}
+        self._written = {}
         self._in_revision = True
         self._revision_started = time.perf_counter()
 
     def finish(self, connection: Connection, revision: str) -> RevisionCost:
         """Inside the revision's transaction, after its last statement."""
         seconds = time.perf_counter() - self._revision_started
+        raw = connection.connection.driver_connection
         if self._read_locks_at_commit:
-            self._add_locks(self._read_locks(connection.connection.driver_connection))
+            self._add_locks(self._read_locks(raw))
+        self._add_writes(raw)
         self._in_revision = False
         after = self._filenodes_now(connection)
         rewritten = sorted(
@@ -731,6 +740,7 @@ class _Meter:
             locks=tuple(sorted(self._locks.items())),
             rewritten=tuple(rewritten),
             statements=tuple(self._statements),
+            rows_written=tuple(sorted((table, rows) for table, rows in self._written.items() if rows > 0)),
         )
 
     def strongest_lock(self) -> tuple[str, str] | None:
@@ -775,10 +785,21 @@ class _Meter:
         # A commit inside a revision (autocommit_block) releases what it locked so far: read it first.
         if self._in_revision:
             self._add_locks(self._read_locks(conn.connection.driver_connection))
+            self._add_writes(conn.connection.driver_connection)
 
     def _add_locks(self, locks: dict[str, str]) -> None:
         for table, mode in locks.items():
             self._locks[table] = _stronger(self._locks.get(table), mode)
+
+    def _add_writes(self, raw: Any) -> None:
+        """Rows updated or deleted since the last reading: revisions may share one transaction (the
+        counts then grow) or each have their own (the counts start again at zero)."""
+        transaction, counts = catalog.rows_written_in_transaction(raw)
+        seen_in, seen = self._writes_seen
+        base = seen if transaction is not None and transaction == seen_in else {}
+        for table, rows in counts.items():
+            self._written[table] = self._written.get(table, 0) + rows - base.get(table, 0)
+        self._writes_seen = (transaction, counts)
 
     @staticmethod
     def _read_locks(raw: Any) -> dict[str, str]:

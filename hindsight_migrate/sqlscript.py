@@ -158,3 +158,30 @@ def _at_line_start(sql: str, i: int) -> bool:
 
 def _line_of(sql: str, index: int) -> int:
     return sql.count("\n", 0, index) + 1
+
+
+_KIND_SKIPPED_WORDS = frozenset({"UNIQUE", "OR", "REPLACE", "CONCURRENTLY", "IF", "NOT", "EXISTS", "TEMPORARY", "TEMP"})
+_KIND_VERBS = frozenset({"CREATE", "ALTER", "DROP", "COMMENT"})
+
+
+def statement_kinds(sql: str) -> dict[str, int]:
+    """How many statements of each kind (CREATE TABLE, ALTER TABLE, UPDATE, ...) a script runs, in order
+    of first appearance; the version table's bookkeeping and transaction control are not counted."""
+    kinds: dict[str, int] = {}
+    try:
+        statements = split_statements(sql)
+    except ScriptSyntaxError:
+        return {}
+    for statement in statements:
+        if is_transaction_control(statement) or "alembic_version" in statement.text:
+            continue
+        words = [w.upper() for w in re.findall(r"[A-Za-z_]+", statement.text)[:6]]
+        if not words:
+            continue
+        if words[0] in _KIND_VERBS:
+            rest = [w for w in words[1:] if w not in _KIND_SKIPPED_WORDS]
+            kind = f"{words[0]} {rest[0]}" if rest else words[0]
+        else:
+            kind = words[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds

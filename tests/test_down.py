@@ -123,7 +123,7 @@ def test_down_steps_and_relative_targets(head: AtHead, database_url: str) -> Non
     assert_failure(ambiguous, 5, "'-1' is ambiguous from 320ade7a869e", "Name the revision")
     # Back to one branch's revision: as with Alembic, only the merge is reverted; both branches stay applied.
     plan = invoke("-c", head.ini, "--url", database_url, "down", "--to", "d528e1c6", "--dry-run")
-    assert "d528e1c6 → 2345964a88e0, d528e1c62d2e" in flatten(plan.stdout), plan.output
+    assert "320ade7a869e → 2345964a88e0, d528e1c62d2e (target d528e1c6)" in flatten(plan.stdout), plan.output
     assert invoke("-c", head.ini, "--url", database_url, "down", "--to", "d528e1c6", "--yes").exit_code == 0
     assert dbstate.alembic_version(database_url) == ["2345964a88e0", "d528e1c62d2e"]
 

@@ -1,0 +1,71 @@
+"""All terminal output: Rich for people, JSON and markdown for scripts and pull requests. Core code never prints.
+
+Data goes to stdout; progress, the database announcement, prompts and errors go to stderr,
+so ``hindsight-migrate history --json | jq`` sees only JSON. What is shown is decided in the
+core (plan.py, summary.py, rehearsal.py) and arrives here as rows; these modules only lay it out:
+
+* ``console``: one console per stream;
+* ``layout``: tables that never cut a cell where the reader cannot widen the window;
+* ``plan_view``: the review of a plan (bootstrap, up, down), the prompt's recap, progress;
+* ``reports``: history, new, status, check, lint, merge;
+* ``data``: JSON.
+"""
+
+from hindsight_migrate.render.console import (
+    announce_database,
+    debug_traceback,
+    err,
+    error,
+    internal_error,
+    out,
+    stdout_for_data,
+)
+from hindsight_migrate.render.data import jsonable, print_json
+from hindsight_migrate.render.layout import lock_words
+from hindsight_migrate.render.plan_view import (
+    RichProgress,
+    bootstrap_done,
+    bootstrap_plan,
+    dry_run_done,
+    migration_done,
+    migration_plan,
+    offline_sql,
+    stakes,
+)
+from hindsight_migrate.render.reports import (
+    check_report,
+    history,
+    lint_report,
+    lint_result,
+    merged,
+    new_revision,
+    status,
+)
+
+__all__ = [
+    "RichProgress",
+    "announce_database",
+    "bootstrap_done",
+    "bootstrap_plan",
+    "check_report",
+    "debug_traceback",
+    "dry_run_done",
+    "err",
+    "error",
+    "history",
+    "internal_error",
+    "jsonable",
+    "lint_report",
+    "lint_result",
+    "lock_words",
+    "merged",
+    "migration_done",
+    "migration_plan",
+    "new_revision",
+    "offline_sql",
+    "out",
+    "print_json",
+    "stakes",
+    "status",
+    "stdout_for_data",
+]

@@ -1,0 +1,475 @@
+"""The review of a migration plan (bootstrap, up, down), the prompt's recap, progress and the result."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hindsight_migrate.render.console import err, out
+from hindsight_migrate.render.layout import (
+    Column,
+    count_by_kind,
+    grid,
+    human_bytes,
+    human_rows,
+    lock_words,
+    plural,
+    relative,
+)
+from hindsight_migrate.render.reports import lint_result
+
+if TYPE_CHECKING:
+    from hindsight_migrate.apply import ApplyResult
+    from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult
+    from hindsight_migrate.plan import ChangeKind, MigrationPlan, PlannedRevision
+    from hindsight_migrate.revisions import RevisionInfo
+    from hindsight_migrate.summary import PlanSummary
+
+
+def bootstrap_plan(plan: BootstrapPlan, project_dir: Path) -> None:
+
+    console = out()
+    console.print(f"[bold]Bootstrap plan[/] for {plan.database}")
+    console.print(
+        f"  SQL file:  {relative(plan.sql.path, project_dir)}  "
+        f"[dim]({len(plan.sql.statements)} statements, SHA-256 {plan.sql.sha256[:12]}…)[/]"
+    )
+    console.print(
+        f"  Baseline:  {plan.baseline.revision}  {plan.baseline.message}  [dim](stamped in the same transaction)[/]"
+    )
+    grid(
+        console,
+        "What it creates (measured in a rolled-back rehearsal)",
+        [Column("Kind"), Column("Name", flexible=True)],
+        ([obj.kind, obj.qualified_name] for obj in plan.creates),
+    )
+    counts = count_by_kind(obj.kind for obj in plan.creates)
+    console.print(f"  In all: {counts or 'nothing'}; plus the tool's record in schema hindsight_migrate.")
+
+
+def bootstrap_done(result: BootstrapResult) -> None:
+    out().print(
+        f"[green]Bootstrapped[/] {result.plan.database} in {result.seconds:.2f} s: "
+        f"{len(result.plan.creates)} objects from {result.plan.sql.path.name}, version table at "
+        f"{', '.join(result.current_heads) or '(empty)'}.\n"
+        "Next: [bold]hindsight-migrate up[/] to review and apply the revisions after the baseline."
+    )
+
+
+_CONCERN_WORDS = {  # severity in words and symbols, never colour alone (NO_COLOR, a CI log)
+    "rehearsal_failed": ("✖", "FAILED", "bold red"),
+    "data_loss": ("✖", "DATA LOSS", "bold red"),
+    "lock": ("▲", "LOCK", "red"),
+    "rename": ("▲", "RENAME", "yellow"),
+    "not_offline": ("●", "NO SQL", "yellow"),
+    "runs_python": ("●", "PYTHON", "yellow"),
+    "lint_error": ("✖", "LINT ERROR", "bold red"),
+    "warning": ("●", "WARNING", "yellow"),
+}
+
+
+def plan_summary(summary: PlanSummary) -> None:
+    """The first screen: the header line, the count line, and what needs attention, ranked."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    from hindsight_migrate.summary import SHORT_LOCK_SECONDS
+
+    console = out()
+    verb = "Downgrade" if summary.direction == "down" else "Upgrade"
+    start = ", ".join(summary.current) or "empty"
+    end = ", ".join(summary.final) or "base"
+    if summary.target not in ("heads", "head", end, "base"):
+        end += f" (target {summary.target})"  # a prefix, a relative step, or a branch's revision
+    where = (
+        f"rehearsed on {summary.rehearsed}"
+        if summary.rehearsed is not None
+        else f"not rehearsed: {_NO_REHEARSAL_WORDS.get(summary.not_rehearsed or '', 'skipped')}"
+    )
+    bootstrap = "bootstrap, then " if summary.bootstrap else ""
+    console.print(
+        f"[bold]{verb} plan for {escape(summary.database)}[/]: {start} → {end}, "
+        f"{bootstrap}{summary.revisions} {plural('revision', summary.revisions)}, {escape(where)}.",
+    )
+    counts = summary.counts
+    if counts is None:
+        console.print("Plan: changes not measured (no rehearsal).")
+    else:
+        lost = "not measured" if counts.rows_lost is None else f"{counts.rows_lost:,}"
+        console.print(
+            f"Plan: {counts.added} to add, {counts.changed} to change, {counts.renamed} to rename, "
+            f"{counts.dropped} to drop; rows of data lost: {lost}; "
+            f"lint: {counts.lint_errors} {plural('error', counts.lint_errors)}, "
+            f"{counts.lint_warnings} {plural('warning', counts.lint_warnings)}."
+        )
+    if not summary.attention and not summary.folded:
+        console.print("Needs attention: nothing — no blocking lock over 0.05 s, no data lost, no rename, no error.")
+        return
+    from rich.table import Table
+
+    console.print(Text(f"Needs attention ({len(summary.attention)})", style="bold"))
+    # Two columns, so a long line wraps under its own text and the marks stay a column to scan.
+    items = Table.grid(padding=(0, 1))
+    items.add_column(no_wrap=True)
+    items.add_column(overflow="fold")
+    for item in summary.attention:
+        mark, words, style = _CONCERN_WORDS[item.concern.value]
+        items.add_row(Text(f"  {mark} {words}", style=style), Text(item.text))
+    console.print(items)
+    if summary.folded:
+        console.print(
+            f"  and {summary.folded} more {plural('table', summary.folded)} locked under "
+            f"{SHORT_LOCK_SECONDS:.2f} s each (longest {summary.folded_seconds:.2f} s), nothing rewritten."
+        )
+
+
+def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_file: Path | None = None) -> None:
+    """The whole review: the summary first, then the details (revisions, diff, impact, data loss, lint, SQL).
+
+    ``show_sql``: True prints every revision's SQL, False never; None (the default) prints it
+    unless the plan is big, when each revision's statements are counted by kind instead and
+    the whole SQL is in ``sql_file``.
+    """
+    from rich.markup import escape
+
+    from hindsight_migrate.plan import is_big
+    from hindsight_migrate.summary import summarise
+
+    console = out()
+    plan_summary(summarise(plan))
+    if plan.bootstrap is not None:
+        console.print(
+            f"  [bold]Bootstrap first:[/] the database is empty, so {plan.bootstrap.sql.path.name} runs and "
+            f"{plan.bootstrap.baseline.revision} is stamped, in one transaction, before the revisions."
+        )
+    if plan.drops_baseline:
+        console.print(
+            "  [bold red]Past the baseline:[/] after the revisions, every table V1 created is dropped, with the "
+            "version table: the database ends empty."
+        )
+    if plan.nothing_to_do:
+        at = ", ".join(plan.current) or "base (no revision)"
+        console.print(f"[green]Nothing to do:[/] {plan.target} is already reached; the database is at {at}.")
+        return
+    big = is_big(plan)
+    inline_sql = show_sql if show_sql is not None else not big
+    _revisions(plan, statement_counts=not inline_sql)
+    _rehearsal(plan, summarised=big)
+    if plan.direction == "down" or plan.data_loss:  # going up, only when it drops something that holds data
+        _data_loss(plan)
+    lint_result(plan.lint)
+    if inline_sql:
+        _sql(plan)
+    elif sql_file is not None:
+        console.print(
+            f"SQL of every revision, in the order it runs: [bold]{escape(str(sql_file))}[/] "
+            "(--show-sql prints it here)."
+        )
+    for warning in plan.warnings:
+        console.print(f"[bold yellow]Warning:[/] {warning}")
+    console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
+
+
+def _revisions(plan: MigrationPlan, *, statement_counts: bool) -> None:
+    console = out()
+    down = plan.direction == "down"
+    verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
+    if statement_counts:
+        # A big plan: one line per revision, its SQL counted by kind (the file holds it whole).
+        grid(
+            console,
+            f"Revisions {verb} ({len(plan.revisions)})",
+            [Column("#"), Column("Revision"), Column("Message", flexible=True), Column("SQL", flexible=True)],
+            (
+                [str(number), item.info.revision, item.info.message, _statement_counts(item)]
+                for number, item in enumerate(plan.revisions, start=1)
+            ),
+        )
+        return
+    grid(
+        console,
+        f"Revisions {verb} ({len(plan.revisions)})",
+        [
+            Column("#"),
+            Column("Revision"),
+            Column("Message", flexible=True),
+            Column("Created"),
+            Column("File", flexible=True),
+        ],
+        (
+            [str(number), item.info.revision, item.info.message, (item.info.created or "")[:10], str(item.info.path)]
+            for number, item in enumerate(plan.revisions, start=1)
+        ),
+    )
+
+
+def _statement_counts(item: PlannedRevision) -> str:
+    if item.sql is None:
+        return "cannot render offline SQL"
+    from hindsight_migrate.sqlscript import statement_kinds
+
+    kinds = statement_kinds(item.sql)
+    return ", ".join(f"{count} {kind}" for kind, count in kinds.items()) or "no SQL"
+
+
+def _sql(plan: MigrationPlan) -> None:
+    from rich.text import Text
+
+    console = out()
+    down = plan.direction == "down"
+    # Highlighted for a person at a terminal; plain where it is piped or logged, which is
+    # also where a long plan would spend most of its time in the lexer for nothing.
+    highlight = console.is_terminal
+    plain = Text()
+    for item in plan.revisions:
+        title = f"{'Downgrade' if down else 'SQL'} of {item.info.revision} — {item.info.message} "
+        parts: list[Any] = [Text(f"── {title}" + "─" * max(0, console.width - len(title) - 3), style="bold")]
+        if item.sql is None:
+            parts.append(Text(f"Cannot render offline: {item.sql_problem or ''}", style="yellow"))
+        elif highlight:
+            from rich.syntax import Syntax
+
+            parts.append(Syntax(item.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
+        else:
+            parts.append(Text(item.sql.strip() or "-- (no SQL)"))
+        if highlight:
+            console.print(*parts, sep="\n")
+            continue
+        for part in parts:
+            plain.append_text(part)
+            plain.append("\n")
+    if plain:
+        plain.rstrip()
+        console.print(plain, soft_wrap=True)
+
+
+def dry_run_done(kind: ChangeKind, reasons: tuple[str, ...], *, detailed: bool) -> None:
+    console = err()
+    console.print("Dry run: nothing was changed.")
+    if not detailed:
+        return
+    words = {0: "nothing to do", 2: "the plan changes the database", 3: "the plan is destructive"}[kind.value]
+    console.print(f"Exit code {kind.value}: {words}" + (f": {'; '.join(reasons)}." if reasons else "."))
+
+
+def stakes(plan: MigrationPlan) -> None:
+    """Two or three lines right above the confirmation: what is destroyed, the longest blocking lock."""
+    console = err()
+    if plan.data_loss:
+        losses = ", ".join(
+            f"{loss.kind} {loss.name} ({loss.rows:,} rows{'' if loss.exact else ', estimated'})"
+            for loss in plan.data_loss
+        )
+        console.print(f"[bold red]Destroys:[/] {losses}")
+    elif plan.rehearsal is not None and plan.rehearsal.ok:
+        console.print("Destroys: no table or column that holds data.")
+    else:
+        console.print("[yellow]Destroys: not measured[/] (no rehearsal).")
+    blocking = plan.rehearsal.longest_blocking() if plan.rehearsal is not None else None
+    if blocking is not None:
+        rows = f", {human_rows(blocking.size.estimated_rows)} rows" if blocking.size else ""
+        rewrite = ", rewriting it" if blocking.rewritten else ""
+        console.print(
+            f"[bold]Longest blocking lock:[/] {lock_words(blocking.mode)} on {blocking.table}{rows} (blocks "
+            f"{blocking.blocks}), about {blocking.seconds:.2f} s in the rehearsal ({blocking.revision}){rewrite}."
+        )
+    elif plan.rehearsal is not None:
+        console.print("Blocks no reads or writes of the tables the database has.")
+
+
+def _data_loss(plan: MigrationPlan) -> None:
+    console = out()
+    if plan.rehearsal is None or not plan.rehearsal.ok:
+        console.print("[yellow]Data loss not measured:[/] it is read from the rehearsal, which did not complete.")
+        return
+    if not plan.data_loss:
+        console.print("[green]Data loss:[/] the downgrade drops no table or column that holds data.")
+        return
+    console.print(
+        f"[bold red]Data loss:[/] what the {'downgrade' if plan.direction == 'down' else 'upgrade'} drops, and the "
+        "rows that hold data in it now"
+    )
+    grid(
+        console,
+        None,
+        [Column("Drops", style="red"), Column("Name", style="red"), Column("Rows with data", style="red")],
+        ([loss.kind, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)")] for loss in plan.data_loss),
+    )
+
+
+_DIFF_MARKS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow"), "renamed": ("→", "yellow")}
+_DIFF_ORDER = ["removed", "renamed", "changed", "added"]  # what destroys or breaks first
+_IMPACT_COLUMNS = ("Revision", "Table", "Lock", "Blocks", "Rewritten", "Rows written", "Rows (est.)", "Size", "Took")
+BIG_DIFF = 40  # a longer diff, in a big plan, is counted by kind
+
+
+_NO_REHEARSAL_WORDS = {  # by NoRehearsal's value (plan.py)
+    "requested": "--no-rehearsal was given, so the schema diff, locks and data loss are not measured",
+    "saved_plan": "applying a saved plan, which was rehearsed when it was reviewed; what it showed then is "
+    "checked to be unchanged",
+    "nothing_to_run": "nothing to run",
+}
+
+
+def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
+    from rich.markup import escape
+    from rich.text import Text
+
+    console = out()
+    rehearsal = plan.rehearsal
+    if rehearsal is None:
+        why = _NO_REHEARSAL_WORDS[plan.rehearsal_skipped.value] if plan.rehearsal_skipped else "skipped"
+        console.print(f"[yellow]No rehearsal:[/] {why}.")
+        return
+    console.print(f"[bold]Rehearsal[/] on {escape(rehearsal.description)}:")
+    if rehearsal.failure is not None:
+        console.print(
+            f"  [bold red]Revision {rehearsal.failure.revision} failed in the rehearsal[/]: "
+            f"{escape(rehearsal.failure.message)}"
+        )
+        if rehearsal.failure.statement:
+            console.print(f"  Statement: {escape(rehearsal.failure.statement)}")
+    for warning in rehearsal.warnings:
+        console.print(f"  [yellow]Warning:[/] {escape(warning)}")
+    if rehearsal.diff and summarised and len(rehearsal.diff) > BIG_DIFF:
+        # A first deployment changes hundreds of objects: counted by kind, one line each.
+        counts: dict[tuple[str, str], int] = {}
+        for change in rehearsal.diff:
+            counts[(change.change, change.kind)] = counts.get((change.change, change.kind), 0) + 1
+        console.print(
+            f"[bold]Schema diff, measured[/]: {len(rehearsal.diff)} changes, by kind "
+            "(--plan-out FILE holds each one, as --format json does):"
+        )
+        for (how, kind), count in sorted(counts.items(), key=lambda item: (_DIFF_ORDER.index(item[0][0]), item[0][1])):
+            console.print(f"  {_DIFF_MARKS[how][0]} {count} {plural(kind, count)} {how}")
+    elif rehearsal.diff:
+        grid(
+            console,
+            "Schema diff, measured (+ added, - removed, ~ changed, → renamed)",
+            [
+                Column(""),
+                Column("Kind"),
+                Column("Name", flexible=True),
+                Column("Before", flexible=True),
+                Column("After", flexible=True),
+            ],
+            (
+                [
+                    Text(_DIFF_MARKS[change.change][0], style=_DIFF_MARKS[change.change][1]),
+                    change.kind,
+                    change.name,
+                    change.before or "",
+                    change.after or "",
+                ]
+                for change in rehearsal.diff
+            ),
+        )
+    else:
+        console.print("  The schema does not change.")
+
+    impact, quiet = rehearsal.impact()
+    rows: list[list[Any]] = []
+    for index, row in enumerate(impact):
+        first = index == 0 or impact[index - 1].revision != row.revision
+        rows.append(
+            [
+                row.revision if first else "",
+                row.table,
+                Text(lock_words(row.mode), style="red" if row.blocks else ""),
+                Text(row.blocks, style="red") if row.blocks else "nothing",
+                Text("rewritten", style="red") if row.rewritten else "no",
+                f"{row.rows_written:,}" if row.rows_written else "",
+                human_rows(row.size.estimated_rows) if row.size else "new",
+                human_bytes(row.size.total_bytes) if row.size else "",
+                f"{row.seconds:.2f} s" if first else "",
+            ]
+        )
+    if rows:
+        grid(
+            console,
+            "Impact, measured: locks taken and storage rewritten",
+            [Column(c) for c in _IMPACT_COLUMNS],
+            rows,
+        )
+    if quiet:
+        others = "The other" if rows else "The"
+        console.print(
+            f"  {others} {len(quiet)} revision(s) lock no table the database has now (they only add new objects); "
+            f"{sum(quiet):.2f} s in all."
+        )
+    rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})
+    if rewritten_all:
+        console.print(f"  Rewritten (tables and indexes): {', '.join(rewritten_all)}")
+
+
+class RichProgress:
+    """Each revision as it runs (on stderr), with its time when it is done.
+
+    One spinner for the whole run, and only where someone is watching a terminal; a log
+    gets just the line per revision.
+    """
+
+    # Above this many revisions a log gets a line per slow revision and one every EVERY, not one per
+    # revision: the plan above listed them all already.
+    MANY = 50
+    EVERY = 25
+    SLOW_SECONDS = 1.0
+
+    def __init__(self, total: int = 0) -> None:
+        self._console = err()
+        self._status: Any = self._console.status("Applying…") if self._console.is_terminal else None
+        self._spinning = False
+        self._total = total
+        self._done = 0
+
+    def started(self, revision: RevisionInfo) -> None:
+        from rich.text import Text
+
+        if self._status is not None:
+            self._status.update(Text(f"Applying {revision.revision} {revision.message}…"))
+            if not self._spinning:
+                self._status.start()
+                self._spinning = True
+
+    def finished(self, revision: RevisionInfo, seconds: float) -> None:
+        from rich.text import Text
+
+        self._done += 1
+        if self._total > self.MANY and seconds < self.SLOW_SECONDS:
+            if self._done % self.EVERY == 0 or self._done == self._total:
+                self._console.file.write(f"  ✓ {self._done}/{self._total} revisions applied\n")
+            return
+        if self._status is None:  # a log: the same line without styles, and without Rich's layout pass
+            self._console.file.write(f"  ✓ {revision.revision}  {revision.message}  {seconds:.2f} s\n")
+            return
+        self._console.print(
+            Text.assemble(("  ✓ ", "green"), f"{revision.revision}  {revision.message}  ", (f"{seconds:.2f} s", "dim")),
+            soft_wrap=True,
+        )
+
+    def close(self) -> None:
+        if self._spinning:
+            self._status.stop()
+            self._spinning = False
+
+
+def migration_done(result: ApplyResult, *, direction: str) -> None:
+    console = out()
+    if result.done_by_another:
+        console.print(
+            f"[green]Nothing to do:[/] another run applied this plan while this one waited for the lock; "
+            f"{result.database} is at {', '.join(result.to_revisions) or 'base'}. Nothing was applied twice."
+        )
+        return
+    verb = "Downgraded" if direction == "down" else "Upgraded"
+    console.print(
+        f"[green]{verb}[/] {result.database}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "
+        f"from {', '.join(result.from_revisions) or 'an empty database'} to "
+        f"{', '.join(result.to_revisions) or 'base (no revision)'}."
+    )
+
+
+def offline_sql(chunks: list[tuple[RevisionInfo, str]]) -> None:
+    for info, sql in chunks:
+        sys.stdout.write(f"-- {info.revision}: {info.message}\n{sql.strip()}\n\n")

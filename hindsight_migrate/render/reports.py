@@ -1,0 +1,286 @@
+"""The reports that change nothing: history, new, status, check, lint, merge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hindsight_migrate.render.console import out
+from hindsight_migrate.render.layout import Column, grid
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from hindsight_migrate.autogen import NewRevision
+    from hindsight_migrate.check import CheckReport, LintReport
+    from hindsight_migrate.history import History
+    from hindsight_migrate.lint import LintResult
+    from hindsight_migrate.status import Status
+
+
+_STATE_MARK = {"current": ("●", "bold green"), "applied": ("✓", "green"), "pending": ("○", "yellow")}
+
+
+def history(history: History) -> None:
+    from rich.text import Text
+
+    console = out()
+    show_state = history.database is not None and history.database.reachable
+    columns = [
+        Column("Revision", style="bold"),
+        Column("Parent(s)", shrink=8),
+        Column("Message", flexible=True, shrink=8),
+        Column("Created"),
+        Column("Marks", shrink=5),
+    ]
+    if show_state:
+        columns.insert(0, Column(""))
+    state_marks = {state: Text(mark, style=style) for state, (mark, style) in _STATE_MARK.items()}
+    rows: list[list[str | Text]] = []
+    for entry in history.entries:
+        info = entry.info
+        labels = [
+            label
+            for flag, label in (
+                (info.is_head, "head"),
+                (info.is_base, "base"),
+                (info.is_branch_point, "branch point"),
+                (info.is_merge_point, "merge"),
+            )
+            if flag
+        ]
+        labels += [f"label {label}" for label in info.branch_labels]
+        marks: str | Text = ", ".join(labels)
+        if entry.state == "current":
+            marks = Text(f"{marks}, " if marks else "")
+            marks.append("current", style="bold green")
+        row: list[str | Text] = [
+            info.revision,
+            "\n".join(info.parents) or "—",
+            info.message,
+            (info.created or "")[:10],
+            marks,
+        ]
+        if show_state:
+            row.insert(0, state_marks.get(entry.state or "", ""))
+        rows.append(row)
+    grid(console, "Revisions, newest first", columns, rows)
+    console.print(
+        f"{len(history.entries)} revisions; head(s): {', '.join(history.heads) or 'none'}; "
+        f"base(s): {', '.join(history.bases) or 'none'}."
+    )
+    state = history.database
+    if state is None:
+        console.print("[dim]Database not consulted (--offline).[/]")
+    elif not state.reachable:
+        console.print(f"[yellow]Database not reachable, so applied/pending is unknown:[/] {state.problem}")
+    else:
+        console.print("Legend: ● current  ✓ applied  ○ pending")
+        if state.current:
+            console.print(
+                f"Database {state.database} is at {', '.join(state.current)}; {len(history.pending)} pending."
+            )
+        elif not state.unknown:
+            console.print(f"Database {state.database} has no revision applied (not bootstrapped).")
+        if state.unknown:
+            console.print(
+                f"[red]The database is at {', '.join(state.unknown)}, which no revision file of "
+                "this project has.[/] Was a revision file deleted, or is this another branch's "
+                "database?"
+            )
+        if state.bootstrap is not None:
+            console.print(
+                f"Bootstrapped {state.bootstrap.bootstrapped_at:%Y-%m-%d %H:%M %Z} from "
+                f"{state.bootstrap.sql_path} by {state.bootstrap.os_user}@{state.bootstrap.host}."
+            )
+        if state.last_apply is not None:
+            run = state.last_apply
+            outcome = {"running": "[yellow]still running, or was killed[/]", "failed": "[red]failed[/]"}.get(
+                run.outcome, "[green]succeeded[/]"
+            )
+            console.print(
+                f"Last apply: {run.command} {run.started_at:%Y-%m-%d %H:%M %Z} by {run.os_user}@{run.host}, "
+                f"{run.from_revisions} → {run.to_revisions or '?'}, {outcome}."
+            )
+        if state.v1_drift:
+            console.print(f"[yellow]Warning:[/] {state.v1_drift}")
+
+
+def new_revision(result: NewRevision, *, show_sql: bool) -> None:
+    from rich.markup import escape
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    console = out()
+    if result.compared_with is None:
+        console.print("No models to compare (env.py sets no target_metadata): an empty revision, to write by hand.")
+    else:
+        console.print(f"Compared the models with {escape(result.compared_with)}.")
+    flagged = {id(f.operation): f for f in result.findings}
+    rows: list[list[str | Text]] = []
+    for op in result.operations:
+        finding = flagged.get(id(op))
+        mark = (
+            Text("") if finding is None else Text("!", "bold red") if finding.level == "danger" else Text("?", "yellow")
+        )
+        type_text = op.type or ""
+        if op.kind == "alter_column" and op.existing_type and op.type:
+            type_text = f"{op.existing_type} → {op.type}"
+        rows.append([mark, op.kind.replace("_", " "), op.table, op.name, type_text])
+    if rows:
+        grid(
+            console,
+            f"Detected operations ({len(result.operations)})",
+            [Column(""), Column("Operation"), Column("Table"), Column("Name"), Column("Type", flexible=True)],
+            rows,
+        )
+    else:
+        console.print("Detected operations (0): upgrade() and downgrade() are empty, to be written by hand.")
+    if result.counted_on is not None:
+        console.print(f"Rows at risk counted on {escape(result.counted_on)} (read-only, rolled back):")
+    elif result.not_counted is not None:
+        console.print(f"[yellow]Rows at risk not counted:[/] {escape(result.not_counted)}")
+    for finding in result.findings:
+        colour = "red" if finding.level == "danger" else "yellow"
+        count = f" [bold]({escape(finding.rows_on_target)})[/]" if finding.rows_on_target else ""
+        console.print(f"  [{colour}]{finding.level}:[/] {escape(finding.message)}{count}")
+        if finding.instead:
+            console.print(f"      instead: [bold]{escape(finding.instead)}[/]")
+    if result.lint is not None:
+        lint_result(result.lint)
+    if show_sql and result.sql is not None:
+        console.print(Syntax(result.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
+    todo = "fix what is flagged above" if result.findings else "write what it should do" if not rows else "check it"
+    marked = (
+        f" {result.danger_comments} danger(s) are marked in it with a # DANGER: comment above the operation."
+        if result.danger_comments
+        else ""
+    )
+    console.print(
+        f"[green]Wrote[/] {escape(str(result.path))} (revision {result.revision}).{marked} Open it, {todo}, "
+        "then review and apply it with [bold]hindsight-migrate up[/]."
+    )
+    if result.strict_failed:
+        left = [f"{len(result.dangers)} danger(s)"] if result.dangers else []
+        left += [f"{len(result.lint_errors)} lint error(s)"] if result.lint_errors else []
+        console.print(
+            f"[bold red]--strict: exit 13[/], {' and '.join(left)} left in {escape(str(result.path))}; "
+            "the file is written, to be edited (or change the models and run new again)."
+        )
+
+
+def status(result: Status) -> None:
+    from rich.markup import escape
+
+    console = out()
+    verdict = " and ".join(result.verdicts) if result.verdicts else "up to date"
+    colour = "green" if not result.verdicts else "red" if set(result.verdicts) - {"behind"} else "yellow"
+    console.print(f"[bold]Status[/] of {result.database}: [{colour}]{verdict}[/]")
+    console.print(f"  Current:  {', '.join(result.current) or 'no revision applied'}")
+    console.print(f"  Head(s):  {', '.join(result.heads)}")
+    console.print(f"  Pending:  {', '.join(result.pending) or 'none'}")
+    if result.unknown:
+        console.print(f"  [red]Unknown:[/]  {', '.join(result.unknown)} (in the version table; no file has them)")
+    if result.missing:
+        console.print(f"  [red]Missing:[/]  {', '.join(result.missing)} (applied; their files are gone from versions/)")
+    for edited in result.edited:
+        console.print(
+            f"  [red]Edited after it was applied:[/] {edited.revision} {escape(edited.path)} "
+            f"(SHA-256 then {edited.recorded_sha256[:12]}…, now {edited.file_sha256[:12]}…)"
+        )
+    if result.unrecorded:
+        console.print(
+            f"  [dim]No checksum recorded (applied before this tool kept them): {', '.join(result.unrecorded)}[/]"
+        )
+    console.print(
+        f"  V1:       {escape(result.v1_drift) if result.v1_drift else 'as bootstrapped (or not bootstrapped)'}"
+    )
+    if result.last_apply is not None:
+        run = result.last_apply
+        console.print(
+            f"  Last apply: {run.command} {run.started_at:%Y-%m-%d %H:%M %Z} by {run.os_user}@{run.host}, "
+            f"{run.from_revisions} → {run.to_revisions or '?'}, {run.outcome}"
+        )
+
+
+def check_report(report: CheckReport) -> None:
+    from rich.markup import escape
+
+    console = out()
+    for warning in report.warnings:
+        console.print(f"  [yellow]! {warning.kind}:[/] {escape(warning.message)}")
+        for detail in warning.details:
+            console.print(f"      {escape(detail)}")
+    if report.ok:
+        console.print(f"[green]check passed[/] for {report.database}: {'; '.join(report.checked)}.")
+        return
+    console.print(f"[bold red]check found {len(report.problems)} problem(s)[/] ({report.database}):")
+    for problem in report.problems:
+        console.print(f"  [red]✗ {problem.kind}:[/] {escape(problem.message)}")
+        for detail in problem.details:
+            console.print(f"      {escape(detail)}")
+
+
+def lint_report(report: LintReport) -> None:
+    console = out()
+    console.print(
+        f"Linted {len(report.revisions)} revision(s) ({report.range}): {', '.join(report.revisions) or 'none'}"
+    )
+    lint_result(report.result)
+
+
+def merged(revision: str, path: Path) -> None:
+    out().print(
+        f"[green]Wrote[/] merge revision {revision}: {path}. Review it, then apply it with "
+        "[bold]hindsight-migrate up[/]."
+    )
+
+
+SHOWN_ONE_BY_ONE = 3  # a warning found in more revisions than this is shown once, with the revisions listed
+
+
+def lint_result(lint: LintResult) -> None:
+    from rich.markup import escape
+    from rich.text import Text
+
+    console = out()
+    if not lint.ran:
+        console.print(f"[yellow]Lint:[/] {escape(lint.note or 'not run')}")
+        return
+    if not lint.findings:
+        console.print("[green]Lint (Squawk):[/] no findings.")
+        return
+    warnings: dict[tuple[str, str], list[Any]] = {}
+    for finding in lint.findings:
+        if finding.level != "error":
+            warnings.setdefault((finding.rule, finding.message), []).append(finding)
+    rows: list[list[Any]] = []
+    # Errors one by one, with Squawk's advice in full; a warning repeated across many revisions
+    # once, so two hundred identical lines do not bury the one that matters.
+    for finding in lint.findings:
+        if finding.level == "error":
+            text = finding.message + (f" {finding.advice}" if finding.advice else "")
+            rows.append([Text("error", style="bold red"), finding.revision, str(finding.line), finding.rule, text])
+            continue
+        same = warnings[(finding.rule, finding.message)]
+        if len(same) <= SHOWN_ONE_BY_ONE:
+            rows.append(
+                [Text("warning", style="yellow"), finding.revision, str(finding.line), finding.rule, finding.message]
+            )
+        elif finding is same[0]:
+            revisions = list(dict.fromkeys(f.revision for f in same))
+            more = len(revisions) - SHOWN_ONE_BY_ONE
+            where = ", ".join(revisions[:SHOWN_ONE_BY_ONE]) + (f" and {more} more" if more > 0 else "")
+            rows.append([Text(f"warning, {len(same)} times", style="yellow"), where, "", finding.rule, finding.message])
+    grid(
+        console,
+        f"Lint (Squawk): {len(lint.errors)} errors, {len(lint.findings) - len(lint.errors)} warnings",
+        [
+            Column("Level"),
+            Column("Revision", flexible=True),
+            Column("Line"),
+            Column("Rule"),
+            Column("Finding", flexible=True),
+        ],
+        rows,
+    )

@@ -1,0 +1,250 @@
+"""What a reviewer must see first: one header line, one count line, and what needs attention, ranked.
+
+Everything here is read from the plan as measured (the rehearsal's diff, locks, rewrites and
+rows written, the data-loss counts, lint), never guessed from the SQL's text. The order of
+"needs attention" is the order of harm: what failed, what destroys data, what blocks traffic
+longest, what breaks code (renames), what the review cannot show (Python, no offline SQL),
+lint errors, then the plan's own warnings. Short locks that rewrite nothing and write no row
+fold into one line, so a long plan's first screen is still about what matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from hindsight_migrate.rehearsal import BLOCKS, ImpactRow
+from hindsight_migrate.words import human_bytes, lock_words
+
+if TYPE_CHECKING:
+    from hindsight_migrate.plan import MigrationPlan
+
+# A lock held less than this, on a table it neither rewrites nor writes rows in, is folded
+# into one "and N more" line: traffic waits for it about as long as for a slow query.
+SHORT_LOCK_SECONDS = 0.05
+
+
+class Concern(Enum):
+    """What kind of item needs attention; the words a reader sees for it are render's."""
+
+    REHEARSAL_FAILED = "rehearsal_failed"
+    DATA_LOSS = "data_loss"
+    LOCK = "lock"
+    RENAME = "rename"
+    NOT_OFFLINE = "not_offline"  # its SQL cannot be rendered offline: the review does not show what runs
+    RUNS_PYTHON = "runs_python"  # it reads the database from Python (get_bind): its SQL is not all of it
+    LINT_ERROR = "lint_error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One item that needs the reviewer's attention, as plain facts."""
+
+    concern: Concern
+    subject: str  # the table, column or revision it is about
+    revision: str | None  # the revision that does it, when one does
+    text: str  # what happens, in words
+    seconds: float | None = None  # a lock: how long the rehearsal held it
+    rows: int | None = None  # data loss: rows holding data; a lock: the table's rows
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Terraform's "Plan: X to add, Y to change, Z to destroy", from the measured diff."""
+
+    added: int
+    changed: int
+    renamed: int
+    dropped: int
+    rows_lost: int | None  # None: not measured (no rehearsal, or it failed)
+    lint_errors: int
+    lint_warnings: int
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    direction: str
+    database: str  # masked URL
+    current: tuple[str, ...]
+    target: str  # what the reviewer asked for ("heads", a prefix, "-1")
+    final: tuple[str, ...]
+    revisions: int
+    bootstrap: bool
+    rehearsed: str | None  # where it was rehearsed, in words; None when it was not
+    not_rehearsed: str | None  # why not (a NoRehearsal value), when it was not
+    counts: Counts | None  # None: no rehearsal, so nothing was measured
+    attention: tuple[Attention, ...]
+    folded: int  # short locks not listed one by one
+    folded_seconds: float  # the longest of them
+
+
+def summarise(plan: MigrationPlan) -> PlanSummary:
+    rehearsal = plan.rehearsal
+    attention: list[Attention] = []
+    folded: list[float] = []
+    if rehearsal is not None and rehearsal.failure is not None:
+        failure = rehearsal.failure
+        attention.append(
+            Attention(Concern.REHEARSAL_FAILED, failure.revision, failure.revision, f"failed: {failure.message}")
+        )
+    for loss in plan.data_loss:
+        holding = "rows" if loss.kind == "table" else "rows hold a value in it"
+        estimate = "" if loss.exact else " (the planner's estimate)"
+        attention.append(
+            Attention(
+                Concern.DATA_LOSS,
+                loss.name,
+                _revision_dropping(plan, loss.name),
+                f"drops {loss.kind} {loss.name}: {loss.rows:,} {holding}{estimate}",
+                rows=loss.rows,
+            )
+        )
+    if rehearsal is not None:
+        locks, short = _locks(rehearsal.impact()[0])
+        attention += locks
+        folded += short
+        for change in rehearsal.diff:
+            if change.change == "renamed":
+                attention.append(
+                    Attention(
+                        Concern.RENAME,
+                        change.name,
+                        None,
+                        f"{change.kind} {change.before} becomes {_short_new_name(change.before, change.after)}: "
+                        "code that still uses the old name breaks once this is applied",
+                    )
+                )
+    not_offline = [item for item in plan.revisions if item.sql is None]
+    if not_offline:
+        attention.append(
+            Attention(
+                Concern.NOT_OFFLINE,
+                ", ".join(item.info.revision for item in not_offline),
+                None,
+                f"{len(not_offline)} revision(s) cannot render offline SQL, so the SQL shown is not what runs: "
+                + ", ".join(item.info.revision for item in not_offline),
+            )
+        )
+    python = [item for item in plan.revisions if item.runs_python and item.sql is not None]
+    if python:
+        attention.append(
+            Attention(
+                Concern.RUNS_PYTHON,
+                ", ".join(item.info.revision for item in python),
+                None,
+                f"{len(python)} revision(s) read the database from Python (get_bind), so their SQL shown is not "
+                "all they do: " + ", ".join(item.info.revision for item in python),
+            )
+        )
+    for finding in plan.lint.errors:
+        attention.append(
+            Attention(
+                Concern.LINT_ERROR,
+                finding.rule,
+                finding.revision,
+                f"{finding.rule}: {finding.message} ({finding.revision}, line {finding.line})",
+            )
+        )
+    for warning in plan.warnings:
+        attention.append(Attention(Concern.WARNING, "", None, warning))
+    return PlanSummary(
+        direction=plan.direction,
+        database=plan.database,
+        current=plan.current,
+        target=plan.target,
+        final=plan.final,
+        revisions=len(plan.revisions),
+        bootstrap=plan.bootstrap is not None,
+        rehearsed=rehearsal.description if rehearsal is not None else None,
+        not_rehearsed=plan.rehearsal_skipped.value if plan.rehearsal_skipped is not None else None,
+        counts=_counts(plan),
+        attention=tuple(attention),
+        folded=len(folded),
+        folded_seconds=max(folded, default=0.0),
+    )
+
+
+def _counts(plan: MigrationPlan) -> Counts | None:
+    rehearsal = plan.rehearsal
+    if rehearsal is None:
+        return None
+    # The diff lists a new or dropped table once, not once more per column: each counts as one object.
+    by_kind = {
+        kind: sum(1 for c in rehearsal.diff if c.change == kind) for kind in ("added", "changed", "renamed", "removed")
+    }
+    return Counts(
+        added=by_kind["added"],
+        changed=by_kind["changed"],
+        renamed=by_kind["renamed"],
+        dropped=by_kind["removed"],
+        rows_lost=sum(loss.rows for loss in plan.data_loss) if rehearsal.ok else None,
+        lint_errors=len(plan.lint.errors),
+        lint_warnings=len(plan.lint.findings) - len(plan.lint.errors),
+    )
+
+
+def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]:
+    """Each table locked against reads or writes, once, ranked: what blocks reads first, then the longest."""
+    by_table: dict[str, list[ImpactRow]] = {}
+    for row in impact:
+        if row.blocks is not None:
+            by_table.setdefault(row.table, []).append(row)
+    ranked: list[tuple[tuple[bool, float, bool, int], Attention]] = []
+    short: list[float] = []
+    for table, rows in by_table.items():
+        # The lock that matters most: one that blocks reads beats one that blocks writes, then the longest.
+        worst = max(rows, key=lambda row: (row.blocks == BLOCKS["AccessExclusiveLock"], row.seconds))
+        longer = [row for row in rows if row.seconds > worst.seconds]  # a weaker lock held longer
+        rewritten = any(row.rewritten for row in rows)
+        written = sum(row.rows_written for row in rows)
+        longest = max(row.seconds for row in rows)
+        if longest < SHORT_LOCK_SECONDS and not rewritten and not written:
+            short.append(longest)
+            continue
+        size = worst.size
+        facts = [f"held {worst.seconds:.2f} s"]
+        if longer:
+            other = max(longer, key=lambda row: row.seconds)
+            facts.append(f"{lock_words(other.mode)} (blocks {other.blocks}) {other.seconds:.2f} s")
+        if rewritten:
+            facts.append("rewrites it")
+        if written:
+            facts.append(f"writes {written:,} rows")
+        if size is not None:
+            facts.append(f"{size.estimated_rows:,} rows, {human_bytes(size.total_bytes)}")
+        revisions = list(dict.fromkeys(row.revision for row in rows))
+        ranked.append(
+            (
+                (worst.blocks == BLOCKS["AccessExclusiveLock"], longest, rewritten, written),
+                Attention(
+                    Concern.LOCK,
+                    table,
+                    worst.revision,
+                    f"{table}: {lock_words(worst.mode)}, blocks {worst.blocks}; " + ", ".join(facts)
+                    + f" ({', '.join(revisions)})",
+                    seconds=longest,
+                    rows=size.estimated_rows if size is not None else None,
+                ),
+            )
+        )
+    ranked.sort(key=lambda item: item[0], reverse=True)
+    return [item for _, item in ranked], short
+
+
+def _short_new_name(old: str | None, new: str | None) -> str:
+    """A column renamed in its table is named by its new name alone: `public.t.a becomes b`."""
+    old_parent, new_parent = (old or "").rpartition(".")[0], (new or "").rpartition(".")[0]
+    return (new or "").rpartition(".")[2] if old_parent and old_parent == new_parent else new or ""
+
+
+def _revision_dropping(plan: MigrationPlan, name: str) -> str | None:
+    """The revision whose rehearsal locked the dropped table (the one that drops it), when one did."""
+    if plan.rehearsal is None:
+        return None
+    table = name if any(c.kind == "table" and c.name == name for c in plan.rehearsal.diff) else name.rpartition(".")[0]
+    for cost in plan.rehearsal.costs:
+        if any(locked == table and mode == "AccessExclusiveLock" for locked, mode in cost.locks):
+            return cost.revision
+    return None

@@ -1,0 +1,28 @@
+"""Numbers and PostgreSQL's names as people read them; shared by the core's summaries and the views."""
+
+from __future__ import annotations
+
+import re
+
+
+def lock_words(mode: str) -> str:
+    """PostgreSQL's 'AccessExclusiveLock' as the docs write it: 'ACCESS EXCLUSIVE'."""
+    words = re.findall(r"[A-Z][a-z]*", mode.removesuffix("Lock"))
+    return " ".join(words).upper()
+
+
+def human_rows(count: int) -> str:
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.1f} M"
+    if count >= 1_000:
+        return f"{count / 1_000:.1f} k"
+    return str(count)
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
