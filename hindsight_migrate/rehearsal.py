@@ -138,6 +138,14 @@ class Rehearsal:
             )
         return tuple(rows), tuple(quiet)
 
+    def rewritten_tables(self) -> tuple[ImpactRow, ...]:
+        """The target's tables whose storage a revision rewrote, once each, the largest first."""
+        seen: dict[str, ImpactRow] = {}
+        for row in self.impact()[0]:
+            if row.rewritten and row.table not in seen:
+                seen[row.table] = row
+        return tuple(sorted(seen.values(), key=lambda row: -(row.size.total_bytes if row.size else 0)))
+
     def longest_blocking(self) -> ImpactRow | None:
         """The lock that held traffic back most in the rehearsal: blocking reads beats blocking writes, then time."""
         blocking = [row for row in self.impact()[0] if row.blocks is not None]

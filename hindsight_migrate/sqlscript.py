@@ -175,7 +175,7 @@ def statement_kinds(sql: str) -> dict[str, int]:
     for statement in statements:
         if is_transaction_control(statement) or "alembic_version" in statement.text:
             continue
-        words = [w.upper() for w in re.findall(r"[A-Za-z_]+", statement.text)[:6]]
+        words = [w.upper() for w in re.findall(r"[A-Za-z_]+", _strip_leading_comments(statement.text))[:6]]
         if not words:
             continue
         if words[0] in _KIND_VERBS:

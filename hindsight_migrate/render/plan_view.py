@@ -254,7 +254,8 @@ def dry_run_done(kind: ChangeKind, reasons: tuple[str, ...], *, detailed: bool) 
 
 
 def stakes(plan: MigrationPlan) -> None:
-    """Two or three lines right above the confirmation: what is destroyed, the longest blocking lock."""
+    """A few lines right above the confirmation: what is destroyed, the longest blocking lock, what is
+    rewritten (the largest table first) and renamed."""
     console = err()
     if plan.data_loss:
         losses = ", ".join(
@@ -276,6 +277,25 @@ def stakes(plan: MigrationPlan) -> None:
         )
     elif plan.rehearsal is not None:
         console.print("Blocks no reads or writes of the tables the database has.")
+    rewrites = plan.rehearsal.rewritten_tables() if plan.rehearsal is not None else ()
+    if rewrites:
+        sized = [
+            row.table
+            + (
+                f" ({human_rows(row.size.estimated_rows)} rows, {human_bytes(row.size.total_bytes)})"
+                if row.size
+                else ""
+            )
+            for row in rewrites
+        ]
+        console.print(f"[bold]Rewrites:[/] {', '.join(sized)}.")
+    renames = [c for c in plan.rehearsal.diff if c.change == "renamed"] if plan.rehearsal is not None else []
+    if renames:
+        console.print(
+            "[bold]Renames:[/] "
+            + ", ".join(f"{c.kind} {c.before} → {c.after}" for c in renames)
+            + " (code that uses the old names breaks)."
+        )
 
 
 def _data_loss(plan: MigrationPlan) -> None:

@@ -1,0 +1,227 @@
+"""The plan as a person reads it: the summary and what needs attention first, at any size.
+
+Hindsight's own chain over a database with data is the case the first screen is designed
+for; a 288-revision first deployment is the case that must stay reviewable.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from hindsight_migrate import cli as cli_module
+from tests import dbstate
+from tests.conftest import bootstrapped, flatten, invoke
+from tests.projects import TINY_BASE, Rev, tiny_project, write_project
+from tests.test_up import subprocess_env
+
+HINDSIGHT_DATA = """
+INSERT INTO agents (name, description)
+    SELECT 'Agent ' || g, CASE WHEN mod(g, 3) = 0 THEN NULL ELSE 'about ' || g END FROM generate_series(1, 20000) g;
+INSERT INTO memory_blocks (agent_id, content)
+    SELECT a.id, 'memory ' || a.name || ' ' || g FROM agents a, generate_series(1, 2) g;
+INSERT INTO agent_transcripts (agent_id, role, content, token_count)
+    SELECT a.id, 'user', repeat('hello ', 20), g FROM agents a, generate_series(1, 8) g;
+INSERT INTO feedback_logs (memory_id, rating)
+    SELECT memory_id, 1 + mod(g, 5) FROM memory_blocks, generate_series(1, 1) g;
+ANALYZE;
+"""
+
+
+def execute(url: str, sql: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
+
+
+def cli(folder: Path, *args: str, columns: int = 100, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed command in a fresh process, its stdout a pipe (as in a CI log), COLUMNS wide."""
+    return subprocess.run(
+        [sys.executable, "-m", "hindsight_migrate", *args],
+        env=subprocess_env(COLUMNS=str(columns), NO_COLOR="1"),
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        input=stdin,
+        timeout=600,
+    )
+
+
+def summary_block(stdout: str) -> list[str]:
+    """The lines before the first detail (the revisions table)."""
+    lines = stdout.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("Revisions "))
+    return lines[:end]
+
+
+@pytest.fixture
+def hindsight_with_data(hindsight_project: Path, database_url: str) -> str:
+    ini = bootstrapped(hindsight_project / "alembic.ini", database_url)
+    execute(database_url, HINDSIGHT_DATA)
+    return ini
+
+
+def test_hindsight_plan_over_data_opens_with_the_summary_and_what_needs_attention(
+    hindsight_with_data: str, hindsight_project: Path, database_url: str
+) -> None:
+    before = dbstate.snapshot(database_url)
+
+    result = cli(hindsight_project, "-c", hindsight_with_data, "--url", database_url, "up", "--dry-run")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = summary_block(result.stdout)
+    assert len(summary) <= 25, "\n".join(summary)
+    head = flatten("\n".join(summary[: next(i for i, line in enumerate(summary) if line.startswith("Plan:"))]))
+    assert re.match(
+        r"Upgrade plan for \S+: cd3fb603795c → 461838d94bcb, 7 revisions, rehearsed on a scratch copy", head
+    )
+    counts = flatten("\n".join(summary))
+    assert re.search(r"Plan: \d+ to add, \d+ to change, 1 to rename, 0 to drop; rows of data lost: 0; lint:", counts)
+    attention = flatten(
+        "\n".join(summary[summary.index(next(s for s in summary if s.startswith("Needs attention"))) :])
+    )
+    # The rewrite of the largest table comes first, with its rows and size; then the backfill of agents.
+    locks = re.findall(r"▲ LOCK (public\.\w+):", attention)
+    assert locks[0] == "public.agent_transcripts", attention
+    assert re.search(
+        r"public\.agent_transcripts: ACCESS EXCLUSIVE, blocks reads and writes; held \d\.\d\d s, rewrites it, "
+        r"160,000 rows",
+        attention,
+    ), attention
+    assert re.search(
+        r"public\.agents: ACCESS EXCLUSIVE, blocks reads and writes; held \d\.\d\d s, writes 20,000 rows", attention
+    )
+    assert "▲ RENAME column public.memory_blocks.memory_id becomes id" in attention
+    # Without colour (NO_COLOR), the severity is still in words and symbols.
+    assert "\x1b[" not in result.stdout
+    assert dbstate.snapshot(database_url) == before
+
+
+def test_the_prompt_recap_names_the_rewrite_of_the_largest_table_and_the_rename(
+    hindsight_with_data: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_module, "stdin_is_interactive", lambda: True)
+    result = invoke("-c", hindsight_with_data, "--url", database_url, "up", input="no\n")
+
+    assert result.exit_code == 7, result.output
+    out = flatten(result.output)
+    recap = out[out.index("Plan fingerprint") : out.index("Type the")]
+    assert "Rewrites: public.agent_transcripts (160.0 k rows" in recap, recap
+    assert recap.index("public.agent_transcripts") < recap.index("public.feedback_logs"), recap
+    assert "Renames: column public.memory_blocks.memory_id → public.memory_blocks.id" in recap, recap
+    assert dbstate.alembic_version(database_url) == ["cd3fb603795c"]
+
+
+def test_an_upgrade_that_drops_a_column_with_rows_lists_the_loss_first(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("ALTER TABLE things ADD COLUMN note text")'),
+            Rev("cccc00000003", ("bbbb00000002",), upgrade='op.execute("ALTER TABLE things DROP COLUMN note")'),
+        ),
+        database_url,
+    )
+    assert invoke("-c", ini, "--url", database_url, "up", "bbbb00000002", "--yes").exit_code == 0
+    execute(database_url, "INSERT INTO things (name, note) SELECT 'n' || g, 'x' FROM generate_series(1, 30) g")
+
+    result = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--dry-run")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = flatten("\n".join(summary_block(result.stdout)))
+    assert "0 to add, 0 to change, 0 to rename, 1 to drop; rows of data lost: 30;" in summary, summary
+    first = summary[summary.index("Needs attention") :]
+    assert first.startswith("Needs attention (1) ✖ DATA LOSS drops column public.things.note: 30 rows hold a value"), (
+        first
+    )
+
+
+def test_short_locks_fold_into_one_line(tmp_path: Path, database_url: str) -> None:
+    # Eight tables, each given a nullable column: ACCESS EXCLUSIVE for a moment, nothing rewritten.
+    v1 = "".join(f"CREATE TABLE t{n} (id integer);\n" for n in range(8))
+    upgrade = "\n".join(f"op.execute(\"ALTER TABLE t{n} ADD COLUMN note text\")" for n in range(8))
+    ini = bootstrapped(
+        tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=upgrade), v1_sql=v1), database_url
+    )
+
+    result = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--dry-run")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = flatten("\n".join(summary_block(result.stdout)))
+    folded = re.search(r"and (\d+) more tables locked under 0\.05 s each", summary)
+    listed = len(re.findall(r"▲ LOCK", summary))
+    assert folded is not None and int(folded.group(1)) + listed == 8, summary
+
+
+# -- a first deployment of a long chain ---------------------------------------------------
+
+CHAIN = 288
+READS_DATA_EVERY = 22  # 13 of the 288 read the database from Python, and cannot render offline SQL
+
+
+def long_chain(folder: Path) -> Path:
+    revisions = [Rev("r0000", ())]
+    for n in range(1, CHAIN + 1):
+        upgrade = (
+            f'op.execute("CREATE TABLE t{n} (id bigint PRIMARY KEY, name text, created_at timestamptz)")\n'
+            f'op.execute("CREATE INDEX ix_t{n}_name ON t{n} (name)")'
+        )
+        if n % READS_DATA_EVERY == 0:
+            upgrade += (
+                "\nimport sqlalchemy as sa\n"
+                f'count = op.get_bind().execute(sa.text("SELECT count(*) FROM t{n}")).scalar()\n'
+                f"op.execute(f\"COMMENT ON TABLE t{n} IS '{{int(count)}} rows'\")"
+            )
+        revisions.append(Rev(f"r{n:04d}", (revisions[-1].revision,), message=f"table t{n}", upgrade=upgrade))
+    return write_project(folder, revisions, baseline="r0000")
+
+
+def test_a_288_revision_first_deployment_stays_reviewable(tmp_path: Path, database_url: str) -> None:
+    ini = str(long_chain(tmp_path / "p"))
+
+    result = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--dry-run", columns=80)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) < 400, f"{len(lines)} lines"
+    summary = summary_block(result.stdout)
+    assert len(summary) <= 40, "\n".join(summary)
+    said = flatten("\n".join(summary))
+    assert f"bootstrap, then {CHAIN} revisions" in said
+    assert "13 revision(s) cannot render offline SQL" in said, said
+    # One line per revision, its statements counted by kind; the whole SQL is in the file named.
+    rows = [line for line in lines if re.match(r"│ \d+ +│ r\d{4} ", line)]
+    assert len(rows) == CHAIN, result.stdout
+    assert "1 CREATE TABLE, 1 CREATE INDEX" in rows[0], rows[0]
+    named = re.search(r"SQL of every revision, in the order it runs: (\S+\.sql)", flatten(result.stdout))
+    assert named is not None, result.stdout
+    sql = Path(named.group(1)).read_text()
+    assert sql.count("CREATE TABLE t") == CHAIN - 13 and "CREATE TABLE t288 " in sql
+    assert "CREATE TABLE t1 " not in result.stdout  # not inline
+    # The diff of a first deployment is counted by kind.
+    assert re.search(r"\+ 289 tables added", result.stdout), result.stdout  # V1's things, and one per revision
+    assert dbstate.alembic_version(database_url) is None  # no version table: nothing was applied
+
+    inline = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--dry-run", "--show-sql", columns=80)
+    assert inline.returncode == 0, inline.stderr
+    assert "CREATE TABLE t1 (id bigint PRIMARY KEY" in inline.stdout
+
+
+def test_up_yes_on_a_long_chain_does_not_list_every_revision_twice(tmp_path: Path, database_url: str) -> None:
+    ini = str(long_chain(tmp_path / "p"))
+
+    result = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--yes", columns=80)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.lstrip().startswith("✓")]
+    assert len(progress) < 30, result.stderr
+    assert f"✓ {CHAIN}/{CHAIN} revisions applied" in result.stderr
+    assert dbstate.alembic_version(database_url) == [f"r{CHAIN:04d}"]
