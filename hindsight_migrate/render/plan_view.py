@@ -106,17 +106,19 @@ def plan_summary(summary: PlanSummary) -> None:
     if not summary.attention and not summary.folded:
         console.print("Needs attention: nothing — no blocking lock over 0.05 s, no data lost, no rename, no error.")
         return
-    from rich.table import Table
-
     console.print(Text(f"Needs attention ({len(summary.attention)})", style="bold"))
-    # Two columns, so a long line wraps under its own text and the marks stay a column to scan.
-    items = Table.grid(padding=(0, 1))
-    items.add_column(no_wrap=True)
-    items.add_column(overflow="fold")
+    # The marks make a column to scan; a long item wraps under its own text (a hanging indent).
+    label_width = 3 + max(len(words) for _, words, _ in _CONCERN_WORDS.values()) + 1
     for item in summary.attention:
         mark, words, style = _CONCERN_WORDS[item.concern.value]
-        items.add_row(Text(f"  {mark} {words}", style=style), Text(item.text))
-    console.print(items)
+        lines = Text(item.text).wrap(console, max(console.width - label_width - 2, 30), overflow="fold")
+        for number, line in enumerate(lines):
+            label = (
+                Text(f"  {mark} {words}".ljust(label_width + 1), style=style)
+                if number == 0
+                else Text(" " * (label_width + 1))
+            )
+            console.print(Text.assemble(label, line.rstrip() or line), soft_wrap=True)
     if summary.folded:
         console.print(
             f"  and {summary.folded} more {plural('table', summary.folded)} locked under "
