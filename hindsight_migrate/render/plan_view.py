@@ -118,7 +118,8 @@ def plan_summary(summary: PlanSummary) -> None:
                 if number == 0
                 else Text(" " * (label_width + 1))
             )
-            console.print(Text.assemble(label, line.rstrip() or line), soft_wrap=True)
+            line.rstrip()  # in place: a wrapped line keeps no trailing space
+            console.print(Text.assemble(label, line), soft_wrap=True)
     if summary.folded:
         console.print(
             f"  and {summary.folded} more {plural('table', summary.folded)} locked under "

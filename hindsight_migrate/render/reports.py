@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hindsight_migrate.render.console import out
-from hindsight_migrate.render.layout import Column, grid
+from hindsight_migrate.render.layout import Column, grid, plural
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.autogen import NewRevision
     from hindsight_migrate.check import CheckReport, LintReport
     from hindsight_migrate.history import History
-    from hindsight_migrate.lint import LintResult
+    from hindsight_migrate.lint import LintFinding, LintResult
     from hindsight_migrate.status import Status
 
 
@@ -249,29 +249,22 @@ def lint_result(lint: LintResult) -> None:
         return
     if not lint.findings:
         console.print("[green]Lint (Squawk):[/] no findings.")
+        _lint_dropped(lint)
         return
-    warnings: dict[tuple[str, str], list[Any]] = {}
+    rows: list[list[str | Text]] = []
+    # Errors one by one: each blocks `up`, so each gets its revision and line. Warnings once per
+    # rule, with how often and where, so two hundred identical lines do not bury the one that matters.
+    for error in lint.errors:
+        rows.append([Text("error", style="bold red"), error.revision, str(error.line), error.rule, error.message])
+    warnings: dict[str, list[LintFinding]] = {}
     for finding in lint.findings:
         if finding.level != "error":
-            warnings.setdefault((finding.rule, finding.message), []).append(finding)
-    rows: list[list[Any]] = []
-    # Errors one by one, with Squawk's advice in full; a warning repeated across many revisions
-    # once, so two hundred identical lines do not bury the one that matters.
-    for finding in lint.findings:
-        if finding.level == "error":
-            text = finding.message + (f" {finding.advice}" if finding.advice else "")
-            rows.append([Text("error", style="bold red"), finding.revision, str(finding.line), finding.rule, text])
-            continue
-        same = warnings[(finding.rule, finding.message)]
-        if len(same) <= SHOWN_ONE_BY_ONE:
-            rows.append(
-                [Text("warning", style="yellow"), finding.revision, str(finding.line), finding.rule, finding.message]
-            )
-        elif finding is same[0]:
-            revisions = list(dict.fromkeys(f.revision for f in same))
-            more = len(revisions) - SHOWN_ONE_BY_ONE
-            where = ", ".join(revisions[:SHOWN_ONE_BY_ONE]) + (f" and {more} more" if more > 0 else "")
-            rows.append([Text(f"warning, {len(same)} times", style="yellow"), where, "", finding.rule, finding.message])
+            warnings.setdefault(finding.rule, []).append(finding)
+    for rule, same in warnings.items():
+        revision_cell, line_cell = _lint_where(same)
+        level = "warning" if len(same) == 1 else f"warning, {len(same)} times"
+        messages = "\n".join(dict.fromkeys(f.message for f in same))
+        rows.append([Text(level, style="yellow"), revision_cell, line_cell, rule, messages])
     grid(
         console,
         f"Lint (Squawk): {len(lint.errors)} errors, {len(lint.findings) - len(lint.errors)} warnings",
@@ -284,3 +277,31 @@ def lint_result(lint: LintResult) -> None:
         ],
         rows,
     )
+    # Squawk gives the same advice under every finding of a rule: once per rule is enough.
+    advice = lint.advice_by_rule()
+    shown = [rule for rule in dict.fromkeys(str(row[3]) for row in rows) if rule in advice]
+    if shown:
+        console.print("Squawk's advice:")
+        for rule in shown:
+            console.print(f"  [bold]{escape(rule)}[/]: {escape(advice[rule])}")
+    _lint_dropped(lint)
+
+
+def _lint_where(same: list[LintFinding]) -> tuple[str, str]:
+    """The Revision and Line cells of one rule's warnings: each revision with its lines, or folded."""
+    lines: dict[str, list[str]] = {}
+    for finding in same:
+        lines.setdefault(finding.revision, []).append(str(finding.line))
+    if len(lines) > SHOWN_ONE_BY_ONE:
+        more = len(lines) - SHOWN_ONE_BY_ONE
+        return ", ".join(list(lines)[:SHOWN_ONE_BY_ONE]) + f" and {more} more", ""
+    return "\n".join(lines), "\n".join(", ".join(numbers) for numbers in lines.values())
+
+
+def _lint_dropped(lint: LintResult) -> None:
+    if lint.dropped_on_new_tables:
+        count = lint.dropped_on_new_tables
+        out().print(
+            f"{count} {plural('warning', count)} about locks or existing clients, on tables created earlier "
+            f"in these revisions, {'is' if count == 1 else 'are'} not shown: nothing uses those tables yet."
+        )
