@@ -8,16 +8,20 @@ database now stands.
 from __future__ import annotations
 
 import contextlib
+import random
+import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.bootstrap import apply_bootstrap, drop_baseline_schema
+from hindsight_migrate.bootstrap import bootstrap_under_lock, drop_baseline_schema
+from hindsight_migrate.catalog import Blocker, invalid_indexes
 from hindsight_migrate.database import Database, server_said
 from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed
-from hindsight_migrate.locking import migration_lock
+from hindsight_migrate.locking import BlockerWatch, describe_blockers, migration_lock
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.plan import DOWN, MigrationPlan, PlannedRevision
 from hindsight_migrate.revisions import RevisionInfo
@@ -33,6 +37,8 @@ class Progress(Protocol):
 
     def finished(self, revision: RevisionInfo, seconds: float) -> None: ...
 
+    def retrying(self, revision: RevisionInfo, retry: LockRetry) -> None: ...
+
 
 class NoProgress:
     def started(self, revision: RevisionInfo) -> None:
@@ -40,6 +46,33 @@ class NoProgress:
 
     def finished(self, revision: RevisionInfo, seconds: float) -> None:
         pass
+
+    def retrying(self, revision: RevisionInfo, retry: LockRetry) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class LockRetries:
+    """How often a revision that hits lock_timeout is tried again, and for how long in all."""
+
+    retries: int = 0  # tries after the first
+    max_wait_seconds: float = 0.0  # attempts and pauses together stop here
+    lock_timeout_seconds: float = 5.0  # what each attempt may hold traffic back for
+
+    def pause(self, attempt: int) -> float:
+        """Before attempt ``attempt`` + 1: 0.5 s, doubling to 15 s at most, jittered so that runs
+        (and the traffic queued behind the lock) do not retry in step."""
+        return min(0.5 * 2.0 ** (attempt - 1), 15.0) * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class LockRetry:
+    """Told to the progress line: the lock was not granted in time; the revision is tried again."""
+
+    attempt: int  # the attempt that is about to start (2 for the first retry)
+    of: int  # attempts allowed
+    pause_seconds: float
+    blockers: tuple[Blocker, ...]
 
 
 @dataclass(frozen=True)
@@ -58,6 +91,7 @@ class ApplyResult:
     bootstrapped: bool
     seconds: float
     done_by_another: bool = False  # another run applied this very plan while this one waited for the lock
+    lock_attempts: int = 1  # attempts the revisions took, lock retries included
 
 
 def apply_plan(
@@ -67,97 +101,189 @@ def apply_plan(
     *,
     lock_wait: float,
     lock_timeout: str,
+    retries: LockRetries | None = None,
     progress: Progress | None = None,
 ) -> ApplyResult:
-    """Writes: the plan's revisions, each in a transaction of its own, and one audit row."""
-    downgrade = plan.direction == DOWN
+    """Writes: the plan's revisions, each in a transaction of its own, and one audit row.
+
+    Under one hold of the migration lock, bootstrap included: runs that race to deploy an empty
+    database wait for the winner and then find its work done, instead of finding it "not empty".
+    """
+    progress = progress or NoProgress()
+    retries = retries or LockRetries()
+    started = time.monotonic()
+    with migration_lock(database, wait_seconds=lock_wait):
+        if plan.bootstrap is not None:
+            with database.connect() as connection:
+                now = project.env.current_heads(connection)
+                connection.rollback()
+            if not now:
+                bootstrap_under_lock(plan.bootstrap, project, database)
+            # else: another run bootstrapped it while this one waited; what follows sees where it stands.
+        with database.connect() as connection:
+            return _apply_under_lock(plan, project, database, connection, lock_timeout, retries, progress, started)
+
+
+def record_nothing_to_do(plan: MigrationPlan, database: Database) -> None:
+    """Writes: the audit row of a run that found nothing to do (every applying run leaves one)."""
+    with database.connect() as connection, connection.begin():
+        ledger.record_nothing_to_do(
+            connection,
+            command=plan.direction,
+            database=plan.database,
+            at=plan.current,
+            fingerprint=plan.fingerprint,
+        )
+
+
+def _apply_under_lock(
+    plan: MigrationPlan,
+    project: AlembicProject,
+    database: Database,
+    connection: Connection,
+    lock_timeout: str,
+    retries: LockRetries,
+    progress: Progress,
+    started: float,
+) -> ApplyResult:
     from sqlalchemy.exc import DBAPIError
 
-    progress = progress or NoProgress()
-    started = time.monotonic()
+    downgrade = plan.direction == DOWN
     applied: list[AppliedRevision] = []
-    if plan.bootstrap is not None:
-        apply_bootstrap(plan.bootstrap, project, database, lock_wait=lock_wait)
-    with migration_lock(database, wait_seconds=lock_wait), database.connect() as connection:
-        now = project.env.current_heads(connection)
-        expected = (plan.bootstrap.baseline.revision,) if plan.bootstrap else plan.current
-        if now == plan.final and now != expected:
-            # Another run applied exactly this plan while we waited for the lock: nothing to do.
-            connection.rollback()
-            return ApplyResult(plan.database, now, now, (), False, time.monotonic() - started, done_by_another=True)
-        if now != expected:
-            connection.rollback()
-            raise Refused(
-                f"The database moved since this plan was made: it was at {_words(expected)}, it is now at "
-                f"{_words(now)}. Nothing was applied. Run hindsight-migrate up again to review the new plan.",
-            )
-        ledger.ensure_tool_tables(connection)
-        audit_id = ledger.start_apply(
-            connection, command=plan.direction, database=plan.database, from_revisions=now, fingerprint=plan.fingerprint
-        )
-        connection.commit()
-        # Session-wide, so it holds in the transaction env.py opens for each revision: a migration
-        # waiting behind live traffic gives up instead of queueing every other query behind it.
-        connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
-        # Commits keep the server's synchronous_commit: the ✓ shown for a revision means it
-        # survives a server crash. (Turning it off would save ~0.6 ms per revision, and lose
-        # revisions already reported as applied when the server crashes mid-run.)
-        connection.commit()
-        items = {item.info.revision: item for item in plan.revisions}
-        running: list[tuple[PlannedRevision, float]] = []  # revisions started, with when
-        uncommitted: list[PlannedRevision] = []  # the one whose transaction is about to commit
-
-        def committed() -> None:
-            # Reported only once its commit returned: a commit can still fail (a deferred
-            # constraint), and a revision shown as applied must be.
-            if uncommitted:
-                item = uncommitted.pop()
-                seconds = time.monotonic() - running[-1][1]
-                applied.append(AppliedRevision(item.info.revision, item.info.message, seconds))
-                progress.finished(item.info, seconds)
-
-        def before_each(revision: str) -> None:
-            committed()  # Alembic asks for the next revision after the previous one committed
-            running.append((items[revision], time.monotonic()))
-            progress.started(items[revision].info)
-
-        def after_each(revision: str, revision_connection: Connection) -> None:
-            _record_checksum(revision_connection, items[revision], audit_id, downgrade)
-            uncommitted.append(items[revision])
-
-        try:
-            project.env.run_revisions(
-                connection, list(items), downgrade=downgrade, before_each=before_each, after_each=after_each
-            )
-            if connection.in_transaction():  # an env.py that does not begin its own
-                connection.commit()
-            committed()
-        except DBAPIError as err:
-            connection.rollback()
-            failing = running[-1][0].info if running else plan.revisions[0].info
-            raise _failed(project, connection, audit_id, failing, err, started, lock_timeout) from err
-        except HindsightMigrateError as problem:
-            # The project's code raised (ProjectCodeFailed), or env.py asked for something refused:
-            # the row says so, and the reader learns where the database stands now.
-            now = _close_audit(project, connection, audit_id, started, error=mask_secrets(problem.message))
-            problem.with_section(Section("Database now at", _words(now)))
-            raise
-        except BaseException as err:
-            # Ctrl-C, SIGTERM, or a bug of ours: the row must not stay 'running' for ever.
-            with contextlib.suppress(Exception):
-                reason = "interrupted (Ctrl-C or SIGTERM)" if isinstance(err, KeyboardInterrupt) else repr(err)
-                _close_audit(project, connection, audit_id, started, error=mask_secrets(reason))
-            raise
-        if plan.drops_baseline:
-            # Past the baseline: what V1 created goes too, with the version table, in one transaction.
-            with connection.begin():
-                drop_baseline_schema(connection)
-        final = project.env.current_heads(connection)
+    now = project.env.current_heads(connection)
+    expected = (plan.bootstrap.baseline.revision,) if plan.bootstrap else plan.current
+    if now == plan.final and now != expected:
+        # Another run applied exactly this plan while we waited for the lock: nothing to do.
         connection.rollback()
         with connection.begin():
-            ledger.finish_apply(
-                connection, audit_id, outcome="succeeded", to_revisions=final, seconds=time.monotonic() - started
+            ledger.record_nothing_to_do(
+                connection, command=plan.direction, database=plan.database, at=now, fingerprint=plan.fingerprint
             )
+        return ApplyResult(plan.database, now, now, (), False, time.monotonic() - started, done_by_another=True)
+    if now != expected:
+        connection.rollback()
+        raise Refused(
+            f"The database moved since this plan was made: it was at {_words(expected)}, it is now at "
+            f"{_words(now)}. Nothing was applied. Run hindsight-migrate up again to review the new plan.",
+        )
+    ledger.ensure_tool_tables(connection)
+    audit_id = ledger.start_apply(
+        connection, command=plan.direction, database=plan.database, from_revisions=now, fingerprint=plan.fingerprint
+    )
+    invalid_before = invalid_indexes(connection)
+    connection.commit()
+    # Session-wide, so it holds in the transaction env.py opens for each revision: a migration
+    # waiting behind live traffic gives up instead of queueing every other query behind it.
+    connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
+    # Commits keep the server's synchronous_commit: the ✓ shown for a revision means it
+    # survives a server crash. (Turning it off would save ~0.6 ms per revision, and lose
+    # revisions already reported as applied when the server crashes mid-run.)
+    connection.commit()
+    items = {item.info.revision: item for item in plan.revisions}
+    running: list[tuple[PlannedRevision, float]] = []  # revisions started, with when
+    uncommitted: list[PlannedRevision] = []  # the one whose transaction is about to commit
+
+    def committed() -> None:
+        # Reported only once its commit returned: a commit can still fail (a deferred
+        # constraint), and a revision shown as applied must be.
+        if uncommitted:
+            item = uncommitted.pop()
+            seconds = time.monotonic() - running[-1][1]
+            applied.append(AppliedRevision(item.info.revision, item.info.message, seconds))
+            progress.finished(item.info, seconds)
+
+    def before_each(revision: str) -> None:
+        committed()  # Alembic asks for the next revision after the previous one committed
+        running.append((items[revision], time.monotonic()))
+        progress.started(items[revision].info)
+
+    def after_each(revision: str, revision_connection: Connection) -> None:
+        _record_checksum(revision_connection, items[revision], audit_id, downgrade)
+        uncommitted.append(items[revision])
+
+    attempts = 1
+    pending = list(items)
+    waited_since = time.monotonic()
+    audit_closed = False  # by _failed, which then raises its own error
+    try:
+        with BlockerWatch(database, _backend_pid(connection)) as watch:
+            while True:
+                try:
+                    project.env.run_revisions(
+                        connection, pending, downgrade=downgrade, before_each=before_each, after_each=after_each
+                    )
+                    if connection.in_transaction():  # an env.py that does not begin its own
+                        connection.commit()
+                    committed()
+                    break
+                except DBAPIError as err:
+                    connection.rollback()
+                    uncommitted.clear()  # its transaction is gone: it is not applied
+                    failing = running[-1][0] if running else items[pending[0]]
+                    retry = _retry_after(err, failing, project, retries, attempts, waited_since, watch.last_seen())
+                    if retry is None:
+                        audit_closed = True
+                        raise _failed(
+                            project,
+                            connection,
+                            audit_id,
+                            failing.info,
+                            err,
+                            started,
+                            lock_timeout,
+                            attempts=attempts,
+                            blockers=watch.last_seen(),
+                            invalid=invalid_indexes(connection) - invalid_before,
+                        ) from err
+                    progress.retrying(failing.info, retry)
+                    time.sleep(retry.pause_seconds)
+                    attempts += 1
+                    watch.forget()
+                    done = {item.revision for item in applied}
+                    pending = [revision for revision in pending if revision not in done]
+    except HindsightMigrateError as problem:
+        if audit_closed:
+            raise
+        # The project's code raised (ProjectCodeFailed), or env.py asked for something refused:
+        # the row says so, and the reader learns where the database stands now.
+        now = _close_audit(project, connection, audit_id, started, error=mask_secrets(problem.message))
+        problem.with_section(Section("Database now at", _words(now)))
+        raise
+    except BaseException as err:
+        # Ctrl-C, SIGTERM, or a bug of ours: the row must not stay 'running' for ever. The
+        # interrupted connection may be mid-statement: the row is closed on a fresh one.
+        interrupted = isinstance(err, KeyboardInterrupt)
+        committed_before = ", ".join(item.revision for item in applied) or "none"
+        reason = (
+            f"interrupted (Ctrl-C or SIGTERM); revisions committed before it: {committed_before}"
+            if interrupted
+            else repr(err)
+        )
+        _close_audit_on_fresh_connection(
+            project,
+            database,
+            audit_id,
+            started,
+            outcome=ledger.INTERRUPTED if interrupted else ledger.FAILED,
+            error=mask_secrets(reason),
+            attempts=attempts,
+        )
+        raise
+    if plan.drops_baseline:
+        # Past the baseline: what V1 created goes too, with the version table, in one transaction.
+        with connection.begin():
+            drop_baseline_schema(connection)
+    final = project.env.current_heads(connection)
+    connection.rollback()
+    with connection.begin():
+        ledger.finish_apply(
+            connection,
+            audit_id,
+            outcome=ledger.SUCCEEDED,
+            to_revisions=final,
+            seconds=time.monotonic() - started,
+            lock_attempts=attempts,
+        )
     return ApplyResult(
         database=plan.database,
         from_revisions=plan.current,
@@ -165,21 +291,101 @@ def apply_plan(
         applied=tuple(applied),
         bootstrapped=plan.bootstrap is not None,
         seconds=time.monotonic() - started,
+        lock_attempts=attempts,
     )
 
 
+def _backend_pid(connection: Connection) -> int:
+    raw = connection.connection.driver_connection
+    return int(raw.info.backend_pid)  # type: ignore[union-attr]
+
+
+def _retry_after(
+    err: BaseException,
+    failing: PlannedRevision,
+    project: AlembicProject,
+    retries: LockRetries,
+    attempts: int,
+    waited_since: float,
+    blockers: tuple[Blocker, ...],
+) -> LockRetry | None:
+    """The next attempt, when the failure was a lock not granted in time and another attempt is safe and due."""
+    if "lock timeout" not in server_said(err) or attempts > retries.retries:
+        return None
+    # A revision that commits part of itself (autocommit_block: CREATE INDEX CONCURRENTLY) would
+    # run that part twice: it is not retried (what it left, such as an invalid index, is named).
+    if "autocommit_block" in _source(project, failing):
+        return None
+    pause = retries.pause(attempts)
+    if time.monotonic() - waited_since + pause + retries.lock_timeout_seconds > retries.max_wait_seconds:
+        return None
+    return LockRetry(attempt=attempts + 1, of=retries.retries + 1, pause_seconds=pause, blockers=blockers)
+
+
+def _source(project: AlembicProject, item: PlannedRevision) -> str:
+    try:
+        return (project.settings.project_dir / item.info.path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 def _close_audit(
-    project: AlembicProject, connection: Connection, audit_id: int, started: float, *, error: str
+    project: AlembicProject,
+    connection: Connection,
+    audit_id: int,
+    started: float,
+    *,
+    error: str,
+    outcome: str = ledger.FAILED,
+    attempts: int | None = None,
 ) -> tuple[str, ...]:
-    """Writes: the audit row ends 'failed' with ``error``; returns where the database stands."""
+    """Writes: the audit row ends ``outcome`` with ``error``; returns where the database stands."""
     connection.rollback()
     now = project.env.current_heads(connection)
     connection.rollback()
     with connection.begin():
         ledger.finish_apply(
-            connection, audit_id, outcome="failed", to_revisions=now, seconds=time.monotonic() - started, error=error
+            connection,
+            audit_id,
+            outcome=outcome,
+            to_revisions=now,
+            seconds=time.monotonic() - started,
+            error=error,
+            lock_attempts=attempts,
         )
     return now
+
+
+def _close_audit_on_fresh_connection(
+    project: AlembicProject,
+    database: Database,
+    audit_id: int,
+    started: float,
+    *,
+    outcome: str,
+    error: str,
+    attempts: int,
+) -> None:
+    """Writes, best effort: the row of a run stopped by a signal, on a connection of its own (the
+    migrating one may be mid-statement), with a second Ctrl-C or SIGTERM held off while it writes."""
+    with _signals_held(), contextlib.suppress(Exception), database.connect() as connection:
+        _close_audit(project, connection, audit_id, started, error=error, outcome=outcome, attempts=attempts)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored for the block (a few milliseconds), in the main thread only."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _record_checksum(connection: Connection, item: PlannedRevision, audit_id: int, downgrade: bool) -> None:
@@ -204,14 +410,20 @@ def _failed(
     err: BaseException,
     started: float,
     lock_timeout: str,
+    *,
+    attempts: int = 1,
+    blockers: tuple[Blocker, ...] = (),
+    invalid: frozenset[str] = frozenset(),
 ) -> StatementFailed:
     said = server_said(err)
-    now = _close_audit(project, connection, audit_id, started, error=said)
+    now = _close_audit(project, connection, audit_id, started, error=said, attempts=attempts)
     if "lock timeout" in said:
+        tries = f" {attempts} times" if attempts > 1 else ""
         headline = (
-            f"Revision {revision.revision} ({revision.message}) gave up after waiting {lock_timeout} for a lock: "
-            "another session holds a lock on a table it changes. Nothing of that revision was applied; "
-            "retry when traffic is lower, or raise lock_timeout in [hindsight-migrate]."
+            f"Revision {revision.revision} ({revision.message}) waited{tries} {lock_timeout} for a lock and gave up: "
+            "another session holds a lock on a table it changes. Nothing of that revision was applied. End or "
+            "wait out the session named below, then run again (or raise lock_retries, lock_retry_max_wait or "
+            "lock_timeout in [hindsight-migrate])."
         )
     else:
         headline = (
@@ -225,6 +437,18 @@ def _failed(
     ]
     if statement:
         sections.append(Section("Statement", mask_secrets(str(statement).strip())))
+    if blockers:
+        sections.append(Section("Blocked by", describe_blockers(blockers)))
+    if attempts > 1:
+        sections.append(Section("Attempts", f"{attempts}, each waiting at most {lock_timeout}"))
+    if invalid:
+        sections.append(
+            Section(
+                "Left invalid",
+                ", ".join(sorted(invalid)) + ": a concurrent index build that did not finish leaves its index "
+                "INVALID; drop it (DROP INDEX CONCURRENTLY) before running the revision again.",
+            )
+        )
     sections.append(Section("Database now at", _words(now)))
     return StatementFailed(headline, sections=tuple(sections))
 

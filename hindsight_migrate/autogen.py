@@ -321,7 +321,7 @@ def database_at_head(
             )
         yield database, database.masked_url
         return
-    from hindsight_migrate.rehearsal import scratch_database
+    from hindsight_migrate.scratch import scratch_database
 
     with scratch_database(database) as scratch:
         _build_at_head(project, scratch)

@@ -77,7 +77,8 @@ def read_bootstrap_sql(path: Path | None) -> BootstrapSql:
     except UnicodeDecodeError as err:
         raise ConfigError(f"The bootstrap SQL file {path} is not UTF-8 text.") from err
     try:
-        statements = tuple(split_statements(text))
+        # An editor's byte-order mark is not SQL (psql skips it too); the checksum keeps it, as the file has it.
+        statements = tuple(split_statements(text.removeprefix("\ufeff")))
     except ScriptSyntaxError as err:
         raise ConfigError(f"The bootstrap SQL file {path} cannot be read as SQL: {err}.") from err
     if not statements:
@@ -134,8 +135,14 @@ def apply_bootstrap(
     plan: BootstrapPlan, project: AlembicProject, database: Database, *, lock_wait: float
 ) -> BootstrapResult:
     """Writes: V1, the bootstrap record and the baseline stamp, all in one transaction."""
+    with migration_lock(database, wait_seconds=lock_wait):
+        return bootstrap_under_lock(plan, project, database)
+
+
+def bootstrap_under_lock(plan: BootstrapPlan, project: AlembicProject, database: Database) -> BootstrapResult:
+    """Writes, with the migration lock held by the caller: V1, the record and the stamp, in one transaction."""
     started = time.monotonic()
-    with migration_lock(database, wait_seconds=lock_wait), database.connect() as connection:
+    with database.connect() as connection:
         with connection.begin():
             # Checked again under the lock: another run may have bootstrapped since the plan.
             refuse_unless_empty(connection, plan.sql)
@@ -161,7 +168,7 @@ def apply_bootstrap(
             ledger.finish_apply(
                 connection,
                 audit_id,
-                outcome="succeeded",
+                outcome=ledger.SUCCEEDED,
                 to_revisions=(plan.baseline.revision,),
                 seconds=time.monotonic() - started,
             )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from sqlalchemy.engine import Connection
 
 # The tool's own records (bootstrap log, later audit and checksums) live here, apart from
@@ -393,6 +395,60 @@ def database_size(connection: Connection) -> int:
     return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
 
+@dataclass(frozen=True)
+class Blocker:
+    """A session that holds a lock another one waits for: who it is, never what it runs (it may hold data)."""
+
+    pid: int
+    application: str
+    user: str
+    state: str  # "idle in transaction", "active", ...
+    transaction_seconds: float | None  # how long its transaction has been open
+
+
+def blockers_of(connection: Connection, pid: int) -> tuple[Blocker, ...]:
+    """Read-only: the sessions that block backend ``pid`` right now (pg_blocking_pids), longest-open first."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT a.pid, a.application_name, a.usename, a.state, "
+            "EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float "
+            "FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids(:pid)) "
+            "ORDER BY a.xact_start NULLS LAST"
+        ),
+        {"pid": pid},
+    ).all()
+    return tuple(Blocker(int(p), app or "", user or "", state or "", seconds) for p, app, user, state, seconds in rows)
+
+
+def invalid_indexes(connection: Connection) -> frozenset[str]:
+    """Read-only: indexes left invalid (a CREATE INDEX CONCURRENTLY that failed or was cancelled)."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT n.nspname || '.' || c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND {_NOT_APPLICATION}"
+        ),
+        {"tool_schema": TOOL_SCHEMA},
+    ).scalars()
+    return frozenset(rows)
+
+
+def constraint_definition(connection: Connection, schema: str, table: str, name: str) -> str | None:
+    """Read-only: a table's constraint as PostgreSQL prints it (pg_get_constraintdef); None when there is none."""
+    from sqlalchemy import text
+
+    return connection.execute(
+        text(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :name "
+            "AND conrelid = to_regclass(quote_ident(:schema) || '.' || quote_ident(:table))"
+        ),
+        {"schema": schema, "table": table, "name": name},
+    ).scalar()
+
+
 def column_exists(connection: Connection, schema: str, table: str, column: str) -> bool:
     """Read-only, and takes no lock: SQLAlchemy's inspector waits behind a lock held on the table
     (a long migration, a VACUUM FULL) where pg_attribute alone does not."""
@@ -444,3 +500,181 @@ def count_rows(
 def quote_identifier(name: str) -> str:
     """As PostgreSQL's quote_ident always quoting: any name, quotes inside it doubled."""
     return '"' + name.replace('"', '""') + '"'
+
+
+# -- the server and the applying role: scratch databases, --rehearse-on, privileges ------
+
+
+@dataclass(frozen=True)
+class DatabaseIdentity:
+    """Which database a connection reached, whatever its URL said (host or socket, user, options)."""
+
+    system_identifier: int | None  # pg_control_system(): the cluster, since initdb (None: not readable)
+    server_started: str  # pg_postmaster_start_time(): tells a clone of the cluster from the cluster
+    oid: int
+    name: str
+
+    def same_as(self, other: DatabaseIdentity) -> bool:
+        # A physical copy (a restored base backup, a promoted standby) keeps the cluster's system
+        # identifier and its database oids; it is still another server, started at another time.
+        cluster = (
+            self.system_identifier == other.system_identifier
+            if self.system_identifier is not None and other.system_identifier is not None
+            else True
+        )
+        return cluster and (self.server_started, self.oid, self.name) == (other.server_started, other.oid, other.name)
+
+
+def database_identity(connection: Connection) -> DatabaseIdentity:
+    """Read-only: the cluster, server start and database oid of the database ``connection`` is in."""
+    from sqlalchemy import text
+
+    readable = connection.execute(text("SELECT has_function_privilege('pg_control_system()', 'EXECUTE')")).scalar()
+    system = (
+        connection.execute(text("SELECT system_identifier FROM pg_control_system()")).scalar() if readable else None
+    )
+    started, oid, name = connection.execute(
+        text(
+            "SELECT pg_postmaster_start_time()::text, d.oid::bigint, d.datname FROM pg_database d "
+            "WHERE d.datname = current_database()"
+        )
+    ).one()
+    return DatabaseIdentity(int(system) if system is not None else None, str(started), int(oid), str(name))
+
+
+def databases_starting_with(connection: Connection, prefix: str) -> tuple[str, ...]:
+    """Read-only: the server's databases whose name starts with ``prefix``."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix) ORDER BY 1"), {"prefix": prefix}
+    ).scalars()
+    return tuple(rows)
+
+
+def advisory_keys_held(connection: Connection, namespace: int) -> frozenset[int]:
+    """Read-only: the second keys of every pg_advisory_lock(namespace, key) any session on the server
+    holds or waits for (pg_locks is cluster-wide; the key shows as an unsigned oid)."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT l.objid::bigint FROM pg_locks l WHERE l.locktype = 'advisory' "
+            "AND l.classid::bigint = :namespace AND l.objsubid = 2"
+        ),
+        {"namespace": namespace},
+    ).scalars()
+    return frozenset(int(key) for key in rows)
+
+
+def sequence_values(connection: Connection) -> dict[str, int | None]:
+    """Read-only: each application sequence's last value (None: never used, or not readable by this role)."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema', :tool_schema)"
+        ),
+        {"tool_schema": TOOL_SCHEMA},
+    )
+    return {name: int(value) if value is not None else None for name, value in rows}
+
+
+@dataclass(frozen=True)
+class RoleContext:
+    """The role a connection acts as, and what it may create in its database."""
+
+    role: str
+    superuser: bool
+    database: str
+    create_on_database: bool  # CREATE SCHEMA (and a trusted extension) needs it
+    default_schema: str | None  # where an unqualified CREATE goes (current_schema())
+
+
+def role_context(connection: Connection) -> RoleContext:
+    """Read-only: who the connection is, and whether it may create schemas in this database."""
+    from sqlalchemy import text
+
+    role, superuser, database, on_database, schema = connection.execute(
+        text(
+            "SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+            "current_database(), has_database_privilege(current_database(), 'CREATE'), current_schema()"
+        )
+    ).one()
+    return RoleContext(str(role), bool(superuser), str(database), bool(on_database), schema)
+
+
+def schema_create_rights(connection: Connection, schemas: Iterable[str]) -> dict[str, bool | None]:
+    """Read-only: whether this role may create in each schema; None for a schema the database lacks."""
+    from sqlalchemy import bindparam, text
+
+    wanted = sorted(set(schemas))
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        text(
+            "SELECT s.name, has_schema_privilege(n.oid, 'CREATE') FROM unnest(:schemas) AS s(name) "
+            "LEFT JOIN pg_namespace n ON n.nspname = s.name"
+        ).bindparams(bindparam("schemas", type_=_text_array())),
+        {"schemas": wanted},
+    )
+    return {name: (bool(may) if may is not None else None) for name, may in rows}
+
+
+@dataclass(frozen=True)
+class RelationOwnership:
+    """Who owns a relation, and whether this role has the owner's privileges (is it, or a member)."""
+
+    relation: str  # schema.name, as PostgreSQL resolved it
+    kind: str  # "table", "index", "sequence", "view", ...
+    owner: str
+    owner_rights: bool  # pg_has_role(owner, 'USAGE'): what "must be owner of" checks
+
+
+def relation_ownership(connection: Connection, names: Iterable[str]) -> dict[str, RelationOwnership]:
+    """Read-only: ownership of each relation named (quoted, optionally schema-qualified, resolved
+    on this connection's search_path); a name that resolves to nothing is left out. Takes no lock."""
+    from sqlalchemy import bindparam, text
+
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        text(
+            "SELECT q.name, n.nspname || '.' || c.relname, c.relkind::text, pg_get_userbyid(c.relowner), "
+            "pg_has_role(c.relowner, 'USAGE') FROM unnest(:names) AS q(name) "
+            "JOIN pg_class c ON c.oid = to_regclass(q.name) JOIN pg_namespace n ON n.oid = c.relnamespace"
+        ).bindparams(bindparam("names", type_=_text_array())),
+        {"names": wanted},
+    )
+    return {
+        name: RelationOwnership(relation, _RELKINDS.get(kind, kind), owner, bool(rights))
+        for name, relation, kind, owner, rights in rows
+    }
+
+
+def missing_table_privileges(connection: Connection, table: str, privileges: Iterable[str]) -> tuple[str, ...] | None:
+    """Read-only: which of ``privileges`` (SELECT, INSERT, UPDATE, ...) this role lacks on ``table``
+    (quoted, optionally qualified); None when there is no such table."""
+    from sqlalchemy import text
+
+    oid = connection.execute(text("SELECT to_regclass(:table)::oid"), {"table": table}).scalar()
+    if oid is None:
+        return None
+    missing = []
+    for privilege in privileges:
+        # One at a time: has_table_privilege(…, 'INSERT, UPDATE') is true when any one of them is held.
+        held = connection.execute(
+            text("SELECT has_table_privilege(CAST(:oid AS oid), :privilege)"), {"oid": oid, "privilege": privilege}
+        ).scalar()
+        if not held:
+            missing.append(privilege)
+    return tuple(missing)
+
+
+def _text_array() -> Any:
+    from sqlalchemy import Text
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    return ARRAY(Text())

@@ -8,22 +8,50 @@ was applied; lint errors in revisions not applied yet.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.autogen import database_at_head
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import BadArgument, ExitCode, NoTargetMetadata
 from hindsight_migrate.lint import LintResult, lint_sql
-from hindsight_migrate.plan import downgrade_problem
+from hindsight_migrate.plan import DowngradeProblem, downgrade_problem
 from hindsight_migrate.revisions import Operation
 from hindsight_migrate.status import read_status
+
+CheckKind = Literal["models", "heads", "irreversible", "noop-downgrade", "edited", "lint", "v1", "diverged"]
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One thing a problem is about: its line in the text view, and the same facts as fields for scripts.
+
+    A field is None where it does not apply (a head has a revision, no table; a lint error has
+    a revision, a rule and a line).
+    """
+
+    text: str  # the detail line the text view shows
+    revision: str | None = None
+    table: str | None = None
+    column: str | None = None  # a column the models add, drop or alter
+    name: str | None = None  # an index or constraint the models add or drop
+    operation: str | None = None  # models: what autogenerate would write (add_column, drop_index, ...)
+    path: str | None = None  # the revision file, relative to the project folder
+    rule: str | None = None  # lint: Squawk's rule
+    line: int | None = None  # lint: the line in the revision's SQL
+    reason: str | None = None  # downgrades: missing, raises, noop; diverged: unknown, missing
 
 
 @dataclass(frozen=True)
 class CheckProblem:
-    kind: str  # "models", "heads", "irreversible", "edited", "lint", "v1", "diverged"
+    kind: CheckKind
     message: str
-    details: tuple[str, ...] = ()
+    details: tuple[str, ...] = ()  # the items' text, one line each
+    items: tuple[CheckItem, ...] = ()  # the same, as fields
+
+    @classmethod
+    def of(cls, kind: CheckKind, message: str, items: tuple[CheckItem, ...]) -> CheckProblem:
+        return cls(kind, message, tuple(item.text for item in items), items)
 
 
 @dataclass(frozen=True)
@@ -49,27 +77,29 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
     heads = project.graph.heads()
     if len(heads) > 1:
         problems.append(
-            CheckProblem(
+            CheckProblem.of(
                 "heads",
                 f"The chain has {len(heads)} heads: {', '.join(heads)}. Join them with "
                 'hindsight-migrate merge -m "merge ..."',
-                heads,
+                tuple(CheckItem(head, revision=head) for head in heads),
             )
         )
     baseline = project.settings.baseline and project.graph.resolve(project.settings.baseline).revision
+    revisions = project.graph.revisions()
+    paths = {info.revision: str(info.path) for info in revisions}  # as the text view names files
     downgrades = [
         problem
-        for info in project.graph.revisions()
+        for info in revisions
         if info.revision != baseline and (problem := downgrade_problem(info, project))
     ]
     refuse_noop = project.settings.tool.refuse_noop_downgrades
-    irreversible = tuple(p.words for p in downgrades if p.refused or refuse_noop)
+    irreversible = tuple(_downgrade_item(p, paths) for p in downgrades if p.refused or refuse_noop)
     if irreversible:
-        problems.append(CheckProblem("irreversible", "Revisions without a working downgrade:", irreversible))
-    noop = tuple(p.words for p in downgrades if not (p.refused or refuse_noop))
+        problems.append(CheckProblem.of("irreversible", "Revisions without a working downgrade:", irreversible))
+    noop = tuple(_downgrade_item(p, paths) for p in downgrades if not (p.refused or refuse_noop))
     if noop:
         warnings.append(
-            CheckProblem(
+            CheckProblem.of(
                 "noop-downgrade",
                 "Revisions whose downgrade does nothing (reverted with a warning; set refuse_noop_downgrades = "
                 "true in [hindsight-migrate] to fail on them):",
@@ -80,20 +110,23 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
     status = read_status(project, database)
     if status.edited:
         problems.append(
-            CheckProblem(
+            CheckProblem.of(
                 "edited",
                 "Revision files edited after they were applied (write a new revision instead):",
-                tuple(f"{e.revision} {e.path}" for e in status.edited),
+                tuple(CheckItem(f"{e.revision} {e.path}", revision=e.revision, path=e.path) for e in status.edited),
             )
         )
     if status.v1_drift:
         problems.append(CheckProblem("v1", status.v1_drift))
     if status.unknown or status.missing:
         problems.append(
-            CheckProblem(
+            CheckProblem.of(
                 "diverged",
                 "Applied revisions that no file has (deleted, or another branch's database):",
-                (*status.unknown, *status.missing),
+                (
+                    *(CheckItem(revision, revision=revision, reason="unknown") for revision in status.unknown),
+                    *(CheckItem(revision, revision=revision, reason="missing") for revision in status.missing),
+                ),
             )
         )
     if status.pending and not status.unknown:
@@ -101,10 +134,19 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
         lint = lint_sql(project.env.offline_sql_path(pending, start=status.current), project.settings.tool)
         if lint.errors:
             problems.append(
-                CheckProblem(
+                CheckProblem.of(
                     "lint",
                     "Lint errors in revisions not applied yet:",
-                    tuple(f"{f.revision} line {f.line} {f.rule}: {f.message}" for f in lint.errors),
+                    tuple(
+                        CheckItem(
+                            f"{f.revision} line {f.line} {f.rule}: {f.message}",
+                            revision=f.revision,
+                            path=paths.get(f.revision),
+                            rule=f.rule,
+                            line=f.line,
+                        )
+                        for f in lint.errors
+                    ),
                 )
             )
     models_checked = len(heads) == 1
@@ -115,11 +157,11 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
             operations, models_checked = (), False  # no models to compare: nothing autogenerate could write
         if operations:
             problems.append(
-                CheckProblem(
+                CheckProblem.of(
                     "models",
                     "The models differ from the schema at head: autogenerate would write these (run "
                     'hindsight-migrate new "..." and review it):',
-                    tuple(f"{op.kind.replace('_', ' ')} {op.table} {op.name}".strip() for op in operations),
+                    tuple(_operation_item(op) for op in operations),
                 )
             )
     checked = (
@@ -136,6 +178,23 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
     )
     return CheckReport(
         database=database.masked_url, problems=tuple(problems), checked=checked, warnings=tuple(warnings)
+    )
+
+
+def _downgrade_item(problem: DowngradeProblem, paths: dict[str, str]) -> CheckItem:
+    return CheckItem(problem.words, revision=problem.revision, path=paths.get(problem.revision), reason=problem.kind)
+
+
+def _operation_item(op: Operation) -> CheckItem:
+    """What autogenerate would write, with the table and the column (or index, constraint) it is about."""
+    on_column = op.kind.endswith("_column")
+    on_table = op.kind.endswith("_table")
+    return CheckItem(
+        f"{op.kind.replace('_', ' ')} {op.table} {op.name}".strip(),
+        table=op.table or None,
+        column=op.name if on_column else None,
+        name=(op.name or None) if not (on_column or on_table) else None,
+        operation=op.kind,
     )
 
 

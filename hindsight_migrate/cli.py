@@ -8,22 +8,25 @@ messages and exit codes.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, TypeVar
 
 import typer
 
 from hindsight_migrate import __version__
-from hindsight_migrate.errors import Aborted, ExitCode, HindsightMigrateError
+from hindsight_migrate.errors import Aborted, BadArgument, ExitCode, HindsightMigrateError
 
 if TYPE_CHECKING:
     from hindsight_migrate.alembic_api import AlembicProject
+    from hindsight_migrate.apply import ApplyResult
     from hindsight_migrate.config import Settings
     from hindsight_migrate.database import Database
-    from hindsight_migrate.plan import MigrationPlan, NoRehearsal
+    from hindsight_migrate.plan import ChangeKind, MigrationPlan, NoRehearsal
     from hindsight_migrate.rehearsal import RehearsalOptions
 
 T = TypeVar("T")
@@ -95,6 +98,15 @@ DetailedExitOption = Annotated[
         "it is destructive (data lost, a table with rows rewritten, a blocking lock over destructive_lock).",
     ),
 ]
+LockRetriesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--lock-retries",
+        min=0,
+        help="Times a revision that waits lock_timeout for a lock is tried again (setting lock_retries, "
+        "default 10); 0 gives up at the first wait.",
+    ),
+]
 PlanInOption = Annotated[
     Path | None,
     typer.Option(
@@ -104,6 +116,70 @@ PlanInOption = Annotated[
         exists=False,
     ),
 ]
+
+
+class OutputFormat(str, Enum):
+    """--format: the text view, one JSON document (schemas in hindsight_migrate/schemas/), or a PR comment."""
+
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        help="text (for people), json (one document with format_version and kind; its JSON Schema is in "
+        "hindsight_migrate/schemas/), or markdown (a pull-request comment). Data goes to stdout, the rest to stderr.",
+        case_sensitive=False,
+    ),
+]
+
+
+def _output_format(output: OutputFormat, as_json: bool = False) -> OutputFormat:
+    """--json is the older spelling of --format json."""
+    if as_json and output not in (OutputFormat.text, OutputFormat.json):
+        raise BadArgument(f"--json means --format json: give --json or --format {output.value}, not both.")
+    return OutputFormat.json if as_json else output
+
+
+def _no_document_with_sql(output: OutputFormat) -> None:
+    if output is not OutputFormat.text:
+        raise BadArgument(f"--sql prints the SQL alone, for piping: it takes no --format {output.value}.")
+
+
+def _document_can_be_printed(output: OutputFormat, *, dry_run: bool, yes: bool, plan_out: Path | None = None) -> None:
+    """A document on stdout leaves no one to answer a prompt, and nothing else may share stdout with it."""
+    if output is OutputFormat.text:
+        return
+    if not dry_run and not yes:
+        raise BadArgument(
+            f"--format {output.value} prints one document on stdout, with no one to answer a prompt in between: "
+            "add --dry-run to print the plan only, or --yes to apply it and print the plan with the result."
+        )
+    if plan_out == Path("-"):
+        raise BadArgument(
+            f"--plan-out - and --format {output.value} would both write to stdout: save the plan to a file "
+            "(--plan-out FILE)."
+        )
+
+
+def _show(
+    output: OutputFormat,
+    text: Callable[[], None],
+    document: Callable[[], dict[str, object]],
+    markdown: Callable[[], str],
+) -> None:
+    """The one place a report command picks its format."""
+    from hindsight_migrate import render
+
+    if output is OutputFormat.json:
+        render.print_document(document())
+    elif output is OutputFormat.markdown:
+        render.print_markdown(markdown())
+    else:
+        text()
 
 
 @dataclass
@@ -147,7 +223,7 @@ def _globals(ctx: typer.Context, config: Path | None, url: str | None, debug: bo
     before = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
     return GlobalOptions(
         config=config or before.config,
-        url=url or before.url,
+        url=url if url is not None else before.url,  # an empty --url is refused, never ignored
         debug=debug or before.debug,
         name=before.name,
         verbose=before.verbose,
@@ -158,8 +234,17 @@ def _guarded(options: GlobalOptions, body: Callable[[], None]) -> None:
     """Run a command body; the one place that maps failures to messages and exit codes."""
     from hindsight_migrate import render
 
+    _COMMITTED[0] = False
     try:
         body()
+    except BrokenPipeError:
+        # Whoever read stdout went away (`| head`, a closed CI log): what was done stays done.
+        _silence_stdout()
+        if _COMMITTED[0]:
+            raise typer.Exit(int(ExitCode.OK)) from None
+        with contextlib.suppress(OSError):
+            render.err().print("Nothing was changed: stdout was closed before the command could show its plan.")
+        raise typer.Exit(int(ExitCode.ABORTED)) from None
     except HindsightMigrateError as problem:
         render.error(problem)
         if options.debug:
@@ -178,6 +263,20 @@ def _guarded(options: GlobalOptions, body: Callable[[], None]) -> None:
         if options.debug:
             render.debug_traceback(exc)
         raise typer.Exit(int(ExitCode.INTERNAL)) from None
+
+
+# Set once the command's change has committed (an apply, a bootstrap, a file written): a reader
+# who goes away afterwards (a closed pipe) does not turn a finished, audited apply into a failure.
+_COMMITTED = [False]
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail on the closed pipe."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _someone_to_ask(yes: bool) -> bool:
@@ -215,6 +314,7 @@ def bootstrap(
         float,
         typer.Option("--lock-wait", help="Seconds to wait for another run's migration lock.", min=0),
     ] = 5.0,
+    output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -234,24 +334,39 @@ def bootstrap(
 
     def body() -> None:
         from hindsight_migrate import render
-        from hindsight_migrate.bootstrap import apply_bootstrap, plan_bootstrap
+        from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult, apply_bootstrap, plan_bootstrap
 
-        settings, project, database = _open(options)
-        try:
-            plan = plan_bootstrap(
-                project,
-                database,
-                sql_path=(Path.cwd() / sql).resolve() if sql else settings.bootstrap_sql,
-                baseline=baseline or settings.baseline,
-            )
-            render.bootstrap_plan(plan, settings.project_dir)
-            if dry_run:
-                render.err().print("Dry run: nothing was changed.")
-                return
-            _confirm(f"Bootstrap {plan.database} with these objects?", yes=yes)
-            render.bootstrap_done(apply_bootstrap(plan, project, database, lock_wait=lock_wait))
-        finally:
-            database.dispose()
+        _document_can_be_printed(output, dry_run=dry_run, yes=yes)
+        plan: BootstrapPlan | None = None
+        done: BootstrapResult | None = None
+        # With a document on stdout, what people read (the plan, the result) goes to stderr.
+        with render.stdout_for_data(output is not OutputFormat.text):
+            settings, project, database = _open(options)
+            try:
+                plan = plan_bootstrap(
+                    project,
+                    database,
+                    sql_path=(Path.cwd() / sql).resolve() if sql else settings.bootstrap_sql,
+                    baseline=baseline or settings.baseline,
+                )
+                render.bootstrap_plan(plan, settings.project_dir)
+                if dry_run:
+                    render.err().print("Dry run: nothing was changed.")
+                    return
+                _confirm(f"Bootstrap {plan.database} with these objects?", yes=yes)
+                done = apply_bootstrap(plan, project, database, lock_wait=lock_wait)
+                _COMMITTED[0] = True
+                render.bootstrap_done(done)
+            finally:
+                database.dispose()
+                if plan is not None:  # the plan was made: its document, with the result when it was applied
+                    shown = plan
+                    _show(
+                        output,
+                        lambda: None,
+                        lambda: render.bootstrap_document(shown, done),
+                        lambda: render.bootstrap_markdown(shown, settings.project_dir, done),
+                    )
 
     _guarded(options, body)
 
@@ -259,10 +374,11 @@ def bootstrap(
 @app.command()
 def history(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the same data as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
     offline: Annotated[
         bool, typer.Option("--offline", help="Do not consult the database; show the graph only.")
     ] = False,
+    output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -283,15 +399,18 @@ def history(
         from hindsight_migrate import render
         from hindsight_migrate.history import build_history
 
+        shown = _output_format(output, as_json)
         if offline:
             _, project = _open_project(options)
             result = build_history(project, None)
         else:
             result = _with_database(options, build_history)
-        if as_json:
-            render.print_json(result)
-        else:
-            render.history(result)
+        _show(
+            shown,
+            lambda: render.history(result),
+            lambda: render.history_document(result),
+            lambda: render.history_markdown(result),
+        )
 
     _guarded(options, body)
 
@@ -325,11 +444,13 @@ def up(
     allow_lint: Annotated[bool, typer.Option("--allow-lint", help="Apply despite lint errors.")] = False,
     detailed_exitcode: DetailedExitOption = False,
     show_sql: ShowSqlOption = False,
+    lock_retries: LockRetriesOption = None,
     plan_out: PlanOutOption = None,
     plan_in: PlanInOption = None,
     lock_wait: Annotated[
         float, typer.Option("--lock-wait", help="Seconds to wait for another run's migration lock.", min=0)
     ] = 5.0,
+    output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -346,6 +467,7 @@ def up(
 
         hindsight-migrate up --dry-run
         hindsight-migrate up 461838d9 --rehearse-on target
+        hindsight-migrate up --dry-run --format markdown > plan.md
     """
     options = _globals(ctx, config, url, debug)
 
@@ -353,8 +475,10 @@ def up(
         from hindsight_migrate.plan import plan_upgrade
 
         if sql:
+            _no_document_with_sql(output)
             _print_offline_sql(options, target)
             return
+        _document_can_be_printed(output, dry_run=dry_run, yes=yes, plan_out=plan_out)
 
         def make_plan(
             project: AlembicProject, database: Database, rehearsal: RehearsalOptions | None, skipped: NoRehearsal
@@ -376,6 +500,8 @@ def up(
                 direction="up",
                 detailed_exitcode=detailed_exitcode,
                 show_sql=show_sql,
+                lock_retries=lock_retries,
+                output=output.value,
             ),
         )
 
@@ -409,11 +535,13 @@ def down(
     ] = False,
     detailed_exitcode: DetailedExitOption = False,
     show_sql: ShowSqlOption = False,
+    lock_retries: LockRetriesOption = None,
     plan_out: PlanOutOption = None,
     plan_in: PlanInOption = None,
     lock_wait: Annotated[
         float, typer.Option("--lock-wait", help="Seconds to wait for another run's migration lock.", min=0)
     ] = 5.0,
+    output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -446,8 +574,10 @@ def down(
         else:
             target = to if to is not None else f"-{steps or 1}"
         if sql:
+            _no_document_with_sql(output)
             _print_offline_downgrade_sql(options, target)
             return
+        _document_can_be_printed(output, dry_run=dry_run, yes=yes, plan_out=plan_out)
 
         def make_plan(
             project: AlembicProject, database: Database, rehearsal: RehearsalOptions | None, skipped: NoRehearsal
@@ -476,6 +606,8 @@ def down(
                 direction="down",
                 detailed_exitcode=detailed_exitcode,
                 show_sql=show_sql,
+                lock_retries=lock_retries,
+                output=output.value,
             ),
         )
 
@@ -497,6 +629,8 @@ class Review:
     direction: Literal["up", "down"] = "up"
     detailed_exitcode: bool = False  # with --dry-run: 0 nothing to do, 2 changes, 3 destructive
     show_sql: bool = False  # every revision's SQL inline, also in a big plan
+    lock_retries: int | None = None  # --lock-retries: instead of the lock_retries setting
+    output: Literal["text", "json", "markdown"] = "text"  # --format: json and markdown print a document on stdout
 
 
 def _review_and_apply(
@@ -507,18 +641,42 @@ def _review_and_apply(
     """Plan, show, check, confirm, apply: the one path up and down both take."""
     from hindsight_migrate import render
 
-    # --plan-out -: stdout carries the plan file alone; everything a person reads goes to stderr.
-    with render.stdout_for_data(review.plan_out == Path("-")):
-        _plan_and_apply(options, make_plan, review)
+    outcome = _PlanOutcome()
+    # --plan-out - or --format json|markdown: stdout carries the document alone; what a person reads goes to stderr.
+    with render.stdout_for_data(review.plan_out == Path("-") or review.output != "text"):
+        try:
+            _plan_and_apply(options, make_plan, review, outcome)
+        finally:
+            # Once a plan was made, its document is printed, whatever came next: a dry run's exit code, a
+            # refusal (lint errors, a failed rehearsal), the apply's result or its failure (then result is null).
+            if review.output != "text" and outcome.plan is not None and outcome.change is not None:
+                plan, change, result = outcome.plan, outcome.change, outcome.result
+                inline_sql = True if review.show_sql else None
+                _show(
+                    OutputFormat(review.output),
+                    lambda: None,
+                    lambda: render.plan_document(plan, change, result),
+                    lambda: render.plan_markdown(plan, change, result, show_sql=inline_sql),
+                )
+
+
+@dataclass
+class _PlanOutcome:
+    """What _plan_and_apply got to: the plan and its kind of change once made, the apply's result once applied."""
+
+    plan: MigrationPlan | None = None
+    change: tuple[ChangeKind, tuple[str, ...]] | None = None
+    result: ApplyResult | None = None
 
 
 def _plan_and_apply(
     options: GlobalOptions,
     make_plan: Callable[[AlembicProject, Database, RehearsalOptions | None, NoRehearsal], MigrationPlan],
     review: Review,
+    outcome: _PlanOutcome | None = None,
 ) -> None:
     from hindsight_migrate import plan_file, render
-    from hindsight_migrate.apply import apply_plan
+    from hindsight_migrate.apply import LockRetries, apply_plan, record_nothing_to_do
     from hindsight_migrate.plan import NoRehearsal, change_kind, is_big, refuse_unless_applicable
     from hindsight_migrate.rehearsal import RehearsalOptions
 
@@ -554,7 +712,11 @@ def _plan_and_apply(
             plan_file.save_plan(plan, plan_file.database_identity(database), review.plan_out)
             render.err().print(f"Plan saved to {review.plan_out}.")
         kind, reasons = change_kind(plan, blocking_seconds=settings.tool.destructive_lock_seconds)
+        if outcome is not None:
+            outcome.plan, outcome.change = plan, (kind, reasons)
         if plan.nothing_to_do:
+            if not review.dry_run and saved is None:
+                record_nothing_to_do(plan, database)  # every applying run leaves its row, this one too
             return
         refuse_unless_applicable(plan, allow_lint=review.allow_lint)
         if review.dry_run:
@@ -571,10 +733,18 @@ def _plan_and_apply(
                 database,
                 lock_wait=review.lock_wait,
                 lock_timeout=settings.tool.lock_timeout,
+                retries=LockRetries(
+                    retries=review.lock_retries if review.lock_retries is not None else settings.tool.lock_retries,
+                    max_wait_seconds=settings.tool.lock_retry_max_wait_seconds,
+                    lock_timeout_seconds=settings.tool.lock_timeout_seconds,
+                ),
                 progress=progress,
             )
         finally:
             progress.close()
+        _COMMITTED[0] = True
+        if outcome is not None:
+            outcome.result = result
         render.migration_done(result, direction=plan.direction)
     finally:
         database.dispose()
@@ -602,6 +772,7 @@ def new(
             help="Exit 13 when a danger or a lint error is left in the new revision (the file is still written).",
         ),
     ] = False,
+    output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -631,7 +802,12 @@ def new(
                 project, database, message, against_target=against_target, allow_empty=empty, strict=strict
             ),
         )
-        render.new_revision(result, show_sql=sql)
+        _show(
+            output,
+            lambda: render.new_revision(result, show_sql=sql),
+            lambda: render.new_revision_document(result),
+            lambda: render.new_revision_markdown(result),
+        )
         if result.strict_failed:
             raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
@@ -645,13 +821,14 @@ ShowSqlOption = Annotated[
         help="Print every revision's SQL in the plan, also when the plan is big (it is then written to a file).",
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the same data as JSON.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="The same as --format json.")]
 
 
 @app.command()
 def status(
     ctx: typer.Context,
     as_json: JsonOption = False,
+    output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -673,11 +850,14 @@ def status(
         from hindsight_migrate import render
         from hindsight_migrate.status import read_status
 
+        shown = _output_format(output, as_json)
         result = _with_database(options, read_status)
-        if as_json:
-            render.print_json(result)
-        else:
-            render.status(result)
+        _show(
+            shown,
+            lambda: render.status(result),
+            lambda: render.status_document(result),
+            lambda: render.status_markdown(result),
+        )
         raise typer.Exit(int(result.exit_code))
 
     _guarded(options, body)
@@ -687,6 +867,7 @@ def status(
 def check(
     ctx: typer.Context,
     as_json: JsonOption = False,
+    output: FormatOption = OutputFormat.text,
     against_target: Annotated[
         bool,
         typer.Option(
@@ -715,13 +896,16 @@ def check(
         from hindsight_migrate import render
         from hindsight_migrate.check import run_checks
 
+        shown = _output_format(output, as_json)
         report = _with_database(
             options, lambda project, database: run_checks(project, database, against_target=against_target)
         )
-        if as_json:
-            render.print_json(report)
-        else:
-            render.check_report(report)
+        _show(
+            shown,
+            lambda: render.check_report(report),
+            lambda: render.check_document(report),
+            lambda: render.check_markdown(report),
+        )
         if not report.ok:
             raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
@@ -736,6 +920,7 @@ def lint(
         typer.Argument(metavar="[RANGE]", help="FROM:TO, or all (default: what the database has not applied)."),
     ] = None,
     as_json: JsonOption = False,
+    output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -755,15 +940,18 @@ def lint(
         from hindsight_migrate import render
         from hindsight_migrate.check import lint_range
 
+        shown = _output_format(output, as_json)
         if revision_range is None:
             report = _with_database(options, lambda project, database: lint_range(project, database, None))
         else:
             _, project = _open_project(options)
             report = lint_range(project, None, revision_range)
-        if as_json:
-            render.print_json(report)
-        else:
-            render.lint_report(report)
+        _show(
+            shown,
+            lambda: render.lint_report(report),
+            lambda: render.lint_document(report),
+            lambda: render.lint_markdown(report),
+        )
         raise typer.Exit(int(report.exit_code))
 
     _guarded(options, body)
@@ -773,6 +961,7 @@ def lint(
 def merge(
     ctx: typer.Context,
     message: Annotated[str, typer.Option("--message", "-m", help="What the merge joins.")] = "merge heads",
+    output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
     url: UrlOption = None,
     debug: DebugOption = False,
@@ -794,7 +983,12 @@ def merge(
         if len(heads) < 2:
             raise Refused(f"The chain has one head ({', '.join(heads) or 'none'}): there is nothing to merge.")
         revision, path = project.authoring.merge_heads(message)
-        render.merged(revision, path)
+        _show(
+            output,
+            lambda: render.merged(revision, path),
+            lambda: render.merge_document(revision, path, heads),
+            lambda: render.merge_markdown(revision, path, heads),
+        )
 
     _guarded(options, body)
 

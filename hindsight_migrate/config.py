@@ -85,10 +85,23 @@ class ToolSettings:
     # --detailed-exitcode calls a plan destructive (exit 3) when a lock that blocks reads or writes
     # of an existing table was held longer than this in the rehearsal.
     destructive_lock: str = "1s"
+    # A revision that hits lock_timeout (a long transaction holds a lock it needs) is retried this
+    # many times, after a jittered, growing pause, resuming at that revision: each attempt holds
+    # traffic back for at most lock_timeout. The attempts and pauses together stop at lock_retry_max_wait.
+    lock_retries: int = 10
+    lock_retry_max_wait: str = "5min"
 
     @property
     def destructive_lock_seconds(self) -> float:
         return duration_seconds(self.destructive_lock)
+
+    @property
+    def lock_timeout_seconds(self) -> float:
+        return duration_seconds(self.lock_timeout)
+
+    @property
+    def lock_retry_max_wait_seconds(self) -> float:
+        return duration_seconds(self.lock_retry_max_wait)
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,8 @@ TOOL_KEYS = (
     "lint_ignore_rules",
     "refuse_noop_downgrades",
     "destructive_lock",
+    "lock_retries",
+    "lock_retry_max_wait",
 )
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
@@ -454,15 +469,15 @@ def _settings_from(table: _ToolTable) -> tuple[Path | None, str | None, ToolSett
             f"not {_kind(value)}."
         )
 
-    def limit_mb() -> int:
-        value = table.values.get("rehearsal_data_limit_mb")
+    def whole_number(key: str, default: int, unit: str) -> int:
+        value = table.values.get(key)
         if isinstance(value, str) and re.fullmatch(r"\s*[0-9]*\s*", value):
-            return int(value) if value.strip() else defaults.rehearsal_data_limit_mb
+            return int(value) if value.strip() else default
         if value is None:
-            return defaults.rehearsal_data_limit_mb
+            return default
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        raise ConfigError(f"rehearsal_data_limit_mb in {where} must be a whole number of MB.")
+        raise ConfigError(f"{key} in {where} must be a whole number{unit}.")
 
     def flag(key: str, default: bool) -> bool:
         value = table.values.get(key)
@@ -488,11 +503,13 @@ def _settings_from(table: _ToolTable) -> tuple[Path | None, str | None, ToolSett
     tool = ToolSettings(
         lock_timeout=duration("lock_timeout", defaults.lock_timeout),
         statement_timeout=duration("statement_timeout", defaults.statement_timeout),
-        rehearsal_data_limit_mb=limit_mb(),
+        rehearsal_data_limit_mb=whole_number("rehearsal_data_limit_mb", defaults.rehearsal_data_limit_mb, " of MB"),
         lint_error_rules=rules("lint_error_rules", defaults.lint_error_rules),
         lint_ignore_rules=rules("lint_ignore_rules", defaults.lint_ignore_rules),
         refuse_noop_downgrades=flag("refuse_noop_downgrades", defaults.refuse_noop_downgrades),
         destructive_lock=duration("destructive_lock", defaults.destructive_lock),
+        lock_retries=whole_number("lock_retries", defaults.lock_retries, " (of retries; 0 for none)"),
+        lock_retry_max_wait=duration("lock_retry_max_wait", defaults.lock_retry_max_wait),
     )
     return bootstrap_sql, text("baseline"), tool
 
@@ -515,15 +532,20 @@ def _kind(value: object) -> str:
 def _resolve_database(
     flag_url: str | None, cwd: Path, ini: _Ini | None, toml: _Toml | None, section: str, project_dir: Path
 ) -> DatabaseSource:
+    if flag_url is not None and not flag_url.strip():
+        # An empty --url is a mistake (an unset shell variable, `--url "$DB"`): using another database
+        # instead, whatever DATABASE_URL or the ini says, would migrate what was not meant.
+        raise ConfigError(
+            "--url was given an empty value. Give the database URL (postgresql://USER@HOST:PORT/DATABASE), "
+            "or leave --url out to use DATABASE_URL, .env, sqlalchemy.url or the embedded server."
+        )
     candidates: list[tuple[str | None, str]] = [
         (flag_url, "--url"),
         (os.environ.get("DATABASE_URL"), "DATABASE_URL (environment)"),
     ]
     dotenv_path = _find_dotenv(cwd)
     if dotenv_path is not None:
-        from dotenv import dotenv_values
-
-        candidates.append((dotenv_values(dotenv_path).get("DATABASE_URL"), f"DATABASE_URL ({dotenv_path})"))
+        candidates.append((_dotenv_database_url(dotenv_path), f"DATABASE_URL ({dotenv_path})"))
     configured = _configured_url(ini, toml, section)
     if configured is not None:
         candidates.append(configured)
@@ -587,6 +609,33 @@ def _placeholder_words(raw: str, origin: str, project_dir: Path) -> str:
     )
 
 
+def _dotenv_database_url(path: Path) -> str | None:
+    """DATABASE_URL of a .env file; a file python-dotenv cannot read whole is an error, never skipped.
+
+    python-dotenv skips a line it cannot parse with a logged warning: the rest of the file,
+    DATABASE_URL included, may then be missing, and another database used without a word.
+    """
+    import io
+
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read: {err.strerror}.") from err
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path} is not UTF-8 text (line {line}). Save it as UTF-8.") from err
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise ConfigError(
+                f"{path} line {binding.original.line} cannot be parsed (an unterminated quote, or a line that is "
+                "not NAME=value). Fix that line: nothing in the file is used until it parses."
+            )
+    return dotenv_values(stream=io.StringIO(text)).get("DATABASE_URL")
+
+
 def _find_dotenv(cwd: Path) -> Path | None:
     for folder in (cwd, *cwd.parents):
         candidate = folder / ".env"
@@ -606,6 +655,15 @@ def normalize_url(raw: str, origin: str = "--url") -> str:
 
     remember_secret_of(raw)  # before anything can quote it back
     shown = mask_secrets(raw)
+    _, separator, rest = raw.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    if separator and authority.count("@") > 1:
+        # SQLAlchemy splits at the first '@': the rest of the password would become the host name,
+        # be printed as one and be looked up in DNS. Nothing of the URL is echoed here.
+        raise ConfigError(
+            f"The database URL from {origin} has more than one '@' before the host: a password holding '@' "
+            "must be percent-encoded, '@' as %40 (postgresql://USER:p%40ss@HOST/DATABASE)."
+        )
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError as err:

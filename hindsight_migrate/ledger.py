@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hindsight_migrate import __version__
-from hindsight_migrate.catalog import TOOL_SCHEMA, table_exists
+from hindsight_migrate.catalog import TOOL_SCHEMA, column_exists, constraint_definition, table_exists
 from hindsight_migrate.masking import mask_secrets
 
 if TYPE_CHECKING:
@@ -38,6 +38,16 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{BOOTSTRAP_LOG} (
 
 APPLY_LOG = "apply_log"
 
+# How an audited run ended. 'running' is also what a run killed half-way (SIGKILL, a power cut)
+# leaves: the log never claims an outcome that did not happen.
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: what committed stays, what was running rolled back
+NOTHING_TO_DO = "nothing_to_do"  # the database was already where the run was going
+OUTCOMES = (RUNNING, SUCCEEDED, FAILED, INTERRUPTED, NOTHING_TO_DO)
+_OUTCOME_CHECK = "CHECK (outcome IN (" + ", ".join(f"'{outcome}'" for outcome in OUTCOMES) + "))"
+
 _CREATE_APPLY_LOG = f"""
 CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLY_LOG} (
     id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -51,9 +61,10 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLY_LOG} (
     from_revisions   text        NOT NULL,
     to_revisions     text,
     duration_seconds double precision,
-    outcome          text        NOT NULL CHECK (outcome IN ('running', 'succeeded', 'failed')),
+    outcome          text        NOT NULL CONSTRAINT apply_log_outcome_check {_OUTCOME_CHECK},
     plan_fingerprint text,
-    error            text
+    error            text,
+    lock_attempts    integer
 )
 """
 
@@ -95,9 +106,10 @@ class ApplyRecord:
     from_revisions: str
     to_revisions: str | None
     duration_seconds: float | None
-    outcome: str  # "running" (still running, or killed), "succeeded", "failed"
+    outcome: str  # one of OUTCOMES; "running" also when the run was killed
     plan_fingerprint: str | None
     error: str | None
+    lock_attempts: int | None = None  # attempts to take the locks the revisions needed, when more than one
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,21 @@ def ensure_tool_tables(connection: Connection) -> None:
     connection.execute(text(_CREATE_BOOTSTRAP_LOG))
     connection.execute(text(_CREATE_APPLY_LOG))
     connection.execute(text(_CREATE_APPLIED_REVISIONS))
+    _evolve_apply_log(connection)
+
+
+def _evolve_apply_log(connection: Connection) -> None:
+    """An apply_log made by an earlier version gains what this one writes, in place and only when missing
+    (ALTER TABLE locks the table: a run that finds it current takes no lock beyond reading the catalog)."""
+    from sqlalchemy import text
+
+    qualified = f"{TOOL_SCHEMA}.{APPLY_LOG}"
+    check = constraint_definition(connection, TOOL_SCHEMA, APPLY_LOG, "apply_log_outcome_check")
+    if check is None or any(f"'{outcome}'" not in check for outcome in OUTCOMES):
+        connection.execute(text(f"ALTER TABLE {qualified} DROP CONSTRAINT IF EXISTS apply_log_outcome_check"))
+        connection.execute(text(f"ALTER TABLE {qualified} ADD CONSTRAINT apply_log_outcome_check {_OUTCOME_CHECK}"))
+    if not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_attempts"):
+        connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN lock_attempts integer"))
 
 
 def record_applied(
@@ -204,14 +231,17 @@ def finish_apply(
     to_revisions: tuple[str, ...],
     seconds: float,
     error: str | None = None,
+    lock_attempts: int | None = None,
 ) -> None:
     """Writes: the outcome of an audited run (in the caller's transaction)."""
     from sqlalchemy import text
 
+    assert outcome in OUTCOMES, outcome
     connection.execute(
         text(
             f"UPDATE {TOOL_SCHEMA}.{APPLY_LOG} SET finished_at = clock_timestamp(), outcome = :outcome, "
-            "to_revisions = :to_revisions, duration_seconds = :seconds, error = :error WHERE id = :id"
+            "to_revisions = :to_revisions, duration_seconds = :seconds, error = :error, "
+            "lock_attempts = :attempts WHERE id = :id"
         ),
         {
             "id": audit_id,
@@ -219,8 +249,18 @@ def finish_apply(
             "to_revisions": _revisions_text(to_revisions),
             "seconds": seconds,
             "error": mask_secrets(error) if error else None,
+            "attempts": lock_attempts,
         },
     )
+
+
+def record_nothing_to_do(
+    connection: Connection, *, command: str, database: str, at: tuple[str, ...], fingerprint: str | None
+) -> None:
+    """Writes: one finished row for a run that found the database where it was going (in the caller's transaction)."""
+    ensure_tool_tables(connection)
+    audit_id = start_apply(connection, command=command, database=database, from_revisions=at, fingerprint=fingerprint)
+    finish_apply(connection, audit_id, outcome=NOTHING_TO_DO, to_revisions=at, seconds=0.0)
 
 
 def last_apply(connection: Connection) -> ApplyRecord | None:
@@ -229,11 +269,13 @@ def last_apply(connection: Connection) -> ApplyRecord | None:
 
     if not table_exists(connection, TOOL_SCHEMA, APPLY_LOG):
         return None
+    # A log an earlier version made has no lock_attempts until this version's first apply adds it.
+    attempts = "lock_attempts" if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_attempts") else "NULL"
     row = connection.execute(
         text(
             "SELECT id, command, started_at, finished_at, os_user, host, tool_version, database, from_revisions, "
-            f"to_revisions, duration_seconds, outcome, plan_fingerprint, error FROM {TOOL_SCHEMA}.{APPLY_LOG} "
-            "ORDER BY id DESC LIMIT 1"
+            f"to_revisions, duration_seconds, outcome, plan_fingerprint, error, {attempts} "
+            f"FROM {TOOL_SCHEMA}.{APPLY_LOG} ORDER BY id DESC LIMIT 1"
         )
     ).one_or_none()
     return ApplyRecord(*row) if row is not None else None

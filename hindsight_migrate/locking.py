@@ -14,8 +14,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from hindsight_migrate import catalog
 from hindsight_migrate.database import Database
-from hindsight_migrate.errors import LockBusy, Section
+from hindsight_migrate.errors import HindsightMigrateError, LockBusy, Section
 
 # pg_advisory_lock(int4, int4): the first key says "hindsight-migrate" ("HMIG" in ASCII),
 # the second which lock of the tool this is.
@@ -75,3 +76,66 @@ def _busy(connection: object, masked_url: str, wait_seconds: float) -> LockBusy:
         "it). Nothing was changed. Wait for it to finish, or raise --lock-wait.",
         sections=(Section("Lock holder", details),),
     )
+
+
+class BlockerWatch:
+    """Who blocks the migrating backend, seen from a connection of its own while a revision runs.
+
+    A statement waiting for a lock cannot say who holds it, and once lock_timeout ends the wait
+    the holder is no longer linked to it in the catalog: a poll a few times a second, while the
+    revision runs, is what can name the session to look at.
+    """
+
+    POLL_SECONDS = 0.25
+
+    def __init__(self, database: Database, pid: int) -> None:
+        import threading
+
+        self._database = database
+        self._pid = pid
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._last: tuple[catalog.Blocker, ...] = ()
+        self._thread = threading.Thread(target=self._watch, name="hindsight-blockers", daemon=True)
+
+    def __enter__(self) -> BlockerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def last_seen(self) -> tuple[catalog.Blocker, ...]:
+        """The sessions that blocked the backend the last time it was blocked (empty if it never was)."""
+        with self._lock:
+            return self._last
+
+    def forget(self) -> None:
+        with self._lock:
+            self._last = ()
+
+    def _watch(self) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self._database.connect() as connection:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+                while not self._stop.wait(self.POLL_SECONDS):
+                    blockers = catalog.blockers_of(connection, self._pid)
+                    if blockers:
+                        with self._lock:
+                            self._last = blockers
+        except (SQLAlchemyError, HindsightMigrateError):
+            return  # the watch only adds names to a message; the migration goes on without it
+
+
+def describe_blockers(blockers: tuple[catalog.Blocker, ...]) -> str:
+    """``pid 4242 (psql, alice, idle in transaction, transaction open 12.3 s)``, for each blocker."""
+    words = []
+    for blocker in blockers:
+        facts = [blocker.application or "no application name", blocker.user, blocker.state or "unknown state"]
+        if blocker.transaction_seconds is not None:
+            facts.append(f"transaction open {blocker.transaction_seconds:.1f} s")
+        words.append(f"pid {blocker.pid} ({', '.join(f for f in facts if f)})")
+    return "; ".join(words)

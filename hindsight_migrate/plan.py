@@ -22,8 +22,9 @@ from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import Refused, Section, StatementFailed
 from hindsight_migrate.lint import LintResult, lint_sql
-from hindsight_migrate.rehearsal import Rehearsal, RehearsalOptions, rehearse, scratch_made_in_advance
+from hindsight_migrate.rehearsal import Rehearsal, RehearsalOptions, rehearse
 from hindsight_migrate.revisions import RevisionInfo
+from hindsight_migrate.scratch import scratch_made_in_advance
 
 UP = "up"
 DOWN = "down"

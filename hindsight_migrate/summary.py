@@ -191,7 +191,7 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
     for row in impact:
         if row.blocks is not None:
             by_table.setdefault(row.table, []).append(row)
-    ranked: list[tuple[tuple[bool, float, bool, int], Attention]] = []
+    ranked: list[tuple[tuple[float, float, bool, int], Attention]] = []
     short: list[float] = []
     for table, rows in by_table.items():
         # The lock that matters most: one that blocks reads beats one that blocks writes, then the longest.
@@ -217,7 +217,8 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
         revisions = list(dict.fromkeys(row.revision for row in rows))
         ranked.append(
             (
-                (worst.blocks == BLOCKS["AccessExclusiveLock"], longest, rewritten, written),
+                # Traffic stopped outright counts before traffic that can still read, then the rest.
+                (_held(rows, BLOCKS["AccessExclusiveLock"]), _held(rows, BLOCKS["ShareLock"]), rewritten, written),
                 Attention(
                     Concern.LOCK,
                     table,
@@ -231,6 +232,11 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
         )
     ranked.sort(key=lambda item: item[0], reverse=True)
     return [item for _, item in ranked], short
+
+
+def _held(rows: list[ImpactRow], blocks: str) -> float:
+    """The longest any of ``rows`` held a lock that blocks ``blocks`` (0 when none did)."""
+    return max((row.seconds for row in rows if row.blocks == blocks), default=0.0)
 
 
 def _short_new_name(old: str | None, new: str | None) -> str:

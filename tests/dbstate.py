@@ -69,11 +69,11 @@ def snapshot(url: str) -> dict[str, Any]:
 
 
 def scratch_databases_of(url: str) -> list[str]:
-    """Scratch databases the tool made for this database (named hindsight_rehearsal_<its name>_...)."""
+    """Scratch databases the tool made for this database (hindsight_rehearsal_<a hash of its name>_...)."""
     from sqlalchemy.engine import make_url
 
-    from hindsight_migrate.rehearsal import scratch_name
+    from hindsight_migrate.scratch import scratch_prefix
 
-    prefix = scratch_name(make_url(url).database or "").rsplit("_", 1)[0] + "_"
+    prefix = scratch_prefix(make_url(url).database or "")
     rows = query(url, "SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)", prefix=prefix)
     return sorted(row[0] for row in rows)

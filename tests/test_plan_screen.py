@@ -225,3 +225,16 @@ def test_up_yes_on_a_long_chain_does_not_list_every_revision_twice(tmp_path: Pat
     assert len(progress) < 30, result.stderr
     assert f"✓ {CHAIN}/{CHAIN} revisions applied" in result.stderr
     assert dbstate.alembic_version(database_url) == [f"r{CHAIN:04d}"]
+
+
+def test_a_table_too_wide_for_the_terminal_is_stacked_whole_not_folded() -> None:
+    from rich.console import Console
+
+    from hindsight_migrate.render.layout import Column, grid
+
+    console = Console(force_terminal=True, width=40, record=True, color_system=None)
+    grid(console, "Impact", [Column("Revision"), Column("Table"), Column("Lock")], [["a" * 12, "b" * 24, "c" * 16]])
+
+    shown = console.export_text()
+    assert all(len(line) <= 40 for line in shown.splitlines()), shown
+    assert "Revision: " + "a" * 12 in shown and "Table:    " + "b" * 24 in shown and "Lock:     " + "c" * 16 in shown

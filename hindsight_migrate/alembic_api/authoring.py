@@ -25,6 +25,19 @@ class Authoring:
     def __init__(self, project: AlembicProject) -> None:
         self.project = project
 
+    def _require_template(self) -> None:
+        """Alembic renders every new file from script.py.mako in the migrations folder: say so when it is gone
+        (Mako's FileNotFoundError, raised half-way through writing, names nothing the reader can act on)."""
+        from hindsight_migrate.errors import ConfigError
+
+        template = Path(self.project.graph.script.dir) / "script.py.mako"
+        if not template.is_file():
+            raise ConfigError(
+                f"The revision template {self.project.relative(template)} does not exist, so no revision file can "
+                "be written. Restore it (alembic init writes one; a project's own copy is usually in version "
+                "control), then run the command again. Nothing was written."
+            )
+
     def autogenerate(
         self,
         connection: Connection,
@@ -40,6 +53,7 @@ class Authoring:
         """
         from alembic import command
 
+        self._require_template()
         project = self.project
         found: list[Operation] = []
         decision: list[bool] = []
@@ -69,6 +83,7 @@ class Authoring:
 
         from hindsight_migrate.alembic_api.translate import alembic_errors
 
+        self._require_template()
         project = self.project
         with (
             alembic_errors(project.files, lambda: "while Alembic wrote the revision file"),
@@ -86,6 +101,7 @@ class Authoring:
 
         from hindsight_migrate.alembic_api.translate import alembic_errors
 
+        self._require_template()
         project = self.project
         with (
             alembic_errors(project.files, lambda: "while Alembic wrote the merge revision"),

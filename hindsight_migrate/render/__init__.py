@@ -8,7 +8,8 @@ core (plan.py, summary.py, rehearsal.py) and arrives here as rows; these modules
 * ``layout``: tables that never cut a cell where the reader cannot widen the window;
 * ``plan_view``: the review of a plan (bootstrap, up, down), the prompt's recap, progress;
 * ``reports``: history, new, status, check, lint, merge;
-* ``data``: JSON.
+* ``data``: JSON documents (``--format json``);
+* ``markdown``: pull-request comments (``--format markdown``).
 """
 
 from hindsight_migrate.render.console import (
@@ -20,8 +21,31 @@ from hindsight_migrate.render.console import (
     out,
     stdout_for_data,
 )
-from hindsight_migrate.render.data import jsonable, print_json
+from hindsight_migrate.render.data import (
+    bootstrap_document,
+    check_document,
+    history_document,
+    jsonable,
+    lint_document,
+    merge_document,
+    new_revision_document,
+    plan_document,
+    print_document,
+    print_json,
+    status_document,
+)
 from hindsight_migrate.render.layout import lock_words
+from hindsight_migrate.render.markdown import (
+    bootstrap_markdown,
+    check_markdown,
+    history_markdown,
+    lint_markdown,
+    merge_markdown,
+    new_revision_markdown,
+    plan_markdown,
+    print_markdown,
+    status_markdown,
+)
 from hindsight_migrate.render.plan_view import (
     RichProgress,
     bootstrap_done,
@@ -45,27 +69,45 @@ from hindsight_migrate.render.reports import (
 __all__ = [
     "RichProgress",
     "announce_database",
+    "bootstrap_document",
     "bootstrap_done",
+    "bootstrap_markdown",
     "bootstrap_plan",
+    "check_document",
+    "check_markdown",
     "check_report",
     "debug_traceback",
     "dry_run_done",
     "err",
     "error",
     "history",
+    "history_document",
+    "history_markdown",
     "internal_error",
     "jsonable",
+    "lint_document",
+    "lint_markdown",
     "lint_report",
     "lint_result",
     "lock_words",
+    "merge_document",
+    "merge_markdown",
     "merged",
     "migration_done",
     "migration_plan",
     "new_revision",
+    "new_revision_document",
+    "new_revision_markdown",
     "offline_sql",
     "out",
+    "plan_document",
+    "plan_markdown",
+    "print_document",
     "print_json",
+    "print_markdown",
     "stakes",
     "status",
+    "status_document",
+    "status_markdown",
     "stdout_for_data",
 ]

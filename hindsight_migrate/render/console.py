@@ -58,7 +58,14 @@ def _console(*, stderr: bool) -> Console:
         return kept[1]
     from rich.console import Console
 
-    console = Console(highlight=False, stderr=stderr)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # Rich exits 1 here, which the exit-code table keeps for the tool's own bugs: the
+            # command decides instead (0 once its change committed, 7 before anything changed).
+            self.quiet = True
+            raise BrokenPipeError
+
+    console = _Console(highlight=False, stderr=stderr)
     _CONSOLES[stderr] = (made_for, console)
     return console
 

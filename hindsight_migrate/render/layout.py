@@ -63,6 +63,9 @@ def _boxed_table(console: Console, columns: list[Column], rows: list[list[str | 
         floor = columns[index].shrink
         if excess > 0 and floor is not None and widths[index] > floor:
             widths[index] = max(floor, widths[index] - excess)
+    if console.is_terminal and sum(widths) + frame > console.width:
+        # Still wider than the terminal, which would fold every line in two: one block per row instead.
+        return _stacked(console, columns, rows)
 
     styles = [console.get_style(column.style) if column.style else None for column in columns]
     segments: list[Segment] = []
@@ -105,6 +108,27 @@ def _boxed_table(console: Console, columns: list[Column], rows: list[list[str | 
                 run += " " * (width - size + 1) + "│"
             run += "\n"
     segments.append(Segment(run + rule("└", "─", "┴", "┘")))
+    return Segments(segments)
+
+
+def _stacked(console: Console, columns: list[Column], rows: list[list[str | Text]]) -> Segments:
+    """Each row as a block of "Title: value" lines, for a terminal too narrow for the table; nothing is cut."""
+    from rich.segment import Segment, Segments
+    from rich.text import Text
+
+    label_width = max(len(column.title) for column in columns) + 2
+    segments: list[Segment] = []
+    for row in rows:
+        segments.append(Segment("─" * min(console.width, 40) + "\n", console.get_style("dim")))
+        for column, cell in zip(columns, row, strict=True):
+            value = cell if isinstance(cell, Text) else Text(cell)
+            if not value.plain.strip():
+                continue
+            label = Text(f"{column.title or '·'}:".ljust(label_width), style="bold")
+            for number, line in enumerate(value.wrap(console, max(console.width - label_width, 20), overflow="fold")):
+                segments += list((label if number == 0 else Text(" " * label_width)).render(console))
+                segments += list(line.render(console))
+                segments.append(Segment("\n"))
     return Segments(segments)
 
 

@@ -18,11 +18,25 @@ from hindsight_migrate.render.layout import (
     relative,
 )
 from hindsight_migrate.render.reports import lint_result
+from hindsight_migrate.render.wording import (
+    BIG_DIFF,
+    CONCERN_WORDS,
+    DIFF_MARKS,
+    DIFF_ORDER,
+    IMPACT_COLUMNS,
+    NO_REHEARSAL_WORDS,
+    NOTHING_NEEDS_ATTENTION,
+    folded_line,
+    impact_cells,
+    impact_notes,
+    statement_counts,
+    summary_lines,
+)
 
 if TYPE_CHECKING:
-    from hindsight_migrate.apply import ApplyResult
+    from hindsight_migrate.apply import ApplyResult, LockRetry
     from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult
-    from hindsight_migrate.plan import ChangeKind, MigrationPlan, PlannedRevision
+    from hindsight_migrate.plan import ChangeKind, MigrationPlan
     from hindsight_migrate.revisions import RevisionInfo
     from hindsight_migrate.summary import PlanSummary
 
@@ -57,60 +71,22 @@ def bootstrap_done(result: BootstrapResult) -> None:
     )
 
 
-_CONCERN_WORDS = {  # severity in words and symbols, never colour alone (NO_COLOR, a CI log)
-    "rehearsal_failed": ("✖", "FAILED", "bold red"),
-    "data_loss": ("✖", "DATA LOSS", "bold red"),
-    "lock": ("▲", "LOCK", "red"),
-    "rename": ("▲", "RENAME", "yellow"),
-    "not_offline": ("●", "NO SQL", "yellow"),
-    "runs_python": ("●", "PYTHON", "yellow"),
-    "lint_error": ("✖", "LINT ERROR", "bold red"),
-    "warning": ("●", "WARNING", "yellow"),
-}
-
-
 def plan_summary(summary: PlanSummary) -> None:
     """The first screen: the header line, the count line, and what needs attention, ranked."""
-    from rich.markup import escape
     from rich.text import Text
 
-    from hindsight_migrate.summary import SHORT_LOCK_SECONDS
-
     console = out()
-    verb = "Downgrade" if summary.direction == "down" else "Upgrade"
-    start = ", ".join(summary.current) or "empty"
-    end = ", ".join(summary.final) or "base"
-    if summary.target not in ("heads", "head", end, "base"):
-        end += f" (target {summary.target})"  # a prefix, a relative step, or a branch's revision
-    where = (
-        f"rehearsed on {summary.rehearsed}"
-        if summary.rehearsed is not None
-        else f"not rehearsed: {_NO_REHEARSAL_WORDS.get(summary.not_rehearsed or '', 'skipped')}"
-    )
-    bootstrap = "bootstrap, then " if summary.bootstrap else ""
-    console.print(
-        f"[bold]{verb} plan for {escape(summary.database)}[/]: {start} → {end}, "
-        f"{bootstrap}{summary.revisions} {plural('revision', summary.revisions)}, {escape(where)}.",
-    )
-    counts = summary.counts
-    if counts is None:
-        console.print("Plan: changes not measured (no rehearsal).")
-    else:
-        lost = "not measured" if counts.rows_lost is None else f"{counts.rows_lost:,}"
-        console.print(
-            f"Plan: {counts.added} to add, {counts.changed} to change, {counts.renamed} to rename, "
-            f"{counts.dropped} to drop; rows of data lost: {lost}; "
-            f"lint: {counts.lint_errors} {plural('error', counts.lint_errors)}, "
-            f"{counts.lint_warnings} {plural('warning', counts.lint_warnings)}."
-        )
+    header, counts = summary_lines(summary)
+    console.print(Text(header, style="bold"))
+    console.print(counts)
     if not summary.attention and not summary.folded:
-        console.print("Needs attention: nothing — no blocking lock over 0.05 s, no data lost, no rename, no error.")
+        console.print(NOTHING_NEEDS_ATTENTION)
         return
     console.print(Text(f"Needs attention ({len(summary.attention)})", style="bold"))
     # The marks make a column to scan; a long item wraps under its own text (a hanging indent).
-    label_width = 3 + max(len(words) for _, words, _ in _CONCERN_WORDS.values()) + 1
+    label_width = 3 + max(len(words) for _, words, _ in CONCERN_WORDS.values()) + 1
     for item in summary.attention:
-        mark, words, style = _CONCERN_WORDS[item.concern.value]
+        mark, words, style = CONCERN_WORDS[item.concern.value]
         lines = Text(item.text).wrap(console, max(console.width - label_width - 2, 30), overflow="fold")
         for number, line in enumerate(lines):
             label = (
@@ -121,10 +97,7 @@ def plan_summary(summary: PlanSummary) -> None:
             line.rstrip()  # in place: a wrapped line keeps no trailing space
             console.print(Text.assemble(label, line), soft_wrap=True)
     if summary.folded:
-        console.print(
-            f"  and {summary.folded} more {plural('table', summary.folded)} locked under "
-            f"{SHORT_LOCK_SECONDS:.2f} s each (longest {summary.folded_seconds:.2f} s), nothing rewritten."
-        )
+        console.print(f"  {folded_line(summary)}")
 
 
 def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_file: Path | None = None) -> None:
@@ -157,7 +130,7 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
         return
     big = is_big(plan)
     inline_sql = show_sql if show_sql is not None else not big
-    _revisions(plan, statement_counts=not inline_sql)
+    _revisions(plan, counted=not inline_sql)
     _rehearsal(plan, summarised=big)
     if plan.direction == "down" or plan.data_loss:  # going up, only when it drops something that holds data
         _data_loss(plan)
@@ -174,18 +147,18 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
     console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
 
 
-def _revisions(plan: MigrationPlan, *, statement_counts: bool) -> None:
+def _revisions(plan: MigrationPlan, *, counted: bool) -> None:
     console = out()
     down = plan.direction == "down"
     verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
-    if statement_counts:
+    if counted:
         # A big plan: one line per revision, its SQL counted by kind (the file holds it whole).
         grid(
             console,
             f"Revisions {verb} ({len(plan.revisions)})",
             [Column("#"), Column("Revision"), Column("Message", flexible=True), Column("SQL", flexible=True)],
             (
-                [str(number), item.info.revision, item.info.message, _statement_counts(item)]
+                [str(number), item.info.revision, item.info.message, statement_counts(item)]
                 for number, item in enumerate(plan.revisions, start=1)
             ),
         )
@@ -205,15 +178,6 @@ def _revisions(plan: MigrationPlan, *, statement_counts: bool) -> None:
             for number, item in enumerate(plan.revisions, start=1)
         ),
     )
-
-
-def _statement_counts(item: PlannedRevision) -> str:
-    if item.sql is None:
-        return "cannot render offline SQL"
-    from hindsight_migrate.sqlscript import statement_kinds
-
-    kinds = statement_kinds(item.sql)
-    return ", ".join(f"{count} {kind}" for kind, count in kinds.items()) or "no SQL"
 
 
 def _sql(plan: MigrationPlan) -> None:
@@ -321,20 +285,6 @@ def _data_loss(plan: MigrationPlan) -> None:
     )
 
 
-_DIFF_MARKS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow"), "renamed": ("→", "yellow")}
-_DIFF_ORDER = ["removed", "renamed", "changed", "added"]  # what destroys or breaks first
-_IMPACT_COLUMNS = ("Revision", "Table", "Lock", "Blocks", "Rewritten", "Rows written", "Rows (est.)", "Size", "Took")
-BIG_DIFF = 40  # a longer diff, in a big plan, is counted by kind
-
-
-_NO_REHEARSAL_WORDS = {  # by NoRehearsal's value (plan.py)
-    "requested": "--no-rehearsal was given, so the schema diff, locks and data loss are not measured",
-    "saved_plan": "applying a saved plan, which was rehearsed when it was reviewed; what it showed then is "
-    "checked to be unchanged",
-    "nothing_to_run": "nothing to run",
-}
-
-
 def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
     from rich.markup import escape
     from rich.text import Text
@@ -342,7 +292,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
     console = out()
     rehearsal = plan.rehearsal
     if rehearsal is None:
-        why = _NO_REHEARSAL_WORDS[plan.rehearsal_skipped.value] if plan.rehearsal_skipped else "skipped"
+        why = NO_REHEARSAL_WORDS[plan.rehearsal_skipped.value] if plan.rehearsal_skipped else "skipped"
         console.print(f"[yellow]No rehearsal:[/] {why}.")
         return
     console.print(f"[bold]Rehearsal[/] on {escape(rehearsal.description)}:")
@@ -364,8 +314,8 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
             f"[bold]Schema diff, measured[/]: {len(rehearsal.diff)} changes, by kind "
             "(--plan-out FILE holds each one, as --format json does):"
         )
-        for (how, kind), count in sorted(counts.items(), key=lambda item: (_DIFF_ORDER.index(item[0][0]), item[0][1])):
-            console.print(f"  {_DIFF_MARKS[how][0]} {count} {plural(kind, count)} {how}")
+        for (how, kind), count in sorted(counts.items(), key=lambda item: (DIFF_ORDER.index(item[0][0]), item[0][1])):
+            console.print(f"  {DIFF_MARKS[how][0]} {count} {plural(kind, count)} {how}")
     elif rehearsal.diff:
         grid(
             console,
@@ -379,7 +329,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
             ],
             (
                 [
-                    Text(_DIFF_MARKS[change.change][0], style=_DIFF_MARKS[change.change][1]),
+                    Text(DIFF_MARKS[change.change][0], style=DIFF_MARKS[change.change][1]),
                     change.kind,
                     change.name,
                     change.before or "",
@@ -391,39 +341,19 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
     else:
         console.print("  The schema does not change.")
 
-    impact, quiet = rehearsal.impact()
+    impact, _ = rehearsal.impact()
     rows: list[list[Any]] = []
-    for index, row in enumerate(impact):
-        first = index == 0 or impact[index - 1].revision != row.revision
-        rows.append(
-            [
-                row.revision if first else "",
-                row.table,
-                Text(lock_words(row.mode), style="red" if row.blocks else ""),
-                Text(row.blocks, style="red") if row.blocks else "nothing",
-                Text("rewritten", style="red") if row.rewritten else "no",
-                f"{row.rows_written:,}" if row.rows_written else "",
-                human_rows(row.size.estimated_rows) if row.size else "new",
-                human_bytes(row.size.total_bytes) if row.size else "",
-                f"{row.seconds:.2f} s" if first else "",
-            ]
-        )
+    for row, cells in zip(impact, impact_cells(impact), strict=True):
+        styled: list[Any] = list(cells)
+        if row.blocks:  # the lock and what it blocks, in red (the words say it without colour too)
+            styled[2], styled[3] = Text(cells[2], style="red"), Text(cells[3], style="red")
+        if row.rewritten:
+            styled[4] = Text(cells[4], style="red")
+        rows.append(styled)
     if rows:
-        grid(
-            console,
-            "Impact, measured: locks taken and storage rewritten",
-            [Column(c) for c in _IMPACT_COLUMNS],
-            rows,
-        )
-    if quiet:
-        others = "The other" if rows else "The"
-        console.print(
-            f"  {others} {len(quiet)} revision(s) lock no table the database has now (they only add new objects); "
-            f"{sum(quiet):.2f} s in all."
-        )
-    rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})
-    if rewritten_all:
-        console.print(f"  Rewritten (tables and indexes): {', '.join(rewritten_all)}")
+        grid(console, "Impact, measured: locks taken and storage rewritten", [Column(c) for c in IMPACT_COLUMNS], rows)
+    for note in impact_notes(rehearsal, listed=bool(rows)):
+        console.print(f"  {note}")
 
 
 class RichProgress:
@@ -470,6 +400,20 @@ class RichProgress:
             Text.assemble(("  ✓ ", "green"), f"{revision.revision}  {revision.message}  ", (f"{seconds:.2f} s", "dim")),
             soft_wrap=True,
         )
+
+    def retrying(self, revision: RevisionInfo, retry: LockRetry) -> None:
+        """A lock not granted within lock_timeout: who holds it, and when the revision is tried again."""
+        from hindsight_migrate.locking import describe_blockers
+
+        who = describe_blockers(retry.blockers) if retry.blockers else "a session the watch did not catch"
+        line = (
+            f"  ⧗ {revision.revision}  waited lock_timeout for a lock, blocked by {who}; attempt "
+            f"{retry.attempt}/{retry.of} in {retry.pause_seconds:.1f} s\n"
+        )
+        if self._status is not None:
+            self._status.update(line.strip())
+        self._console.file.write(line)
+        self._console.file.flush()
 
     def close(self) -> None:
         if self._spinning:

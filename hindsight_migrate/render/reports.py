@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.render.console import out
-from hindsight_migrate.render.layout import Column, grid, plural
+from hindsight_migrate.render.layout import Column, grid
+from hindsight_migrate.render.wording import STATE_MARKS, history_marks, lint_dropped, lint_where
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from hindsight_migrate.status import Status
 
 
-_STATE_MARK = {"current": ("●", "bold green"), "applied": ("✓", "green"), "pending": ("○", "yellow")}
 
 
 def history(history: History) -> None:
@@ -35,21 +35,11 @@ def history(history: History) -> None:
     ]
     if show_state:
         columns.insert(0, Column(""))
-    state_marks = {state: Text(mark, style=style) for state, (mark, style) in _STATE_MARK.items()}
+    state_marks = {state: Text(mark, style=style) for state, (mark, style) in STATE_MARKS.items()}
     rows: list[list[str | Text]] = []
     for entry in history.entries:
         info = entry.info
-        labels = [
-            label
-            for flag, label in (
-                (info.is_head, "head"),
-                (info.is_base, "base"),
-                (info.is_branch_point, "branch point"),
-                (info.is_merge_point, "merge"),
-            )
-            if flag
-        ]
-        labels += [f"label {label}" for label in info.branch_labels]
+        labels = history_marks(entry)
         marks: str | Text = ", ".join(labels)
         if entry.state == "current":
             marks = Text(f"{marks}, " if marks else "")
@@ -236,7 +226,6 @@ def merged(revision: str, path: Path) -> None:
     )
 
 
-SHOWN_ONE_BY_ONE = 3  # a warning found in more revisions than this is shown once, with the revisions listed
 
 
 def lint_result(lint: LintResult) -> None:
@@ -261,7 +250,7 @@ def lint_result(lint: LintResult) -> None:
         if finding.level != "error":
             warnings.setdefault(finding.rule, []).append(finding)
     for rule, same in warnings.items():
-        revision_cell, line_cell = _lint_where(same)
+        revision_cell, line_cell = lint_where(same)
         level = "warning" if len(same) == 1 else f"warning, {len(same)} times"
         messages = "\n".join(dict.fromkeys(f.message for f in same))
         rows.append([Text(level, style="yellow"), revision_cell, line_cell, rule, messages])
@@ -287,21 +276,7 @@ def lint_result(lint: LintResult) -> None:
     _lint_dropped(lint)
 
 
-def _lint_where(same: list[LintFinding]) -> tuple[str, str]:
-    """The Revision and Line cells of one rule's warnings: each revision with its lines, or folded."""
-    lines: dict[str, list[str]] = {}
-    for finding in same:
-        lines.setdefault(finding.revision, []).append(str(finding.line))
-    if len(lines) > SHOWN_ONE_BY_ONE:
-        more = len(lines) - SHOWN_ONE_BY_ONE
-        return ", ".join(list(lines)[:SHOWN_ONE_BY_ONE]) + f" and {more} more", ""
-    return "\n".join(lines), "\n".join(", ".join(numbers) for numbers in lines.values())
-
-
 def _lint_dropped(lint: LintResult) -> None:
-    if lint.dropped_on_new_tables:
-        count = lint.dropped_on_new_tables
-        out().print(
-            f"{count} {plural('warning', count)} about locks or existing clients, on tables created earlier "
-            f"in these revisions, {'is' if count == 1 else 'are'} not shown: nothing uses those tables yet."
-        )
+    said = lint_dropped(lint)
+    if said is not None:
+        out().print(said)

@@ -1,0 +1,158 @@
+"""The words and marks every view uses (terminal, markdown), so a plan reads the same wherever it is shown."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hindsight_migrate.render.layout import plural
+from hindsight_migrate.words import human_bytes, human_rows, lock_words
+
+if TYPE_CHECKING:
+    from hindsight_migrate.history import HistoryEntry
+    from hindsight_migrate.lint import LintFinding, LintResult
+    from hindsight_migrate.plan import PlannedRevision
+    from hindsight_migrate.rehearsal import ImpactRow, Rehearsal
+    from hindsight_migrate.summary import PlanSummary
+
+# Severity in words and symbols, never colour alone (NO_COLOR, a CI log): (mark, words, style).
+CONCERN_WORDS = {
+    "rehearsal_failed": ("✖", "FAILED", "bold red"),
+    "data_loss": ("✖", "DATA LOSS", "bold red"),
+    "lock": ("▲", "LOCK", "red"),
+    "rename": ("▲", "RENAME", "yellow"),
+    "not_offline": ("●", "NO SQL", "yellow"),
+    "runs_python": ("●", "PYTHON", "yellow"),
+    "lint_error": ("✖", "LINT ERROR", "bold red"),
+    "warning": ("●", "WARNING", "yellow"),
+}
+NO_REHEARSAL_WORDS = {  # by NoRehearsal's value (plan.py)
+    "requested": "--no-rehearsal was given, so the schema diff, locks and data loss are not measured",
+    "saved_plan": "applying a saved plan, which was rehearsed when it was reviewed; what it showed then is "
+    "checked to be unchanged",
+    "nothing_to_run": "nothing to run",
+}
+DIFF_MARKS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow"), "renamed": ("→", "yellow")}
+DIFF_ORDER = ["removed", "renamed", "changed", "added"]  # what destroys or breaks first
+IMPACT_COLUMNS = ("Revision", "Table", "Lock", "Blocks", "Rewritten", "Rows written", "Rows (est.)", "Size", "Took")
+BIG_DIFF = 40  # a longer diff, in a big plan, is counted by kind
+STATE_MARKS = {"current": ("●", "bold green"), "applied": ("✓", "green"), "pending": ("○", "yellow")}
+SHOWN_ONE_BY_ONE = 3  # a warning found in more revisions than this is shown once, with the revisions listed
+
+
+def summary_lines(summary: PlanSummary) -> tuple[str, str]:
+    """The plan's header line and count line, as plain text."""
+    verb = "Downgrade" if summary.direction == "down" else "Upgrade"
+    start = ", ".join(summary.current) or "empty"
+    end = ", ".join(summary.final) or "base"
+    if summary.target not in ("heads", "head", end, "base"):
+        end += f" (target {summary.target})"  # a prefix, a relative step, or a branch's revision
+    where = (
+        f"rehearsed on {summary.rehearsed}"
+        if summary.rehearsed is not None
+        else f"not rehearsed: {NO_REHEARSAL_WORDS.get(summary.not_rehearsed or '', 'skipped')}"
+    )
+    bootstrap = "bootstrap, then " if summary.bootstrap else ""
+    header = (
+        f"{verb} plan for {summary.database}: {start} → {end}, "
+        f"{bootstrap}{summary.revisions} {plural('revision', summary.revisions)}, {where}."
+    )
+    counts = summary.counts
+    if counts is None:
+        return header, "Plan: changes not measured (no rehearsal)."
+    lost = "not measured" if counts.rows_lost is None else f"{counts.rows_lost:,}"
+    return header, (
+        f"Plan: {counts.added} to add, {counts.changed} to change, {counts.renamed} to rename, "
+        f"{counts.dropped} to drop; rows of data lost: {lost}; "
+        f"lint: {counts.lint_errors} {plural('error', counts.lint_errors)}, "
+        f"{counts.lint_warnings} {plural('warning', counts.lint_warnings)}."
+    )
+
+
+NOTHING_NEEDS_ATTENTION = "Needs attention: nothing — no blocking lock over 0.05 s, no data lost, no rename, no error."
+
+
+def folded_line(summary: PlanSummary) -> str:
+    """The short locks not listed one by one, in one line."""
+    from hindsight_migrate.summary import SHORT_LOCK_SECONDS
+
+    return (
+        f"and {summary.folded} more {plural('table', summary.folded)} locked under {SHORT_LOCK_SECONDS:.2f} s "
+        f"each (longest {summary.folded_seconds:.2f} s), nothing rewritten."
+    )
+
+
+def statement_counts(item: PlannedRevision) -> str:
+    """A revision's SQL counted by kind, for a big plan's one line per revision."""
+    if item.sql is None:
+        return "cannot render offline SQL"
+    from hindsight_migrate.sqlscript import statement_kinds
+
+    kinds = statement_kinds(item.sql)
+    return ", ".join(f"{count} {kind}" for kind, count in kinds.items()) or "no SQL"
+
+
+def lint_where(same: list[LintFinding]) -> tuple[str, str]:
+    """The Revision and Line cells of one rule's warnings: each revision with its lines, or folded."""
+    lines: dict[str, list[str]] = {}
+    for finding in same:
+        lines.setdefault(finding.revision, []).append(str(finding.line))
+    if len(lines) > SHOWN_ONE_BY_ONE:
+        more = len(lines) - SHOWN_ONE_BY_ONE
+        return ", ".join(list(lines)[:SHOWN_ONE_BY_ONE]) + f" and {more} more", ""
+    return "\n".join(lines), "\n".join(", ".join(numbers) for numbers in lines.values())
+
+
+def lint_dropped(lint: LintResult) -> str | None:
+    """The line that says how many lock warnings on tables the plan creates are not shown."""
+    count = lint.dropped_on_new_tables
+    if not count:
+        return None
+    return (
+        f"{count} {plural('warning', count)} about locks or existing clients, on tables created earlier "
+        f"in these revisions, {'is' if count == 1 else 'are'} not shown: nothing uses those tables yet."
+    )
+
+
+def impact_cells(impact: tuple[ImpactRow, ...]) -> list[list[str]]:
+    """The impact table's cells (IMPACT_COLUMNS), plain; a revision's name and time only on its first row."""
+    rows = []
+    for index, row in enumerate(impact):
+        first = index == 0 or impact[index - 1].revision != row.revision
+        rows.append(
+            [
+                row.revision if first else "",
+                row.table,
+                lock_words(row.mode),
+                row.blocks or "nothing",
+                "rewritten" if row.rewritten else "no",
+                f"{row.rows_written:,}" if row.rows_written else "",
+                human_rows(row.size.estimated_rows) if row.size else "new",
+                human_bytes(row.size.total_bytes) if row.size else "",
+                f"{row.seconds:.2f} s" if first else "",
+            ]
+        )
+    return rows
+
+
+def impact_notes(rehearsal: Rehearsal, *, listed: bool) -> list[str]:
+    """The lines after the impact table: revisions that lock nothing the database has, and what was rewritten."""
+    _, quiet = rehearsal.impact()
+    notes = []
+    if quiet:
+        others = "The other" if listed else "The"
+        notes.append(
+            f"{others} {len(quiet)} revision(s) lock no table the database has now (they only add new objects); "
+            f"{sum(quiet):.2f} s in all."
+        )
+    rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})
+    if rewritten_all:
+        notes.append(f"Rewritten (tables and indexes): {', '.join(rewritten_all)}")
+    return notes
+
+
+def history_marks(entry: HistoryEntry) -> list[str]:
+    """What is special about a revision in the graph (head, base, branch point, merge, its labels)."""
+    info = entry.info
+    flags = ((info.is_head, "head"), (info.is_base, "base"), (info.is_branch_point, "branch point"))
+    labels = [label for flag, label in (*flags, (info.is_merge_point, "merge")) if flag]
+    return labels + [f"label {label}" for label in info.branch_labels]

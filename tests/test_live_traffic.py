@@ -1,0 +1,248 @@
+"""Applying under live traffic: lock retries, concurrent first deploys, and an audit row for every run."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from hindsight_migrate.errors import ExitCode
+from tests import dbstate
+from tests.conftest import bootstrapped, flatten, invoke
+from tests.processes import cli_command, stop
+from tests.projects import TINY_BASE, Rev, tiny_project
+from tests.test_faults import GATE, GATE_KEY, GATE_LOCK_TIMEOUT, subprocess_env, wait_for_apply_at_gate
+
+ADD_NOTE = Rev(
+    "bbbb00000002",
+    (TINY_BASE,),
+    upgrade='import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))',
+)
+
+
+def audit_rows(url: str) -> list[tuple[Any, ...]]:
+    return dbstate.query(
+        url,
+        "SELECT command, from_revisions, to_revisions, outcome, lock_attempts, error "
+        "FROM hindsight_migrate.apply_log ORDER BY id",
+    )
+
+
+def wait_for_alter_to_queue(url: str, process: subprocess.Popen[str], count: int = 1, timeout: float = 60) -> None:
+    """Until the apply's ALTER TABLE has queued for its lock ``count`` times (each attempt is a new wait)."""
+    deadline = time.monotonic() + timeout
+    seen: set[Any] = set()
+    while len(seen) < count and time.monotonic() < deadline and process.poll() is None:
+        rows = dbstate.query(
+            url,
+            "SELECT pid, query_start FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE things%'",
+        )
+        seen.update(rows)
+        time.sleep(0.02)
+    assert len(seen) >= count, f"the ALTER queued {len(seen)} time(s), not {count} (exit {process.poll()})"
+
+
+def test_a_lock_released_after_two_timeouts_is_retried_and_the_run_completes(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(tiny_project(tmp_path / "p", ADD_NOTE, settings="lock_timeout = 500ms"), database_url)
+    engine = create_engine(database_url, poolclass=NullPool, connect_args={"application_name": "nightly-report"})
+    process = None
+    try:
+        with engine.connect() as holder:
+            # A long report: its open transaction holds ACCESS SHARE on the table the revision alters.
+            holder.execute(text("LOCK TABLE things IN ACCESS SHARE MODE"))
+            holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            process = subprocess.Popen(
+                cli_command(ini, database_url, "up", "--yes"),
+                env=subprocess_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=tmp_path,
+            )
+            wait_for_alter_to_queue(database_url, process, count=3)  # two attempts timed out
+            holder.rollback()  # the report ends: the next attempt gets its lock
+        out, err = process.communicate(timeout=120)
+    finally:
+        engine.dispose()
+        stop(process)
+
+    assert process.returncode == ExitCode.OK, out + err
+    said = flatten(err)
+    assert re.search(
+        rf"⧗ bbbb00000002 waited lock_timeout for a lock, blocked by pid {holder_pid} \(nightly-report", said
+    )
+    assert re.search(r"attempt 2/11 in \d+\.\d s", said), err
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
+    rows = [row for row in audit_rows(database_url) if row[0] == "up"]
+    assert len(rows) == 1 and rows[0][3] == "succeeded" and rows[0][4] >= 3, rows
+
+
+def test_a_lock_never_released_fails_naming_the_blocker_with_the_attempts_recorded(
+    tmp_path: Path, database_url: str
+) -> None:
+    ini = bootstrapped(
+        tiny_project(tmp_path / "p", ADD_NOTE, settings="lock_timeout = 300ms\nlock_retries = 2"), database_url
+    )
+    before = dbstate.snapshot(database_url)
+    engine = create_engine(database_url, poolclass=NullPool, connect_args={"application_name": "stuck-worker"})
+    try:
+        with engine.connect() as holder:
+            holder.execute(text("LOCK TABLE things IN ACCESS SHARE MODE"))
+            holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            result = subprocess.run(
+                cli_command(ini, database_url, "up", "--yes"),
+                env=subprocess_env(),
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                timeout=120,
+            )
+            holder.rollback()
+    finally:
+        engine.dispose()
+
+    assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
+    said = flatten(result.stderr)
+    assert "Revision bbbb00000002" in said and "waited 3 times 300ms for a lock and gave up" in said, said
+    assert f"Blocked by pid {holder_pid} (stuck-worker" in said, said
+    assert "Attempts 3, each waiting at most 300ms" in said, said
+    assert "Traceback" not in result.stderr
+    assert dbstate.snapshot(database_url)["relations"] == before["relations"]
+    assert dbstate.alembic_version(database_url) == [TINY_BASE]
+    rows = [row for row in audit_rows(database_url) if row[0] == "up"]
+    assert len(rows) == 1 and rows[0][3] == "failed" and rows[0][4] == 3 and "lock timeout" in rows[0][5], rows
+
+
+def test_concurrent_first_deploys_of_an_empty_database_find_the_winners_work_done(
+    tmp_path: Path, database_url: str
+) -> None:
+    ini = tiny_project(
+        tmp_path / "p",
+        ADD_NOTE,
+        # Long enough on the target that the others plan while the winner applies.
+        Rev("cccc00000003", ("bbbb00000002",), upgrade='op.execute("SELECT pg_sleep(1)")'),
+    )
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(4):
+            processes.append(
+                subprocess.Popen(
+                    cli_command(ini, database_url, "up", "--yes", "--lock-wait", "120"),
+                    env=subprocess_env(),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=tmp_path,
+                )
+            )
+        outputs = []
+        for process in processes:
+            out, err = process.communicate(timeout=300)
+            outputs.append((process.returncode, out, err))
+    finally:
+        stop(*processes)
+
+    shown = "\n\n".join(f"exit {code}\n{out}\n{err}" for code, out, err in outputs)
+    assert [code for code, _, _ in outputs] == [0, 0, 0, 0], shown
+    winners = [out for _, out, _ in outputs if "Upgraded" in out]
+    assert len(winners) == 1, shown
+    assert dbstate.alembic_version(database_url) == ["cccc00000003"]
+    rows = audit_rows(database_url)
+    assert [row[3] for row in rows if row[0] == "bootstrap"] == ["succeeded"], rows
+    ups = [row[3] for row in rows if row[0] == "up"]
+    assert sorted(ups) == ["nothing_to_do"] * 3 + ["succeeded"], rows
+
+
+def test_a_run_with_nothing_to_do_leaves_its_audit_row(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(tiny_project(tmp_path / "p", ADD_NOTE), database_url)
+    assert invoke("-c", ini, "--url", database_url, "up", "--yes").exit_code == 0
+
+    again = invoke("-c", ini, "--url", database_url, "up", "--yes")
+    dry = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+
+    assert again.exit_code == 0 and "Nothing to do" in again.output, again.output
+    assert dry.exit_code == 0, dry.output
+    ups = [row[:4] for row in audit_rows(database_url) if row[0] == "up"]
+    # The dry run changes nothing, its audit row included.
+    assert ups == [
+        ("up", TINY_BASE, "bbbb00000002", "succeeded"),
+        ("up", "bbbb00000002", "bbbb00000002", "nothing_to_do"),
+    ], ups
+
+
+def test_an_apply_log_made_by_an_earlier_version_takes_the_new_outcomes(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(tiny_project(tmp_path / "p", ADD_NOTE), database_url)
+    # As 0.x made it: three outcomes, no lock_attempts.
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE hindsight_migrate.apply_log DROP COLUMN lock_attempts"))
+        connection.execute(text("ALTER TABLE hindsight_migrate.apply_log DROP CONSTRAINT apply_log_outcome_check"))
+        connection.execute(
+            text(
+                "ALTER TABLE hindsight_migrate.apply_log ADD CONSTRAINT apply_log_outcome_check "
+                "CHECK (outcome IN ('running', 'succeeded', 'failed'))"
+            )
+        )
+    engine.dispose()
+    status = invoke("-c", ini, "--url", database_url, "status")
+    assert status.exit_code == 10, status.output  # behind: reading works on the old table
+
+    assert invoke("-c", ini, "--url", database_url, "up", "--yes").exit_code == 0
+    assert invoke("-c", ini, "--url", database_url, "up", "--yes").exit_code == 0
+
+    assert [row[3] for row in audit_rows(database_url) if row[0] == "up"] == ["succeeded", "nothing_to_do"]
+    check = dbstate.query(
+        database_url,
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'apply_log_outcome_check'",
+    )
+    assert "interrupted" in check[0][0], check
+
+
+def test_ctrl_c_during_an_apply_ends_its_audit_row_interrupted(tmp_path: Path, database_url: str) -> None:
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE t1 (id integer)")'),
+            Rev(
+                "bbbb00000003",
+                ("bbbb00000002",),
+                upgrade=f'op.execute("CREATE TABLE t2 (id integer)")\nop.execute({GATE!r})',
+            ),
+            settings=GATE_LOCK_TIMEOUT,
+        ),
+        database_url,
+    )
+    engine = create_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    process = None
+    try:
+        with engine.connect() as gate:
+            gate.execute(text("SELECT pg_advisory_lock(:key)"), {"key": GATE_KEY})
+            process = subprocess.Popen(
+                cli_command(ini, database_url, "up", "--yes"),
+                env=subprocess_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=tmp_path,
+            )
+            wait_for_apply_at_gate(database_url, process)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+    finally:
+        engine.dispose()
+        stop(process)
+
+    assert process.returncode == ExitCode.INTERRUPTED, out + err
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
+    rows = [row for row in audit_rows(database_url) if row[0] == "up"]
+    assert len(rows) == 1, rows
+    _, start, end, outcome, _, error = rows[0]
+    assert (start, end, outcome) == (TINY_BASE, "bbbb00000002", "interrupted"), rows
+    assert "revisions committed before it: bbbb00000002" in error, error

@@ -1,0 +1,300 @@
+"""The rehearsal rehearses the applying role's privileges, not only its SQL.
+
+A scratch copy made by a role that is not a superuser belongs to that role, every object in
+it: there an ALTER of a table someone else owns, a CREATE TABLE in a schema the role may not
+create in, or a CREATE SCHEMA without CREATE on the database all pass, and the apply would then
+fail on the target. The plan fails instead, naming the revision and the object, before
+anything is applied. A role that cannot make a scratch database at all, or cannot read what
+must be copied, is told what to grant or which --rehearse-on to use.
+
+Each test makes a login role of its own (``app_user_<hex>``) on the test server and drops it,
+with what it owns and was granted, afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
+
+from hindsight_migrate.errors import ExitCode
+from tests import dbstate
+from tests.conftest import assert_failure, bootstrapped, flatten, invoke
+from tests.projects import TINY_BASE, Rev, tiny_project
+
+REVISION = "bbbb00000002"
+
+
+@dataclass(frozen=True)
+class AppUser:
+    name: str
+    url: str  # the test database, as this role
+
+
+def run_sql(url: str, *statements: str) -> None:
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def login_role(admin_engine: Engine, database_url: str, *options: str) -> Iterator[AppUser]:
+    name = f"app_user_{uuid.uuid4().hex[:8]}"
+    with admin_engine.connect() as connection:
+        connection.execute(text(f'CREATE ROLE "{name}" LOGIN {" ".join(options)}'))
+    try:
+        yield AppUser(name, make_url(database_url).set(username=name).render_as_string(hide_password=False))
+    finally:
+        database = make_url(database_url).database
+        with admin_engine.connect() as connection:
+            # A scratch database the role made and a failed run left would keep the role alive.
+            owned = connection.execute(
+                text("SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = :r)"),
+                {"r": name},
+            ).scalars()
+            for leftover in list(owned):
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{leftover}" WITH (FORCE)'))
+        run_sql(database_url, f'DROP OWNED BY "{name}" CASCADE')
+        with admin_engine.connect() as connection:
+            connection.execute(text(f'REVOKE ALL ON DATABASE "{database}" FROM "{name}"'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
+
+
+@pytest.fixture
+def app_user(admin_engine: Engine, database_url: str) -> Iterator[AppUser]:
+    """A role that may make scratch databases but owns nothing in the test database."""
+    with login_role(admin_engine, database_url, "CREATEDB") as role:
+        yield role
+
+
+def may_read_everything(database_url: str, role: str) -> None:
+    """What pg_dump needs to copy the target, and what moving alembic_version needs: nothing more."""
+    run_sql(
+        database_url,
+        f'GRANT USAGE ON SCHEMA public, hindsight_migrate TO "{role}"',
+        f'GRANT SELECT ON ALL TABLES IN SCHEMA public, hindsight_migrate TO "{role}"',
+        f'GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, hindsight_migrate TO "{role}"',
+        f'GRANT UPDATE ON alembic_version TO "{role}"',
+    )
+
+
+def may_record_runs(database_url: str, role: str) -> None:
+    """What every apply needs besides the revisions' own privileges: the tool's records."""
+    run_sql(
+        database_url,
+        f'GRANT CREATE ON DATABASE "{make_url(database_url).database}" TO "{role}"',
+        f'GRANT USAGE, CREATE ON SCHEMA hindsight_migrate TO "{role}"',
+        f'GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA hindsight_migrate TO "{role}"',
+    )
+
+
+def project(tmp_path: Path, upgrade: str) -> Path:
+    return tiny_project(tmp_path / "p", Rev(REVISION, (TINY_BASE,), upgrade=upgrade))
+
+
+def runs(url: str) -> list[tuple[Any, ...]]:
+    if not dbstate.query(url, "SELECT to_regclass('hindsight_migrate.apply_log') IS NOT NULL")[0][0]:
+        return []
+    return dbstate.query(url, "SELECT command, outcome FROM hindsight_migrate.apply_log ORDER BY id")
+
+
+# -- what the role may not do on the target fails the plan ---------------------------------
+
+
+def test_altering_a_table_the_role_does_not_own_fails_in_the_plan(
+    tmp_path: Path, database_url: str, app_user: AppUser
+) -> None:
+    ini = bootstrapped(
+        project(tmp_path, 'import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))'),
+        database_url,  # as postgres: things belongs to postgres
+    )
+    may_read_everything(database_url, app_user.name)
+    before = dbstate.snapshot(database_url)
+
+    dry_run = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run")
+    applied = invoke("-c", str(ini), "--url", app_user.url, "up", "--yes")
+
+    for result in (dry_run, applied):
+        assert_failure(result, ExitCode.FAILED, f"Revision {REVISION}", "must be owner of table public.things")
+        assert "Internal error" not in result.output
+        assert app_user.name in flatten(result.output)  # who would have to own it
+    assert "nothing was applied" in flatten(applied.output)
+    assert dbstate.snapshot(database_url) == before
+    assert dbstate.alembic_version(database_url) == [TINY_BASE]
+    assert [row for row in runs(database_url) if row[0] == "up"] == []
+    assert dbstate.scratch_databases_of(database_url) == []
+
+
+def test_creating_a_table_where_the_role_may_not_create_fails_in_the_plan(
+    tmp_path: Path, database_url: str, app_user: AppUser
+) -> None:
+    # PostgreSQL 15+: only the database owner (pg_database_owner) may create in public. In a scratch
+    # copy the role made, the role is that owner; on the target it is not.
+    ini = bootstrapped(project(tmp_path, 'op.execute("CREATE TABLE newt (i int)")'), database_url)
+    may_read_everything(database_url, app_user.name)
+    run_sql(database_url, f'REVOKE CREATE ON SCHEMA public FROM PUBLIC, "{app_user.name}"')
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run")
+
+    assert_failure(result, ExitCode.FAILED, f"Revision {REVISION}", "permission denied for schema public")
+    assert "GRANT CREATE ON SCHEMA public" in flatten(result.output)
+    assert dbstate.snapshot(database_url) == before
+
+
+def test_creating_a_schema_without_create_on_the_database_fails_in_the_plan(
+    tmp_path: Path, database_url: str, app_user: AppUser
+) -> None:
+    ini = bootstrapped(project(tmp_path, 'op.execute("CREATE SCHEMA extra")'), database_url)
+    may_read_everything(database_url, app_user.name)
+    database = make_url(database_url).database
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run")
+
+    assert_failure(result, ExitCode.FAILED, f"Revision {REVISION}", "permission denied for database")
+    assert f"GRANT CREATE ON DATABASE {database}" in flatten(result.output)
+    assert "extra" not in dbstate.schemas(database_url)
+    assert dbstate.snapshot(database_url) == before
+
+
+# -- what the role may do passes, and applies ----------------------------------------------
+
+
+def test_a_member_of_the_owning_role_passes_the_plan_and_applies(
+    tmp_path: Path, database_url: str, admin_engine: Engine, app_user: AppUser
+) -> None:
+    owner = f"app_owner_{uuid.uuid4().hex[:8]}"
+    ini = bootstrapped(
+        project(tmp_path, 'import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))'),
+        database_url,
+    )
+    with admin_engine.connect() as connection:
+        connection.execute(text(f'CREATE ROLE "{owner}" NOLOGIN'))
+        connection.execute(text(f'GRANT "{owner}" TO "{app_user.name}"'))
+    try:
+        run_sql(
+            database_url,
+            f'ALTER TABLE things OWNER TO "{owner}"',
+            f'ALTER TABLE alembic_version OWNER TO "{owner}"',
+            f'ALTER SCHEMA hindsight_migrate OWNER TO "{owner}"',
+            f'ALTER TABLE hindsight_migrate.bootstrap_log OWNER TO "{owner}"',
+            f'ALTER TABLE hindsight_migrate.apply_log OWNER TO "{owner}"',
+            f'ALTER TABLE hindsight_migrate.applied_revisions OWNER TO "{owner}"',
+            # Every run makes sure the tool's schema exists, which PostgreSQL checks against the database.
+            f'GRANT CREATE ON DATABASE "{make_url(database_url).database}" TO "{app_user.name}"',
+        )
+        may_read_everything(database_url, app_user.name)
+
+        dry_run = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run")
+        assert dry_run.exit_code == 0, dry_run.output
+        applied = invoke("-c", str(ini), "--url", app_user.url, "up", "--yes")
+
+        assert applied.exit_code == 0, applied.output
+        assert dbstate.alembic_version(database_url) == [REVISION]
+        columns = dbstate.query(
+            database_url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'things'"
+        )
+        assert ("note",) in columns
+    finally:
+        run_sql(database_url, f'DROP OWNED BY "{owner}" CASCADE')
+        with admin_engine.connect() as connection:
+            connection.execute(text(f'DROP ROLE IF EXISTS "{owner}"'))
+
+
+def test_writing_rows_the_role_was_granted_passes(tmp_path: Path, database_url: str, app_user: AppUser) -> None:
+    """Owning a table is needed to change it, not to write its rows: no false alarm for a backfill."""
+    ini = bootstrapped(
+        project(tmp_path, "op.execute(\"INSERT INTO things (name) VALUES ('backfilled')\")"), database_url
+    )
+    may_read_everything(database_url, app_user.name)
+    may_record_runs(database_url, app_user.name)
+    run_sql(
+        database_url,
+        f'GRANT INSERT ON things TO "{app_user.name}"',
+        f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{app_user.name}"',
+    )
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert dbstate.snapshot(database_url) == before
+
+
+def test_a_role_that_may_not_record_the_run_is_told_what_to_grant(
+    tmp_path: Path, database_url: str, app_user: AppUser
+) -> None:
+    """Every revision would pass, but the apply writes the tool's records and moves the version table
+    first: without the privileges for that it would stop at its first statement."""
+    ini = bootstrapped(project(tmp_path, 'op.execute("SELECT 1")'), database_url)
+    may_read_everything(database_url, app_user.name)
+    run_sql(database_url, f'REVOKE UPDATE ON alembic_version FROM "{app_user.name}"')
+    database = make_url(database_url).database
+    before = dbstate.snapshot(database_url)
+
+    for command in (["up", "--dry-run"], ["up", "--yes"]):
+        result = invoke("-c", str(ini), "--url", app_user.url, *command)
+
+        assert_failure(
+            result,
+            ExitCode.REFUSED,
+            "The apply would fail before its first revision",
+            "Nothing was changed",
+            f"GRANT CREATE ON DATABASE {database} TO {app_user.name}",
+            f"GRANT INSERT, UPDATE ON hindsight_migrate.apply_log TO {app_user.name}",
+            f"GRANT UPDATE ON public.alembic_version TO {app_user.name}",
+        )
+        assert "Internal error" not in result.output
+    # On the target itself, the rehearsal meets the missing grant in person.
+    on_target = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run", "--rehearse-on", "target")
+    assert_failure(on_target, ExitCode.FAILED, f"Revision {REVISION}", "permission denied for table alembic_version")
+    assert dbstate.snapshot(database_url) == before
+    assert [row for row in runs(database_url) if row[0] == "up"] == []
+
+
+# -- no rehearsal possible: say what to grant, or where else to rehearse ---------------------
+
+
+def test_without_createdb_the_plan_says_what_to_grant_or_where_to_rehearse(
+    tmp_path: Path, database_url: str, admin_engine: Engine
+) -> None:
+    ini = bootstrapped(project(tmp_path, 'op.execute("SELECT 1")'), database_url)
+    with login_role(admin_engine, database_url, "NOCREATEDB") as role:
+        may_read_everything(database_url, role.name)
+        before = dbstate.snapshot(database_url)
+
+        result = invoke("-c", str(ini), "--url", role.url, "up", "--dry-run")
+
+        assert_failure(result, ExitCode.REFUSED, "could not be created", "CREATEDB", "--rehearse-on target")
+        assert "Internal error" not in result.output
+        assert dbstate.snapshot(database_url) == before
+        assert dbstate.scratch_databases_of(database_url) == []
+
+
+def test_a_role_that_cannot_read_what_is_copied_is_told_so(
+    tmp_path: Path, database_url: str, app_user: AppUser
+) -> None:
+    ini = bootstrapped(project(tmp_path, 'op.execute("SELECT 1")'), database_url)
+    may_read_everything(database_url, app_user.name)
+    run_sql(database_url, f'REVOKE SELECT ON things FROM "{app_user.name}"')
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run")
+
+    assert_failure(result, ExitCode.REFUSED, "permission denied", "GRANT SELECT", "--rehearse-on target")
+    assert "Internal error" not in result.output
+    assert dbstate.snapshot(database_url) == before
+    assert dbstate.scratch_databases_of(database_url) == []
