@@ -153,7 +153,7 @@ def count_affected_rows(
         return findings, None
     counts: dict[int, tuple[int | None, bool]] = {}
     try:
-        with database.connect() as connection:
+        with database.read_only() as connection:
             for finding in wanted:
                 counts[id(finding)] = _count_one(connection, finding)
             connection.rollback()

@@ -10,6 +10,7 @@ schema.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -540,6 +541,55 @@ def database_identity(connection: Connection) -> DatabaseIdentity:
         )
     ).one()
     return DatabaseIdentity(int(system) if system is not None else None, str(started), int(oid), str(name))
+
+
+def database_name_oid_version(connection: Connection) -> tuple[str, int, str]:
+    """Read-only: the current database's name and oid, and the server's version (a plan file records them)."""
+    from sqlalchemy import text
+
+    name, oid, version = connection.execute(
+        text(
+            "SELECT current_database(), d.oid::bigint, current_setting('server_version') "
+            "FROM pg_database d WHERE d.datname = current_database()"
+        )
+    ).one()
+    return str(name), int(oid), str(version)
+
+
+@dataclass(frozen=True)
+class AdvisoryHolder:
+    pid: int
+    application: str
+    user: str
+    address: str | None  # None: a local socket
+    connected_since: datetime
+
+
+def advisory_lock_holder(connection: Connection, namespace: int, key: int) -> AdvisoryHolder | None:
+    """Read-only: the session holding the session-level advisory lock (namespace, key), if one does."""
+    from sqlalchemy import text
+
+    row = connection.execute(
+        text(
+            "SELECT a.pid, a.application_name, a.usename, a.client_addr::text, a.backend_start "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid::bigint = :ns AND l.objid::bigint = :key AND l.objsubid = 2"
+        ),
+        {"ns": namespace, "key": key},
+    ).first()
+    if row is None:
+        return None
+    pid, application, user, address, started = row
+    return AdvisoryHolder(int(pid), application or "", user or "", address, started)
+
+
+def current_filenodes(raw: Any, oids: list[int]) -> dict[int, int]:
+    """On a driver connection: the storage file of each relation in ``oids`` that still exists."""
+    rows = raw.execute(
+        "SELECT oid::bigint, pg_relation_filenode(oid)::bigint FROM unnest(%s::oid[]) AS oid", (oids,)
+    ).fetchall()
+    return {int(oid): int(node) for oid, node in rows if node is not None}
 
 
 def databases_starting_with(connection: Connection, prefix: str) -> tuple[str, ...]:

@@ -231,7 +231,7 @@ def lint_range(project: AlembicProject, database: Database | None, revision_rang
     if revision_range is None:
         if database is None:
             raise BadArgument("Without a database, name the range: FROM:TO, or all.")
-        with database.connect() as connection:
+        with database.read_only() as connection:
             current = project.env.current_heads(connection)
             connection.rollback()
         start, end, words = current, "heads", "not yet applied"

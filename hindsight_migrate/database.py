@@ -55,6 +55,15 @@ class Database:
         finally:
             connection.close()
 
+    @contextmanager
+    def read_only(self) -> Iterator[Connection]:
+        """A connection whose every transaction is READ ONLY: the server, not only the code, keeps the promise
+        that planning, status, history and check change nothing (a write there fails, and nothing is written)."""
+        with self.connect() as connection:
+            connection.exec_driver_sql("SET default_transaction_read_only = on")
+            connection.commit()  # the SET stands for the session: every later transaction on it is read-only
+            yield connection
+
     def dispose(self) -> None:
         self.engine.dispose()
 

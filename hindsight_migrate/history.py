@@ -86,7 +86,7 @@ def build_history(project: AlembicProject, database: Database | None) -> History
 
 def _database_state(project: AlembicProject, database: Database) -> DatabaseState:
     try:
-        with database.connect() as connection:
+        with database.read_only() as connection:
             heads = project.env.current_heads(connection)
             record = ledger.last_bootstrap(connection)
             last_apply = ledger.last_apply(connection)

@@ -50,26 +50,17 @@ def migration_lock(database: Database, *, wait_seconds: float) -> Iterator[None]
 
 
 def _busy(connection: object, masked_url: str, wait_seconds: float) -> LockBusy:
-    from sqlalchemy import text
     from sqlalchemy.engine import Connection
 
     assert isinstance(connection, Connection)
-    holder = connection.execute(
-        text(
-            "SELECT a.pid, a.application_name, a.client_addr::text, a.usename, a.backend_start "
-            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted "
-            "AND l.classid::bigint = :ns AND l.objid::bigint = :key AND l.objsubid = 2"
-        ),
-        {"ns": LOCK_NAMESPACE, "key": MIGRATION_LOCK},
-    ).first()
+    holder = catalog.advisory_lock_holder(connection, LOCK_NAMESPACE, MIGRATION_LOCK)
     if holder is None:  # released between our last try and this look
         details = "The holder released it just now; run again."
     else:
-        pid, application, address, user, started = holder
         details = (
-            f"server pid {pid}, {application or 'no application name'}, user {user}, "
-            f"from {address or 'a local socket'}, connected since {started:%Y-%m-%d %H:%M:%S %Z}"
+            f"server pid {holder.pid}, {holder.application or 'no application name'}, user {holder.user}, "
+            f"from {holder.address or 'a local socket'}, connected since "
+            f"{holder.connected_since:%Y-%m-%d %H:%M:%S %Z}"
         )
     return LockBusy(
         f"Another hindsight-migrate run is changing {masked_url} (waited {wait_seconds:g} s for "

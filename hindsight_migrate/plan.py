@@ -119,7 +119,7 @@ def plan_upgrade(
 ) -> MigrationPlan:
     """Read-only on the target: pending work, its SQL, a rehearsal elsewhere, lint."""
     settings = project.settings
-    with database.connect() as connection:
+    with database.read_only() as connection:
         current = project.env.current_heads(connection)
         is_empty = not current and not catalog.content_objects(catalog.list_objects(connection))
         has_version_table = bool(catalog.version_tables(connection))
@@ -175,7 +175,7 @@ def plan_downgrade(
     baseline unless ``target`` is ``base`` and ``allow_drop_baseline`` is given.
     """
     settings = project.settings
-    with database.connect() as connection:
+    with database.read_only() as connection:
         current = project.env.current_heads(connection)
         connection.rollback()
     if not current:
@@ -348,7 +348,7 @@ def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]
     # Counted on the target: only tables it has (a rehearsal on another database may start elsewhere).
     dropped_tables = [table for table in dropped_tables if table in rehearsal.sizes]
     dropped_columns = [name for name in dropped_columns if name.rpartition(".")[0] in rehearsal.sizes]
-    with database.connect() as connection:
+    with database.read_only() as connection:
         # Diff names are schema.table[.column]; a schema name holds no dot in practice, a table name may.
         losses = [
             DataLoss("table", table, *catalog.count_rows(connection, *table.split(".", 1))) for table in dropped_tables

@@ -44,17 +44,12 @@ class SavedPlan:
 
 def database_identity(database: Database) -> DatabaseIdentity:
     """Read-only: the database's name, oid and server version."""
-    from sqlalchemy import text
+    from hindsight_migrate import catalog
 
-    with database.connect() as connection:
-        name, oid, version = connection.execute(
-            text(
-                "SELECT current_database(), d.oid::bigint, current_setting('server_version') "
-                "FROM pg_database d WHERE d.datname = current_database()"
-            )
-        ).one()
+    with database.read_only() as connection:
+        name, oid, version = catalog.database_name_oid_version(connection)
         connection.rollback()
-    return DatabaseIdentity(database.masked_url, str(name), int(oid), str(version))
+    return DatabaseIdentity(database.masked_url, name, oid, version)
 
 
 def plan_document(plan: MigrationPlan, identity: DatabaseIdentity) -> str:

@@ -863,11 +863,8 @@ class _Meter:
             return {}
         raw = connection.connection.driver_connection
         assert raw is not None
-        rows = raw.execute(
-            "SELECT oid::bigint, pg_relation_filenode(oid)::bigint FROM unnest(%s::oid[]) AS oid",
-            (list(self._filenodes),),
-        ).fetchall()
-        return {int(oid): (self._filenodes[int(oid)][0], int(node)) for oid, node in rows if node is not None}
+        nodes = catalog.current_filenodes(raw, list(self._filenodes))
+        return {oid: (self._filenodes[oid][0], node) for oid, node in nodes.items()}
 
     def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self._statement_started = time.perf_counter()

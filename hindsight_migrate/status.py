@@ -56,7 +56,7 @@ class Status:
 
 def read_status(project: AlembicProject, database: Database) -> Status:
     """Read-only: the database's revision, checksums and records against the files."""
-    with database.connect() as connection:
+    with database.read_only() as connection:
         current = project.env.current_heads(connection)
         checksums = ledger.applied_checksums(connection)
         record = ledger.last_bootstrap(connection)
