@@ -25,12 +25,15 @@ class Authoring:
     def __init__(self, project: AlembicProject) -> None:
         self.project = project
 
+    def _template(self) -> Path:
+        return Path(self.project.graph.script.dir) / "script.py.mako"
+
     def _require_template(self) -> None:
         """Alembic renders every new file from script.py.mako in the migrations folder: say so when it is gone
         (Mako's FileNotFoundError, raised half-way through writing, names nothing the reader can act on)."""
         from hindsight_migrate.errors import ConfigError
 
-        template = Path(self.project.graph.script.dir) / "script.py.mako"
+        template = self._template()
         if not template.is_file():
             raise ConfigError(
                 f"The revision template {self.project.relative(template)} does not exist, so no revision file can "
@@ -53,16 +56,18 @@ class Authoring:
         """
         from alembic import command
 
-        self._require_template()
         project = self.project
         found: list[Operation] = []
         decision: list[bool] = []
+        # Comparing needs no template (check compares and writes nothing); writing does.
+        no_template = not self._template().is_file()
 
         def review(context: Any, revision: Any, directives: list[Any]) -> None:
             script = directives[0]
             found.extend(_operations(script.upgrade_ops.ops))
-            if not write(tuple(found)):
-                decision.append(False)
+            wanted = write(tuple(found))
+            if not wanted or no_template:
+                decision.append(wanted)  # True: to be written, but there is no template to write it with
                 directives[:] = []  # Alembic then writes nothing
 
         # Alembic announces "Generating ... done" on stdout itself; the tool says it in its own words.
@@ -72,6 +77,8 @@ class Authoring:
             )
         # Alembic returns a Script, a list of them, or an empty list when the hook cleared the directives.
         script = (result[0] if result else None) if isinstance(result, list) else result
+        if any(decision):  # it was to be written, and there is no template to write it with
+            self._require_template()
         if decision or script is None:
             return tuple(found), None
         project.forget_graph()  # a new file: later calls must see it
