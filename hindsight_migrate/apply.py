@@ -24,6 +24,7 @@ from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, St
 from hindsight_migrate.locking import BlockerWatch, describe_blockers, migration_lock
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.plan import DOWN, MigrationPlan, PlannedRevision
+from hindsight_migrate.rehearsal import revision_source
 from hindsight_migrate.revisions import RevisionInfo
 
 if TYPE_CHECKING:
@@ -314,19 +315,12 @@ def _retry_after(
         return None
     # A revision that commits part of itself (autocommit_block: CREATE INDEX CONCURRENTLY) would
     # run that part twice: it is not retried (what it left, such as an invalid index, is named).
-    if "autocommit_block" in _source(project, failing):
+    if "autocommit_block" in revision_source(project, failing.info):
         return None
     pause = retries.pause(attempts)
     if time.monotonic() - waited_since + pause + retries.lock_timeout_seconds > retries.max_wait_seconds:
         return None
     return LockRetry(attempt=attempts + 1, of=retries.retries + 1, pause_seconds=pause, blockers=blockers)
-
-
-def _source(project: AlembicProject, item: PlannedRevision) -> str:
-    try:
-        return (project.settings.project_dir / item.info.path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return ""
 
 
 def _close_audit(

@@ -13,12 +13,11 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from typing import Literal
 
 from hindsight_migrate import catalog
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_file
+from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import Refused, Section, StatementFailed
 from hindsight_migrate.lint import LintResult, lint_sql
@@ -375,14 +374,16 @@ def _planned(
 
 
 def _planned_one(project: AlembicProject, info: RevisionInfo, sql: str | None, *, downgrade: bool) -> PlannedRevision:
-    file_sha = sha256_of_file(project.settings.project_dir / info.path)
+    # Read once: its checksum, and whether it reads the database from Python.
+    source = (project.settings.project_dir / info.path).read_text(encoding="utf-8")
+    file_sha = sha256_of_text(source)
     problem = None
     if sql is None:
         try:
             sql = project.env.offline_sql(info, downgrade=downgrade)
         except Exception as err:  # a revision that reads data through get_bind() cannot render offline
             sql, problem = None, f"{type(err).__name__}: {err}"
-    runs_python = _reads_the_database(project.settings.project_dir / info.path, downgrade=downgrade)
+    runs_python = _reads_the_database(source, downgrade=downgrade)
     return PlannedRevision(info=info, file_sha256=file_sha, sql=sql, sql_problem=problem, runs_python=runs_python)
 
 
@@ -391,15 +392,14 @@ def _planned_one(project: AlembicProject, info: RevisionInfo, sql: str | None, *
 _READS_THE_DATABASE = frozenset({"get_bind", "get_context", "Session", "sessionmaker"})
 
 
-def _reads_the_database(path: Path, *, downgrade: bool) -> bool:
-    """Whether upgrade() (or downgrade()) calls get_bind() and the like; False when the file cannot be read."""
+def _reads_the_database(source: str, *, downgrade: bool) -> bool:
+    """Whether upgrade() (or downgrade()) calls get_bind() and the like; False when it cannot be parsed."""
+    # Most revisions name none of these: no need to parse them (a thousand parses cost 0.2 s).
+    if not any(name in source for name in _READS_THE_DATABASE):
+        return False
     try:
-        source = path.read_text(encoding="utf-8")
-        # Most revisions name none of these: no need to parse them (a thousand parses cost 0.2 s).
-        if not any(name in source for name in _READS_THE_DATABASE):
-            return False
         tree = ast.parse(source)
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+    except (SyntaxError, ValueError):
         return False
     wanted = "downgrade" if downgrade else "upgrade"
     function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == wanted), None)

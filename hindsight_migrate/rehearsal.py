@@ -752,7 +752,7 @@ def revision_source(project: AlembicProject, revision: RevisionInfo) -> str:
     path = revision.path if revision.path.is_absolute() else project.settings.project_dir / revision.path
     try:
         return path.read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return ""
 
 
