@@ -31,6 +31,7 @@ class ExitCode(IntEnum):
     TAMPERED = 12  # status: a revision file (or V1) changed after it was applied
     CHECK_FAILED = 13  # check found problems; lint found errors
     PROJECT_CODE = 14  # the project's own code (env.py, a revision, a module they import) raised
+    MACHINE = 15  # this machine: a full disk, a temporary folder or file that cannot be written safely
     INTERRUPTED = 130  # Ctrl-C; whatever was running was rolled back
 
 
@@ -150,6 +151,21 @@ class LockBusy(HindsightMigrateError):
 
     exit_code = ExitCode.LOCKED
     title = "Database is busy"
+
+
+class MachineProblem(HindsightMigrateError):
+    """This machine is in the way: a full disk, a temporary folder that is not private, a file that cannot be written.
+    Nothing was changed in the database."""
+
+    exit_code = ExitCode.MACHINE
+    title = "Problem on this machine"
+
+
+class LockLost(HindsightMigrateError):
+    """The migration lock was lost while applying (its session ended): the run stops before another revision commits."""
+
+    exit_code = ExitCode.LOCKED
+    title = "Migration lock lost"
 
 
 class StatementFailed(HindsightMigrateError):
