@@ -21,7 +21,7 @@ from hindsight_migrate.bootstrap import bootstrap_under_lock, drop_baseline_sche
 from hindsight_migrate.catalog import Blocker, invalid_indexes
 from hindsight_migrate.database import Database, server_said
 from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed
-from hindsight_migrate.locking import BlockerWatch, describe_blockers, migration_lock
+from hindsight_migrate.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.plan import DOWN, MigrationPlan, PlannedRevision
 from hindsight_migrate.rehearsal import revision_source
@@ -113,16 +113,16 @@ def apply_plan(
     progress = progress or NoProgress()
     retries = retries or LockRetries()
     started = time.monotonic()
-    with migration_lock(database, wait_seconds=lock_wait):
+    with migration_lock(database, wait_seconds=lock_wait) as lock, database.connect() as connection:
+        # Before reading where the database stands: a run whose lock session died may still be applying.
+        hold_applying(connection, wait_seconds=lock_wait, masked_url=database.masked_url)
         if plan.bootstrap is not None:
-            with database.connect() as connection:
-                now = project.env.current_heads(connection)
-                connection.rollback()
+            now = project.env.current_heads(connection)
+            connection.rollback()
             if not now:
-                bootstrap_under_lock(plan.bootstrap, project, database)
+                bootstrap_under_lock(plan.bootstrap, project, database, lock)
             # else: another run bootstrapped it while this one waited; what follows sees where it stands.
-        with database.connect() as connection:
-            return _apply_under_lock(plan, project, database, connection, lock_timeout, retries, progress, started)
+        return _apply_under_lock(plan, project, database, connection, lock, lock_timeout, retries, progress, started)
 
 
 def record_nothing_to_do(plan: MigrationPlan, database: Database) -> None:
@@ -142,6 +142,7 @@ def _apply_under_lock(
     project: AlembicProject,
     database: Database,
     connection: Connection,
+    lock: HeldLock,
     lock_timeout: str,
     retries: LockRetries,
     progress: Progress,
@@ -199,6 +200,8 @@ def _apply_under_lock(
         progress.started(items[revision].info)
 
     def after_each(revision: str, revision_connection: Connection) -> None:
+        # Last thing before the commit: a run that lost its lock must not commit another revision.
+        lock.verify(revision_connection, before=f"Revision {revision}")
         _record_checksum(revision_connection, items[revision], audit_id, downgrade)
         uncommitted.append(items[revision])
 

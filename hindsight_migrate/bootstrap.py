@@ -20,7 +20,7 @@ from hindsight_migrate.catalog import CatalogObject
 from hindsight_migrate.database import Database, statement_failed
 from hindsight_migrate.errors import ConfigError, Refused, Section
 from hindsight_migrate.ledger import BootstrapRecord
-from hindsight_migrate.locking import migration_lock
+from hindsight_migrate.locking import HeldLock, migration_lock
 from hindsight_migrate.revisions import RevisionInfo
 from hindsight_migrate.sqlscript import (
     ScriptSyntaxError,
@@ -135,11 +135,13 @@ def apply_bootstrap(
     plan: BootstrapPlan, project: AlembicProject, database: Database, *, lock_wait: float
 ) -> BootstrapResult:
     """Writes: V1, the bootstrap record and the baseline stamp, all in one transaction."""
-    with migration_lock(database, wait_seconds=lock_wait):
-        return bootstrap_under_lock(plan, project, database)
+    with migration_lock(database, wait_seconds=lock_wait) as lock:
+        return bootstrap_under_lock(plan, project, database, lock)
 
 
-def bootstrap_under_lock(plan: BootstrapPlan, project: AlembicProject, database: Database) -> BootstrapResult:
+def bootstrap_under_lock(
+    plan: BootstrapPlan, project: AlembicProject, database: Database, lock: HeldLock
+) -> BootstrapResult:
     """Writes, with the migration lock held by the caller: V1, the record and the stamp, in one transaction."""
     started = time.monotonic()
     with database.connect() as connection:
@@ -172,6 +174,7 @@ def bootstrap_under_lock(plan: BootstrapPlan, project: AlembicProject, database:
                 to_revisions=(plan.baseline.revision,),
                 seconds=time.monotonic() - started,
             )
+            lock.verify(connection, before="The bootstrap")
         heads = project.env.current_heads(connection)
         connection.rollback()
     return BootstrapResult(plan=plan, current_heads=heads, seconds=time.monotonic() - started)

@@ -574,6 +574,8 @@ def advisory_lock_holder(connection: Connection, namespace: int, key: int) -> Ad
             "SELECT a.pid, a.application_name, a.usename, a.client_addr::text, a.backend_start "
             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.granted "
+            # Advisory locks belong to one database: a run on another database of the server is not the holder.
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND l.classid::bigint = :ns AND l.objid::bigint = :key AND l.objsubid = 2"
         ),
         {"ns": namespace, "key": key},
@@ -582,6 +584,22 @@ def advisory_lock_holder(connection: Connection, namespace: int, key: int) -> Ad
         return None
     pid, application, user, address, started = row
     return AdvisoryHolder(int(pid), application or "", user or "", address, started)
+
+
+def advisory_lock_held_by(connection: Connection, namespace: int, key: int, pid: int) -> bool:
+    """Read-only: whether session ``pid`` still holds the session-level advisory lock (namespace, key) here."""
+    from sqlalchemy import text
+
+    return bool(
+        connection.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.pid = :pid AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND l.classid::bigint = :ns AND l.objid::bigint = :key AND l.objsubid = 2)"
+            ),
+            {"ns": namespace, "key": key, "pid": pid},
+        ).scalar()
+    )
 
 
 def current_filenodes(raw: Any, oids: list[int]) -> dict[int, int]:
@@ -600,6 +618,35 @@ def databases_starting_with(connection: Connection, prefix: str) -> tuple[str, .
         text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix) ORDER BY 1"), {"prefix": prefix}
     ).scalars()
     return tuple(rows)
+
+
+def backend_pid(connection: Connection) -> int:
+    """This session's server process id."""
+    return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def sessions_in_database(connection: Connection, name: str, *, but: int) -> tuple[int, ...]:
+    """Read-only: the server processes connected to database ``name``, other than ``but``."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text("SELECT pid FROM pg_stat_activity WHERE datname = :name AND pid <> :but"), {"name": name, "but": but}
+    ).scalars()
+    return tuple(int(pid) for pid in rows)
+
+
+def terminate_sessions(connection: Connection, pids: Iterable[int]) -> int:
+    """Writes (ends sessions): how many of ``pids`` were signalled to end (pg_terminate_backend)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    ended = 0
+    for pid in pids:
+        try:
+            ended += bool(connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar())
+        except DBAPIError:  # another role's session, which this role may not signal: not ended
+            continue
+    return ended
 
 
 def advisory_keys_held(connection: Connection, namespace: int) -> frozenset[int]:

@@ -5,6 +5,17 @@ revision that uses ``autocommit_block()`` (``CREATE INDEX CONCURRENTLY``) waits 
 older transaction, and a lock held in a transaction on the migrating connection would make
 it wait for itself. A session-level lock also survives the per-revision commits, and the
 server releases it when the process dies, so a killed run never leaves the database locked.
+
+A lock held by another session can be lost while the run goes on (the session terminated by
+an administrator, a pooler or a network cut). Two guards keep two runs from ever overlapping:
+
+* the migrating connection holds a second, session-level lock (``APPLYING_LOCK``) for as long
+  as it applies, and a run that took the migration lock waits for that one too before it
+  reads where the database stands: a run whose lock session died is still applying until its
+  migrating connection lets go;
+* before each revision commits, :meth:`HeldLock.verify` checks, inside that revision's
+  transaction, that the lock's session still holds it; when it does not, the revision is
+  rolled back and the run stops (:class:`~hindsight_migrate.errors.LockLost`).
 """
 
 from __future__ import annotations
@@ -13,20 +24,45 @@ import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hindsight_migrate import catalog
 from hindsight_migrate.database import Database
-from hindsight_migrate.errors import HindsightMigrateError, LockBusy, Section
+from hindsight_migrate.errors import HindsightMigrateError, LockBusy, LockLost, Section
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 # pg_advisory_lock(int4, int4): the first key says "hindsight-migrate" ("HMIG" in ASCII),
 # the second which lock of the tool this is.
 LOCK_NAMESPACE = 0x484D4947
 MIGRATION_LOCK = 1
+APPLYING_LOCK = 2  # held by the migrating connection itself while it applies
 POLL_SECONDS = 0.1
 
 
+@dataclass(frozen=True)
+class HeldLock:
+    """The migration lock as this run holds it: which server session holds it."""
+
+    holder_pid: int
+    masked_url: str
+
+    def verify(self, connection: Connection, *, before: str) -> None:
+        """Read-only, in the caller's transaction (a revision's, about to commit): raise LockLost unless the
+        lock's session still holds it, so that the transaction is rolled back instead of committed."""
+        if not catalog.advisory_lock_held_by(connection, LOCK_NAMESPACE, MIGRATION_LOCK, self.holder_pid):
+            raise LockLost(
+                f"The migration lock of {self.masked_url} was lost: the server session that held it (pid "
+                f"{self.holder_pid}) ended while this run was applying. {before} was rolled back and the run "
+                "stopped, so that it cannot overlap with another run that took the lock meanwhile. Run "
+                "hindsight-migrate status to see where the database stands, then run again.",
+            )
+
+
 @contextmanager
-def migration_lock(database: Database, *, wait_seconds: float) -> Iterator[None]:
+def migration_lock(database: Database, *, wait_seconds: float) -> Iterator[HeldLock]:
     """Hold the database's migration lock for the block, waiting up to ``wait_seconds``."""
     from sqlalchemy import text
 
@@ -39,8 +75,9 @@ def migration_lock(database: Database, *, wait_seconds: float) -> Iterator[None]
             if time.monotonic() >= deadline:
                 raise _busy(connection, database.masked_url, wait_seconds)
             time.sleep(POLL_SECONDS)
+        pid = int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
         try:
-            yield
+            yield HeldLock(holder_pid=pid, masked_url=database.masked_url)
         finally:
             from sqlalchemy.exc import DBAPIError
 
@@ -49,11 +86,30 @@ def migration_lock(database: Database, *, wait_seconds: float) -> Iterator[None]
                 connection.execute(text("SELECT pg_advisory_unlock(:ns, :key)"), keys)
 
 
-def _busy(connection: object, masked_url: str, wait_seconds: float) -> LockBusy:
+def hold_applying(connection: Connection, *, wait_seconds: float, masked_url: str) -> None:
+    """On the migrating connection, for the rest of its session: the lock that says "this session applies".
+
+    Taken after the migration lock. Waiting here means a run that lost its migration lock (its
+    session ended) is still inside a revision; it stops before that revision commits, and lets go.
+    """
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + max(wait_seconds, 0.0)
+    take = text("SELECT pg_try_advisory_lock(:ns, :key)")
+    keys = {"ns": LOCK_NAMESPACE, "key": APPLYING_LOCK}
+    while not connection.execute(take, keys).scalar():
+        connection.rollback()
+        if time.monotonic() >= deadline:
+            raise _busy(connection, masked_url, wait_seconds, key=APPLYING_LOCK)
+        time.sleep(POLL_SECONDS)
+    connection.commit()  # a session-level lock: it outlives the transaction that took it
+
+
+def _busy(connection: object, masked_url: str, wait_seconds: float, *, key: int = MIGRATION_LOCK) -> LockBusy:
     from sqlalchemy.engine import Connection
 
     assert isinstance(connection, Connection)
-    holder = catalog.advisory_lock_holder(connection, LOCK_NAMESPACE, MIGRATION_LOCK)
+    holder = catalog.advisory_lock_holder(connection, LOCK_NAMESPACE, key)
     if holder is None:  # released between our last try and this look
         details = "The holder released it just now; run again."
     else:
@@ -62,9 +118,15 @@ def _busy(connection: object, masked_url: str, wait_seconds: float) -> LockBusy:
             f"from {holder.address or 'a local socket'}, connected since "
             f"{holder.connected_since:%Y-%m-%d %H:%M:%S %Z}"
         )
+    still = (
+        " Its migration lock is gone (its session ended), but it is still applying a revision; it stops "
+        "before that revision commits."
+        if key == APPLYING_LOCK
+        else ""
+    )
     return LockBusy(
         f"Another hindsight-migrate run is changing {masked_url} (waited {wait_seconds:g} s for "
-        "it). Nothing was changed. Wait for it to finish, or raise --lock-wait.",
+        f"it).{still} Nothing was changed. Wait for it to finish, or raise --lock-wait.",
         sections=(Section("Lock holder", details),),
     )
 

@@ -251,6 +251,7 @@ class ScratchInTheMaking:
             self._holder.exec_driver_sql("SELECT pg_try_advisory_lock(%s, %s)", (namespace, key))
             self._holder.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
             self._created = True
+            _make_private(self._holder, self.name)
         except BaseException as err:  # handed to the main thread by ready()
             self._failure = err
 
@@ -347,6 +348,28 @@ def scratch_copy(
         if not blank:
             _copy_database(target.engine.url, scratch.engine.url, with_data=with_data, keep_owners=keep_owners)
         yield scratch
+
+
+def _make_private(connection: Connection, name: str) -> None:
+    """Writes (on the scratch database's ACL): nobody but its owner (and superusers) may connect to it.
+
+    A new database lets PUBLIC connect and create temporary tables. The copy will hold the
+    target's rows, and a role the target shuts out (REVOKE CONNECT … FROM PUBLIC) but that may
+    read one of its tables would read them here. So CONNECT and TEMPORARY are revoked before
+    anything is copied, and a session that came in before the REVOKE (the name is hard to guess,
+    not impossible) is ended: nothing is copied while anyone else is inside.
+    """
+    connection.exec_driver_sql(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
+    intruders = catalog.sessions_in_database(connection, name, but=catalog.backend_pid(connection))
+    if not intruders:
+        return
+    ended = catalog.terminate_sessions(connection, intruders)
+    if ended != len(intruders):
+        raise RehearsalImpossible(
+            f"Another session connected to the new scratch database {name} before it was made private, and "
+            "could not be ended. Nothing was copied and the target was not changed. Run again; if it happens "
+            "again, someone watches for new databases on this server.",
+        )
 
 
 def _drop_database(target: Database, name: str) -> None:

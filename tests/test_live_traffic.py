@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
+from hindsight_migrate.locking import LOCK_NAMESPACE
 from tests import dbstate
 from tests.conftest import bootstrapped, flatten, invoke
 from tests.processes import cli_command, stop
@@ -246,3 +247,73 @@ def test_ctrl_c_during_an_apply_ends_its_audit_row_interrupted(tmp_path: Path, d
     _, start, end, outcome, _, error = rows[0]
     assert (start, end, outcome) == (TINY_BASE, "bbbb00000002", "interrupted"), rows
     assert "revisions committed before it: bbbb00000002" in error, error
+
+
+# -- the migration lock is watched ------------------------------------------------------------
+
+SLOW_FIRST = (
+    Rev(
+        "bbbb00000002",
+        (TINY_BASE,),
+        upgrade='op.execute("SELECT pg_sleep(3)")\nop.execute("CREATE TABLE slow_one (id int)")',
+    ),
+    Rev("bbbb00000003", ("bbbb00000002",), upgrade='op.execute("CREATE TABLE after_slow (id int)")'),
+)
+
+
+def lock_holder_pid(url: str, timeout: float = 30) -> int:
+    """The session holding the database's migration lock ("HMIG", 1), once a run has taken it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = dbstate.query(
+            url,
+            "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted "
+            "AND l.classid::bigint = :namespace AND l.objid = 1 AND l.objsubid = 2",
+            namespace=LOCK_NAMESPACE,
+        )
+        sleeping = dbstate.query(url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(3)%'")
+        if rows and sleeping[0][0]:
+            return int(rows[0][0])
+        time.sleep(0.05)
+    raise AssertionError("no run took the migration lock and started the slow revision")
+
+
+def test_a_run_whose_migration_lock_is_lost_stops_before_the_next_commit_and_a_second_run_is_kept_out(
+    tmp_path: Path, database_url: str
+) -> None:
+    ini = bootstrapped(tiny_project(tmp_path / "p", *SLOW_FIRST), database_url)
+    first = None
+    try:
+        first = subprocess.Popen(
+            cli_command(ini, database_url, "up", "--yes", "--no-rehearsal"),
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        holder = lock_holder_pid(database_url)
+        # An administrator (or a pooler, or the network) ends the session that holds the lock.
+        assert dbstate.query(database_url, "SELECT pg_terminate_backend(:pid)", pid=holder)[0][0]
+        second = invoke("-c", ini, "--url", database_url, "up", "--yes", "--no-rehearsal", "--lock-wait", "0")
+        assert first.poll() is None, "the first run must still be inside its slow revision"
+        out, err = first.communicate(timeout=120)
+    finally:
+        stop(first)
+
+    # The second run took the free migration lock, then found the first still applying: kept out.
+    assert second.exit_code == ExitCode.LOCKED, second.output
+    assert "still applying" in flatten(second.output), second.output
+    # The first run noticed before committing its revision: rolled back, stopped, said why.
+    assert first.returncode == ExitCode.LOCKED, out + err
+    said = flatten(err)
+    assert f"the server session that held it (pid {holder}) ended" in said, err
+    assert "Revision bbbb00000002 was rolled back" in said, err
+    assert dbstate.alembic_version(database_url) == [TINY_BASE]
+    assert "slow_one" not in dbstate.tables(database_url)
+    assert [row[3] for row in audit_rows(database_url) if row[0] == "up"] == ["failed"]
+    # Nothing is left locked: the next run applies both revisions.
+    result = invoke("-c", ini, "--url", database_url, "up", "--yes", "--no-rehearsal")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert dbstate.alembic_version(database_url) == ["bbbb00000003"]

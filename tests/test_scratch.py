@@ -295,6 +295,41 @@ def test_a_superuser_rehearses_on_a_copy_with_the_targets_owners_and_grants(
         assert dbstate.scratch_databases_of(database_url) == []
 
 
+def test_the_scratch_copy_refuses_connections_from_roles_the_target_shuts_out(
+    tmp_path: Path, database_url: str, admin_engine: Engine
+) -> None:
+    outsider = unique("hm_outsider")
+    # The revision runs in the copy during the rehearsal: it fails if a role with no grant of its own
+    # may connect (or make temporary tables) there, as PUBLIC may on a database made with defaults.
+    check = (
+        "DO $$ BEGIN "
+        f"IF has_database_privilege('{outsider}', current_database(), 'CONNECT') "
+        f"OR has_database_privilege('{outsider}', current_database(), 'TEMPORARY') "
+        "THEN RAISE EXCEPTION USING MESSAGE = 'the copy is open to ' || current_database(); END IF; END $$"
+    )
+    with roles(admin_engine, outsider):
+        ini = bootstrapped(
+            tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=f"op.execute({check!r})")),
+            database_url,
+        )
+        database = make_url(database_url).database
+        with admin_engine.connect() as connection:
+            # The target shuts PUBLIC out; the outsider may read its table, but may not connect to it.
+            connection.execute(text(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{database}" FROM PUBLIC'))
+        engine = create_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f'GRANT SELECT ON things TO "{outsider}"'))
+        engine.dispose()
+        before = dbstate.snapshot(database_url)
+
+        result = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run")
+
+        assert result.exit_code == 0, result.output
+        assert "rehearsed on a scratch copy of the target with its data" in flatten(result.output)
+        assert dbstate.snapshot(database_url) == before
+        assert dbstate.scratch_databases_of(database_url) == []
+
+
 # -- B3: scratch databases whose run is gone ---------------------------------------------------
 
 
