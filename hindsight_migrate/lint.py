@@ -16,12 +16,12 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hindsight_migrate import private_files
 from hindsight_migrate.config import ToolSettings
 
 if TYPE_CHECKING:
@@ -131,11 +131,19 @@ def lint_sql(sql_by_revision: dict[str, str], settings: ToolSettings) -> LintRes
         return LintResult((), ran=False, note="Squawk is not installed (pip install squawk-cli); nothing was linted.")
     if not any(sql.strip() for sql in sql_by_revision.values()):
         return LintResult((), ran=True)
-    with tempfile.TemporaryDirectory(prefix="hindsight-lint-") as folder:
+    # Squawk reads files: each revision's SQL goes to a new folder (mode 0700) in the user's
+    # private one, never into the shared temporary folder where others could read it.
+    with private_files.private_temporary_folder("hindsight-lint-", what="the SQL for Squawk (lint)") as folder:
         paths = {}
-        for revision, sql in sql_by_revision.items():
-            path = Path(folder) / f"{revision}.sql"
-            path.write_text(sql, encoding="utf-8")
+        for number, (revision, sql) in enumerate(sql_by_revision.items()):
+            # Named by position: a revision id is the project's text (it may hold a '/').
+            path = folder / f"{number:05d}.sql"
+            try:
+                path.write_text(sql, encoding="utf-8")
+            except OSError as err:  # a full temporary folder is this machine's problem, not a bug
+                raise private_files.cannot_write(
+                    err, path, what="the SQL for Squawk (lint)", advice=private_files.TEMPORARY_ADVICE
+                ) from err
             paths[str(path)] = revision
         command = [binary, "--reporter", "json"]
         command += [f"--exclude={rule}" for rule in settings.lint_ignore_rules]

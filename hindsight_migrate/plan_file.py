@@ -9,12 +9,15 @@ plan, for migrations): review in a pull request, apply in deployment.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hindsight_migrate import __version__
+from hindsight_migrate import __version__, private_files
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import BadArgument, Refused, Section
 from hindsight_migrate.plan import MigrationPlan
@@ -66,27 +69,52 @@ def plan_document(plan: MigrationPlan, identity: DatabaseIdentity) -> str:
 
 
 def save_plan(plan: MigrationPlan, identity: DatabaseIdentity, path: Path) -> None:
-    """Writes ``path``: the plan file."""
+    """Writes ``path``: the plan file, atomically (a failure leaves the old file or none, never half of one).
+
+    A new file gets mode 0600: it holds every revision's SQL, which may carry data. An existing
+    file keeps its mode: whoever made it group-readable (a review bot, a deploy user) meant it,
+    and the file is replaced, not rewritten, so its mode would otherwise be lost. A symbolic
+    link at ``path`` is replaced by the file, never followed; a pipe or a device
+    (``/dev/stdout``, ``>(…)``) is written as a stream (``--plan-out -`` never gets here).
+    """
+    document = plan_document(plan, identity)
     try:
-        path.write_text(plan_document(plan, identity), encoding="utf-8")
+        if private_files.write_stream_in_place(path, document):
+            return
+        try:
+            facts = os.lstat(path)
+        except FileNotFoundError:
+            facts = None
+        if facts is not None and stat.S_ISDIR(facts.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        mode = stat.S_IMODE(facts.st_mode) if facts is not None and stat.S_ISREG(facts.st_mode) else 0o600
+        private_files.write_atomically(path, document, mode=mode)
     except OSError as err:
-        raise BadArgument(f"Cannot write the plan to {path}: {err.strerror}.") from err
+        if private_files.is_full_disk(err):
+            raise private_files.cannot_write(
+                err, path, what="the plan", advice="Free some space there, or save the plan elsewhere (--plan-out)."
+            ) from err
+        raise BadArgument(
+            f"Cannot write the plan to {path}: {err.strerror or err}. Nothing was changed in the database; "
+            f"{path} is as it was. Name a file in a folder you can write (--plan-out)."
+        ) from err
 
 
 def save_sql(plan: MigrationPlan) -> Path:
-    """Writes a file in the system's temporary folder: every revision's SQL, named by the plan's fingerprint."""
-    import tempfile
+    """Writes a file in the user's private temporary folder (mode 0600): every revision's SQL, named by the fingerprint.
 
+    Not the shared temporary folder itself: there another user could read it, or plant a link
+    at its predictable name. See :mod:`hindsight_migrate.private_files`.
+    """
     from hindsight_migrate.plan import sql_script
 
-    folder = Path(tempfile.gettempdir()) / "hindsight-migrate"
-    path = folder / f"{plan.direction}-plan-{plan.fingerprint[:16]}.sql"
-    try:
-        folder.mkdir(exist_ok=True)
-        path.write_text(sql_script(plan), encoding="utf-8")
-    except OSError as err:
-        raise BadArgument(f"Cannot write the plan's SQL to {path}: {err.strerror}. Use --show-sql.") from err
-    return path
+    name = f"{plan.direction}-plan-{plan.fingerprint[:16]}.sql"
+    return private_files.write_private(
+        name,
+        sql_script(plan),
+        what="the plan's SQL",
+        advice="Free some space there, set TMPDIR to a folder on a disk with room, or see the SQL inline (--show-sql).",
+    )
 
 
 def load_plan(path: Path, *, direction: str) -> SavedPlan:
