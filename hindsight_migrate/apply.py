@@ -19,7 +19,7 @@ from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import bootstrap_under_lock, drop_baseline_schema
 from hindsight_migrate.catalog import Blocker, invalid_indexes
-from hindsight_migrate.database import Database, server_said
+from hindsight_migrate.database import Database, ServerWarning, ServerWarnings, server_said
 from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed
 from hindsight_migrate.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
 from hindsight_migrate.masking import mask_secrets
@@ -93,6 +93,7 @@ class ApplyResult:
     seconds: float
     done_by_another: bool = False  # another run applied this very plan while this one waited for the lock
     lock_attempts: int = 1  # attempts the revisions took, lock retries included
+    server_warnings: tuple[ServerWarning, ...] = ()  # what PostgreSQL warned about (a GRANT that granted nothing)
 
 
 def apply_plan(
@@ -196,6 +197,7 @@ def _apply_under_lock(
 
     def before_each(revision: str) -> None:
         committed()  # Alembic asks for the next revision after the previous one committed
+        heard.revision = revision
         running.append((items[revision], time.monotonic()))
         progress.started(items[revision].info)
 
@@ -209,8 +211,9 @@ def _apply_under_lock(
     pending = list(items)
     waited_since = time.monotonic()
     audit_closed = False  # by _failed, which then raises its own error
+    heard = ServerWarnings()
     try:
-        with BlockerWatch(database, _backend_pid(connection)) as watch:
+        with BlockerWatch(database, _backend_pid(connection)) as watch, heard.listening(connection):
             while True:
                 try:
                     project.env.run_revisions(
@@ -296,6 +299,7 @@ def _apply_under_lock(
         bootstrapped=plan.bootstrap is not None,
         seconds=time.monotonic() - started,
         lock_attempts=attempts,
+        server_warnings=tuple(heard.heard),
     )
 
 

@@ -342,6 +342,31 @@ SELECT n.nspname || '.' || c.relname, l.mode
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
 """
 
+# What this transaction wrote (rows inserted, updated, deleted) in each catalog the whole server
+# shares. PostgreSQL counts per session and flushes between transactions, so a reading means
+# something only against one taken at the same transaction's start. pg_shdepend is left out: it
+# records which local objects depend on roles, and its rows go with the database they describe.
+SHARED_WRITES_SQL = """
+SELECT c.relname,
+       pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
+       + pg_stat_get_xact_tuples_deleted(c.oid)
+  FROM pg_class c
+ WHERE c.relisshared AND c.relkind = 'r' AND c.relname <> 'pg_shdepend'
+"""
+
+SHARED_CATALOG_WORDS = {
+    "pg_authid": "roles",
+    "pg_auth_members": "role memberships",
+    "pg_db_role_setting": "role or database settings",
+    "pg_database": "databases",
+    "pg_shdescription": "comments on roles, databases or tablespaces",
+    "pg_shseclabel": "security labels on roles, databases or tablespaces",
+    "pg_tablespace": "tablespaces",
+    "pg_parameter_acl": "privileges on server parameters",
+    "pg_subscription": "subscriptions",
+    "pg_replication_origin": "replication origins",
+}
+
 FILENODES_SQL = """
 SELECT c.oid::bigint, n.nspname || '.' || c.relname, pg_relation_filenode(c.oid)::bigint
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -620,6 +645,74 @@ def databases_starting_with(connection: Connection, prefix: str) -> tuple[str, .
     return tuple(rows)
 
 
+# -- what the whole server shares -----------------------------------------------------------
+#
+# Roles, memberships, settings, databases, tablespaces and parameter privileges, each as a name
+# and the facts that say what it is, read from the views any role may read (pg_roles hides
+# passwords). Scratch databases (of any run) are left out: they come and go by design.
+_SERVER_OBJECTS_SQL = r"""
+SELECT 'role', r.rolname, concat_ws(' ', CASE WHEN r.rolsuper THEN 'superuser' END,
+       CASE WHEN r.rolcreaterole THEN 'createrole' END, CASE WHEN r.rolcreatedb THEN 'createdb' END,
+       CASE WHEN r.rolcanlogin THEN 'login' END, CASE WHEN r.rolreplication THEN 'replication' END,
+       CASE WHEN r.rolbypassrls THEN 'bypassrls' END, CASE WHEN NOT r.rolinherit THEN 'noinherit' END,
+       'connection limit ' || r.rolconnlimit, 'valid until ' || r.rolvaliduntil,
+       'comment ' || shobj_description(r.oid, 'pg_authid'))
+  FROM pg_roles r
+UNION ALL
+SELECT 'membership', m.rolname || ' in ' || g.rolname, CASE WHEN a.admin_option THEN 'with admin option' END
+  FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member JOIN pg_roles g ON g.oid = a.roleid
+UNION ALL
+SELECT 'settings', coalesce('role ' || r.rolname, 'every role') || ' in ' || coalesce('database ' || d.datname,
+       'every database'), array_to_string(s.setconfig, ', ')
+  FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase
+UNION ALL
+SELECT 'database', d.datname, concat_ws(' ', 'owner ' || pg_get_userbyid(d.datdba), 'privileges ' || d.datacl::text,
+       'connection limit ' || d.datconnlimit, CASE WHEN NOT d.datallowconn THEN 'no connections' END,
+       CASE WHEN d.datistemplate THEN 'template' END, 'comment ' || shobj_description(d.oid, 'pg_database'))
+  FROM pg_database d WHERE NOT starts_with(d.datname, 'hindsight_rehearsal_')
+UNION ALL
+SELECT 'tablespace', t.spcname, concat_ws(' ', 'owner ' || pg_get_userbyid(t.spcowner),
+       'privileges ' || t.spcacl::text, 'options ' || t.spcoptions::text,
+       'comment ' || shobj_description(t.oid, 'pg_tablespace'))
+  FROM pg_tablespace t
+"""
+# PostgreSQL 15 added privileges on parameters (GRANT SET ON PARAMETER).
+_PARAMETER_PRIVILEGES_SQL = "SELECT 'parameter privileges', parname, paracl::text FROM pg_parameter_acl"
+
+
+@dataclass(frozen=True)
+class ServerObjects:
+    """What the whole server shares, as (kind, name) -> the facts that say what it is."""
+
+    objects: dict[tuple[str, str], str]
+
+
+def server_objects(connection: Connection) -> ServerObjects:
+    """Read-only: roles, memberships, settings, databases, tablespaces and parameter privileges of the server."""
+    rows = list(connection.exec_driver_sql(_SERVER_OBJECTS_SQL))
+    if connection.exec_driver_sql("SELECT to_regclass('pg_catalog.pg_parameter_acl') IS NOT NULL").scalar():
+        rows += list(connection.exec_driver_sql(_PARAMETER_PRIVILEGES_SQL))
+    return ServerObjects({(str(kind), str(name)): str(facts or "") for kind, name, facts in rows})
+
+
+def server_object_changes(before: ServerObjects, after: ServerObjects, *, new_databases: bool) -> tuple[str, ...]:
+    """In words: what was added, removed or changed between two readings of :func:`server_objects`
+    (with ``new_databases`` false, databases that appeared or went are not counted)."""
+    changes = []
+    for key in sorted(set(before.objects) | set(after.objects)):
+        kind, name = key
+        if not new_databases and kind == "database" and (key not in before.objects or key not in after.objects):
+            continue
+        if key not in before.objects:
+            changes.append(f"{kind} {name} appeared")
+        elif key not in after.objects:
+            changes.append(f"{kind} {name} is gone")
+        elif before.objects[key] != after.objects[key]:
+            was, now = before.objects[key] or "nothing", after.objects[key] or "nothing"
+            changes.append(f"{kind} {name} changed (was: {was}; now: {now})")
+    return tuple(changes)
+
+
 def backend_pid(connection: Connection) -> int:
     """This session's server process id."""
     return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
@@ -775,3 +868,78 @@ def _text_array() -> Any:
     from sqlalchemy.dialects.postgresql import ARRAY
 
     return ARRAY(Text())
+
+
+# -- the applying role's privileges, mirrored into a copy ----------------------------------
+#
+# A copy restored by a role that is not a superuser belongs to that role, with every privilege.
+# What the role may do on the target is read here (has_*_privilege: grants to it, to PUBLIC and to
+# roles it belongs to, and an owner's own) and written into the copy as its privileges there: an
+# owner may revoke its own, so an INSERT, a TRUNCATE, a trigger or a SELECT … FOR UPDATE the
+# target would refuse is refused in the rehearsal too, wherever it is written (a DO block, a
+# function). The version table and the tool's schema are left as they are: what the apply needs
+# there is checked on the target, with the GRANT to give.
+_MIRRORED_SCHEMAS = f"""
+n.nspname NOT IN ('pg_catalog', 'information_schema', '{TOOL_SCHEMA}') AND n.nspname NOT LIKE 'pg\\_%'
+"""
+_NOT_EXTENSION_MEMBER = """
+NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = {catalog}::regclass AND e.objid = {oid} AND e.deptype = 'e')
+"""
+_MIRROR_RELATIONS_SQL = f"""
+SELECT format('%I.%I', n.nspname, c.relname), c.relkind = 'S',
+       ARRAY(SELECT p FROM unnest(CASE WHEN c.relkind = 'S' THEN ARRAY['USAGE', 'SELECT', 'UPDATE']
+                                  ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES',
+                                             'TRIGGER'] END) AS p
+              WHERE CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, p)
+                         ELSE has_table_privilege(c.oid, p) END),
+       ARRAY(SELECT format('%s (%I)', p, a.attname)
+               FROM pg_attribute a, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) AS p
+              WHERE c.relkind <> 'S' AND a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                AND NOT has_table_privilege(c.oid, p) AND has_column_privilege(c.oid, a.attnum, p))
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {_MIRRORED_SCHEMAS}
+   AND c.relname <> 'alembic_version'
+   AND {_NOT_EXTENSION_MEMBER.format(catalog="'pg_class'", oid="c.oid")}
+"""
+_MIRROR_SCHEMAS_SQL = f"""
+SELECT format('%I', n.nspname), has_schema_privilege(n.oid, 'USAGE'), has_schema_privilege(n.oid, 'CREATE')
+  FROM pg_namespace n
+ WHERE {_MIRRORED_SCHEMAS} AND {_NOT_EXTENSION_MEMBER.format(catalog="'pg_namespace'", oid="n.oid")}
+"""
+_MIRROR_FUNCTIONS_SQL = f"""
+SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+       CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE p.prokind IN ('f', 'p') AND {_MIRRORED_SCHEMAS} AND NOT has_function_privilege(p.oid, 'EXECUTE')
+   AND {_NOT_EXTENSION_MEMBER.format(catalog="'pg_proc'", oid="p.oid")}
+"""
+
+
+def privileges_script(connection: Connection) -> str:
+    """Read-only (on the target): the SQL that gives a copy, made by this role, this role's privileges on the target.
+
+    Run in the copy by the same role, which owns everything there: it revokes its own privileges (and
+    PUBLIC's, which the copy's defaults give) on every table, view, sequence, schema and function, and
+    grants back exactly what the target lets it do, column privileges included.
+    """
+    from sqlalchemy import text
+
+    statements = []
+    # PostgreSQL 14 gave the public schema to pg_database_owner: the copy's database owner holds it through that role.
+    owner_role = connection.exec_driver_sql("SELECT to_regrole('pg_database_owner') IS NOT NULL").scalar()
+    schema_holders = "PUBLIC, CURRENT_USER" + (", pg_database_owner" if owner_role else "")
+    for schema, usage, create in connection.execute(text(_MIRROR_SCHEMAS_SQL)):
+        statements.append(f"REVOKE ALL ON SCHEMA {schema} FROM {schema_holders}")
+        granted = [name for name, allowed in (("USAGE", usage), ("CREATE", create)) if allowed]
+        if granted:
+            statements.append(f"GRANT {', '.join(granted)} ON SCHEMA {schema} TO CURRENT_USER")
+    for relation, is_sequence, privileges, columns in connection.execute(text(_MIRROR_RELATIONS_SQL)):
+        kind = "SEQUENCE" if is_sequence else "TABLE"
+        statements.append(f"REVOKE ALL ON {kind} {relation} FROM PUBLIC, CURRENT_USER")
+        if privileges:
+            statements.append(f"GRANT {', '.join(privileges)} ON {kind} {relation} TO CURRENT_USER")
+        if columns:
+            statements.append(f"GRANT {', '.join(columns)} ON TABLE {relation} TO CURRENT_USER")
+    for function, kind in connection.execute(text(_MIRROR_FUNCTIONS_SQL)):
+        statements.append(f"REVOKE ALL ON {kind} {function} FROM PUBLIC, CURRENT_USER")
+    return ";\n".join(statements) + (";\n" if statements else "")

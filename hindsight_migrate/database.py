@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate.config import DatabaseSource
 from hindsight_migrate.errors import ConfigError, ConnectionFailed, Section, StatementFailed
@@ -66,6 +66,39 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class ServerWarning:
+    """A WARNING PostgreSQL sent while a revision ran (``GRANT`` that granted nothing, say): the statement
+    succeeded, so nothing else would show it."""
+
+    revision: str | None
+    message: str
+
+
+class ServerWarnings:
+    """Collects the WARNINGs the server sends on one connection, each with the revision running then."""
+
+    def __init__(self) -> None:
+        self.revision: str | None = None
+        self.heard: list[ServerWarning] = []
+
+    @contextmanager
+    def listening(self, connection: Connection) -> Iterator[ServerWarnings]:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+
+        def hear(diagnostic: Any) -> None:
+            # NOTICE is chatter ("… does not exist, skipping"); a WARNING says something did not happen as written.
+            if (diagnostic.severity_nonlocalized or diagnostic.severity) == "WARNING":
+                self.heard.append(ServerWarning(self.revision, mask_secrets(diagnostic.message_primary or "")))
+
+        raw.add_notice_handler(hear)
+        try:
+            yield self
+        finally:
+            raw.remove_notice_handler(hear)
 
 
 def open_database(source: DatabaseSource) -> Database:

@@ -37,7 +37,8 @@ from hindsight_migrate import catalog
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import BootstrapPlan, drop_baseline_schema, rehearse_bootstrap
 from hindsight_migrate.catalog import SchemaChange
-from hindsight_migrate.database import Database, server_said
+from hindsight_migrate.containment import Containment, LeftTransaction, Mode, MustRollBack, NotRehearsed, ServerWide
+from hindsight_migrate.database import Database, ServerWarning, ServerWarnings, server_said
 from hindsight_migrate.errors import ProjectCodeFailed, Refused, Section
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.revisions import RevisionInfo
@@ -103,6 +104,9 @@ class Rehearsal:
     failure: RehearsalFailure | None
     warnings: tuple[str, ...]
     sizes: dict[str, catalog.TableSize] = field(default_factory=dict)  # the TARGET's tables
+    not_rehearsed: tuple[NotRehearsed, ...] = ()  # statements not sent: no rollback would undo them
+    server_wide: tuple[ServerWide, ...] = ()  # changes to what the whole server shares, rehearsed and rolled back
+    server_warnings: tuple[ServerWarning, ...] = ()  # what PostgreSQL warned about while the revisions ran
 
     @property
     def ok(self) -> bool:
@@ -227,6 +231,9 @@ def _rehearse(
         with_data = copying and catalog.database_size(connection) <= options.data_limit_bytes
         blank = copying and catalog.is_blank(connection)
         role = catalog.role_context(connection)
+        # A role that is not a superuser owns everything in its copy: it gets back there exactly the
+        # privileges it has on the target, so what the target would refuse fails in the rehearsal.
+        privileges = catalog.privileges_script(connection) if copying and not blank and not role.superuser else None
         connection.rollback()
     if options.where == "target":
         # There the revisions meet the role's real privileges.
@@ -234,13 +241,17 @@ def _rehearse(
     elif options.where == "scratch":
         # A superuser restores the target's owners and grants, so the rehearsal meets them as the
         # apply will. Any other role's copy is its own: what that hides is checked on the target below.
-        with scratch_copy(target, scratch, with_data=with_data, blank=blank, keep_owners=role.superuser) as copy:
+        with scratch_copy(
+            target, scratch, with_data=with_data, blank=blank, keep_owners=role.superuser, privileges=privileges
+        ) as copy:
             words = (
                 "a scratch copy of the target with its data"
                 if with_data
                 else f"a scratch copy of the target's schema only (the data is over "
                 f"{options.data_limit_bytes // (1024 * 1024)} MB), so data-dependent failures are not caught"
             )
+            if privileges is not None:
+                words += f"; run as {role.role} with its privileges on the target"
             rehearsal = _rehearse_committing(project, copy, work, "scratch", words, with_data, sizes)
     else:
         from hindsight_migrate.config import DatabaseSource, normalize_url
@@ -353,6 +364,7 @@ def _with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catal
     import dataclasses
 
     needs = [(cost.revision, need) for cost in rehearsal.costs for st in cost.statements for need in _needs(st.sql)]
+    needs += _needs_measured(rehearsal)
     if not needs:
         return rehearsal
     created = {change.name for change in rehearsal.diff if change.kind == "schema" and change.change == "added"}
@@ -403,6 +415,52 @@ def _with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catal
             return rehearsal  # an earlier revision failed in the rehearsal itself: that is the one to fix first
         return dataclasses.replace(rehearsal, failure=RehearsalFailure(revision, problem, mask_secrets(need.statement)))
     return rehearsal
+
+
+# Lock modes an ALTER, a CREATE INDEX, a DROP or a RENAME of a table takes: a revision that took one
+# of these on a table is the one that changed it (as measured in the diff).
+_CHANGING_MODES = frozenset(
+    {"AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock", "ShareUpdateExclusiveLock"}
+)
+
+
+def _needs_measured(rehearsal: Rehearsal) -> list[tuple[str, _Need]]:
+    """What the measured schema diff needs, however the statements were written (a DO block, a function,
+    dynamic SQL that no reading of the statements sees): to change a table of the target (a column, an
+    index, a constraint, a rename, a drop), its owner's rights; to add a table, view or sequence to a
+    schema, CREATE on that schema."""
+    import re
+
+    tables_before = set(rehearsal.sizes)
+    needs: list[tuple[str, _Need]] = []
+
+    def changed_by(table: str) -> str:
+        for cost in rehearsal.costs:
+            if any(locked == table and mode in _CHANGING_MODES for locked, mode in cost.locks):
+                return cost.revision
+        return rehearsal.costs[0].revision if rehearsal.costs else "?"
+
+    def quoted(name: str) -> str:
+        schema, _, relation = name.partition(".")
+        return f"{catalog.quote_identifier(schema)}.{catalog.quote_identifier(relation)}"
+
+    for change in rehearsal.diff:
+        table: str | None = None
+        if change.kind == "table" and change.change in ("removed", "renamed"):
+            table = change.before if change.change == "renamed" else change.name
+        elif change.kind in ("column", "constraint"):
+            parent = (change.before if change.change == "renamed" else change.name) or ""
+            table = ".".join(parent.split(".")[:2])
+        elif change.kind == "index":
+            definition = change.before or change.after or ""
+            found = re.search(r" ON (?:ONLY )?([^ (]+)", definition)
+            table = found.group(1).replace('"', "") if found else None
+        if table and table in tables_before:
+            needs.append((changed_by(table), _Need("owner", quoted(table), "(measured: the schema diff changes it)")))
+        if change.change == "added" and change.kind in ("table", "view", "materialized view", "sequence"):
+            schema = change.name.partition(".")[0]
+            needs.append((changed_by(change.name), _Need("schema", schema, "(measured: the schema diff adds it)")))
+    return needs
 
 
 def _needs(sql: str) -> list[_Need]:
@@ -504,6 +562,19 @@ def _sql_name(name: str) -> str:
 # -- how: committing per revision (scratch, URL) ----------------------------------------
 
 
+@dataclass
+class _Run:
+    """What running the work did, so far: its costs, a failure, warnings, and the schema after (read in the
+    rolled-back transaction when the run ended in one; None: read it from what was committed)."""
+
+    costs: list[RevisionCost] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+    failure: RehearsalFailure | None = None
+    warnings: list[str] = field(default_factory=list)
+    after: catalog.SchemaSnapshot | None = None
+    rolled_back_from: str | None = None  # the revision from which the rest ran in one rolled-back transaction
+
+
 def _rehearse_committing(
     project: AlembicProject,
     where_db: Database,
@@ -513,59 +584,153 @@ def _rehearse_committing(
     with_data: bool,
     sizes: dict[str, catalog.TableSize],
 ) -> Rehearsal:
-    from sqlalchemy.exc import DBAPIError
-
-    costs: list[RevisionCost] = []
-    failure = None
+    containment = Containment(Mode.COMMITTING)
     with where_db.connect() as connection:
+        shared_before = catalog.server_objects(connection)
         before = catalog.schema_snapshot(connection)
         connection.rollback()
-        if work.bootstrap is not None:
-            with connection.begin():
-                rehearse_bootstrap(work.bootstrap, project, connection)
         # A scratch or disposable database: its commits need not wait for the disk.
         connection.exec_driver_sql("SET synchronous_commit = off")
         connection.commit()
         # The impact report shows locks on the target's tables only: with none, there is nothing to read.
         has_tables = any(not table.endswith(".alembic_version") for table in sizes)
-        meter = _Meter(where_db.engine, connection, per_statement=False, read_locks=has_tables)
-        running: list[str] = []
-        try:
-            _run_measured(project, connection, work, meter, running, costs)
-        except DBAPIError as err:
-            failure = RehearsalFailure(_last(running), server_said(err), _statement_of(err))
-            if costs and costs[-1].revision == failure.revision:
-                costs.pop()  # measured, then its commit failed (a deferred constraint): it did not happen
-        finally:
-            if connection.in_transaction():
-                # After a failure, what the failing revision did is rolled back; otherwise an env.py
-                # that does not begin its own transaction left the revisions in this one.
-                connection.rollback() if failure is not None else connection.commit()
-            meter.close()
-        if work.drop_baseline and failure is None:
-            with connection.begin():
-                drop_baseline_schema(connection)
-        after = catalog.schema_snapshot(connection)
+        with containment.armed(connection), ServerWarnings().listening(connection) as heard:
+            run = _run_contained(project, where_db, connection, work, containment, heard, has_tables)
+        if run.after is None:
+            if work.drop_baseline and run.failure is None:
+                with connection.begin():
+                    drop_baseline_schema(connection)
+            run.after = catalog.schema_snapshot(connection)
+            connection.rollback()
+        shared_after = catalog.server_objects(connection)
         connection.rollback()
+    if run.rolled_back_from is not None:
+        description += (
+            f"; from {run.rolled_back_from} on in one transaction that was rolled back, since it changes objects "
+            "the whole server shares"
+        )
     return Rehearsal(
         where=where,
         description=description,
         with_data=with_data,
-        diff=catalog.diff_schemas(before, after),
-        costs=tuple(costs),
-        failure=failure,
-        warnings=(),
+        diff=catalog.diff_schemas(before, run.after),
+        costs=tuple(run.costs),
+        failure=run.failure or _escaped(shared_before, shared_after, run, containment),
+        warnings=tuple(run.warnings),
         sizes=sizes,
+        not_rehearsed=tuple(containment.not_rehearsed),
+        server_wide=tuple(containment.server_wide),
+        server_warnings=tuple(heard.heard),
+    )
+
+
+def _run_contained(
+    project: AlembicProject,
+    where_db: Database,
+    connection: Connection,
+    work: _Work,
+    containment: Containment,
+    heard: ServerWarnings,
+    has_tables: bool,
+) -> _Run:
+    """Each revision commits, until one would change objects the whole server shares: from that revision on,
+    the rest runs in one transaction that is rolled back (so nothing outside this database changes)."""
+    from sqlalchemy.exc import DBAPIError
+
+    run = _Run()
+    bootstrapped = work.bootstrap is None
+    try:
+        if work.bootstrap is not None:
+            with connection.begin():
+                rehearse_bootstrap(work.bootstrap, project, connection)
+            bootstrapped = True
+        meter = _Meter(where_db.engine, connection, per_statement=False, read_locks=has_tables)
+        try:
+            _run_measured(project, connection, work, meter, run.running, run.costs, containment, heard)
+            if connection.in_transaction():  # an env.py that does not begin its own transaction
+                connection.commit()
+        finally:
+            meter.close()
+        return run
+    except MustRollBack as server_wide:
+        reason = server_wide.what
+        containment.abandon_transaction(connection)  # the revision that reached past the database: not committed
+    except DBAPIError as err:
+        run.failure = RehearsalFailure(_last(run.running), server_said(err), _statement_of(err))
+        if run.costs and run.costs[-1].revision == run.failure.revision:
+            run.costs.pop()  # measured, then its commit failed (a deferred constraint): it did not happen
+        if connection.in_transaction():
+            connection.rollback()
+        return run
+    if run.costs and run.running and run.costs[-1].revision == run.running[-1]:
+        run.costs.pop()  # measured, then its commit was refused: it did not happen
+    committed = {cost.revision for cost in run.costs}
+    rest = [info for info in work.revisions if info.revision not in committed]
+    run.rolled_back_from = rest[0].revision if rest else "the bootstrap"
+    commits = next((info for info in rest if "autocommit_block" in revision_source(project, info)), None)
+    if commits is not None:
+        rest = rest[: rest.index(commits)]
+        run.warnings.append(
+            f"{commits.revision} and the revisions after it were not rehearsed: it commits (autocommit_block()), and "
+            f"the rehearsal runs in one transaction that is rolled back from {run.rolled_back_from} on, because "
+            f"that revision changes objects the whole server shares ({reason})."
+        )
+    connection.begin()
+    containment.roll_back_from_here()
+    meter = _Meter(connection, connection, per_statement=True)
+    try:
+        if not bootstrapped:
+            assert work.bootstrap is not None
+            rehearse_bootstrap(work.bootstrap, project, connection)
+        rest_of_work = _Work(tuple(rest), work.downgrade, None, False)
+        _run_measured(project, connection, rest_of_work, meter, run.running, run.costs, containment, heard)
+        containment.verify_inside()
+        if work.drop_baseline and commits is None:
+            drop_baseline_schema(connection)
+        run.after = catalog.schema_snapshot(connection)
+    except LeftTransaction as left:
+        raise _not_rehearsable(run.running, left, "in the transaction it had to be rolled back in") from None
+    except DBAPIError as err:
+        run.failure = RehearsalFailure(_last(run.running), server_said(err), _statement_of(err))
+        run.after = None  # what the committed revisions left: read after the rollback
+    finally:
+        meter.close()
+        containment.disarm()
+        connection.rollback()
+    return run
+
+
+def _escaped(
+    shared_before: catalog.ServerObjects, shared_after: catalog.ServerObjects, run: _Run, containment: Containment
+) -> RehearsalFailure | None:
+    """The last guard: objects the whole server shares that changed while the rehearsal ran, when a statement
+    ran where no check before a commit could see it (outside a transaction: dynamic SQL in a DO block inside
+    autocommit_block()). Databases that appear or go are other sessions' (CREATE DATABASE cannot run inside a
+    DO block or a function, and a top-level one is never sent), and are left out."""
+    if not containment.ran_outside_transactions:
+        return None
+    changes = catalog.server_object_changes(shared_before, shared_after, new_databases=False)
+    if not changes:
+        return None
+    return RehearsalFailure(
+        _last(run.running),
+        "objects the whole server shares changed while the rehearsal ran, and a rehearsal must change nothing "
+        "outside its own database: " + "; ".join(changes) + ". If a revision did this (dynamic SQL inside "
+        "autocommit_block(), which commits at once), the change is committed: undo it by hand. If another session "
+        "did, run again.",
+        None,
+    )
+
+
+def _not_rehearsable(running: list[str], left: LeftTransaction, where: str) -> Refused:
+    return Refused(
+        f"Revision {_last(running)} cannot be rehearsed {where}: {left.how}, which would commit part of the "
+        "migration during a dry run. Nothing was committed. Rehearse on a scratch copy (the default) or "
+        "--rehearse-on URL.",
     )
 
 
 # -- how: one rolled-back transaction on the target --------------------------------------
-
-
-class _LeftTransaction(Exception):
-    def __init__(self, how: str) -> None:
-        super().__init__(how)
-        self.how = how
 
 
 def _rehearse_on_target(
@@ -575,7 +740,6 @@ def _rehearse_on_target(
     options: RehearsalOptions,
     sizes: dict[str, catalog.TableSize],
 ) -> Rehearsal:
-    from sqlalchemy import event
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     for revision in work.revisions:
@@ -592,76 +756,69 @@ def _rehearse_on_target(
     warnings: list[str] = []
     # nextval() is not transactional: values the rehearsal takes stay taken after the rollback.
     sequences = _sequence_values(target)
+    containment = Containment(Mode.ROLLED_BACK)
     with target.connect() as connection:
+        shared_before = catalog.server_objects(connection)
+        connection.rollback()
         transaction = connection.begin()
-
-        def on_commit(conn: Any) -> None:
-            raise _LeftTransaction("it commits the transaction (a commit() call)")
-
-        def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            # Before the statement is sent: once a COMMIT reaches the server, no rollback undoes it.
-            # The whole text is read, as PostgreSQL would (a COMMIT after a comment, or third in a
-            # string of several statements, commits just the same).
-            from hindsight_migrate.sqlscript import transaction_control
-
-            control = transaction_control(statement)
-            if control is not None:
-                raise _LeftTransaction(f"it runs {control}")
-
-        event.listen(connection, "commit", on_commit)
-        event.listen(connection, "before_cursor_execute", on_statement)
-        meter = _Meter(connection, connection, per_statement=True)
         running: list[str] = []
-        try:
-            # Validated durations (config.py), so they can be written into the statement.
-            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{options.lock_timeout}'")
-            connection.exec_driver_sql(f"SET LOCAL statement_timeout = '{options.statement_timeout}'")
-            before = catalog.schema_snapshot(connection)
-            if work.bootstrap is not None:
-                rehearse_bootstrap(work.bootstrap, project, connection)
-            _run_measured(project, connection, work, meter, running, costs)
-            if work.drop_baseline:
-                drop_baseline_schema(connection)
-            after = catalog.schema_snapshot(connection)
-        except _LeftTransaction as left:
-            transaction.rollback()
-            raise Refused(
-                f"Revision {_last(running)} cannot be rehearsed on the target: {left.how}, which would commit "
-                "part of the migration during a dry run. Nothing was committed. Rehearse on a scratch "
-                "copy (the default) or --rehearse-on URL.",
-            ) from None
-        except OperationalError as err:
-            said = server_said(err)
-            if "statement timeout" in said or "lock timeout" in said:
-                busiest = meter.strongest_lock()
-                warnings.append(
-                    f"{_last(running)}: a statement takes more than "
-                    f"{options.statement_timeout if 'statement' in said else options.lock_timeout}"
-                    f"{f' under {busiest[1]} on {busiest[0]}' if busiest else ''}; the rest was not rehearsed."
-                )
-                after = before
-            else:
-                failure = RehearsalFailure(_last(running), said, _statement_of(err))
-                after = before
-        except DBAPIError as err:
-            failure = RehearsalFailure(_last(running), server_said(err), _statement_of(err))
-            after = before
-        finally:
-            meter.close()
-            event.remove(connection, "commit", on_commit)
-            event.remove(connection, "before_cursor_execute", on_statement)
-            if transaction.is_active:
+        with containment.armed(connection), ServerWarnings().listening(connection) as heard:
+            # Before anything else, so that every statement after it is checked against this transaction.
+            containment.roll_back_from_here()
+            meter = _Meter(connection, connection, per_statement=True)
+            try:
+                # Validated durations (config.py), so they can be written into the statement.
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{options.lock_timeout}'")
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = '{options.statement_timeout}'")
+                before = catalog.schema_snapshot(connection)
+                if work.bootstrap is not None:
+                    rehearse_bootstrap(work.bootstrap, project, connection)
+                _run_measured(project, connection, work, meter, running, costs, containment, heard)
+                containment.verify_inside()
+                if work.drop_baseline:
+                    drop_baseline_schema(connection)
+                after = catalog.schema_snapshot(connection)
+            except LeftTransaction as left:
+                containment.disarm()
                 transaction.rollback()
+                raise _not_rehearsable(running, left, "on the target") from None
+            except OperationalError as err:
+                said = server_said(err)
+                if "statement timeout" in said or "lock timeout" in said:
+                    busiest = meter.strongest_lock()
+                    warnings.append(
+                        f"{_last(running)}: a statement takes more than "
+                        f"{options.statement_timeout if 'statement' in said else options.lock_timeout}"
+                        f"{f' under {busiest[1]} on {busiest[0]}' if busiest else ''}; the rest was not rehearsed."
+                    )
+                    after = before
+                else:
+                    failure = RehearsalFailure(_last(running), said, _statement_of(err))
+                    after = before
+            except DBAPIError as err:
+                failure = RehearsalFailure(_last(running), server_said(err), _statement_of(err))
+                after = before
+            finally:
+                meter.close()
+                containment.disarm()
+                if transaction.is_active:
+                    transaction.rollback()
+        shared_after = catalog.server_objects(connection)
+        connection.rollback()
     warnings += _sequences_advanced(target, sequences, meter.relations_locked(), failed=failure is not None)
+    run = _Run(running=running)
     return Rehearsal(
         where="target",
         description="the target itself, in one transaction that was rolled back",
         with_data=True,
         diff=catalog.diff_schemas(before, after),
         costs=tuple(costs),
-        failure=failure,
+        failure=failure or _escaped(shared_before, shared_after, run, containment),
         warnings=tuple(warnings),
         sizes=sizes,
+        not_rehearsed=tuple(containment.not_rehearsed),
+        server_wide=tuple(containment.server_wide),
+        server_warnings=tuple(heard.heard),
     )
 
 
@@ -724,14 +881,18 @@ def _run_measured(
     meter: _Meter,
     running: list[str],
     costs: list[RevisionCost],
+    containment: Containment,
+    heard: ServerWarnings,
 ) -> None:
     """Run the work's revisions under the meter: each started one joins ``running``, each done one's cost ``costs``."""
 
     def before_each(revision: str) -> None:
         running.append(revision)
+        containment.revision = heard.revision = revision
         meter.start()
 
     def after_each(revision: str, revision_connection: Connection) -> None:
+        containment.verify_inside()
         costs.append(meter.finish(revision_connection, revision))
 
     project.env.run_revisions(

@@ -331,6 +331,7 @@ def scratch_copy(
     with_data: bool,
     blank: bool,
     keep_owners: bool = False,
+    privileges: str | None = None,
 ) -> Iterator[Database]:
     """A copy of the target on the same server (its data too with ``with_data``); dropped on exit.
 
@@ -338,6 +339,8 @@ def scratch_copy(
     which the caller drops; without it, one is made here and dropped here. ``blank``: the
     target holds nothing (:func:`catalog.is_blank`), so the new database already is its copy.
     ``keep_owners``: restore the target's owners and grants (the role may: a superuser).
+    ``privileges``: otherwise, the script (:func:`catalog.privileges_script`) that gives the role,
+    in its own copy, the privileges it has on the target.
     """
     with contextlib.ExitStack() as stack:
         if making is None:
@@ -347,6 +350,8 @@ def scratch_copy(
         # A first deployment, a CI database: pg_dump and psql would only add their start-up time.
         if not blank:
             _copy_database(target.engine.url, scratch.engine.url, with_data=with_data, keep_owners=keep_owners)
+            if privileges:
+                _run_script(scratch, privileges)
         yield scratch
 
 
@@ -370,6 +375,15 @@ def _make_private(connection: Connection, name: str) -> None:
             "could not be ended. Nothing was copied and the target was not changed. Run again; if it happens "
             "again, someone watches for new databases on this server.",
         )
+
+
+def _run_script(database: Database, script: str) -> None:
+    """Writes (the scratch database): a script of several statements, as one, committed."""
+    with database.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        raw.execute(script)  # no parameters: sent as it is, every statement in one round trip
+        raw.commit()
 
 
 def _drop_database(target: Database, name: str) -> None:

@@ -361,3 +361,202 @@ def _kind_from_words(text: str) -> str | None:
         rest = [word for word in words[1:] if word not in _KIND_SKIPPED_WORDS]
         return f"{words[0]} {rest[0]}" if rest and rest[0].isalpha() else words[0]
     return words[0]
+
+
+# -- effects beyond the database ----------------------------------------------------------
+#
+# A rehearsal runs on a copy of the target, or in a transaction on it that is rolled back. Some
+# statements reach past the database they run in: roles, their settings and memberships,
+# databases (the target's own name included), tablespaces, server parameters and their
+# privileges live in catalogs the whole server shares, and a rehearsal on a copy that commits
+# would change them for real. Most of them PostgreSQL runs inside a transaction, so a rollback
+# undoes them (they are rehearsed in one); the rest cannot run in a transaction block (CREATE
+# DATABASE, ALTER SYSTEM, a subscription that connects), or act on the machine or on other
+# sessions (COPY … TO a file or PROGRAM, pg_terminate_backend()), and no rollback undoes them:
+# those are not run in a rehearsal at all, and the plan says so.
+
+
+@dataclass(frozen=True)
+class ServerWideStatement:
+    """One statement whose effect reaches past the database it runs in."""
+
+    words: str  # what it does, for the reader: "CREATE ROLE app_reader", "ALTER SYSTEM SET work_mem"
+    undoable: bool  # PostgreSQL runs it inside a transaction, so rolling that back undoes it
+
+
+# Only text holding one of these words can hold such a statement: everything else is not parsed.
+_MAYBE_SERVER_WIDE = re.compile(
+    r"role|user|group|database|tablespace|system|subscription|parameter|owned|copy|grant|revoke|"
+    r"pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_switch_wal|pg_promote|"
+    r"replication_slot|replication_origin|pg_file_|lo_export|dblink|pg_signal_backend",
+    re.IGNORECASE,
+)
+# Functions that act outside the database (other sessions, the server's files and configuration,
+# replication, other servers) and that no rollback takes back.
+_FUNCTIONS_BEYOND = frozenset(
+    {
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_switch_wal",
+        "pg_promote",
+        "pg_create_physical_replication_slot",
+        "pg_create_logical_replication_slot",
+        "pg_drop_replication_slot",
+        "pg_copy_physical_replication_slot",
+        "pg_copy_logical_replication_slot",
+        "pg_replication_origin_create",
+        "pg_replication_origin_drop",
+        "pg_replication_origin_advance",
+        "pg_file_write",
+        "pg_file_rename",
+        "pg_file_unlink",
+        "pg_file_sync",
+        "lo_export",
+        "dblink_exec",
+        "dblink",
+        "dblink_connect",
+        "dblink_send_query",
+    }
+)
+_CALL_PREFIXES = ("pg_", "lo_export", "dblink")  # what every one of them starts with
+# psycopg's placeholders, which PostgreSQL's grammar does not know: read as a parameter.
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%b|%t")
+
+
+def server_wide(sql: str) -> tuple[ServerWideStatement, ...]:
+    """The statements in ``sql`` (what a driver is about to send) whose effects reach past its database.
+
+    Fast for ordinary SQL: only text holding a telling word is parsed. Text the grammar rejects
+    is read statement by statement; a statement that does not parse even alone is left to the
+    server (and to the rehearsal's check before each commit, which sees what was written).
+    """
+    if not _MAYBE_SERVER_WIDE.search(sql):
+        return ()
+    from pglast.parser import ParseError
+
+    readable = _PLACEHOLDER.sub("$1", sql).replace("%%", "%") if "%" in sql else sql
+    try:
+        # The lexer splits (fast, and right for text the grammar rejects); each statement is parsed alone.
+        spans = _spans(readable, grammar=False)
+    except ParseError:
+        return ()
+    statements = []
+    for start, end in spans:
+        text = readable[start:end]
+        first = _FIRST_WORD.match(text)
+        if len(text) > _LARGE_STATEMENT and first and first.group().upper() in _DATA_VERBS:
+            # Bulk rows (a seed): their tree takes long to build (400 ms for 400 kB), and only a call
+            # among the values could reach past the database.
+            lowered = text.lower()
+            if not any(prefix in lowered for prefix in _CALL_PREFIXES):
+                continue
+        node = _parsed_alone(text)
+        if node is not None:
+            statements.append(node)
+    found: list[ServerWideStatement] = []
+    for node in statements:
+        effect = _server_wide(node)
+        if effect is not None:
+            found.append(effect)
+    return tuple(found)
+
+
+def _server_wide(node: ast.Node) -> ServerWideStatement | None:
+    from pglast import ast
+    from pglast.enums import ObjectType
+
+    shared = {ObjectType.OBJECT_DATABASE, ObjectType.OBJECT_ROLE, ObjectType.OBJECT_TABLESPACE}
+    name = _names_in(node)
+    # Run in a transaction: a rollback takes them back.
+    undoable: dict[type[ast.Node], str] = {
+        ast.CreateRoleStmt: "CREATE ROLE {}",
+        ast.AlterRoleStmt: "ALTER ROLE {}",
+        ast.AlterRoleSetStmt: "ALTER ROLE {} SET",
+        ast.DropRoleStmt: "DROP ROLE {}",
+        ast.GrantRoleStmt: "GRANT/REVOKE membership in role {}",
+        ast.AlterDatabaseSetStmt: "ALTER DATABASE {} SET",
+        ast.ReassignOwnedStmt: "REASSIGN OWNED BY {}",
+        ast.DropOwnedStmt: "DROP OWNED BY {}",
+        ast.AlterTableSpaceOptionsStmt: "ALTER TABLESPACE {}",
+    }
+    # Refused inside a transaction block, or acting where no rollback reaches.
+    final: dict[type[ast.Node], str] = {
+        ast.CreatedbStmt: "CREATE DATABASE",
+        ast.DropdbStmt: "DROP DATABASE",
+        ast.CreateTableSpaceStmt: "CREATE TABLESPACE",
+        ast.DropTableSpaceStmt: "DROP TABLESPACE",
+        ast.AlterSystemStmt: "ALTER SYSTEM",
+        ast.CreateSubscriptionStmt: "CREATE SUBSCRIPTION",
+        ast.AlterSubscriptionStmt: "ALTER SUBSCRIPTION",
+        ast.DropSubscriptionStmt: "DROP SUBSCRIPTION",
+    }
+    kind = type(node)
+    if kind in undoable:
+        return ServerWideStatement(" ".join(undoable[kind].format(name).split()), undoable=True)
+    if kind in final:
+        words = final[kind]
+        if isinstance(node, ast.AlterSystemStmt) and node.setstmt is not None:
+            words = f"ALTER SYSTEM SET {node.setstmt.name or ''}".strip()
+            name = ""
+        return ServerWideStatement(f"{words} {name}".strip(), undoable=False)
+    if isinstance(node, ast.AlterDatabaseStmt):
+        # SET TABLESPACE moves the files and cannot run in a transaction block; the other options can.
+        moves = any(getattr(option, "defname", None) == "tablespace" for option in node.options or ())
+        return ServerWideStatement(f"ALTER DATABASE {name}".strip(), undoable=not moves)
+    if isinstance(node, ast.RenameStmt) and node.renameType in shared:
+        return ServerWideStatement(f"ALTER {_object_words(node.renameType)} … RENAME", undoable=True)
+    if isinstance(node, ast.AlterOwnerStmt) and node.objectType in shared:
+        return ServerWideStatement(f"ALTER {_object_words(node.objectType)} … OWNER", undoable=True)
+    if isinstance(node, (ast.CommentStmt, ast.SecLabelStmt)) and node.objtype in shared:
+        verb = "COMMENT ON" if isinstance(node, ast.CommentStmt) else "SECURITY LABEL ON"
+        return ServerWideStatement(f"{verb} {_object_words(node.objtype)}", undoable=True)
+    if isinstance(node, ast.GrantStmt) and node.objtype in (*shared, ObjectType.OBJECT_PARAMETER_ACL):
+        verb = "GRANT" if node.is_grant else "REVOKE"
+        what = "PARAMETER" if node.objtype == ObjectType.OBJECT_PARAMETER_ACL else _object_words(node.objtype)
+        return ServerWideStatement(f"{verb} … ON {what}", undoable=True)
+    if isinstance(node, ast.CopyStmt) and (node.is_program or (node.filename and not node.is_from)):
+        target = "PROGRAM" if node.is_program else "a server file"
+        return ServerWideStatement(f"COPY {'FROM' if node.is_from else 'TO'} {target}", undoable=False)
+    called = sorted(_functions_called(node) & _FUNCTIONS_BEYOND)
+    if called:
+        return ServerWideStatement(f"calls {', '.join(f'{name}()' for name in called)}", undoable=False)
+    return None
+
+
+def _names_in(node: ast.Node) -> str:
+    """The role or database a statement names, when it names one plainly (for the reader's words)."""
+    for attribute in ("role", "dbname", "tablespacename", "subname"):
+        value = getattr(node, attribute, None)
+        if isinstance(value, str):
+            return value
+        rolename = getattr(value, "rolename", None)
+        if isinstance(rolename, str):
+            return rolename
+    roles = getattr(node, "roles", None) or getattr(node, "granted_roles", None)
+    names = [
+        getattr(role, "rolename", None) or getattr(role, "priv_name", None) or getattr(role, "sval", None)
+        for role in roles or ()
+    ]
+    return ", ".join(name for name in names if isinstance(name, str))
+
+
+def _functions_called(node: object) -> set[str]:
+    """The names of every function a statement's tree calls (its last name part, lower case)."""
+    from pglast import ast
+
+    found: set[str] = set()
+    pending: list[object] = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ast.FuncCall):
+            parts = [getattr(part, "sval", "") for part in current.funcname or ()]
+            if parts:
+                found.add(str(parts[-1]).lower())
+        if isinstance(current, ast.Node):
+            slots: tuple[str, ...] = getattr(current, "__slots__", ())
+            pending.extend(getattr(current, slot) for slot in slots if getattr(current, slot, None))
+        elif isinstance(current, (tuple, list)):
+            pending.extend(current)
+    return found

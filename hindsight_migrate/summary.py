@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from hindsight_migrate.rehearsal import BLOCKS, ImpactRow
+from hindsight_migrate.rehearsal import BLOCKS, ImpactRow, Rehearsal
 from hindsight_migrate.words import human_bytes, lock_words
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ class Concern(Enum):
     RENAME = "rename"
     NOT_OFFLINE = "not_offline"  # its SQL cannot be rendered offline: the review does not show what runs
     RUNS_PYTHON = "runs_python"  # it reads the database from Python (get_bind): its SQL is not all of it
+    SERVER_WIDE = "server_wide"  # it changes what the whole server shares (roles, database settings)
+    NOT_REHEARSED = "not_rehearsed"  # a statement the rehearsal did not run: no rollback would undo it
     LINT_ERROR = "lint_error"
     WARNING = "warning"
 
@@ -138,6 +140,8 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
                 "all they do: " + ", ".join(item.info.revision for item in python),
             )
         )
+    if rehearsal is not None:
+        attention += _beyond_the_database(rehearsal)
     for finding in plan.lint.errors:
         attention.append(
             Attention(
@@ -164,6 +168,43 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
         folded=len(folded),
         folded_seconds=max(folded, default=0.0),
     )
+
+
+def _beyond_the_database(rehearsal: Rehearsal) -> list[Attention]:
+    """What reaches past the database: rehearsed in a transaction that was rolled back, or not run at all."""
+    items = [
+        Attention(
+            Concern.NOT_REHEARSED,
+            skipped.words,
+            skipped.revision,
+            f"{skipped.words}: not run in the rehearsal, since no rollback would undo it; it runs for real only "
+            f"when applied ({skipped.revision or 'bootstrap'})",
+        )
+        for skipped in rehearsal.not_rehearsed
+    ]
+    by_revision: dict[str | None, list[str]] = {}
+    for change in rehearsal.server_wide:
+        by_revision.setdefault(change.revision, []).append(change.words)
+    items += [
+        Attention(
+            Concern.WARNING,
+            warning.message,
+            warning.revision,
+            f"PostgreSQL warned ({warning.revision or 'bootstrap'}): {warning.message}",
+        )
+        for warning in rehearsal.server_warnings
+    ]
+    items += [
+        Attention(
+            Concern.SERVER_WIDE,
+            ", ".join(words),
+            revision,
+            f"{'; '.join(dict.fromkeys(words))}: changes what the whole server shares (every database on it sees "
+            f"it); rehearsed in a transaction that was rolled back ({revision or 'bootstrap'})",
+        )
+        for revision, words in by_revision.items()
+    ]
+    return items
 
 
 def _counts(plan: MigrationPlan) -> Counts | None:

@@ -77,3 +77,37 @@ def scratch_databases_of(url: str) -> list[str]:
     prefix = scratch_prefix(make_url(url).database or "")
     rows = query(url, "SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)", prefix=prefix)
     return sorted(row[0] for row in rows)
+
+
+def server_state(url: str) -> dict[str, Any]:
+    """What the whole server shares, read with the tests' own SQL: roles and their attributes, memberships,
+    role and database settings, databases (owner, privileges, comment), tablespaces, parameter privileges,
+    comments on shared objects, and what ALTER SYSTEM wrote. A dry run must leave all of it as it was."""
+    return {
+        "roles": query(
+            url,
+            "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin, rolconnlimit, rolvaliduntil "
+            "FROM pg_roles ORDER BY 1",
+        ),
+        "memberships": query(
+            url, "SELECT roleid::regrole::text, member::regrole::text FROM pg_auth_members ORDER BY 1, 2"
+        ),
+        "settings": query(
+            url, "SELECT setdatabase, setrole, setconfig::text FROM pg_db_role_setting ORDER BY 1, 2"
+        ),
+        "databases": query(
+            url,
+            "SELECT datname, datdba::regrole::text, datacl::text, datconnlimit FROM pg_database "
+            # Other tests' databases and every run's scratch databases come and go; those of this test's
+            # target are checked by scratch_databases_of.
+            "WHERE NOT (starts_with(datname, 'hmtest_') OR starts_with(datname, 'hindsight_rehearsal_')) "
+            "OR datname = current_database() ORDER BY 1",
+        ),
+        "comments": query(url, "SELECT objoid, classoid, description FROM pg_shdescription ORDER BY 1, 2"),
+        "tablespaces": query(url, "SELECT spcname, spcacl::text, spcoptions::text FROM pg_tablespace ORDER BY 1"),
+        "parameter_privileges": query(url, "SELECT parname, paracl::text FROM pg_parameter_acl ORDER BY 1"),
+        "auto_conf": query(
+            url,
+            "SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf' ORDER BY 1",
+        ),
+    }

@@ -170,6 +170,64 @@ def test_creating_a_schema_without_create_on_the_database_fails_in_the_plan(
     assert dbstate.snapshot(database_url) == before
 
 
+# A role that may only read things (granted SELECT, as may_read_everything gives): every one of these
+# passed the plan before, then failed half-way through the apply.
+ONLY_READS = {
+    "insert": "op.execute(\"INSERT INTO things (name) VALUES ('x')\")",
+    "update": 'op.execute("UPDATE things SET name = name")',
+    "delete": 'op.execute("DELETE FROM things")',
+    "truncate": 'op.execute("TRUNCATE things")',
+    "for-update": 'op.get_bind().exec_driver_sql("SELECT * FROM things FOR UPDATE").fetchall()',
+    "trigger": (
+        'op.execute("CREATE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql AS '
+        '$$ BEGIN RETURN NEW; END $$")\n'
+        'op.execute("CREATE TRIGGER touch BEFORE INSERT ON things FOR EACH ROW EXECUTE FUNCTION pg_temp.noop()")'
+    ),
+    "insert-in-a-do-block": (
+        "op.execute(\"DO $$ BEGIN EXECUTE 'INSERT INTO things (name) VALUES (' || quote_literal('x') || ')'; "
+        'END $$")'
+    ),
+}
+
+
+@pytest.mark.parametrize("upgrade", ONLY_READS.values(), ids=ONLY_READS.keys())
+def test_writing_a_table_the_role_may_only_read_fails_in_the_plan(
+    tmp_path: Path, database_url: str, app_user: AppUser, upgrade: str
+) -> None:
+    ini = bootstrapped(project(tmp_path, upgrade), database_url)
+    may_read_everything(database_url, app_user.name)
+    may_record_runs(database_url, app_user.name)
+    before = dbstate.snapshot(database_url)
+
+    dry_run = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run")
+    applied = invoke("-c", str(ini), "--url", app_user.url, "up", "--yes")
+
+    for result in (dry_run, applied):
+        assert_failure(result, ExitCode.FAILED, f"Revision {REVISION}", "permission denied for table things")
+    assert "run as " + app_user.name + " with its privileges on the target" in flatten(dry_run.output)
+    assert dbstate.snapshot(database_url) == before
+    assert [row for row in runs(database_url) if row[0] == "up"] == []
+
+
+def test_altering_a_table_the_role_does_not_own_in_dynamic_sql_fails_in_the_plan(
+    tmp_path: Path, database_url: str, app_user: AppUser
+) -> None:
+    """No reading of the statement sees the ALTER inside the DO block: the measured diff does."""
+    ini = bootstrapped(
+        project(tmp_path, "op.execute(\"DO $$ BEGIN EXECUTE 'ALTER TABLE things ADD COLUMN note text'; END $$\")"),
+        database_url,
+    )
+    may_read_everything(database_url, app_user.name)
+    may_record_runs(database_url, app_user.name)
+    before = dbstate.snapshot(database_url)
+
+    result = invoke("-c", str(ini), "--url", app_user.url, "up", "--yes")
+
+    assert_failure(result, ExitCode.FAILED, f"Revision {REVISION}", "must be owner of table public.things")
+    assert "measured: the schema diff changes it" in flatten(result.output)
+    assert dbstate.snapshot(database_url) == before
+
+
 # -- what the role may do passes, and applies ----------------------------------------------
 
 

@@ -22,6 +22,8 @@ CONCERN_WORDS = {
     "rename": ("▲", "RENAME", "yellow"),
     "not_offline": ("●", "NO SQL", "yellow"),
     "runs_python": ("●", "PYTHON", "yellow"),
+    "server_wide": ("▲", "SERVER-WIDE", "yellow"),
+    "not_rehearsed": ("●", "NOT REHEARSED", "yellow"),
     "lint_error": ("✖", "LINT ERROR", "bold red"),
     "warning": ("●", "WARNING", "yellow"),
 }
