@@ -29,6 +29,7 @@ records, the version table) are checked on the target's catalog before anything 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -270,11 +271,29 @@ def _rehearse(
         return rehearsal  # nothing on the target is out of its reach
     if options.where != "target":
         rehearsal = _with_privileges_checked(rehearsal, target, role)
+        if any(not table.endswith(".alembic_version") for table in sizes):  # a target with tables of its own
+            note = _privileges_not_reproduced(privileges)
+            rehearsal = dataclasses.replace(rehearsal, warnings=(*rehearsal.warnings, note))
     if rehearsal.ok:  # a revision that fails is the first thing to fix; then what the tool itself needs
         with target.connect() as connection:
             _refuse_unless_the_apply_may_record(connection, role, work)
             connection.rollback()
     return rehearsal
+
+
+def _privileges_not_reproduced(mirrored: str | None) -> str:
+    """What a rehearsal by a role that is not a superuser cannot show of its privileges on the target, in words."""
+    if mirrored is not None:
+        return (
+            "Privileges: the copy gave the applying role its privileges on the target's tables, sequences, schemas "
+            "and functions, and ownership of the target's tables was checked from the measured diff; ownership "
+            "of functions, types and other objects, and row-level security policies, were not reproduced."
+        )
+    return (
+        "Privileges: the rehearsal ran as the owner of everything it touched; what the statements and the measured "
+        "diff need (ownership of the target's tables, CREATE on schemas and the database) was checked on the "
+        "target, but row privileges (INSERT, UPDATE, DELETE, TRUNCATE, triggers) were not reproduced."
+    )
 
 
 def _refuse_the_target_itself(target: Database, other: Database) -> None:

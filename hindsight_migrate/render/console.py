@@ -1,17 +1,23 @@
-"""One console per stream: what people read on stdout (or stderr while stdout carries data), and stderr."""
+"""One console per stream: what people read on stdout (or stderr while stdout carries data), and stderr.
+
+Both consoles escape the control characters of everything they write (:func:`_visible_segments`), the
+one place where every view's output becomes text: nothing from the project reaches a terminal raw.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.untrusted import has_hidden, visible
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.segment import Segment
 
     from hindsight_migrate.config import Settings
     from hindsight_migrate.errors import HindsightMigrateError
@@ -65,9 +71,40 @@ def _console(*, stderr: bool) -> Console:
             self.quiet = True
             raise BrokenPipeError
 
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            # Where Rich turns segments into the text it writes (print, a status line, a capture).
+            return super()._render_buffer(_visible_segments(buffer))
+
     console = _Console(highlight=False, stderr=stderr)
     _CONSOLES[stderr] = (made_for, console)
     return console
+
+
+def _visible_segments(buffer: Iterable[Segment]) -> Iterator[Segment]:
+    """The segments with their text's control characters escaped (:func:`~hindsight_migrate.untrusted.visible`).
+
+    The chokepoint behind the views' own escaping, so that no view can forget it: a revision message, a file
+    name, SQL, what the database said, in a table, a panel or a markup string. Only content is touched:
+    Rich's own escapes are added later, from the styles, and its cursor moves (a spinner's) are control
+    segments. Rich strips a few control characters itself (BEL, backspace, CR), not ESC, C1 controls or
+    bidi overrides. Text escaped here was measured raw, so the views escape what they show first: a table's
+    widths and a line's wrapping are then measured on what is written.
+    """
+    from rich.segment import Segment
+
+    for segment in buffer:
+        if segment.control is None and has_hidden(segment.text):
+            yield Segment(visible(segment.text), segment.style)
+        else:
+            yield segment
+
+
+def safe_markup(value: object) -> str:
+    """Text from the project for a markup string: its control characters made visible, then Rich's markup
+    escaped (a ``[bold]`` in a revision message is shown, not obeyed)."""
+    from rich.markup import escape
+
+    return escape(visible(str(value)))
 
 
 def announce_database(settings: Settings) -> None:
@@ -76,29 +113,30 @@ def announce_database(settings: Settings) -> None:
         return  # opening it fails next, with the words that say why
     if source.is_embedded:
         err().print(
-            f"[bold]Database:[/] embedded PostgreSQL in {source.embedded_data_dir} "
+            f"[bold]Database:[/] embedded PostgreSQL in {safe_markup(source.embedded_data_dir)} "
             "[dim](no --url, DATABASE_URL or sqlalchemy.url is set; the server starts on demand "
             "and stops when this command exits)[/]"
         )
     else:
-        err().print(f"[bold]Database:[/] {source.masked_url} [dim](from {source.origin})[/]")
+        err().print(f"[bold]Database:[/] {safe_markup(source.masked_url)} [dim](from {safe_markup(source.origin)})[/]")
 
 
 def error(problem: HindsightMigrateError) -> None:
+    """The error panel. Its message and sections quote the project (an exception's message, a file name,
+    what the database said): secrets masked first, then control characters made visible."""
     from rich.console import Group
-    from rich.markup import escape
     from rich.padding import Padding
     from rich.panel import Panel
     from rich.text import Text
 
-    parts: list[Any] = [Text(mask_secrets(problem.message))]
+    parts: list[Any] = [Text(visible(mask_secrets(problem.message)))]
     for section in problem.sections:
-        parts.append(Text(f"\n{section.title}", style="bold"))
-        parts.append(Padding(Text(mask_secrets(section.body)), (0, 0, 0, 2)))
+        parts.append(Text(f"\n{visible(section.title)}", style="bold"))
+        parts.append(Padding(Text(visible(mask_secrets(section.body))), (0, 0, 0, 2)))
     err().print(
         Panel(
             Group(*parts),
-            title=f"[bold red]{escape(problem.title)}[/]",
+            title=f"[bold red]{safe_markup(problem.title)}[/]",
             subtitle=f"exit code {int(problem.exit_code)}",
             title_align="left",
             border_style="red",
@@ -108,7 +146,7 @@ def error(problem: HindsightMigrateError) -> None:
 
 def internal_error(exc: BaseException) -> None:
     err().print(
-        f"[bold red]Internal error:[/] {mask_secrets(f'{type(exc).__name__}: {exc}')}\n"
+        f"[bold red]Internal error:[/] {safe_markup(mask_secrets(f'{type(exc).__name__}: {exc}'))}\n"
         "This is a bug in hindsight-migrate. Run again with --debug for the traceback and "
         "report it."
     )
@@ -116,4 +154,4 @@ def internal_error(exc: BaseException) -> None:
 
 def debug_traceback(exc: BaseException) -> None:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    sys.stderr.write(mask_secrets(text))
+    sys.stderr.write(visible(mask_secrets(text)))  # the frames quote the project's source lines and messages

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hindsight_migrate.untrusted import has_hidden, visible
 from hindsight_migrate.words import human_bytes, human_rows, lock_words
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def _boxed_table(console: Console, columns: list[Column], rows: list[list[str | 
     columns get the width the others leave (up to their content), their text folded to
     fit. The others keep their lines as they are, cut with … only when the terminal is too
     narrow for them. Plain-string cells are the fast path; a ``Text`` cell keeps its styles.
+    Every cell's control characters are made visible before it is measured (:func:`_cell_lines`).
     """
     from rich.cells import cell_len
     from rich.segment import Segment, Segments
@@ -121,7 +122,7 @@ def _stacked(console: Console, columns: list[Column], rows: list[list[str | Text
     for row in rows:
         segments.append(Segment("─" * min(console.width, 40) + "\n", console.get_style("dim")))
         for column, cell in zip(columns, row, strict=True):
-            value = cell if isinstance(cell, Text) else Text(cell)
+            value = visible_text(cell) if isinstance(cell, Text) else Text(visible(cell))
             if not value.plain.strip():
                 continue
             label = Text(f"{column.title or '·'}:".ljust(label_width), style="bold")
@@ -137,22 +138,39 @@ def grid(console: Console, title: str | None, columns: list[Column], rows: Itera
     from rich.text import Text
 
     if title:
-        console.print(Text(title, style="table.title"))
+        console.print(Text(visible(title), style="table.title"))
     # crop=False: a row wider than the console (never on a terminal, see above) is written whole.
     console.print(_boxed_table(console, columns, list(rows)), crop=False)
 
 
 def _cell_lines(cell: str | Text) -> list[tuple[str | Text, int]]:
-    """A cell's lines, each with its width in cells; a string cleaned as Rich's ``Text`` would clean it."""
+    """A cell's lines, each with its width in cells, measured on what is written: control characters made
+    visible (a raw ESC measures 0 cells and would shift the border), tabs expanded as Rich's ``Text`` does."""
     from rich.cells import cell_len
 
     if isinstance(cell, str):
-        if _CONTROL.search(cell):  # rare: only then pay for the cleaning
-            from rich.control import strip_control_codes
-
-            cell = strip_control_codes(cell).expandtabs(8)
+        cell = visible(cell)
+        if "\t" in cell:
+            cell = cell.expandtabs(8)
         return [(line, cell_len(line)) for line in cell.split("\n")]
-    return [(line, cell_len(line.plain)) for line in cell.split("\n")]
+    return [(line, cell_len(line.plain)) for line in visible_text(cell).split("\n")]
+
+
+def visible_text(text: Text) -> Text:
+    """A ``Text`` with its control characters made visible (see :mod:`hindsight_migrate.untrusted`), its styles
+    kept: each run of one set of styles is escaped apart. The same object when there is nothing to escape."""
+    from rich.text import Text
+
+    if not has_hidden(text.plain):
+        return text
+    bounds = sorted({offset for span in text.spans for offset in (span.start, span.end)})
+    result = text.blank_copy()
+    for piece in text.divide(bounds):
+        escaped = Text(visible(piece.plain), end="")
+        for span in piece.spans:  # each covers the whole piece: the text was divided at every span's ends
+            escaped.stylize(span.style)
+        result.append_text(escaped)
+    return result
 
 
 def _cut(line: str | Text, width: int) -> str | Text:
@@ -162,9 +180,6 @@ def _cut(line: str | Text, width: int) -> str | Text:
     line = line.copy()
     line.truncate(width, overflow="ellipsis", pad=True)
     return line
-
-
-_CONTROL = re.compile(r"[\a\b\t\v\f\r]")
 
 
 def _fit(line: str, width: int) -> str:
@@ -195,4 +210,15 @@ def relative(path: Path, base: Path) -> str:
     except ValueError:
         return str(path)
 
-__all__ = ["Column", "count_by_kind", "grid", "human_bytes", "human_rows", "lock_words", "plural", "relative"]
+
+__all__ = [
+    "Column",
+    "count_by_kind",
+    "grid",
+    "human_bytes",
+    "human_rows",
+    "lock_words",
+    "plural",
+    "relative",
+    "visible_text",
+]

@@ -9,6 +9,11 @@ a reviewer reading the comment and an operator reading the terminal read the sam
 
 Text from outside (revision messages, names, SQL, what the database said) is escaped: ``|``
 and backticks cannot break a table or a code span, and HTML is shown, never interpreted.
+Control characters are made visible in the whole document, once it is assembled (``_join``):
+the generator writes none of its own, and a raw CR would end a table row (GitHub reads it as
+a line end), an ESC would reach whoever reads the comment's source in a terminal, and a bidi
+override would reorder what a reviewer reads. The escape (``\\x1b``) has a letter after its
+backslash, so markdown shows it as written, also inside a code span or a fence.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from hindsight_migrate.render.wording import (
     statement_counts,
     summary_lines,
 )
+from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
     from hindsight_migrate.apply import ApplyResult
@@ -125,7 +131,8 @@ def details(summary: str, body: str) -> str:
 
 
 def _join(blocks: Iterable[str]) -> str:
-    return "\n\n".join(block.strip("\n") for block in blocks if block) + "\n"
+    """A whole document from its blocks (every document is assembled here), its control characters visible."""
+    return visible("\n\n".join(block.strip("\n") for block in blocks if block) + "\n")
 
 
 # -- plans (up, down) ----------------------------------------------------------------------------
@@ -231,10 +238,14 @@ def _result_line(result: ApplyResult, direction: str) -> str:
             "Nothing was applied twice."
         )
     verb = "Downgraded" if direction == "down" else "Upgraded"
+    warned = "".join(
+        f"\n\n**PostgreSQL warned** ({text(warning.revision or 'bootstrap')}): {text(warning.message)}"
+        for warning in result.server_warnings
+    )
     return (
         f"**{verb}** {code(result.database)}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "
         f"from {text(', '.join(result.from_revisions) or 'an empty database')} to "
-        f"{text(', '.join(result.to_revisions) or 'base (no revision)')}."
+        f"{text(', '.join(result.to_revisions) or 'base (no revision)')}.{warned}"
     )
 
 
@@ -701,5 +712,5 @@ def print_markdown(document: str) -> None:
     """One markdown document on stdout, alone: what people read goes to stderr meanwhile."""
     import sys
 
-    sys.stdout.write(document)
+    sys.stdout.write(visible(document))  # made visible in _join already; this keeps any other document safe too
     sys.stdout.flush()

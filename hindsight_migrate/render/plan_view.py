@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hindsight_migrate.render.console import err, out
+from hindsight_migrate.render.console import err, out, safe_markup
 from hindsight_migrate.render.layout import (
     Column,
     count_by_kind,
@@ -32,6 +32,7 @@ from hindsight_migrate.render.wording import (
     statement_counts,
     summary_lines,
 )
+from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
     from hindsight_migrate.apply import ApplyResult, LockRetry
@@ -44,13 +45,14 @@ if TYPE_CHECKING:
 def bootstrap_plan(plan: BootstrapPlan, project_dir: Path) -> None:
 
     console = out()
-    console.print(f"[bold]Bootstrap plan[/] for {plan.database}")
+    console.print(f"[bold]Bootstrap plan[/] for {safe_markup(plan.database)}")
     console.print(
-        f"  SQL file:  {relative(plan.sql.path, project_dir)}  "
+        f"  SQL file:  {safe_markup(relative(plan.sql.path, project_dir))}  "
         f"[dim]({len(plan.sql.statements)} statements, SHA-256 {plan.sql.sha256[:12]}…)[/]"
     )
     console.print(
-        f"  Baseline:  {plan.baseline.revision}  {plan.baseline.message}  [dim](stamped in the same transaction)[/]"
+        f"  Baseline:  {safe_markup(plan.baseline.revision)}  {safe_markup(plan.baseline.message)}  "
+        "[dim](stamped in the same transaction)[/]"
     )
     grid(
         console,
@@ -59,14 +61,14 @@ def bootstrap_plan(plan: BootstrapPlan, project_dir: Path) -> None:
         ([obj.kind, obj.qualified_name] for obj in plan.creates),
     )
     counts = count_by_kind(obj.kind for obj in plan.creates)
-    console.print(f"  In all: {counts or 'nothing'}; plus the tool's record in schema hindsight_migrate.")
+    console.print(f"  In all: {safe_markup(counts or 'nothing')}; plus the tool's record in schema hindsight_migrate.")
 
 
 def bootstrap_done(result: BootstrapResult) -> None:
     out().print(
-        f"[green]Bootstrapped[/] {result.plan.database} in {result.seconds:.2f} s: "
-        f"{len(result.plan.creates)} objects from {result.plan.sql.path.name}, version table at "
-        f"{', '.join(result.current_heads) or '(empty)'}.\n"
+        f"[green]Bootstrapped[/] {safe_markup(result.plan.database)} in {result.seconds:.2f} s: "
+        f"{len(result.plan.creates)} objects from {safe_markup(result.plan.sql.path.name)}, version table at "
+        f"{safe_markup(', '.join(result.current_heads) or '(empty)')}.\n"
         "Next: [bold]hindsight-migrate up[/] to review and apply the revisions after the baseline."
     )
 
@@ -77,8 +79,8 @@ def plan_summary(summary: PlanSummary) -> None:
 
     console = out()
     header, counts = summary_lines(summary)
-    console.print(Text(header, style="bold"))
-    console.print(counts)
+    console.print(Text(visible(header), style="bold"))
+    console.print(Text(visible(counts)))
     if not summary.attention and not summary.folded:
         console.print(NOTHING_NEEDS_ATTENTION)
         return
@@ -87,7 +89,7 @@ def plan_summary(summary: PlanSummary) -> None:
     label_width = 3 + max(len(words) for _, words, _ in CONCERN_WORDS.values()) + 1
     for item in summary.attention:
         mark, words, style = CONCERN_WORDS[item.concern.value]
-        lines = Text(item.text).wrap(console, max(console.width - label_width - 2, 30), overflow="fold")
+        lines = Text(visible(item.text)).wrap(console, max(console.width - label_width - 2, 30), overflow="fold")
         for number, line in enumerate(lines):
             label = (
                 Text(f"  {mark} {words}".ljust(label_width + 1), style=style)
@@ -107,8 +109,6 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
     unless the plan is big, when each revision's statements are counted by kind instead and
     the whole SQL is in ``sql_file``.
     """
-    from rich.markup import escape
-
     from hindsight_migrate.plan import is_big
     from hindsight_migrate.summary import summarise
 
@@ -116,8 +116,8 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
     plan_summary(summarise(plan))
     if plan.bootstrap is not None:
         console.print(
-            f"  [bold]Bootstrap first:[/] the database is empty, so {plan.bootstrap.sql.path.name} runs and "
-            f"{plan.bootstrap.baseline.revision} is stamped, in one transaction, before the revisions."
+            f"  [bold]Bootstrap first:[/] the database is empty, so {safe_markup(plan.bootstrap.sql.path.name)} runs "
+            f"and {safe_markup(plan.bootstrap.baseline.revision)} is stamped, in one transaction, before the revisions."
         )
     if plan.drops_baseline:
         console.print(
@@ -126,7 +126,10 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
         )
     if plan.nothing_to_do:
         at = ", ".join(plan.current) or "base (no revision)"
-        console.print(f"[green]Nothing to do:[/] {plan.target} is already reached; the database is at {at}.")
+        console.print(
+            f"[green]Nothing to do:[/] {safe_markup(plan.target)} is already reached; the database is at "
+            f"{safe_markup(at)}."
+        )
         return
     big = is_big(plan)
     inline_sql = show_sql if show_sql is not None else not big
@@ -139,11 +142,11 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
         _sql(plan)
     elif sql_file is not None:
         console.print(
-            f"SQL of every revision, in the order it runs: [bold]{escape(str(sql_file))}[/] "
+            f"SQL of every revision, in the order it runs: [bold]{safe_markup(sql_file)}[/] "
             "(--show-sql prints it here)."
         )
     for warning in plan.warnings:
-        console.print(f"[bold yellow]Warning:[/] {warning}")
+        console.print(f"[bold yellow]Warning:[/] {safe_markup(warning)}")
     console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
 
 
@@ -190,16 +193,16 @@ def _sql(plan: MigrationPlan) -> None:
     highlight = console.is_terminal
     plain = Text()
     for item in plan.revisions:
-        title = f"{'Downgrade' if down else 'SQL'} of {item.info.revision} — {item.info.message} "
+        title = visible(f"{'Downgrade' if down else 'SQL'} of {item.info.revision} — {item.info.message} ")
         parts: list[Any] = [Text(f"── {title}" + "─" * max(0, console.width - len(title) - 3), style="bold")]
         if item.sql is None:
-            parts.append(Text(f"Cannot render offline: {item.sql_problem or ''}", style="yellow"))
+            parts.append(Text(f"Cannot render offline: {visible(item.sql_problem or '')}", style="yellow"))
         elif highlight:
             from rich.syntax import Syntax
 
-            parts.append(Syntax(item.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
+            parts.append(Syntax(visible(item.sql.strip()) or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
         else:
-            parts.append(Text(item.sql.strip() or "-- (no SQL)"))
+            parts.append(Text(visible(item.sql.strip()) or "-- (no SQL)"))
         if highlight:
             console.print(*parts, sep="\n")
             continue
@@ -217,7 +220,7 @@ def dry_run_done(kind: ChangeKind, reasons: tuple[str, ...], *, detailed: bool) 
     if not detailed:
         return
     words = {0: "nothing to do", 2: "the plan changes the database", 3: "the plan is destructive"}[kind.value]
-    console.print(f"Exit code {kind.value}: {words}" + (f": {'; '.join(reasons)}." if reasons else "."))
+    console.print(f"Exit code {kind.value}: {words}" + (f": {safe_markup('; '.join(reasons))}." if reasons else "."))
 
 
 def stakes(plan: MigrationPlan) -> None:
@@ -229,7 +232,7 @@ def stakes(plan: MigrationPlan) -> None:
             f"{loss.kind} {loss.name} ({loss.rows:,} rows{'' if loss.exact else ', estimated'})"
             for loss in plan.data_loss
         )
-        console.print(f"[bold red]Destroys:[/] {losses}")
+        console.print(f"[bold red]Destroys:[/] {safe_markup(losses)}")
     elif plan.rehearsal is not None and plan.rehearsal.ok:
         console.print("Destroys: no table or column that holds data.")
     else:
@@ -239,8 +242,9 @@ def stakes(plan: MigrationPlan) -> None:
         rows = f", {human_rows(blocking.size.estimated_rows)} rows" if blocking.size else ""
         rewrite = ", rewriting it" if blocking.rewritten else ""
         console.print(
-            f"[bold]Longest blocking lock:[/] {lock_words(blocking.mode)} on {blocking.table}{rows} (blocks "
-            f"{blocking.blocks}), about {blocking.seconds:.2f} s in the rehearsal ({blocking.revision}){rewrite}."
+            f"[bold]Longest blocking lock:[/] {lock_words(blocking.mode)} on {safe_markup(blocking.table)}{rows} "
+            f"(blocks {blocking.blocks}), about {blocking.seconds:.2f} s in the rehearsal "
+            f"({safe_markup(blocking.revision)}){rewrite}."
         )
     elif plan.rehearsal is not None:
         console.print("Blocks no reads or writes of the tables the database has.")
@@ -255,12 +259,12 @@ def stakes(plan: MigrationPlan) -> None:
             )
             for row in rewrites
         ]
-        console.print(f"[bold]Rewrites:[/] {', '.join(sized)}.")
+        console.print(f"[bold]Rewrites:[/] {safe_markup(', '.join(sized))}.")
     renames = [c for c in plan.rehearsal.diff if c.change == "renamed"] if plan.rehearsal is not None else []
     if renames:
         console.print(
             "[bold]Renames:[/] "
-            + ", ".join(f"{c.kind} {c.before} → {c.after}" for c in renames)
+            + safe_markup(", ".join(f"{c.kind} {c.before} → {c.after}" for c in renames))
             + " (code that uses the old names breaks)."
         )
 
@@ -286,7 +290,6 @@ def _data_loss(plan: MigrationPlan) -> None:
 
 
 def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
-    from rich.markup import escape
     from rich.text import Text
 
     console = out()
@@ -295,16 +298,16 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
         why = NO_REHEARSAL_WORDS[plan.rehearsal_skipped.value] if plan.rehearsal_skipped else "skipped"
         console.print(f"[yellow]No rehearsal:[/] {why}.")
         return
-    console.print(f"[bold]Rehearsal[/] on {escape(rehearsal.description)}:")
+    console.print(f"[bold]Rehearsal[/] on {safe_markup(rehearsal.description)}:")
     if rehearsal.failure is not None:
         console.print(
-            f"  [bold red]Revision {rehearsal.failure.revision} failed in the rehearsal[/]: "
-            f"{escape(rehearsal.failure.message)}"
+            f"  [bold red]Revision {safe_markup(rehearsal.failure.revision)} failed in the rehearsal[/]: "
+            f"{safe_markup(rehearsal.failure.message)}"
         )
         if rehearsal.failure.statement:
-            console.print(f"  Statement: {escape(rehearsal.failure.statement)}")
+            console.print(f"  Statement: {safe_markup(rehearsal.failure.statement)}")
     for warning in rehearsal.warnings:
-        console.print(f"  [yellow]Warning:[/] {escape(warning)}")
+        console.print(f"  [yellow]Warning:[/] {safe_markup(warning)}")
     if rehearsal.diff and summarised and len(rehearsal.diff) > BIG_DIFF:
         # A first deployment changes hundreds of objects: counted by kind, one line each.
         counts: dict[tuple[str, str], int] = {}
@@ -315,7 +318,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
             "(--plan-out FILE holds each one, as --format json does):"
         )
         for (how, kind), count in sorted(counts.items(), key=lambda item: (DIFF_ORDER.index(item[0][0]), item[0][1])):
-            console.print(f"  {DIFF_MARKS[how][0]} {count} {plural(kind, count)} {how}")
+            console.print(f"  {DIFF_MARKS[how][0]} {count} {safe_markup(plural(kind, count))} {how}")
     elif rehearsal.diff:
         grid(
             console,
@@ -353,7 +356,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
     if rows:
         grid(console, "Impact, measured: locks taken and storage rewritten", [Column(c) for c in IMPACT_COLUMNS], rows)
     for note in impact_notes(rehearsal, listed=bool(rows)):
-        console.print(f"  {note}")
+        console.print(f"  {safe_markup(note)}")
 
 
 class RichProgress:
@@ -380,7 +383,7 @@ class RichProgress:
         from rich.text import Text
 
         if self._status is not None:
-            self._status.update(Text(f"Applying {revision.revision} {revision.message}…"))
+            self._status.update(Text(visible(f"Applying {revision.revision} {revision.message}…")))
             if not self._spinning:
                 self._status.start()
                 self._spinning = True
@@ -394,25 +397,33 @@ class RichProgress:
                 self._console.file.write(f"  ✓ {self._done}/{self._total} revisions applied\n")
             return
         if self._status is None:  # a log: the same line without styles, and without Rich's layout pass
-            self._console.file.write(f"  ✓ {revision.revision}  {revision.message}  {seconds:.2f} s\n")
+            # Written straight to the stream, past the console's escaping: escaped here.
+            self._console.file.write(visible(f"  ✓ {revision.revision}  {revision.message}  {seconds:.2f} s") + "\n")
             return
         self._console.print(
-            Text.assemble(("  ✓ ", "green"), f"{revision.revision}  {revision.message}  ", (f"{seconds:.2f} s", "dim")),
+            Text.assemble(
+                ("  ✓ ", "green"), visible(f"{revision.revision}  {revision.message}  "), (f"{seconds:.2f} s", "dim")
+            ),
             soft_wrap=True,
         )
 
     def retrying(self, revision: RevisionInfo, retry: LockRetry) -> None:
         """A lock not granted within lock_timeout: who holds it, and when the revision is tried again."""
+        from rich.text import Text
+
         from hindsight_migrate.locking import describe_blockers
 
         who = describe_blockers(retry.blockers) if retry.blockers else "a session the watch did not catch"
-        line = (
+        # The blockers are other sessions' words (their application name, their query): one line, escaped,
+        # since it is written straight to the stream.
+        line = visible(
             f"  ⧗ {revision.revision}  waited lock_timeout for a lock, blocked by {who}; attempt "
-            f"{retry.attempt}/{retry.of} in {retry.pause_seconds:.1f} s\n"
+            f"{retry.attempt}/{retry.of} in {retry.pause_seconds:.1f} s",
+            multiline=False,
         )
         if self._status is not None:
-            self._status.update(line.strip())
-        self._console.file.write(line)
+            self._status.update(Text(line.strip()))
+        self._console.file.write(line + "\n")
         self._console.file.flush()
 
     def close(self) -> None:
@@ -426,17 +437,42 @@ def migration_done(result: ApplyResult, *, direction: str) -> None:
     if result.done_by_another:
         console.print(
             f"[green]Nothing to do:[/] another run applied this plan while this one waited for the lock; "
-            f"{result.database} is at {', '.join(result.to_revisions) or 'base'}. Nothing was applied twice."
+            f"{safe_markup(result.database)} is at {safe_markup(', '.join(result.to_revisions) or 'base')}. "
+            "Nothing was applied twice."
         )
         return
     verb = "Downgraded" if direction == "down" else "Upgraded"
     console.print(
-        f"[green]{verb}[/] {result.database}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "
-        f"from {', '.join(result.from_revisions) or 'an empty database'} to "
-        f"{', '.join(result.to_revisions) or 'base (no revision)'}."
+        f"[green]{verb}[/] {safe_markup(result.database)}: {len(result.applied)} revision(s) in "
+        f"{result.seconds:.2f} s, from {safe_markup(', '.join(result.from_revisions) or 'an empty database')} to "
+        f"{safe_markup(', '.join(result.to_revisions) or 'base (no revision)')}."
     )
+    for warning in result.server_warnings:
+        console.print(
+            f"[bold yellow]PostgreSQL warned[/] ({safe_markup(warning.revision or 'bootstrap')}): "
+            f"{safe_markup(warning.message)}"
+        )
 
 
 def offline_sql(chunks: list[tuple[RevisionInfo, str]]) -> None:
+    """``up --sql``/``down --sql``: the SQL alone, for piping into psql.
+
+    Piped or redirected, the SQL is data and is written byte for byte, control characters included
+    (a string literal may hold one on purpose). On a terminal it is only read, so it is escaped
+    like everything else shown. Each revision's header is an SQL ``--`` comment, which a newline or
+    a CR in the revision's message would end (psql would run the rest of the message): it is one
+    line, escaped, wherever it goes.
+    """
+    escape_sql = _stdout_is_terminal()
     for info, sql in chunks:
-        sys.stdout.write(f"-- {info.revision}: {info.message}\n{sql.strip()}\n\n")
+        header = visible(f"{info.revision}: {info.message}", multiline=False)
+        body = visible(sql.strip()) if escape_sql else sql.strip()
+        sys.stdout.write(f"-- {header}\n{body}\n\n")
+
+
+def _stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal (a person reading), not a pipe or a file (data)."""
+    try:
+        return sys.stdout.isatty()
+    except ValueError:  # closed
+        return False

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hindsight_migrate.render.console import out
+from hindsight_migrate.render.console import out, safe_markup
 from hindsight_migrate.render.layout import Column, grid
 from hindsight_migrate.render.wording import STATE_MARKS, history_marks, lint_dropped, lint_where
+from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -56,32 +57,34 @@ def history(history: History) -> None:
         rows.append(row)
     grid(console, "Revisions, newest first", columns, rows)
     console.print(
-        f"{len(history.entries)} revisions; head(s): {', '.join(history.heads) or 'none'}; "
-        f"base(s): {', '.join(history.bases) or 'none'}."
+        f"{len(history.entries)} revisions; head(s): {safe_markup(', '.join(history.heads) or 'none')}; "
+        f"base(s): {safe_markup(', '.join(history.bases) or 'none')}."
     )
     state = history.database
     if state is None:
         console.print("[dim]Database not consulted (--offline).[/]")
     elif not state.reachable:
-        console.print(f"[yellow]Database not reachable, so applied/pending is unknown:[/] {state.problem}")
+        console.print(f"[yellow]Database not reachable, so applied/pending is unknown:[/] {safe_markup(state.problem)}")
     else:
         console.print("Legend: ● current  ✓ applied  ○ pending")
         if state.current:
             console.print(
-                f"Database {state.database} is at {', '.join(state.current)}; {len(history.pending)} pending."
+                f"Database {safe_markup(state.database)} is at {safe_markup(', '.join(state.current))}; "
+                f"{len(history.pending)} pending."
             )
         elif not state.unknown:
-            console.print(f"Database {state.database} has no revision applied (not bootstrapped).")
+            console.print(f"Database {safe_markup(state.database)} has no revision applied (not bootstrapped).")
         if state.unknown:
             console.print(
-                f"[red]The database is at {', '.join(state.unknown)}, which no revision file of "
+                f"[red]The database is at {safe_markup(', '.join(state.unknown))}, which no revision file of "
                 "this project has.[/] Was a revision file deleted, or is this another branch's "
                 "database?"
             )
         if state.bootstrap is not None:
             console.print(
                 f"Bootstrapped {state.bootstrap.bootstrapped_at:%Y-%m-%d %H:%M %Z} from "
-                f"{state.bootstrap.sql_path} by {state.bootstrap.os_user}@{state.bootstrap.host}."
+                f"{safe_markup(state.bootstrap.sql_path)} by "
+                f"{safe_markup(state.bootstrap.os_user)}@{safe_markup(state.bootstrap.host)}."
             )
         if state.last_apply is not None:
             run = state.last_apply
@@ -89,15 +92,15 @@ def history(history: History) -> None:
                 run.outcome, "[green]succeeded[/]"
             )
             console.print(
-                f"Last apply: {run.command} {run.started_at:%Y-%m-%d %H:%M %Z} by {run.os_user}@{run.host}, "
-                f"{run.from_revisions} → {run.to_revisions or '?'}, {outcome}."
+                f"Last apply: {safe_markup(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by "
+                f"{safe_markup(run.os_user)}@{safe_markup(run.host)}, {safe_markup(run.from_revisions)} → "
+                f"{safe_markup(run.to_revisions or '?')}, {outcome}."
             )
         if state.v1_drift:
-            console.print(f"[yellow]Warning:[/] {state.v1_drift}")
+            console.print(f"[yellow]Warning:[/] {safe_markup(state.v1_drift)}")
 
 
 def new_revision(result: NewRevision, *, show_sql: bool) -> None:
-    from rich.markup import escape
     from rich.syntax import Syntax
     from rich.text import Text
 
@@ -105,7 +108,7 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     if result.compared_with is None:
         console.print("No models to compare (env.py sets no target_metadata): an empty revision, to write by hand.")
     else:
-        console.print(f"Compared the models with {escape(result.compared_with)}.")
+        console.print(f"Compared the models with {safe_markup(result.compared_with)}.")
     flagged = {id(f.operation): f for f in result.findings}
     rows: list[list[str | Text]] = []
     for op in result.operations:
@@ -127,19 +130,19 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     else:
         console.print("Detected operations (0): upgrade() and downgrade() are empty, to be written by hand.")
     if result.counted_on is not None:
-        console.print(f"Rows at risk counted on {escape(result.counted_on)} (read-only, rolled back):")
+        console.print(f"Rows at risk counted on {safe_markup(result.counted_on)} (read-only, rolled back):")
     elif result.not_counted is not None:
-        console.print(f"[yellow]Rows at risk not counted:[/] {escape(result.not_counted)}")
+        console.print(f"[yellow]Rows at risk not counted:[/] {safe_markup(result.not_counted)}")
     for finding in result.findings:
         colour = "red" if finding.level == "danger" else "yellow"
-        count = f" [bold]({escape(finding.rows_on_target)})[/]" if finding.rows_on_target else ""
-        console.print(f"  [{colour}]{finding.level}:[/] {escape(finding.message)}{count}")
+        count = f" [bold]({safe_markup(finding.rows_on_target)})[/]" if finding.rows_on_target else ""
+        console.print(f"  [{colour}]{finding.level}:[/] {safe_markup(finding.message)}{count}")
         if finding.instead:
-            console.print(f"      instead: [bold]{escape(finding.instead)}[/]")
+            console.print(f"      instead: [bold]{safe_markup(finding.instead)}[/]")
     if result.lint is not None:
         lint_result(result.lint)
     if show_sql and result.sql is not None:
-        console.print(Syntax(result.sql.strip() or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
+        console.print(Syntax(visible(result.sql.strip()) or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
     todo = "fix what is flagged above" if result.findings else "write what it should do" if not rows else "check it"
     marked = (
         f" {result.danger_comments} danger(s) are marked in it with a # DANGER: comment above the operation."
@@ -147,81 +150,87 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
         else ""
     )
     console.print(
-        f"[green]Wrote[/] {escape(str(result.path))} (revision {result.revision}).{marked} Open it, {todo}, "
-        "then review and apply it with [bold]hindsight-migrate up[/]."
+        f"[green]Wrote[/] {safe_markup(result.path)} (revision {safe_markup(result.revision)}).{marked} "
+        f"Open it, {todo}, then review and apply it with [bold]hindsight-migrate up[/]."
     )
     if result.strict_failed:
         left = [f"{len(result.dangers)} danger(s)"] if result.dangers else []
         left += [f"{len(result.lint_errors)} lint error(s)"] if result.lint_errors else []
         console.print(
-            f"[bold red]--strict: exit 13[/], {' and '.join(left)} left in {escape(str(result.path))}; "
+            f"[bold red]--strict: exit 13[/], {' and '.join(left)} left in {safe_markup(result.path)}; "
             "the file is written, to be edited (or change the models and run new again)."
         )
 
 
 def status(result: Status) -> None:
-    from rich.markup import escape
-
     console = out()
     verdict = " and ".join(result.verdicts) if result.verdicts else "up to date"
     colour = "green" if not result.verdicts else "red" if set(result.verdicts) - {"behind"} else "yellow"
-    console.print(f"[bold]Status[/] of {result.database}: [{colour}]{verdict}[/]")
-    console.print(f"  Current:  {', '.join(result.current) or 'no revision applied'}")
-    console.print(f"  Head(s):  {', '.join(result.heads)}")
-    console.print(f"  Pending:  {', '.join(result.pending) or 'none'}")
+    console.print(f"[bold]Status[/] of {safe_markup(result.database)}: [{colour}]{verdict}[/]")
+    console.print(f"  Current:  {safe_markup(', '.join(result.current) or 'no revision applied')}")
+    console.print(f"  Head(s):  {safe_markup(', '.join(result.heads))}")
+    console.print(f"  Pending:  {safe_markup(', '.join(result.pending) or 'none')}")
     if result.unknown:
-        console.print(f"  [red]Unknown:[/]  {', '.join(result.unknown)} (in the version table; no file has them)")
+        console.print(
+            f"  [red]Unknown:[/]  {safe_markup(', '.join(result.unknown))} (in the version table; no file has them)"
+        )
     if result.missing:
-        console.print(f"  [red]Missing:[/]  {', '.join(result.missing)} (applied; their files are gone from versions/)")
+        console.print(
+            f"  [red]Missing:[/]  {safe_markup(', '.join(result.missing))} "
+            "(applied; their files are gone from versions/)"
+        )
     for edited in result.edited:
         console.print(
-            f"  [red]Edited after it was applied:[/] {edited.revision} {escape(edited.path)} "
+            f"  [red]Edited after it was applied:[/] {safe_markup(edited.revision)} {safe_markup(edited.path)} "
             f"(SHA-256 then {edited.recorded_sha256[:12]}…, now {edited.file_sha256[:12]}…)"
         )
     if result.unrecorded:
         console.print(
-            f"  [dim]No checksum recorded (applied before this tool kept them): {', '.join(result.unrecorded)}[/]"
+            "  [dim]No checksum recorded (applied before this tool kept them): "
+            f"{safe_markup(', '.join(result.unrecorded))}[/]"
         )
     console.print(
-        f"  V1:       {escape(result.v1_drift) if result.v1_drift else 'as bootstrapped (or not bootstrapped)'}"
+        f"  V1:       {safe_markup(result.v1_drift) if result.v1_drift else 'as bootstrapped (or not bootstrapped)'}"
     )
     if result.last_apply is not None:
         run = result.last_apply
         console.print(
-            f"  Last apply: {run.command} {run.started_at:%Y-%m-%d %H:%M %Z} by {run.os_user}@{run.host}, "
-            f"{run.from_revisions} → {run.to_revisions or '?'}, {run.outcome}"
+            f"  Last apply: {safe_markup(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by "
+            f"{safe_markup(run.os_user)}@{safe_markup(run.host)}, {safe_markup(run.from_revisions)} → "
+            f"{safe_markup(run.to_revisions or '?')}, {safe_markup(run.outcome)}"
         )
 
 
 def check_report(report: CheckReport) -> None:
-    from rich.markup import escape
-
     console = out()
     for warning in report.warnings:
-        console.print(f"  [yellow]! {warning.kind}:[/] {escape(warning.message)}")
+        console.print(f"  [yellow]! {warning.kind}:[/] {safe_markup(warning.message)}")
         for detail in warning.details:
-            console.print(f"      {escape(detail)}")
+            console.print(f"      {safe_markup(detail)}")
     if report.ok:
-        console.print(f"[green]check passed[/] for {report.database}: {'; '.join(report.checked)}.")
+        console.print(
+            f"[green]check passed[/] for {safe_markup(report.database)}: {safe_markup('; '.join(report.checked))}."
+        )
         return
-    console.print(f"[bold red]check found {len(report.problems)} problem(s)[/] ({report.database}):")
+    console.print(f"[bold red]check found {len(report.problems)} problem(s)[/] ({safe_markup(report.database)}):")
     for problem in report.problems:
-        console.print(f"  [red]✗ {problem.kind}:[/] {escape(problem.message)}")
+        console.print(f"  [red]✗ {problem.kind}:[/] {safe_markup(problem.message)}")
         for detail in problem.details:
-            console.print(f"      {escape(detail)}")
+            console.print(f"      {safe_markup(detail)}")
 
 
 def lint_report(report: LintReport) -> None:
     console = out()
     console.print(
-        f"Linted {len(report.revisions)} revision(s) ({report.range}): {', '.join(report.revisions) or 'none'}"
+        f"Linted {len(report.revisions)} revision(s) ({safe_markup(report.range)}): "
+        f"{safe_markup(', '.join(report.revisions) or 'none')}"
     )
     lint_result(report.result)
 
 
 def merged(revision: str, path: Path) -> None:
     out().print(
-        f"[green]Wrote[/] merge revision {revision}: {path}. Review it, then apply it with "
+        f"[green]Wrote[/] merge revision {safe_markup(revision)}: {safe_markup(path)}. Review it, then apply it with "
         "[bold]hindsight-migrate up[/]."
     )
 
@@ -229,12 +238,11 @@ def merged(revision: str, path: Path) -> None:
 
 
 def lint_result(lint: LintResult) -> None:
-    from rich.markup import escape
     from rich.text import Text
 
     console = out()
     if not lint.ran:
-        console.print(f"[yellow]Lint:[/] {escape(lint.note or 'not run')}")
+        console.print(f"[yellow]Lint:[/] {safe_markup(lint.note or 'not run')}")
         return
     if not lint.findings:
         console.print("[green]Lint (Squawk):[/] no findings.")
@@ -272,11 +280,11 @@ def lint_result(lint: LintResult) -> None:
     if shown:
         console.print("Squawk's advice:")
         for rule in shown:
-            console.print(f"  [bold]{escape(rule)}[/]: {escape(advice[rule])}")
+            console.print(f"  [bold]{safe_markup(rule)}[/]: {safe_markup(advice[rule])}")
     _lint_dropped(lint)
 
 
 def _lint_dropped(lint: LintResult) -> None:
     said = lint_dropped(lint)
     if said is not None:
-        out().print(said)
+        out().print(safe_markup(said))
