@@ -844,9 +844,11 @@ def relation_ownership(connection: Connection, names: Iterable[str]) -> dict[str
     }
 
 
-def missing_table_privileges(connection: Connection, table: str, privileges: Iterable[str]) -> tuple[str, ...] | None:
+def missing_table_privileges(
+    connection: Connection, table: str, privileges: Iterable[str], *, grant_option: bool = False
+) -> tuple[str, ...] | None:
     """Read-only: which of ``privileges`` (SELECT, INSERT, UPDATE, ...) this role lacks on ``table``
-    (quoted, optionally qualified); None when there is no such table."""
+    (quoted, optionally qualified), or may not grant with ``grant_option``; None when there is no such table."""
     from sqlalchemy import text
 
     oid = connection.execute(text("SELECT to_regclass(:table)::oid"), {"table": table}).scalar()
@@ -856,7 +858,8 @@ def missing_table_privileges(connection: Connection, table: str, privileges: Ite
     for privilege in privileges:
         # One at a time: has_table_privilege(…, 'INSERT, UPDATE') is true when any one of them is held.
         held = connection.execute(
-            text("SELECT has_table_privilege(CAST(:oid AS oid), :privilege)"), {"oid": oid, "privilege": privilege}
+            text("SELECT has_table_privilege(CAST(:oid AS oid), :privilege)"),
+            {"oid": oid, "privilege": f"{privilege} WITH GRANT OPTION" if grant_option else privilege},
         ).scalar()
         if not held:
             missing.append(privilege)

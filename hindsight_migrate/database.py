@@ -75,6 +75,7 @@ class ServerWarning:
 
     revision: str | None
     message: str
+    foreseen: bool = False  # not heard in the rehearsal but read from the target's catalog: it will come
 
 
 class ServerWarnings:

@@ -331,9 +331,10 @@ def _refuse_the_target_itself(target: Database, other: Database) -> None:
 
 @dataclass(frozen=True)
 class _Need:
-    what: str  # "owner" (name: a relation), "schema" (a schema, None: current), "database", "extension"
+    what: str  # "owner" (name: a relation), "schema" (a schema, None: current), "database", "extension", "grant"
     name: str | None
     statement: str
+    privileges: tuple[str, ...] = ()  # "grant": the privileges granted on the relation (ALL: every one)
 
 
 def _refuse_unless_the_apply_may_record(connection: Connection, role: catalog.RoleContext, work: _Work) -> None:
@@ -382,6 +383,8 @@ def _with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catal
     privilege the role lacks on the target (when that comes before whatever else failed)."""
     import dataclasses
 
+    if rehearsal.failure is not None:
+        rehearsal = dataclasses.replace(rehearsal, failure=_with_grant_advice(rehearsal.failure, role))
     needs = [(cost.revision, need) for cost in rehearsal.costs for st in cost.statements for need in _needs(st.sql)]
     needs += _needs_measured(rehearsal)
     if not needs:
@@ -395,7 +398,32 @@ def _with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catal
         owners = catalog.relation_ownership(connection, [n.name for _, n in needs if n.what == "owner" and n.name])
         schemas = [n.name or role.default_schema or "" for _, n in needs if n.what == "schema"]
         may_create = catalog.schema_create_rights(connection, [name for name in schemas if name])
+        ungranted = {
+            (revision, need.name): missing
+            for revision, need in needs
+            if need.what == "grant" and need.name
+            and (missing := catalog.missing_table_privileges(connection, need.name, need.privileges, grant_option=True))
+        }
         connection.rollback()
+    # A GRANT of what the role may not pass on succeeds with only a WARNING, on the target; in its own copy the
+    # role owns the table and may grant anything, so the rehearsal did not hear it.
+    rehearsal = dataclasses.replace(
+        rehearsal,
+        server_warnings=(
+            *rehearsal.server_warnings,
+            *(
+                ServerWarning(
+                    revision,
+                    f'{"no" if set(missing) >= set(_grantable(needs, revision, name)) else "not all"} privileges '
+                    f'would be granted for "{name.replace(chr(34), "")}": {role.role} may not grant '
+                    f"{', '.join(missing)} on it (it is not the owner and holds no grant option), so the GRANT does "
+                    "less than it says",
+                    foreseen=True,
+                )
+                for (revision, name), missing in ungranted.items()
+            ),
+        ),
+    )
     for revision, need in needs:
         problem = None
         if need.what == "owner" and need.name in owners and not owners[need.name].owner_rights:
@@ -487,7 +515,7 @@ def _needs(sql: str) -> list[_Need]:
     where it creates (CREATE on a schema, on the database). Unparsable SQL needs nothing known."""
     try:
         from pglast import ast, parse_sql
-        from pglast.enums import ObjectType, ReindexObjectType
+        from pglast.enums import GrantTargetType, ObjectType, ReindexObjectType
         from pglast.parser import ParseError
     except ImportError:
         return []
@@ -564,8 +592,57 @@ def _needs(sql: str) -> list[_Need]:
             needs.append(_Need("database", None, sql))
         elif isinstance(node, ast.CreateExtensionStmt) and node.extname:
             needs.append(_Need("extension", node.extname, sql))  # a trusted one: CREATE on the database
+        elif (
+            isinstance(node, ast.GrantStmt)
+            and node.is_grant
+            and node.objtype == ObjectType.OBJECT_TABLE
+            and node.targtype == GrantTargetType.ACL_TARGET_OBJECT
+        ):
+            granted = tuple(
+                str(privilege.priv_name).upper() for privilege in node.privileges or () if privilege.priv_name
+            ) or _TABLE_PRIVILEGES
+            needs += [_Need("grant", name, sql, granted) for name in map(relation, node.objects or ()) if name]
         needs += [_Need("owner", name, sql) for name in owned if name]
     return needs
+
+
+def _with_grant_advice(failure: RehearsalFailure, role: catalog.RoleContext) -> RehearsalFailure:
+    """A "permission denied" the rehearsal met (it ran with the role's privileges on the target): the GRANT to give."""
+    import re
+
+    denied = re.match(
+        r"permission denied for (schema|table|sequence|view|materialized view|function) (\S+)", failure.message
+    )
+    if denied is None:
+        return failure
+    kind, name = denied.groups()
+    statement = (failure.statement or "").lstrip().upper()
+    if kind == "schema":
+        wanted = "CREATE" if statement.startswith(("CREATE", "ALTER")) else "USAGE"
+        grant = f"GRANT {wanted} ON SCHEMA {name} TO {_sql_name(role.role)}"
+    elif kind == "function":
+        grant = f"GRANT EXECUTE ON FUNCTION {name} TO {_sql_name(role.role)}"
+    else:
+        verbs = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "SELECT")
+        wanted = next((verb for verb in verbs if statement.startswith(verb)), "the privilege the statement needs")
+        if statement.startswith("CREATE") and "TRIGGER" in statement.split("(")[0]:
+            wanted = "TRIGGER"
+        grant = f"GRANT {wanted} ON {name} TO {_sql_name(role.role)}"
+    return dataclasses.replace(
+        failure,
+        message=f"{failure.message}\nThe rehearsal ran with {role.role}'s privileges on the target, so the apply "
+        f"would stop here too. {grant}, or apply as a role that has it.",
+    )
+
+
+_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+
+
+def _grantable(needs: list[tuple[str, _Need]], revision: str, name: str) -> tuple[str, ...]:
+    """Every privilege the revision's GRANTs name on relation ``name``."""
+    return tuple(
+        p for r, need in needs if r == revision and need.what == "grant" and need.name == name for p in need.privileges
+    )
 
 
 def _sql_name(name: str) -> str:

@@ -190,7 +190,8 @@ def _beyond_the_database(rehearsal: Rehearsal) -> list[Attention]:
             Concern.WARNING,
             warning.message,
             warning.revision,
-            f"PostgreSQL warned ({warning.revision or 'bootstrap'}): {warning.message}",
+            f"PostgreSQL {'will warn on the target' if warning.foreseen else 'warned'} "
+            f"({warning.revision or 'bootstrap'}): {warning.message}",
         )
         for warning in rehearsal.server_warnings
     ]
