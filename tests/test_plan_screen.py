@@ -146,12 +146,19 @@ def test_an_upgrade_that_drops_a_column_with_rows_lists_the_loss_first(tmp_path:
 
 
 def test_short_locks_fold_into_one_line(tmp_path: Path, database_url: str) -> None:
-    # Eight tables, each given a nullable column: ACCESS EXCLUSIVE for a moment, nothing rewritten.
+    # Eight tables, each given a nullable column: ACCESS EXCLUSIVE for a moment, nothing rewritten. One
+    # revision each, so that each lock is held for one statement's time, far under 0.05 s even on a busy
+    # machine (eight in one revision each counted the whole revision's time, and sometimes crossed it).
     v1 = "".join(f"CREATE TABLE t{n} (id integer);\n" for n in range(8))
-    upgrade = "\n".join(f"op.execute(\"ALTER TABLE t{n} ADD COLUMN note text\")" for n in range(8))
-    ini = bootstrapped(
-        tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=upgrade), v1_sql=v1), database_url
-    )
+    revisions = [
+        Rev(
+            f"bbbb0000000{n}",
+            (f"bbbb0000000{n - 1}" if n else TINY_BASE,),
+            upgrade=f'op.execute("ALTER TABLE t{n} ADD COLUMN note text")',
+        )
+        for n in range(8)
+    ]
+    ini = bootstrapped(tiny_project(tmp_path / "p", *revisions, v1_sql=v1), database_url)
 
     result = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--dry-run")
 
