@@ -290,6 +290,7 @@ def _apply_under_lock(
             to_revisions=final,
             seconds=time.monotonic() - started,
             lock_attempts=attempts,
+            warnings=tuple(f"{warning.revision}: {warning.message}" for warning in heard.heard),
         )
     return ApplyResult(
         database=plan.database,

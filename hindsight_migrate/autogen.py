@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.bootstrap import plan_bootstrap, rehearse_bootstrap
+from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, rehearse_bootstrap
 from hindsight_migrate.database import Database
 from hindsight_migrate.errors import BadArgument, ConnectionFailed, NoTargetMetadata, Refused, Section
 from hindsight_migrate.lint import LintFinding, LintResult, lint_sql
@@ -31,6 +31,8 @@ from hindsight_migrate.revisions import Operation
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
+
+    from hindsight_migrate.containment import Containment
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,7 @@ def new_revision(
         raise BadArgument('A revision needs a message that says what it does, e.g. hindsight-migrate new "add users".')
     try:
         with (
-            database_at_head(project, database, against_target) as (at_head, compared_with),
-            at_head.connect() as connection,
+            database_at_head(project, database, against_target) as (connection, compared_with),
         ):
             operations, path = project.authoring.autogenerate(
                 connection, _docstring_safe(message), write=lambda ops: bool(ops) or allow_empty
@@ -307,61 +308,112 @@ def _string(node: Any) -> str | None:
 @contextmanager
 def database_at_head(
     project: AlembicProject, database: Database, against_target: bool
-) -> Iterator[tuple[Database, str]]:
+) -> Iterator[tuple[Connection, str]]:
+    """A connection to a database at head, and words for it: the target itself (``against_target``, which
+    must be at head), or a scratch database built at head from nothing, dropped afterwards."""
     if against_target:
         with database.connect() as connection:
             current = project.env.current_heads(connection)
             connection.rollback()
-        heads = project.graph.heads()
-        if set(current) != set(heads):
-            raise Refused(
-                f"--against-target compares the models with {database.masked_url}, which must be at head: it is at "
-                f"{', '.join(current) or 'no revision'}, head is {', '.join(heads)}. Run hindsight-migrate up first, "
-                "or leave out --against-target to compare with a scratch database built at head.",
-            )
-        yield database, database.masked_url
+            heads = project.graph.heads()
+            if set(current) != set(heads):
+                raise Refused(
+                    f"--against-target compares the models with {database.masked_url}, which must be at head: it is "
+                    f"at {', '.join(current) or 'no revision'}, head is {', '.join(heads)}. Run hindsight-migrate up "
+                    "first, or leave out --against-target to compare with a scratch database built at head.",
+                )
+            yield connection, database.masked_url
         return
+    from hindsight_migrate.containment import Containment, Mode
     from hindsight_migrate.scratch import scratch_database
 
-    with scratch_database(database) as scratch:
-        _build_at_head(project, scratch)
-        yield scratch, "a scratch database built at head from nothing"
+    with scratch_database(database) as scratch, scratch.connect() as connection:
+        containment = Containment(Mode.COMMITTING)
+        with containment.armed(connection):
+            # Built as a rehearsal runs: what reaches past the scratch database (a role a revision creates)
+            # is never committed; the build then ends in a transaction that is rolled back after the comparison.
+            _build_at_head(project, scratch, connection, containment)
+            yield connection, "a scratch database built at head from nothing"
+        if connection.in_transaction():
+            connection.rollback()
 
 
-def _build_at_head(project: AlembicProject, scratch: Database) -> None:
-    """Writes (to the scratch database): V1 and the baseline stamp if configured, then every revision."""
+def _build_at_head(
+    project: AlembicProject, scratch: Database, connection: Connection, containment: Containment
+) -> None:
+    """Writes (to the scratch database, or in a transaction left open): V1 and the baseline stamp if configured,
+    then every revision."""
     from sqlalchemy.exc import DBAPIError
 
+    from hindsight_migrate import catalog
+    from hindsight_migrate.containment import MustRollBack
+
     settings = project.settings
-    start: tuple[str, ...] = ()
+    bootstrap = None
     if settings.bootstrap_sql is not None and settings.baseline:
         bootstrap = plan_bootstrap(project, scratch, sql_path=settings.bootstrap_sql, baseline=settings.baseline)
-        with scratch.connect() as connection, connection.begin():
-            rehearse_bootstrap(bootstrap, project, connection)
-        start = (bootstrap.baseline.revision,)
+    shared_before = catalog.server_objects(connection)
+    connection.rollback()
     running: list[str] = []
-    with scratch.connect() as connection:
+    try:
         try:
-            project.env.run_revisions(
-                connection,
-                [info.revision for info in project.graph.upgrade_path(start, "heads")],
-                downgrade=False,
-                before_each=running.append,
-            )
-        except DBAPIError as err:
-            from hindsight_migrate.database import server_said
+            _build_steps(project, connection, bootstrap, running)
+        except MustRollBack:
+            # A revision reaches past the database (it creates a role): the build goes on from there in one
+            # transaction, which is rolled back once the models were compared.
+            containment.abandon_transaction(connection)
+            connection.begin()
+            containment.roll_back_from_here()
+            _build_steps(project, connection, bootstrap, running)
+            containment.verify_inside()
+    except DBAPIError as err:
+        from hindsight_migrate.database import server_said
 
+        raise Refused(
+            f"Building a scratch database at head from nothing failed at revision "
+            f"{running[-1] if running else '?'}, so the models could not be compared. Chains whose schema was "
+            "made by metadata.create_all() and then stamped cannot start from an empty database; compare "
+            "with a database that is at head instead: `hindsight-migrate new --against-target` or "
+            "`hindsight-migrate check --against-target` (with --url naming it). Otherwise fix that revision "
+            "(hindsight-migrate up --dry-run shows it).",
+            sections=(Section("Database said", server_said(err)),),
+        ) from err
+    if containment.ran_outside_transactions:
+        changes = catalog.server_object_changes(
+            shared_before, catalog.server_objects(connection), new_databases=False
+        )
+        if changes:
             raise Refused(
-                f"Building a scratch database at head from nothing failed at revision "
-                f"{running[-1] if running else '?'}, so the models could not be compared. Chains whose schema was "
-                "made by metadata.create_all() and then stamped cannot start from an empty database; compare "
-                "with a database that is at head instead: `hindsight-migrate new --against-target` or "
-                "`hindsight-migrate check --against-target` (with --url naming it). Otherwise fix that revision "
-                "(hindsight-migrate up --dry-run shows it).",
-                sections=(Section("Database said", server_said(err)),),
-            ) from err
-        if connection.in_transaction():
-            connection.commit()
+                "Objects the whole server shares changed while the scratch database was built at head, and building "
+                "it must change nothing outside it: " + "; ".join(changes) + ". If a revision did this (dynamic SQL "
+                "inside autocommit_block(), which commits at once), the change is committed: undo it by hand. If "
+                "another session did, run again.",
+            )
+
+
+def _build_steps(
+    project: AlembicProject, connection: Connection, bootstrap: BootstrapPlan | None, running: list[str]
+) -> None:
+    """V1 (when there is one and the database has none yet), then the revisions from where the database is."""
+    rolled_back = connection.in_transaction()  # the rolled-back mode runs everything in the caller's transaction
+    start = project.env.current_heads(connection)
+    if not rolled_back:
+        connection.rollback()
+    if bootstrap is not None and not start:
+        if rolled_back:
+            rehearse_bootstrap(bootstrap, project, connection)
+        else:
+            with connection.begin():
+                rehearse_bootstrap(bootstrap, project, connection)
+        start = (bootstrap.baseline.revision,)
+    project.env.run_revisions(
+        connection,
+        [info.revision for info in project.graph.upgrade_path(start, "heads")],
+        downgrade=False,
+        before_each=running.append,
+    )
+    if not rolled_back and connection.in_transaction():
+        connection.commit()
 
 
 def _revision_in(project: AlembicProject, path: Path) -> str | None:

@@ -279,6 +279,14 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+def _warn(notes: tuple[str, ...]) -> None:
+    """What a report could not read, on stderr (a document on stdout stays whole), as written."""
+    from hindsight_migrate import render
+
+    for note in notes:
+        render.err().print(f"Warning: {note}", markup=False, highlight=False)
+
+
 def _someone_to_ask(yes: bool) -> bool:
     """False with --yes; refuses when there is no terminal to ask on and no --yes."""
     if yes:
@@ -411,6 +419,9 @@ def history(
             lambda: render.history_document(result),
             lambda: render.history_markdown(result),
         )
+        state = result.database
+        if state is not None and state.reachable and state.problem:
+            _warn((state.problem,))  # the tool's records it could not read, and why
 
     _guarded(options, body)
 
@@ -858,6 +869,7 @@ def status(
             lambda: render.status_document(result),
             lambda: render.status_markdown(result),
         )
+        _warn(result.notes)  # the tool's records it could not read, and why
         raise typer.Exit(int(result.exit_code))
 
     _guarded(options, body)

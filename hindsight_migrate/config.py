@@ -644,6 +644,24 @@ def _find_dotenv(cwd: Path) -> Path | None:
     return None
 
 
+def _refuse_bad_ports(port: int | None, query_port: object, origin: str, shown: str) -> None:
+    """A TCP port is 1 to 65535: libpq would refuse another one only when connecting, and call it unreachable.
+
+    ``?port=`` may list one port per host (``host=a,b&port=5432,5433``); an empty item means the default.
+    """
+    given: list[str] = [] if port is None else [str(port)]
+    listed = query_port if isinstance(query_port, (tuple, list)) else () if query_port is None else (query_port,)
+    for item in listed:
+        given.extend(part.strip() for part in str(item).split(",") if part.strip())
+    for value in given:
+        if not (value.isdigit() and 1 <= int(value) <= 65535):
+            raise ConfigError(
+                f"The database URL from {origin} is not a valid URL: its port {value} is not a TCP port (1 to "
+                f"65535): {shown!r}. Expected the form postgresql://USER@HOST:PORT/DATABASE (PostgreSQL listens on "
+                "5432 unless told otherwise)."
+            )
+
+
 def normalize_url(raw: str, origin: str = "--url") -> str:
     """Validate a PostgreSQL URL and point it at psycopg 3; the result keeps its password.
 
@@ -675,6 +693,7 @@ def normalize_url(raw: str, origin: str = "--url") -> str:
             f"The database URL from {origin} is not a valid URL: {shown!r}. Expected the form "
             "postgresql://USER@HOST:PORT/DATABASE (a password goes after the user, as USER:PASSWORD)."
         ) from err
+    _refuse_bad_ports(parsed.port, parsed.query.get("port"), origin, shown)
     backend = parsed.drivername.partition("+")[0]
     if backend not in ("postgresql", "postgres"):
         raise ConfigError(

@@ -8,7 +8,7 @@ from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import read_bootstrap_sql, v1_drift
 from hindsight_migrate.database import Database
-from hindsight_migrate.errors import ConfigError, ConnectionFailed
+from hindsight_migrate.errors import ConfigError, ConnectionFailed, Refused
 from hindsight_migrate.graph_cache import load_graph
 from hindsight_migrate.ledger import ApplyRecord, BootstrapRecord
 from hindsight_migrate.revisions import RevisionInfo
@@ -28,7 +28,9 @@ class HistoryEntry:
 class DatabaseState:
     database: str  # masked URL
     reachable: bool
-    problem: str | None  # why it could not be read, when it could not
+    # Why it could not be read, when it could not; when reachable, what of the tool's records could not be
+    # read (the audit log, when this role may not read it or it is not the tool's), and why.
+    problem: str | None
     current: tuple[str, ...]  # the version table's revisions, in this project's graph
     unknown: tuple[str, ...]  # revisions in the version table that no file in versions/ has
     bootstrap: BootstrapRecord | None
@@ -88,11 +90,14 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
     try:
         with database.read_only() as connection:
             heads = project.env.current_heads(connection)
+            # The records this role cannot read (or that are not the tool's) are left out, and said why.
+            unreadable = ledger.audit_unreadable(connection, ledger.BOOTSTRAP_LOG, ledger.APPLY_LOG)
             record = ledger.last_bootstrap(connection)
             last_apply = ledger.last_apply(connection)
             connection.rollback()
-    except ConnectionFailed as err:
-        # history is useful without a database: show the graph and say why state is missing.
+    except (ConnectionFailed, Refused) as err:
+        # history is useful without a database, and with a version table no revision can be read from
+        # (the same revision twice, a value that is no revision id): show the graph and say why state is missing.
         return DatabaseState(database.masked_url, False, err.message, (), (), None, None)
     drift = None
     if record is not None and project.settings.bootstrap_sql is not None:
@@ -103,7 +108,7 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
     return DatabaseState(
         database=database.masked_url,
         reachable=True,
-        problem=None,
+        problem=" ".join(dict.fromkeys(unreadable.values())) or None,  # a schema it may not use: said once
         current=tuple(h for h in heads if project.graph.knows(h)),
         unknown=tuple(h for h in heads if not project.graph.knows(h)),
         bootstrap=record,

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hindsight_migrate import __version__
-from hindsight_migrate.catalog import TOOL_SCHEMA, column_exists, constraint_definition, table_exists
+from hindsight_migrate.catalog import TOOL_SCHEMA, column_exists, constraint_definition
+from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.masking import mask_secrets
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLY_LOG} (
     outcome          text        NOT NULL CONSTRAINT apply_log_outcome_check {_OUTCOME_CHECK},
     plan_fingerprint text,
     error            text,
-    lock_attempts    integer
+    lock_attempts    integer,
+    warnings         text
 )
 """
 
@@ -132,10 +134,325 @@ def who_and_where() -> tuple[str, str]:
     return user, socket.gethostname()
 
 
-def ensure_tool_tables(connection: Connection) -> None:
-    """Writes: the tool's schema and tables, if they are not there yet (in the caller's transaction)."""
+# -- what the tool's tables must be, and whether this role may use them -------------------
+#
+# The schema may hold tables someone else made (another tool, a hand-written table of the same
+# name), and the role applying may lack the privileges on them: found by asking the catalog
+# first, which needs no privilege at all, so that a writing run is refused before it changes
+# anything, naming the GRANT or the fix, and a reading command says what it could not read and
+# shows the rest, instead of stopping at "permission denied" or a missing column.
+
+# Each column as this version reads and writes it, by family of types (see _TYPE_FAMILIES).
+_INTEGER, _TEXT, _TIMESTAMP, _FLOAT = "integer", "text", "timestamp with time zone", "double precision"
+_SHAPES: dict[str, dict[str, str]] = {
+    BOOTSTRAP_LOG: {
+        "id": _INTEGER,
+        "sql_path": _TEXT,
+        "sql_sha256": _TEXT,
+        "baseline": _TEXT,
+        "bootstrapped_at": _TIMESTAMP,
+        "os_user": _TEXT,
+        "host": _TEXT,
+        "tool_version": _TEXT,
+    },
+    APPLY_LOG: {
+        "id": _INTEGER,
+        "command": _TEXT,
+        "started_at": _TIMESTAMP,
+        "finished_at": _TIMESTAMP,
+        "os_user": _TEXT,
+        "host": _TEXT,
+        "tool_version": _TEXT,
+        "database": _TEXT,
+        "from_revisions": _TEXT,
+        "to_revisions": _TEXT,
+        "duration_seconds": _FLOAT,
+        "outcome": _TEXT,
+        "plan_fingerprint": _TEXT,
+        "error": _TEXT,
+        "lock_attempts": _INTEGER,
+        "warnings": _TEXT,
+    },
+    APPLIED_REVISIONS: {
+        "revision": _TEXT,
+        "file_sha256": _TEXT,
+        "file_path": _TEXT,
+        "applied_at": _TIMESTAMP,
+        "apply_id": _INTEGER,
+    },
+}
+# What a log an earlier version made lacks: it gains them on the next apply.
+_ADDED_LATER = {APPLY_LOG: frozenset({"lock_attempts", "warnings"})}
+_TYPE_FAMILIES = {
+    "smallint": _INTEGER,
+    "integer": _INTEGER,
+    "bigint": _INTEGER,
+    "text": _TEXT,
+    "character varying": _TEXT,
+    "timestamp with time zone": _TIMESTAMP,
+    "timestamp without time zone": _TIMESTAMP,
+    "double precision": _FLOAT,
+    "real": _FLOAT,
+}
+# What each table needs of the role that records a run (RETURNING id and WHERE id = … read the log);
+# bootstrap_log only when the run is a bootstrap.
+_WRITES = {
+    APPLY_LOG: ("SELECT", "INSERT", "UPDATE"),
+    APPLIED_REVISIONS: ("INSERT", "UPDATE", "DELETE"),
+    BOOTSTRAP_LOG: ("INSERT",),
+}
+
+
+@dataclass(frozen=True)
+class _Column:
+    type: str  # format_type(), e.g. "timestamp with time zone"
+    not_null: bool
+    generated: bool  # a default or an identity: the tool does not write it
+
+
+@dataclass(frozen=True)
+class _Table:
+    kind: str  # pg_class.relkind
+    owned: bool  # this role has the owner's rights (ALTER TABLE)
+    privileges: frozenset[str]  # of SELECT, INSERT, UPDATE, DELETE
+    columns: dict[str, _Column]
+    outcome_check: str | None  # apply_log's CHECK on outcome, as pg_get_constraintdef prints it
+
+
+@dataclass(frozen=True)
+class _Records:
+    """The catalog's answers about the tool's schema and tables, for this role (read with no privilege)."""
+
+    role: str
+    database: str
+    create_on_database: bool
+    schema_exists: bool
+    schema_usage: bool
+    schema_create: bool
+    tables: dict[str, _Table]  # the tool's tables that exist, by name
+
+
+def _records(connection: Connection) -> _Records:
+    """Read-only, and needs no privilege (the catalog only): the tool's schema and tables as this role sees them."""
     from sqlalchemy import text
 
+    role, database, on_database, exists, usage, create = connection.execute(
+        text(
+            "SELECT current_user, current_database(), has_database_privilege(current_database(), 'CREATE'), "
+            "n.oid IS NOT NULL, coalesce(has_schema_privilege(n.oid, 'USAGE'), false), "
+            "coalesce(has_schema_privilege(n.oid, 'CREATE'), false) "
+            "FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = :schema"
+        ),
+        {"schema": TOOL_SCHEMA},
+    ).one()
+    tables: dict[str, _Table] = {}
+    if exists:
+        rows = connection.execute(
+            text(
+                "SELECT c.relname, c.relkind::text, pg_has_role(c.relowner, 'USAGE'), "
+                "has_any_column_privilege(c.oid, 'SELECT'), has_any_column_privilege(c.oid, 'INSERT'), "
+                "has_any_column_privilege(c.oid, 'UPDATE'), has_table_privilege(c.oid, 'DELETE'), "
+                "(SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conrelid = c.oid "
+                "AND k.conname = 'apply_log_outcome_check'), "
+                "a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, (a.atthasdef OR a.attidentity <> '') "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+                "WHERE n.nspname = :schema AND c.relname IN (:bootstrap_log, :apply_log, :applied_revisions) "
+                "AND c.relkind NOT IN ('i', 'I', 'S', 'c', 't') ORDER BY c.relname, a.attnum"
+            ),
+            {
+                "schema": TOOL_SCHEMA,
+                "bootstrap_log": BOOTSTRAP_LOG,
+                "apply_log": APPLY_LOG,
+                "applied_revisions": APPLIED_REVISIONS,
+            },
+        )
+        for name, kind, owned, select, insert, update, delete, check, column, type_, not_null, generated in rows:
+            if name not in tables:
+                held = (("SELECT", select), ("INSERT", insert), ("UPDATE", update), ("DELETE", delete))
+                privileges = frozenset(privilege for privilege, has in held if has)
+                tables[name] = _Table(str(kind), bool(owned), privileges, {}, check)
+            if column is not None:
+                tables[name].columns[str(column)] = _Column(str(type_), bool(not_null), bool(generated))
+    return _Records(str(role), str(database), bool(on_database), bool(exists), bool(usage), bool(create), tables)
+
+
+def _family(type_: str) -> str:
+    """The family a column's type belongs to: timestamp(3) with time zone and timestamp are timestamps,
+    character varying(32) is text."""
+    import re
+
+    return _TYPE_FAMILIES.get(re.sub(r"\(\d+(,\d+)?\)", "", type_).strip(), type_)
+
+
+def _shape_problems(name: str, table: _Table, *, writing: bool) -> list[str]:
+    """How a table of the tool's name differs from what this version reads (and, writing, writes)."""
+    if table.kind not in ("r", "p"):
+        kinds = {"v": "a view", "m": "a materialized view", "f": "a foreign table"}
+        return [f"it is {kinds.get(table.kind, 'not a table')}, not a table"]
+    expected = _SHAPES[name]
+    missing = [
+        column
+        for column in expected
+        if column not in table.columns and column not in _ADDED_LATER.get(name, frozenset())
+    ]
+    problems = [f"it has no column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"] if missing else []
+    problems += [
+        f"column {column} is {found.type}, not {expected[column]}"
+        for column, found in table.columns.items()
+        if column in expected and _family(found.type) != expected[column]
+    ]
+    if writing:
+        problems += [
+            f"column {column} is NOT NULL without a default, and hindsight-migrate does not write it"
+            for column, found in table.columns.items()
+            if column not in expected and found.not_null and not found.generated
+        ]
+        id_column = table.columns.get("id")
+        if id_column is not None and not id_column.generated:
+            problems.append("column id has no default nor identity, and hindsight-migrate does not write it")
+    return problems
+
+
+def _grant(privileges: str, on: str, role: str) -> str:
+    return f"GRANT {privileges} ON {on} TO {_sql_name(role)}"
+
+
+def _sql_name(name: str) -> str:
+    """A name as it may be typed in a GRANT: bare when PostgreSQL would read it back unchanged."""
+    import re
+
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def _reading_problem(records: _Records, name: str) -> str | None:
+    """Why this role cannot read the tool's table ``name`` as this version reads it; None when it can (or is absent)."""
+    qualified = f"{TOOL_SCHEMA}.{name}"
+    if not records.schema_exists:
+        return None
+    if not records.schema_usage:
+        # One reason for every table of the schema: the same words, said once by the reports.
+        return (
+            f"The tool's records (audit log, checksums, bootstrap) cannot be read: role {records.role} may not use "
+            f"schema {TOOL_SCHEMA}, where hindsight-migrate keeps them "
+            f"({_grant('USAGE', f'SCHEMA {TOOL_SCHEMA}', records.role)}, and "
+            f"{_grant('SELECT', f'ALL TABLES IN SCHEMA {TOOL_SCHEMA}', records.role)})."
+        )
+    table = records.tables.get(name)
+    if table is None:
+        return None
+    shape = _shape_problems(name, table, writing=False)
+    if shape:
+        return (
+            f"{qualified} is not the table hindsight-migrate keeps there: {'; '.join(shape)}. Another tool or a "
+            f"person made it. Rename it out of the way (ALTER TABLE {qualified} RENAME TO {name}_other): the next "
+            "applying run creates the tool's own."
+        )
+    if "SELECT" not in table.privileges:
+        return (
+            f"{qualified} cannot be read: role {records.role} has no SELECT on it "
+            f"({_grant('SELECT', qualified, records.role)})."
+        )
+    return None
+
+
+def audit_unreadable(connection: Connection, *tables: str) -> dict[str, str]:
+    """Read-only: why each of the tool's ``tables`` this role cannot read is unreadable, with the fix, by table
+    (empty: all can be read, or are not there yet).
+
+    The readers below return nothing for such a table rather than fail: a report shows what it can.
+    """
+    records = _records(connection)
+    return {name: problem for name in tables if (problem := _reading_problem(records, name)) is not None}
+
+
+def _readable(connection: Connection, name: str) -> bool:
+    """The tool's table ``name`` exists and this role can read it as this version reads it."""
+    records = _records(connection)
+    return name in records.tables and _reading_problem(records, name) is None
+
+
+def _refuse_unless_recordable(connection: Connection, *, bootstrapping: bool = False) -> None:
+    """Read-only: refuse, before anything is written, a run whose records this role could not write."""
+    records = _records(connection)
+    role = records.role
+    missing: list[str] = []
+    if not records.create_on_database:
+        # PostgreSQL checks CREATE SCHEMA IF NOT EXISTS against the database even when the schema exists.
+        missing.append(
+            f"CREATE on database {records.database}: every run makes sure schema {TOOL_SCHEMA} exists "
+            f"({_grant('CREATE', f'DATABASE {_sql_name(records.database)}', role)})"
+        )
+    if records.schema_exists and not (records.schema_usage and records.schema_create):
+        lacking = " and ".join(
+            p for p, held in (("USAGE", records.schema_usage), ("CREATE", records.schema_create)) if not held
+        )
+        missing.append(
+            f"{lacking} on schema {TOOL_SCHEMA}, where the tool keeps its records "
+            f"({_grant(lacking.replace(' and ', ', '), f'SCHEMA {TOOL_SCHEMA}', role)})"
+        )
+    shapes: list[str] = []
+    fixes: list[str] = []
+    for name, table in sorted(records.tables.items()):
+        qualified = f"{TOOL_SCHEMA}.{name}"
+        shape = _shape_problems(name, table, writing=True)
+        if shape:
+            shapes.append(f"{qualified}: {'; '.join(shape)}")
+            fixes.append(f"ALTER TABLE {qualified} RENAME TO {name}_other")
+            continue
+        needed = _WRITES[name] if name != BOOTSTRAP_LOG or bootstrapping else ()
+        lacking_on_table = [privilege for privilege in needed if privilege not in table.privileges]
+        if lacking_on_table:
+            privileges = ", ".join(lacking_on_table)
+            missing.append(f"{privileges} on {qualified} ({_grant(privileges, qualified, role)})")
+        if name == APPLY_LOG and not table.owned and _needs_evolving(table):
+            missing.append(
+                f"ownership of {qualified}: an earlier version made it, and this one adds to it (ALTER TABLE), "
+                "which only its owner may do; run hindsight-migrate once as that owner"
+            )
+    if shapes:
+        raise Refused(
+            f"Schema {TOOL_SCHEMA} holds a table of the tool's name that is not the tool's, so this run cannot be "
+            "recorded there and nothing was changed. Another tool or a person made it. Rename it out of the way "
+            f"({'; '.join(fixes)}): the next run creates the tool's own.",
+            sections=(Section("Not the tool's table", "\n".join(shapes)),),
+        )
+    if missing:
+        raise Refused(
+            f"Role {role} may not write the tool's records in schema {TOOL_SCHEMA} (every run that changes the "
+            "database records itself there), so nothing was changed. Grant what is missing, or run as the role "
+            "that owns the schema.",
+            sections=(Section("Missing", "\n".join(missing)),),
+        )
+
+
+def refuse_unless_schema_usable(connection: Connection) -> None:
+    """Read-only: refuse, naming every GRANT a run needs, when the tool's schema exists and this role may not use it.
+
+    For the planning of a rehearsed run: what checks the apply's privileges there would otherwise stop at
+    PostgreSQL's "permission denied for schema" instead of saying what to grant.
+    """
+    records = _records(connection)
+    if records.schema_exists and not records.schema_usage:
+        _refuse_unless_recordable(connection)
+
+
+def _needs_evolving(table: _Table) -> bool:
+    """Whether _evolve_apply_log would ALTER the table (which needs its owner)."""
+    check = table.outcome_check
+    outdated_check = check is None or any(f"'{outcome}'" not in check for outcome in OUTCOMES)
+    return outdated_check or any(column not in table.columns for column in _ADDED_LATER[APPLY_LOG])
+
+
+def ensure_tool_tables(connection: Connection, *, bootstrapping: bool = False) -> None:
+    """Writes: the tool's schema and tables, if they are not there yet (in the caller's transaction).
+
+    Refuses first (:class:`Refused`, nothing written) when this role could not write them, or a table of
+    their name is not the tool's: named, with the GRANT or the fix.
+    """
+    from sqlalchemy import text
+
+    _refuse_unless_recordable(connection, bootstrapping=bootstrapping)
     connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA}"))
     connection.execute(text(_CREATE_BOOTSTRAP_LOG))
     connection.execute(text(_CREATE_APPLY_LOG))
@@ -155,6 +472,8 @@ def _evolve_apply_log(connection: Connection) -> None:
         connection.execute(text(f"ALTER TABLE {qualified} ADD CONSTRAINT apply_log_outcome_check {_OUTCOME_CHECK}"))
     if not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_attempts"):
         connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN lock_attempts integer"))
+    if not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "warnings"):
+        connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN warnings text"))
 
 
 def record_applied(
@@ -185,7 +504,7 @@ def applied_checksums(connection: Connection) -> dict[str, AppliedChecksum]:
     """Read-only: the recorded checksum of every revision the tool applied and did not revert."""
     from sqlalchemy import text
 
-    if not table_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS):
+    if not _readable(connection, APPLIED_REVISIONS):  # see audit_unreadable for why
         return {}
     rows = connection.execute(
         text(f"SELECT revision, file_sha256, file_path, applied_at FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS}")
@@ -232,8 +551,10 @@ def finish_apply(
     seconds: float,
     error: str | None = None,
     lock_attempts: int | None = None,
+    warnings: tuple[str, ...] = (),
 ) -> None:
-    """Writes: the outcome of an audited run (in the caller's transaction)."""
+    """Writes: the outcome of an audited run (in the caller's transaction); ``warnings``: what PostgreSQL
+    warned about while it ran (a GRANT that granted nothing), one a line."""
     from sqlalchemy import text
 
     assert outcome in OUTCOMES, outcome
@@ -241,7 +562,7 @@ def finish_apply(
         text(
             f"UPDATE {TOOL_SCHEMA}.{APPLY_LOG} SET finished_at = clock_timestamp(), outcome = :outcome, "
             "to_revisions = :to_revisions, duration_seconds = :seconds, error = :error, "
-            "lock_attempts = :attempts WHERE id = :id"
+            "lock_attempts = :attempts, warnings = :warnings WHERE id = :id"
         ),
         {
             "id": audit_id,
@@ -250,6 +571,7 @@ def finish_apply(
             "seconds": seconds,
             "error": mask_secrets(error) if error else None,
             "attempts": lock_attempts,
+            "warnings": mask_secrets("\n".join(warnings)) if warnings else None,
         },
     )
 
@@ -267,7 +589,7 @@ def last_apply(connection: Connection) -> ApplyRecord | None:
     """Read-only: the most recent audited run on this database."""
     from sqlalchemy import text
 
-    if not table_exists(connection, TOOL_SCHEMA, APPLY_LOG):
+    if not _readable(connection, APPLY_LOG):  # see audit_unreadable for why
         return None
     # A log an earlier version made has no lock_attempts until this version's first apply adds it.
     attempts = "lock_attempts" if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_attempts") else "NULL"
@@ -289,7 +611,7 @@ def record_bootstrap(connection: Connection, *, sql_path: str, sql_sha256: str, 
     """Writes: creates the tool schema if needed and records one bootstrap."""
     from sqlalchemy import text
 
-    ensure_tool_tables(connection)
+    ensure_tool_tables(connection, bootstrapping=True)
     user, host = who_and_where()
     connection.execute(
         text(
@@ -312,7 +634,7 @@ def last_bootstrap(connection: Connection) -> BootstrapRecord | None:
     """Read-only: the most recent bootstrap of this database, if the tool did one."""
     from sqlalchemy import text
 
-    if not table_exists(connection, TOOL_SCHEMA, BOOTSTRAP_LOG):
+    if not _readable(connection, BOOTSTRAP_LOG):  # see audit_unreadable for why
         return None
     row = connection.execute(
         text(

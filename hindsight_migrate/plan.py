@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-from hindsight_migrate import catalog
+from hindsight_migrate import catalog, ledger
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
 from hindsight_migrate.database import Database
@@ -122,6 +122,8 @@ def plan_upgrade(
         current = project.env.current_heads(connection)
         is_empty = not current and not catalog.content_objects(catalog.list_objects(connection))
         has_version_table = bool(catalog.version_tables(connection))
+        if rehearsal is not None:
+            ledger.refuse_unless_schema_usable(connection)  # the rehearsal checks the apply's privileges there
         connection.rollback()
     bootstrap = None
     start = current
@@ -142,12 +144,22 @@ def plan_upgrade(
         lint = linting.result()
     # Going up can destroy data too (a dropped column, a dropped table): the same report as down.
     data_loss = _data_loss(database, measured) if measured is not None and measured.ok else ()
+    final = _heads_after(project, start, revisions, downgrade=False)
+    warnings: tuple[str, ...] = ()
+    if revisions and len(final) > 1:
+        # Two revisions written on the same parent (two pull requests merged) make a branch nobody meant:
+        # applying both is what `heads` asks, and the reviewer should know the database will stand on both.
+        warnings = (
+            f"The database will stand on {len(final)} heads ({', '.join(final)}): the chain branches, and this plan "
+            "applies every branch. If the branch was not meant, join the heads first (hindsight-migrate merge), or "
+            "apply one of them (hindsight-migrate up REV).",
+        )
     return MigrationPlan(
         direction=UP,
         database=database.masked_url,
         current=current,
         target=target,
-        final=_heads_after(project, start, revisions, downgrade=False),
+        final=final,
         bootstrap=bootstrap,
         drops_baseline=False,
         revisions=planned,
@@ -156,6 +168,7 @@ def plan_upgrade(
         lint=lint,
         data_loss=data_loss,
         fingerprint=_fingerprint(UP, bootstrap, planned),
+        warnings=warnings,
     )
 
 
@@ -176,6 +189,8 @@ def plan_downgrade(
     settings = project.settings
     with database.read_only() as connection:
         current = project.env.current_heads(connection)
+        if rehearsal is not None:
+            ledger.refuse_unless_schema_usable(connection)  # the rehearsal checks the apply's privileges there
         connection.rollback()
     if not current:
         raise Refused(f"{database.masked_url} has no revision applied: there is nothing to go back from.")

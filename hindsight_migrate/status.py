@@ -8,7 +8,8 @@ can gate on them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass
 
 from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
@@ -44,6 +45,23 @@ class Status:
     v1_drift: str | None
     last_apply: ApplyRecord | None
     verdicts: tuple[str, ...]  # TAMPERED, DIVERGED, BEHIND; empty when up to date
+    # What could not be read, and why (the tool's records, when this role may not read them or they are
+    # not the tool's): said under the report. Not a field, so the JSON document keeps its schema.
+    unreadable: InitVar[Mapping[str, str] | None] = None  # the tool's table -> why it could not be read
+
+    def __post_init__(self, unreadable: Mapping[str, str] | None) -> None:
+        object.__setattr__(self, "_unreadable", dict(unreadable or {}))
+
+    def unread(self, table: str) -> str | None:
+        """Why the tool's ``table`` (ledger.APPLY_LOG, ...) could not be read, with the fix; None when it was."""
+        unreadable: dict[str, str] = self.__dict__["_unreadable"]
+        return unreadable.get(table)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the report could not read, and why, with the fix (the audit log, the recorded checksums)."""
+        unreadable: dict[str, str] = self.__dict__["_unreadable"]
+        return tuple(dict.fromkeys(unreadable.values()))  # a schema this role may not use: said once
 
     @property
     def exit_code(self) -> ExitCode:
@@ -58,6 +76,10 @@ def read_status(project: AlembicProject, database: Database) -> Status:
     """Read-only: the database's revision, checksums and records against the files."""
     with database.read_only() as connection:
         current = project.env.current_heads(connection)
+        # The tool's records this role cannot read are left out, and said why: the rest still tells.
+        unreadable = ledger.audit_unreadable(
+            connection, ledger.APPLIED_REVISIONS, ledger.BOOTSTRAP_LOG, ledger.APPLY_LOG
+        )
         checksums = ledger.applied_checksums(connection)
         record = ledger.last_bootstrap(connection)
         last_apply = ledger.last_apply(connection)
@@ -78,7 +100,10 @@ def read_status(project: AlembicProject, database: Database) -> Status:
         now = sha256_of_file(path)
         if now != recorded.file_sha256:
             edited.append(EditedRevision(revision, recorded.file_path, recorded.file_sha256, now))
-    unrecorded = tuple(sorted(r for r in applied if r not in checksums))
+    # Without the checksums, nothing is known to be unrecorded: the note says why they are missing.
+    unrecorded = (
+        () if ledger.APPLIED_REVISIONS in unreadable else tuple(sorted(r for r in applied if r not in checksums))
+    )
     drift = None
     if record is not None and project.settings.bootstrap_sql is not None:
         try:
@@ -104,4 +129,5 @@ def read_status(project: AlembicProject, database: Database) -> Status:
         v1_drift=drift,
         last_apply=last_apply,
         verdicts=tuple(verdicts),
+        unreadable=unreadable,
     )

@@ -228,6 +228,40 @@ def test_altering_a_table_the_role_does_not_own_in_dynamic_sql_fails_in_the_plan
     assert dbstate.snapshot(database_url) == before
 
 
+def test_a_grant_postgresql_answers_with_a_warning_shows_the_warning(
+    tmp_path: Path, database_url: str, app_user: AppUser, admin_engine: Engine
+) -> None:
+    """GRANT on a table the role neither owns nor holds grant options on grants nothing, and PostgreSQL
+    only warns: the plan and the apply say so (and the audit row keeps it), instead of a plain success."""
+    reader = f"app_reader_{uuid.uuid4().hex[:8]}"
+    with admin_engine.connect() as connection:
+        connection.execute(text(f'CREATE ROLE "{reader}" NOLOGIN'))
+    try:
+        ini = bootstrapped(project(tmp_path, f'op.execute("GRANT SELECT ON things TO {reader}")'), database_url)
+        may_read_everything(database_url, app_user.name)
+        may_record_runs(database_url, app_user.name)
+
+        dry_run = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run")
+        applied = invoke("-c", str(ini), "--url", app_user.url, "up", "--yes")
+
+        assert dry_run.exit_code == 0, dry_run.output
+        assert applied.exit_code == 0, applied.output
+        # The plan foresees it (in its own copy the role owns the table and may grant anything)...
+        assert 'PostgreSQL will warn on the target (bbbb00000002): no privileges would be granted for "things"' in (
+            flatten(dry_run.output)
+        )
+        # ...and the apply shows what PostgreSQL said.
+        assert 'no privileges were granted for "things"' in flatten(applied.output), applied.output
+        rows = dbstate.query(
+            database_url, "SELECT outcome, warnings FROM hindsight_migrate.apply_log WHERE command = 'up'"
+        )
+        assert rows and rows[-1][0] == "succeeded" and 'no privileges were granted for "things"' in rows[-1][1]
+    finally:
+        run_sql(database_url, f'DROP OWNED BY "{reader}"')
+        with admin_engine.connect() as connection:
+            connection.execute(text(f'DROP ROLE IF EXISTS "{reader}"'))
+
+
 # -- what the role may do passes, and applies ----------------------------------------------
 
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate.alembic_api import handoff
 from hindsight_migrate.alembic_api.translate import alembic_errors
+from hindsight_migrate.errors import ConfigError, Refused, Section
+from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.revisions import RevisionInfo
 
 if TYPE_CHECKING:
@@ -41,19 +43,107 @@ class EnvironmentRunner:
     def env_py(self) -> Path:
         return Path(self.project.directory.dir) / "env.py"
 
+    def _run_env(self) -> None:
+        """Alembic's run_env(), after checking env.py is there (Alembic's ImportError would read as our bug)."""
+        env_py = self.env_py
+        if not env_py.is_file():
+            raise ConfigError(
+                f"There is no env.py in {env_py.parent} (the migrations folder script_location names in "
+                f"{self.project.settings.config_path}). Alembic runs env.py to reach the database and to render "
+                "SQL: restore it (alembic init writes one), or point script_location at the folder that has it."
+            )
+        self.project.directory.run_env()
+
     # -- online ---------------------------------------------------------------------------
 
     def current_heads(self, connection: Connection) -> tuple[str, ...]:
-        """Read-only: the revisions in the database's version table (empty if it has none)."""
-        found: list[str] = []
+        """Read-only: the revisions in the database's version table (empty if it has none).
+
+        A version table Alembic could not have written (the same revision twice, a revision and
+        one it stands on, a value that is not a revision id) is refused here, naming the table and
+        its rows: every command would otherwise act on, or report, a position that does not exist.
+        """
+        from sqlalchemy.exc import DBAPIError
+
+        found: list[Any] = []
+        table: list[str] = []
 
         def read(heads: Any, context: Any) -> list[Any]:
+            schema = context.version_table_schema
+            table.append(f"{schema}.{context.version_table}" if schema else context.version_table)
             found.extend(context.get_current_heads())
             return []
 
         # dont_mutate: without it, Alembic creates a missing version table even on a read.
-        self._run_online(connection, read, dont_mutate=True)
+        try:
+            self._run_online(connection, read, dont_mutate=True)
+        except DBAPIError as err:
+            refused = _unreadable_version_table(err, table[0] if table else "alembic_version", _role_of(connection))
+            if refused is None:
+                raise
+            raise refused from err
+        problem = self._version_rows_problem(found, table[0] if table else "alembic_version")
+        if problem is not None:
+            raise problem
         return tuple(sorted(found))
+
+    def _version_rows_problem(self, rows: list[Any], table: str) -> Refused | None:
+        """Why the version table's rows cannot be a position in the graph, or None when they can."""
+        if not rows:
+            return None
+        shown = ", ".join(repr(row) for row in rows)
+        fix = (
+            "alembic stamp --purge REV sets it to one revision "
+            f"(or, in SQL: DELETE FROM {table}; INSERT INTO {table} VALUES ('REV'))"
+        )
+        odd = [row for row in rows if not isinstance(row, str)]
+        if odd:
+            return Refused(
+                f"The version table {table} holds {', '.join(repr(row) for row in odd)}, which is not a revision id: "
+                "its version_num column is not text. Alembic creates it as VARCHAR(32); this one was made or "
+                "altered by hand. Nothing was changed. Make version_num a VARCHAR(32) holding the revision the "
+                f"schema is at: {fix}.",
+                sections=(Section(f"Rows of {table}", shown),),
+            )
+        graph = self.project.graph
+        spaced = [row for row in rows if not row or row != row.strip() or any(c.isspace() for c in row)]
+        spaced = [row for row in spaced if not graph.knows(row)]
+        if spaced:
+            meant = sorted({"".join(row.split()) for row in spaced if graph.knows("".join(row.split()))})
+            hint = f" (did it mean {', '.join(meant)}?)" if meant else ""
+            return Refused(
+                f"The version table {table} holds {', '.join(repr(row) for row in spaced)}{hint}: a revision id "
+                "is never empty and holds no spaces, so the row was written by hand. Nothing was changed. Set the "
+                f"row to the revision the schema is at: {fix}.",
+                sections=(Section(f"Rows of {table}", shown),),
+            )
+        twice = sorted({row for row in rows if rows.count(row) > 1})
+        if twice:
+            return Refused(
+                f"The version table {table} holds {', '.join(twice)} more than once. Alembic keeps one row per "
+                "head, under a primary key (alembic_version_pkc) that forbids this: the rows or the table were "
+                "made by hand. Nothing was changed. Keep one row per head: "
+                f"DELETE FROM {table}; INSERT INTO {table} VALUES ('{twice[0]}'), then restore the key "
+                f"(ALTER TABLE {table} ADD PRIMARY KEY (version_num)).",
+                sections=(Section(f"Rows of {table}", shown),),
+            )
+        known = [row for row in rows if graph.knows(row)] if len(rows) > 1 else []
+        if len(known) > 1:
+            below = sorted(
+                {row for row in known for other in known if other != row and row in graph.ancestors((other,))}
+            )
+            if below:
+                tops = sorted(set(known) - set(below))
+                return Refused(
+                    f"The version table {table} holds {', '.join(sorted(known))}, but {', '.join(below)} "
+                    f"{'is' if len(below) == 1 else 'are'} below {', '.join(tops)} in the revision graph: one "
+                    "row per head says it all, and Alembic never writes both. Nothing was changed. If the schema "
+                    f"is at {', '.join(tops)}, remove the other row(s): "
+                    + "; ".join(f"DELETE FROM {table} WHERE version_num = '{row}'" for row in below)
+                    + ".",
+                    sections=(Section(f"Rows of {table}", shown),),
+                )
+        return None
 
     def stamp(self, connection: Connection, revision: str) -> None:
         """Writes: sets the version table to ``revision`` inside the caller's transaction."""
@@ -97,7 +187,7 @@ class EnvironmentRunner:
 
         try:
             with self.online(connection), self._environment(steps, after_each=one_done, per_revision=True):
-                self.project.directory.run_env()
+                self._run_env()
         finally:
             self._running = None
 
@@ -116,7 +206,7 @@ class EnvironmentRunner:
 
     def _run_online(self, connection: Connection, fn: Callable[..., Iterable[Any]], **options: Any) -> None:
         with self.online(connection), self._environment(fn, **options):
-            self.project.directory.run_env()
+            self._run_env()
 
     # -- offline --------------------------------------------------------------------------
 
@@ -169,7 +259,7 @@ class EnvironmentRunner:
                     transactional_ddl=False,
                 ),
             ):
-                self.project.directory.run_env()
+                self._run_env()
         finally:
             self._running = None
             config.set_main_option("sqlalchemy.url", (saved_url or "").replace("%", "%%"))
@@ -284,3 +374,41 @@ def _hold_to_warnings() -> None:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.WARNING:
             logger.setLevel(logging.WARNING)
+
+
+# The SQLSTATE classes of a read that failed because of the table itself (its privileges, its
+# columns), not because the server went away: 42501 insufficient_privilege, 42703 undefined_column.
+_TABLE_STATES = {"42501": "privileges", "42703": "columns"}
+
+
+def _role_of(connection: Connection) -> str:
+    """The role the connection logged in as, asked of the driver (a failed transaction takes no query)."""
+    import re
+
+    try:
+        user = str(connection.connection.driver_connection.info.user)  # type: ignore[union-attr]
+    except Exception:  # not psycopg 3, or the connection is gone: the words stay general
+        return "the role in the URL"
+    return user if re.fullmatch(r"[a-z_][a-z0-9_$]*", user) else '"' + user.replace('"', '""') + '"'
+
+
+def _unreadable_version_table(err: Exception, table: str, role: str) -> Refused | None:
+    """The version table cannot be read (no SELECT on it, no version_num column): refused, with the fix."""
+    state = getattr(getattr(err, "orig", None), "sqlstate", None)
+    kind = _TABLE_STATES.get(str(state))
+    if kind is None:
+        return None
+    said = mask_secrets(str(getattr(err, "orig", err)).strip())
+    if kind == "privileges":
+        headline = (
+            f"The version table {table} cannot be read by this role: {said}. Nothing was changed. Grant it "
+            f"(GRANT SELECT ON {table} TO {role}; commands that apply also need UPDATE, and down DELETE), "
+            "or run as the role that owns it."
+        )
+    else:
+        headline = (
+            f"The version table {table} is not the table Alembic writes: {said}. Alembic's has one column, "
+            "version_num VARCHAR(32). Nothing was changed. Rename the other table out of the way, or fix its "
+            "columns, then run again."
+        )
+    return Refused(headline, sections=(Section("Database said", said),))

@@ -92,12 +92,27 @@ class AlembicProject:
         from alembic.util import CommandError
 
         try:
-            return ScriptDirectory.from_config(self.config)
+            directory = ScriptDirectory.from_config(self.config)
         except CommandError as err:
             raise ConfigError(
                 "Alembic cannot open the migrations folder named by script_location in "
                 f"{self.settings.config_path}: {err}"
             ) from err
+        # Alembic only checks that the path exists: a file there would read as a project with no
+        # revisions at all (history --offline shows an empty graph) and fail later, looking for env.py.
+        if not Path(directory.dir).is_dir():
+            raise ConfigError(
+                f"script_location in {self.settings.config_path} names {directory.dir}, which is a file, not the "
+                "migrations folder (the one that holds env.py and versions/). Point script_location at that folder."
+            )
+        for folder in directory._version_locations:
+            if Path(folder).exists() and not Path(folder).is_dir():
+                raise ConfigError(
+                    f"Alembic reads revision files from {folder} (version_locations, or versions/ in the migrations "
+                    f"folder of {self.settings.config_path}), but it is a file, not a folder, so no revision would "
+                    "be found. Make it the folder that holds the revision files, or fix version_locations."
+                )
+        return directory
 
     @cached_property
     def files(self) -> ProjectFiles:
@@ -107,10 +122,14 @@ class AlembicProject:
             directory = self.directory
         except ConfigError:
             directory = None
+        revision_folders: tuple[Path, ...] = ()
         if directory is not None:
             roots.add(Path(directory.dir).resolve())
-            roots.update(Path(folder).resolve() for folder in directory._version_locations)
-        return ProjectFiles(roots=tuple(sorted(roots)), display_root=self.settings.project_dir)
+            revision_folders = tuple(sorted({Path(folder).resolve() for folder in directory._version_locations}))
+            roots.update(revision_folders)
+        return ProjectFiles(
+            roots=tuple(sorted(roots)), display_root=self.settings.project_dir, revision_folders=revision_folders
+        )
 
     def forget_graph(self) -> None:
         """A revision file was written: the next use of the graph reads the folder again."""

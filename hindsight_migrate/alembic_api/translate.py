@@ -24,6 +24,7 @@ from hindsight_migrate.errors import (
     HindsightMigrateError,
     NoTargetMetadata,
     ProjectCodeFailed,
+    Refused,
     RevisionProblem,
     Section,
 )
@@ -38,6 +39,7 @@ class ProjectFiles:
 
     roots: tuple[Path, ...]  # the config file's folder, script_location, version locations
     display_root: Path  # paths are shown relative to this (the config file's folder)
+    revision_folders: tuple[Path, ...] = ()  # the version locations: a file there is a revision file
 
     def owns(self, filename: str) -> bool:
         if not filename or filename.startswith("<"):
@@ -53,6 +55,12 @@ class ProjectFiles:
             return str(path.relative_to(self.display_root))
         except ValueError:
             return str(path)
+
+    def is_revision_file(self, filename: str) -> bool:
+        """A file Alembic reads as a revision (in a version location), not env.py nor a module they import."""
+        if not filename or filename.startswith("<") or Path(filename).name == "env.py":
+            return False
+        return _inside(Path(filename).resolve().parent, self.revision_folders)
 
 
 @contextmanager
@@ -73,10 +81,7 @@ def alembic_errors(files: ProjectFiles, doing: Callable[[], str]) -> Iterator[No
     except (HindsightMigrateError, DBAPIError, KeyboardInterrupt):
         raise
     except SyntaxError as err:
-        raise RevisionProblem(
-            f"A revision file does not compile: {err.filename}, line {err.lineno}: {err.msg}. "
-            "Fix the file and run again."
-        ) from err
+        raise _does_not_compile(err, files, doing) from err
     except (RevisionError, CommandError) as err:
         if isinstance(err, CommandError) and "does not provide a MetaData" in str(err):
             # `alembic init` writes target_metadata = None: a project without models, not a broken one.
@@ -85,6 +90,15 @@ def alembic_errors(files: ProjectFiles, doing: Callable[[], str]) -> Iterator[No
                 "are no models to compare with the database. Set target_metadata in env.py to your models' "
                 "MetaData (e.g. `from myapp.models import Base; target_metadata = Base.metadata`); for a "
                 "hand-written revision use hindsight-migrate new \"...\" --empty.",
+            ) from err
+        if isinstance(err, CommandError) and "expected to match one row" in str(err):
+            # Alembic moving the version table found it holding other rows than the graph says (a row
+            # added by hand, a table without its primary key): the database's table, not env.py.
+            raise Refused(
+                "The version table does not hold the rows Alembic expects, so the revision's transaction was "
+                "rolled back. Someone changed alembic_version by hand, or another tool writes it: see "
+                "hindsight-migrate status, make the table hold one row per head, then run again.",
+                sections=(Section("Alembic said", mask_secrets(str(err))),),
             ) from err
         if _innermost_project_frame(err, files) is not None and not isinstance(err, RevisionError):
             # Alembic refusing what the project's code asked of it (context.configure(), op.*).
@@ -102,6 +116,37 @@ def alembic_errors(files: ProjectFiles, doing: Callable[[], str]) -> Iterator[No
         if _raised_by_the_tool(err) or _innermost_project_frame(err, files) is None:
             raise
         raise _project_failed(err, files, doing()) from err
+
+
+def raised_in_project(err: BaseException, files: ProjectFiles) -> bool:
+    """The exception passed through the project's code (env.py, a revision, a module they import)."""
+    return _innermost_project_frame(err, files) is not None
+
+
+def _does_not_compile(err: SyntaxError, files: ProjectFiles, doing: Callable[[], str]) -> HindsightMigrateError:
+    """A revision file that does not compile is a revision problem (exit 5); env.py or a module it imports is
+    the project's code (exit 14), named with its line as any other exception of theirs."""
+    filename = err.filename or ""
+    if files.is_revision_file(filename):
+        return RevisionProblem(
+            f"A revision file does not compile: {filename}, line {err.lineno}: {err.msg}. Fix the file and run again."
+        )
+    if files.owns(filename):
+        where = f"{files.shown(filename)}, line {err.lineno}"
+        source = (err.text or "").strip()
+        return ProjectCodeFailed(
+            f"The project's code does not compile: {where}: {err.msg}, {doing()}. This is the project's code, "
+            "not hindsight-migrate: fix it and run again.",
+            sections=(
+                Section("Exception", f"{type(err).__name__}: {err.msg}"),
+                Section("Where", f"{files.shown(filename)}:{err.lineno}" + (f"\n    {source}" if source else "")),
+            ),
+        )
+    if _innermost_project_frame(err, files) is not None:  # compile()/eval() of a string in their code
+        return _project_failed(err, files, doing())
+    return RevisionProblem(
+        f"A revision file does not compile: {filename}, line {err.lineno}: {err.msg}. Fix the file and run again."
+    )
 
 
 def _project_failed(err: BaseException, files: ProjectFiles, doing: str) -> ProjectCodeFailed:
