@@ -301,7 +301,10 @@ def _someone_to_ask(yes: bool) -> bool:
 
 def _confirm(question: str, *, yes: bool) -> None:
     """Ask before changing anything (bootstrap, on an empty database: a y/N is enough)."""
-    if _someone_to_ask(yes) and not typer.confirm(question, default=False, err=True):
+    from hindsight_migrate.untrusted import visible
+
+    # click writes the question itself, past render's escaping: it may quote the project (a URL, a path).
+    if _someone_to_ask(yes) and not typer.confirm(visible(question, multiline=False), default=False, err=True):
         raise Aborted("Nothing was changed: you did not confirm.")
 
 
@@ -711,7 +714,10 @@ def _plan_and_apply(
         plan = make_plan(project, database, rehearsal, skipped)
         if saved is not None:
             plan_file.refuse_unless_unchanged(saved, plan, plan_file.database_identity(database))
-            render.err().print(f"The saved plan {review.plan_in} still holds: nothing changed since it was reviewed.")
+            render.err().print(
+                f"The saved plan {render.safe_markup(review.plan_in)} still holds: nothing changed since it was "
+                "reviewed."
+            )
         plan_to_stdout = review.plan_out == Path("-")
         # A big plan's SQL goes to a file, named on screen, unless --show-sql asks for it inline.
         sql_file = plan_file.save_sql(plan) if is_big(plan) and not review.show_sql else None
@@ -721,7 +727,7 @@ def _plan_and_apply(
             sys.stdout.flush()
         elif review.plan_out is not None:
             plan_file.save_plan(plan, plan_file.database_identity(database), review.plan_out)
-            render.err().print(f"Plan saved to {review.plan_out}.")
+            render.err().print(f"Plan saved to {render.safe_markup(review.plan_out)}.")
         kind, reasons = change_kind(plan, blocking_seconds=settings.tool.destructive_lock_seconds)
         if outcome is not None:
             outcome.plan, outcome.change = plan, (kind, reasons)
@@ -1042,6 +1048,7 @@ def _confirm_by_typing(plan: MigrationPlan, *, yes: bool) -> None:
     it is on screen when the answer is typed, whatever scrolled away.
     """
     from hindsight_migrate import render
+    from hindsight_migrate.untrusted import visible
 
     if not _someone_to_ask(yes):
         return
@@ -1050,12 +1057,14 @@ def _confirm_by_typing(plan: MigrationPlan, *, yes: bool) -> None:
     verb = "revert" if plan.direction == "down" else "apply"
     try:
         answer = typer.prompt(
-            f"Type the target revision ({expected}, or its first 8 characters) to {verb}", err=True
+            # The revision id is the project's text, and click writes the prompt past render's escaping.
+            visible(f"Type the target revision ({expected}, or its first 8 characters) to {verb}", multiline=False),
+            err=True,
         ).strip()
     except (typer.Abort, EOFError):  # Ctrl-C, or the input ended: nothing was asked of the database
         raise Aborted("Nothing was changed: the confirmation was not given.") from None
     if answer not in (expected, expected[:8]):
-        raise Aborted(f"Nothing was changed: {answer!r} is not {expected!r}.")
+        raise Aborted(f"Nothing was changed: {answer!r} is not {expected!r}.")  # repr: escaped already
 
 
 def _open_project(options: GlobalOptions) -> tuple[Settings, AlembicProject]:

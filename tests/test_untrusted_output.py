@@ -193,6 +193,24 @@ def test_apply_progress_and_result_show_them_escaped(database_url: str, tmp_path
     assert_shown(progress)  # the progress line, written straight to the stream
 
 
+def test_the_confirmation_prompt_shows_a_hostile_revision_id_escaped(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt quotes the target revision's id, which the project's file sets: click writes it, not render."""
+    from hindsight_migrate import cli
+
+    hostile_id = "bbbb\x1b[8m0002"
+    ini = tiny_project(tmp_path / "project", Rev(hostile_id, (TINY_BASE,), upgrade='op.execute("SELECT 1")'))
+    bootstrapped(ini, database_url)
+    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+
+    result = invoke("-c", str(ini), "--url", database_url, "up", input="no\n")
+
+    assert result.exit_code == ExitCode.ABORTED, result.output
+    assert_nothing_raw(result.output)
+    assert "Type the target revision (bbbb\\x1b[8m0002" in result.output
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 

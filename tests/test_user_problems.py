@@ -652,6 +652,27 @@ def _detailed(p: Provoke) -> list[Result]:
     return [nothing, changes, destructive]
 
 
+def _machine(p: Provoke) -> list[Result]:
+    """A temporary folder that is not private: another user planted a link where the tool keeps its files."""
+    import os
+    import tempfile
+
+    temporary = p.tmp_path / "tmp"
+    temporary.mkdir()
+    (temporary / f"hindsight-migrate-{os.getuid()}").symlink_to(p.tmp_path)
+    ini = p.project(ADDS_T2)
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(temporary), None
+    try:
+        return [invoke("-c", ini, "lint", "all")]
+    finally:
+        if saved[0] is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = saved[0]
+        tempfile.tempdir = saved[1]
+
+
 # README code cell -> how to provoke it (the results, in the order of the codes in the cell).
 PROVOKE: dict[str, Callable[[Provoke], list[Result]]] = {
     "0": _ok,
@@ -668,13 +689,12 @@ PROVOKE: dict[str, Callable[[Provoke], list[Result]]] = {
     "12": _tampered,
     "13": _check_failed,
     "14": _project_code,
+    "15": _machine,
     "0 / 2 / 3": _detailed,
 }
 CANNOT_PROVOKE_HERE = {
     "1": "an internal error is a bug of the tool's: there is none to provoke on purpose",
     "130": "Ctrl-C or SIGTERM: a signal to a real process (tests/test_faults.py and test_live_traffic.py send them)",
-    # Another engineer wires MachineProblem (a full disk, an unsafe temporary folder); its case goes in PROVOKE then.
-    "15": "a full disk or an unsafe temporary folder: not provoked by this file yet",
 }
 
 

@@ -19,6 +19,7 @@ from hindsight_migrate.render.console import (
     error,
     internal_error,
     out,
+    safe_markup,
     stdout_for_data,
 )
 from hindsight_migrate.render.data import (
@@ -105,6 +106,7 @@ __all__ = [
     "print_document",
     "print_json",
     "print_markdown",
+    "safe_markup",
     "stakes",
     "status",
     "status_document",
