@@ -834,7 +834,7 @@ def relation_ownership(connection: Connection, names: Iterable[str]) -> dict[str
         text(
             "SELECT q.name, n.nspname || '.' || c.relname, c.relkind::text, pg_get_userbyid(c.relowner), "
             "pg_has_role(c.relowner, 'USAGE') FROM unnest(:names) AS q(name) "
-            "JOIN pg_class c ON c.oid = to_regclass(q.name) JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f"JOIN pg_class c ON c.oid = {_regclass('q.name')} JOIN pg_namespace n ON n.oid = c.relnamespace"
         ).bindparams(bindparam("names", type_=_text_array())),
         {"names": wanted},
     )
@@ -851,7 +851,7 @@ def missing_table_privileges(
     (quoted, optionally qualified), or may not grant with ``grant_option``; None when there is no such table."""
     from sqlalchemy import text
 
-    oid = connection.execute(text("SELECT to_regclass(:table)::oid"), {"table": table}).scalar()
+    oid = connection.execute(text(f"SELECT {_regclass(':table')}::oid"), {"table": table}).scalar()
     if oid is None:
         return None
     missing = []
@@ -864,6 +864,19 @@ def missing_table_privileges(
         if not held:
             missing.append(privilege)
     return tuple(missing)
+
+
+def _regclass(name: str) -> str:
+    """SQL for the relation ``name`` (an SQL expression holding a quoted, maybe qualified name) stands for, or NULL.
+
+    A qualified name is looked up in the catalog, not by to_regclass(), which raises "permission denied for
+    schema" when the role has no USAGE on it: a question about privileges must not fail for lack of one.
+    """
+    return (
+        f"(CASE WHEN array_length(parse_ident({name}), 1) = 1 THEN to_regclass({name}) "
+        "ELSE (SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = (parse_ident({name}))[1] AND c.relname = (parse_ident({name}))[2]) END)"
+    )
 
 
 def _text_array() -> Any:

@@ -36,6 +36,8 @@ class DatabaseState:
     bootstrap: BootstrapRecord | None
     v1_drift: str | None
     last_apply: ApplyRecord | None = None
+    # Not reachable, but connected: the version table holds what no revision can be read from.
+    connected: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
     except (ConnectionFailed, Refused) as err:
         # history is useful without a database, and with a version table no revision can be read from
         # (the same revision twice, a value that is no revision id): show the graph and say why state is missing.
-        return DatabaseState(database.masked_url, False, err.message, (), (), None, None)
+        connected = isinstance(err, Refused)
+        return DatabaseState(database.masked_url, False, err.message, (), (), None, None, connected=connected)
     drift = None
     if record is not None and project.settings.bootstrap_sql is not None:
         try:

@@ -9,7 +9,7 @@ can gate on them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass, field
 
 from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
@@ -45,23 +45,18 @@ class Status:
     v1_drift: str | None
     last_apply: ApplyRecord | None
     verdicts: tuple[str, ...]  # TAMPERED, DIVERGED, BEHIND; empty when up to date
-    # What could not be read, and why (the tool's records, when this role may not read them or they are
-    # not the tool's): said under the report. Not a field, so the JSON document keeps its schema.
-    unreadable: InitVar[Mapping[str, str] | None] = None  # the tool's table -> why it could not be read
-
-    def __post_init__(self, unreadable: Mapping[str, str] | None) -> None:
-        object.__setattr__(self, "_unreadable", dict(unreadable or {}))
+    # What could not be read, and why, with the fix (the tool's records, when this role may not read them or
+    # they are not the tool's): the tool's table -> why. Said under the report, and in its JSON.
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     def unread(self, table: str) -> str | None:
         """Why the tool's ``table`` (ledger.APPLY_LOG, ...) could not be read, with the fix; None when it was."""
-        unreadable: dict[str, str] = self.__dict__["_unreadable"]
-        return unreadable.get(table)
+        return self.unreadable.get(table)
 
     @property
     def notes(self) -> tuple[str, ...]:
         """What the report could not read, and why, with the fix (the audit log, the recorded checksums)."""
-        unreadable: dict[str, str] = self.__dict__["_unreadable"]
-        return tuple(dict.fromkeys(unreadable.values()))  # a schema this role may not use: said once
+        return tuple(dict.fromkeys(self.unreadable.values()))  # a schema this role may not use: said once
 
     @property
     def exit_code(self) -> ExitCode:

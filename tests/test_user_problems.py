@@ -317,6 +317,9 @@ def test_a_version_table_alembic_could_not_have_written_is_named_with_its_rows(
     history = invoke("-c", ini, "--url", database_url, "history")
     assert history.exit_code == 0, history.output
     assert all(flatten(words) in flatten(history.output) for words in table.words), history.output
+    # It was reached: the database is not called unreachable.
+    assert "Where the database stands is unknown" in flatten(history.output), history.output
+    assert "not reachable" not in history.output
     assert state(database_url) == before
 
 

@@ -580,7 +580,8 @@ def history_markdown(history: History) -> str:
     if state is None:
         blocks.append("Database not consulted (--offline).")
     elif not state.reachable:
-        blocks.append(f"Database not reachable, so applied/pending is unknown: {text(state.problem or '')}")
+        lead = "Where the database stands is unknown" if state.connected else "Database not reachable"
+        blocks.append(f"{lead}, so applied/pending is unknown: {text(state.problem or '')}")
     elif state.current:
         blocks.append(
             f"Database {code(state.database)} is at {text(', '.join(state.current))}; {len(history.pending)} pending."

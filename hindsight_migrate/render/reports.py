@@ -64,7 +64,8 @@ def history(history: History) -> None:
     if state is None:
         console.print("[dim]Database not consulted (--offline).[/]")
     elif not state.reachable:
-        console.print(f"[yellow]Database not reachable, so applied/pending is unknown:[/] {safe_markup(state.problem)}")
+        lead = "Where the database stands is unknown" if state.connected else "Database not reachable"
+        console.print(f"[yellow]{lead}, so applied/pending is unknown:[/] {safe_markup(state.problem)}")
     else:
         console.print("Legend: ● current  ✓ applied  ○ pending")
         if state.current:
