@@ -278,3 +278,33 @@ def test_a_transaction_ended_where_no_guard_can_stop_it_fails_the_plan_loudly(
     assert_failure(result, ExitCode.REFUSED, f"Revision {REVISION} ended the transaction the rehearsal runs in")
     assert "may have been COMMITTED" in flatten(result.output)
     assert "rolled back" not in flatten(result.output).split("may have been COMMITTED")[0].lower()
+
+
+def test_check_and_new_build_their_database_at_head_without_creating_the_role(
+    hindsight_project: Path, database_url: str, admin_engine: Engine
+) -> None:
+    """check and new build a scratch database at head from nothing, running every revision: a revision that
+    creates a role is rolled back there too, after the models were compared."""
+    from tests.hindsight_chain import HEAD
+    from tests.projects import write_revision
+
+    role = unique("hm_at_head")
+    write_revision(
+        hindsight_project / "migrations" / "versions",
+        Rev(
+            "ffff00000001",
+            (HEAD,),
+            upgrade=f'op.execute("CREATE ROLE {role}")',
+            downgrade=f'op.execute("DROP ROLE {role}")',
+        ),
+    )
+    ini = str(hindsight_project / "alembic.ini")
+    server = dbstate.server_state(database_url)
+    with dropped_afterwards(admin_engine, database_url, role):
+        check = invoke("-c", ini, "--url", database_url, "check")
+        new = invoke("-c", ini, "--url", database_url, "new", "nothing to add")
+
+        assert "Traceback" not in check.output + new.output and "Internal error" not in check.output + new.output
+        assert check.exit_code in (ExitCode.OK, ExitCode.CHECK_FAILED), check.output
+        assert_failure(new, ExitCode.REFUSED, "Autogenerate found no difference between the models")
+        assert dbstate.server_state(database_url) == server, "building the database at head created the role"
