@@ -25,6 +25,17 @@ from hindsight_migrate import cli
 REPO = Path(__file__).resolve().parents[1]
 HINDSIGHT_INI = REPO / "alembic.ini"
 TEST_SERVER_ENV = "HINDSIGHT_TEST_DATABASE_URL"
+LONG_TRIALS_ENV = "HINDSIGHT_TEST_LONG_TRIALS"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """CI's second pass (the embedded server) skips the long randomised trials its first pass ran."""
+    if os.environ.get(LONG_TRIALS_ENV) != "0":
+        return
+    skip = pytest.mark.skip(reason=f"long trials run in CI's system-server pass ({LONG_TRIALS_ENV}=0 here)")
+    for item in items:
+        if "long_trials" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -417,6 +417,7 @@ def check_kill_trial(admin_engine: Engine, ini: str, trial: Trial, run: Run, sta
     stats.delays.append(f"{trial.delay:.2f}{'+plan' if trial.after_plan else ''}")
 
 
+@pytest.mark.long_trials
 def test_sigkill_during_up_and_down_leaves_a_committed_revision(
     tmp_path: Path, database_url: str, make_database: Callable[[str], str], admin_engine: Engine
 ) -> None:
@@ -537,6 +538,7 @@ def check_bootstrap_trial(
     assert emptied.exit_code == 0, emptied.output
 
 
+@pytest.mark.long_trials
 def test_sigkill_during_bootstrap_leaves_it_all_or_nothing(
     tmp_path: Path, database_url: str, make_database: Callable[[str], str], admin_engine: Engine
 ) -> None:

@@ -156,6 +156,7 @@ def runs(url: str) -> list[tuple[Any, ...]]:
 # -- revisions -----------------------------------------------------------------------------
 
 
+@pytest.mark.long_trials
 def test_any_up_target_in_a_dry_run(tmp_path: Path, database_url: str) -> None:
     ini = chain_project(tmp_path / "p")
     ready_database(ini, database_url)
@@ -172,6 +173,7 @@ def test_any_up_target_in_a_dry_run(tmp_path: Path, database_url: str) -> None:
     check()
 
 
+@pytest.mark.long_trials
 def test_any_down_target_in_a_dry_run(tmp_path: Path, database_url: str) -> None:
     ini = chain_project(tmp_path / "p")
     ready_database(ini, database_url, at=REV_2)
@@ -188,6 +190,7 @@ def test_any_down_target_in_a_dry_run(tmp_path: Path, database_url: str) -> None
     check()
 
 
+@pytest.mark.long_trials
 def test_any_bootstrap_baseline_in_a_dry_run(
     tmp_path: Path, database_url: str, make_database: Callable[[str], str]
 ) -> None:
@@ -213,6 +216,7 @@ def test_any_bootstrap_baseline_in_a_dry_run(
     assert dbstate.snapshot(empty_url)["relations"] == []
 
 
+@pytest.mark.long_trials
 def test_any_range_for_offline_sql(tmp_path: Path, database_url: str) -> None:
     ini = chain_project(tmp_path / "p")
     ready_database(ini, database_url)
@@ -344,6 +348,7 @@ def urls_with_a_secret(draw: st.DrawFn, own: Any) -> str:
     return f"{scheme}://{user}:{secret}@{where}"
 
 
+@pytest.mark.long_trials
 def test_any_url_for_history(tmp_path: Path, database_url: str) -> None:
     ini = chain_project(tmp_path / "p")
     ready_database(ini, database_url)
@@ -390,6 +395,7 @@ PASSWORD_COMMANDS = [
 ]
 
 
+@pytest.mark.long_trials
 def test_a_password_in_any_url_is_never_shown(tmp_path: Path, database_url: str) -> None:
     ini = chain_project(tmp_path / "p")
     ready_database(ini, database_url)
