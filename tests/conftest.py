@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner, Result
 
 from hindsight_migrate import cli
+from hindsight_migrate.cli import prompts
 
 REPO = Path(__file__).resolve().parents[1]
 HINDSIGHT_INI = REPO / "alembic.ini"
@@ -45,7 +46,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: False)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: False)
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ def scratch_databases_of(url: str) -> list[str]:
     """Scratch databases the tool made for this database (hindsight_rehearsal_<a hash of its name>_...)."""
     from sqlalchemy.engine import make_url
 
-    from hindsight_migrate.scratch import scratch_prefix
+    from hindsight_migrate.postgres.scratch import scratch_prefix
 
     prefix = scratch_prefix(make_url(url).database or "")
     rows = query(url, "SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)", prefix=prefix)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from hindsight_migrate import cli
+from hindsight_migrate.cli import prompts
 from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
 from tests.hindsight_chain import BASELINE
@@ -172,7 +172,7 @@ def test_no_terminal_and_no_yes_refuses(hindsight_project: Path, database_url: s
 def test_declining_the_prompt_changes_nothing(
     hindsight_project: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
 
     result = invoke("-c", str(hindsight_project / "alembic.ini"), "--url", database_url, "bootstrap", input="n\n")
 
@@ -183,7 +183,7 @@ def test_declining_the_prompt_changes_nothing(
 def test_confirming_the_prompt_bootstraps(
     hindsight_project: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
 
     result = invoke("-c", str(hindsight_project / "alembic.ini"), "--url", database_url, "bootstrap", input="y\n")
 
@@ -251,7 +251,7 @@ def test_unconfigured_baseline_says_where_to_set_it(tmp_path: Path, database_url
 
 
 def test_another_run_holding_the_lock_is_named(hindsight_project: Path, database_url: str) -> None:
-    from hindsight_migrate.locking import LOCK_NAMESPACE, MIGRATION_LOCK
+    from hindsight_migrate.postgres.locking import LOCK_NAMESPACE, MIGRATION_LOCK
 
     engine = create_engine(database_url, poolclass=NullPool, connect_args={"application_name": "other deploy job"})
     with engine.connect() as holder:

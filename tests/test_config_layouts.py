@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from hindsight_migrate.config import ToolSettings, resolve_settings
-from hindsight_migrate.database import open_database
 from hindsight_migrate.errors import ConfigError
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.postgres.database import open_database
 
 PLACEHOLDER_MASKED = "driver://user:***@localhost/dbname"
 LAYOUT_WORDS = (

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 
-from hindsight_migrate import cli
+from hindsight_migrate.cli import prompts
 from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
 from tests.hindsight_chain import BASELINE, HEAD
@@ -131,7 +131,7 @@ def test_down_steps_and_relative_targets(head: AtHead, database_url: str) -> Non
 def test_wrong_confirmation_aborts_and_right_one_reverts(
     head: AtHead, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
     before = dbstate.snapshot(database_url)
 
     wrong = invoke("-c", head.ini, "--url", database_url, "down", input="yes\n")

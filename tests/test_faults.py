@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
-from hindsight_migrate.scratch import scratch_prefix
+from hindsight_migrate.postgres.scratch import scratch_prefix
 from tests import dbstate
 from tests.conftest import bootstrapped, flatten, invoke, server_password
 from tests.processes import cli_command, stop

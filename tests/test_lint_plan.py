@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hindsight_migrate.config import ToolSettings
-from hindsight_migrate.lint import RULES_ABOUT_TRAFFIC, LintResult, lint_sql
+from hindsight_migrate.review.lint import RULES_ABOUT_TRAFFIC, LintResult, lint_sql
 from tests.conftest import bootstrapped, flatten, invoke
 from tests.projects import TINY_BASE, Rev, tiny_project
 

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
-from hindsight_migrate.locking import LOCK_NAMESPACE
+from hindsight_migrate.postgres.locking import LOCK_NAMESPACE
 from tests import dbstate
 from tests.conftest import bootstrapped, flatten, invoke
 from tests.processes import cli_command, stop

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from hindsight_migrate import cli as cli_module
+from hindsight_migrate.cli import prompts
 from tests import dbstate
 from tests.conftest import bootstrapped, flatten, invoke
 from tests.projects import TINY_BASE, Rev, tiny_project, write_project
@@ -110,7 +110,7 @@ def test_hindsight_plan_over_data_opens_with_the_summary_and_what_needs_attentio
 def test_the_prompt_recap_names_the_rewrite_of_the_largest_table_and_the_rename(
     hindsight_with_data: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_module, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
     result = invoke("-c", hindsight_with_data, "--url", database_url, "up", input="no\n")
 
     assert result.exit_code == 7, result.output

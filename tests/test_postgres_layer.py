@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from hindsight_migrate.config import DatabaseSource
-from hindsight_migrate.database import open_database
+from hindsight_migrate.postgres.database import open_database
 from tests import dbstate
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from hindsight_migrate.lint import squawk_binary
+from hindsight_migrate.review.lint import squawk_binary
 from tests import dbstate
 from tests.conftest import assert_failure, invoke
 from tests.projects import TINY_BASE, Rev, tiny_project

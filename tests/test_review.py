@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hindsight_migrate import cli
+from hindsight_migrate.cli import prompts
 from hindsight_migrate.errors import ExitCode
 from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
@@ -55,7 +55,7 @@ def at_add(tmp_path: Path, database_url: str) -> str:
 def test_an_upgrade_that_drops_data_shows_the_rows_it_destroys_and_restates_them_at_the_prompt(
     at_add: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
     before = dbstate.snapshot(database_url)
 
     declined = invoke("-c", at_add, "--url", database_url, "up", input="no\n")
@@ -73,7 +73,7 @@ def test_an_upgrade_that_drops_data_shows_the_rows_it_destroys_and_restates_them
 def test_end_of_input_at_the_prompt_aborts_with_exit_7(
     at_add: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
     before = dbstate.snapshot(database_url)
 
     result = invoke("-c", at_add, "--url", database_url, "up", input="")

@@ -404,7 +404,7 @@ def test_scratch_databases_not_proven_orphaned_are_left_alone(
 ) -> None:
     """Only a name of the current scheme, made on this host, whose process is gone and whose lock no
     session holds, is an orphan: another host's, a live process's, an older scheme's stay."""
-    from hindsight_migrate.scratch import ScratchRun, host_tag
+    from hindsight_migrate.postgres.scratch import ScratchRun, host_tag
 
     target = make_url(database_url).database or ""
     now_ms = int(time.time() * 1000)
@@ -438,7 +438,7 @@ def test_scratch_databases_not_proven_orphaned_are_left_alone(
 
 
 def test_scratch_names_fit_and_say_whose_they_are() -> None:
-    from hindsight_migrate.scratch import ScratchRun, host_tag, scratch_name, scratch_prefix
+    from hindsight_migrate.postgres.scratch import ScratchRun, host_tag, scratch_name, scratch_prefix
 
     for target in ("x", "hindsight", "a" * 63, "Ünïcode database name with spaces"):
         name = scratch_name(target)

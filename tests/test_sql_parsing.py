@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hindsight_migrate.errors import ExitCode
-from hindsight_migrate.sqlscript import (
+from hindsight_migrate.postgres.sqlscript import (
     ScriptSyntaxError,
     Statement,
     is_transaction_control,

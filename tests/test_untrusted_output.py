@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from hindsight_migrate import render
+from hindsight_migrate.cli import prompts
 from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.untrusted import visible
 from tests.conftest import REPO, bootstrapped, flatten, invoke
@@ -197,12 +198,11 @@ def test_the_confirmation_prompt_shows_a_hostile_revision_id_escaped(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The prompt quotes the target revision's id, which the project's file sets: click writes it, not render."""
-    from hindsight_migrate import cli
 
     hostile_id = "bbbb\x1b[8m0002"
     ini = tiny_project(tmp_path / "project", Rev(hostile_id, (TINY_BASE,), upgrade='op.execute("SELECT 1")'))
     bootstrapped(ini, database_url)
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
 
     result = invoke("-c", str(ini), "--url", database_url, "up", input="no\n")
 

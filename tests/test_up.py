@@ -21,13 +21,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from hindsight_migrate import catalog, cli
 from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.cli import prompts
 from hindsight_migrate.config import resolve_settings
-from hindsight_migrate.database import open_database
 from hindsight_migrate.errors import ExitCode
-from hindsight_migrate.plan import plan_upgrade
-from hindsight_migrate.rehearsal import RehearsalOptions
+from hindsight_migrate.postgres import catalog
+from hindsight_migrate.postgres.database import open_database
+from hindsight_migrate.review.plan import plan_upgrade
+from hindsight_migrate.review.rehearsal import RehearsalOptions
 from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
 from tests.hindsight_chain import (
@@ -580,7 +581,7 @@ def test_the_reviewer_types_the_target_revision(
         database_url,
     )
     before = dbstate.snapshot(database_url)
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
 
     declined = invoke("-c", ini, "--url", database_url, "up", input="nope\n")
 

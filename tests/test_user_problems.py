@@ -595,7 +595,7 @@ def _aborted(p: Provoke) -> list[Result]:
 
 
 def _locked(p: Provoke) -> list[Result]:
-    from hindsight_migrate.locking import LOCK_NAMESPACE, MIGRATION_LOCK
+    from hindsight_migrate.postgres.locking import LOCK_NAMESPACE, MIGRATION_LOCK
 
     ini = p.project(ADDS_T2)
     engine = create_engine(p.url, poolclass=NullPool)

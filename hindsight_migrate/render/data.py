@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
-    from hindsight_migrate.apply import ApplyResult
-    from hindsight_migrate.autogen import NewRevision
-    from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult
-    from hindsight_migrate.check import CheckReport, LintReport
-    from hindsight_migrate.history import History
-    from hindsight_migrate.plan import ChangeKind, MigrationPlan
-    from hindsight_migrate.status import Status
+    from hindsight_migrate.authoring.autogen import NewRevision
+    from hindsight_migrate.reports.check import CheckReport, LintReport
+    from hindsight_migrate.reports.history import History
+    from hindsight_migrate.reports.status import Status
+    from hindsight_migrate.review.apply import ApplyResult
+    from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
+    from hindsight_migrate.review.plan import ChangeKind, MigrationPlan
 
 FORMAT_VERSION = 1  # raised when a field is renamed or removed; a new field keeps it
 DocumentKind = Literal["plan", "bootstrap_plan", "new_revision", "merge", "check", "status", "lint", "history"]
@@ -77,7 +77,7 @@ def plan_document(
 ) -> dict[str, Any]:
     """``up``/``down``: the summary the first screen shows, the whole plan, what kind of change it is, and what
     the apply did (None when nothing was applied: a dry run, nothing to do, or a refusal)."""
-    from hindsight_migrate.summary import summarise
+    from hindsight_migrate.review.summary import summarise
 
     kind, reasons = change
     return _document(

@@ -46,15 +46,15 @@ from hindsight_migrate.render.wording import (
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
-    from hindsight_migrate.apply import ApplyResult
-    from hindsight_migrate.autogen import NewRevision
-    from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult
-    from hindsight_migrate.check import CheckProblem, CheckReport, LintReport
-    from hindsight_migrate.history import History
-    from hindsight_migrate.lint import LintFinding, LintResult
-    from hindsight_migrate.plan import ChangeKind, MigrationPlan
-    from hindsight_migrate.status import Status
-    from hindsight_migrate.summary import PlanSummary
+    from hindsight_migrate.authoring.autogen import NewRevision
+    from hindsight_migrate.reports.check import CheckProblem, CheckReport, LintReport
+    from hindsight_migrate.reports.history import History
+    from hindsight_migrate.reports.status import Status
+    from hindsight_migrate.review.apply import ApplyResult
+    from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
+    from hindsight_migrate.review.lint import LintFinding, LintResult
+    from hindsight_migrate.review.plan import ChangeKind, MigrationPlan
+    from hindsight_migrate.review.summary import PlanSummary
 
 # The last line of every document, invisible once rendered: a bot finds its own earlier comment by it
 # (to edit it instead of adding one more on every push).
@@ -180,8 +180,8 @@ def plan_markdown(
 
     ``show_sql``: as for the text view, None shows each revision's SQL unless the plan is big.
     """
-    from hindsight_migrate.plan import is_big
-    from hindsight_migrate.summary import summarise
+    from hindsight_migrate.review.plan import is_big
+    from hindsight_migrate.review.summary import summarise
 
     summary = summarise(plan)
     header, counts = plan_header(summary)

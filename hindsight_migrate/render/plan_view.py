@@ -35,11 +35,11 @@ from hindsight_migrate.render.wording import (
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
-    from hindsight_migrate.apply import ApplyResult, LockRetry
-    from hindsight_migrate.bootstrap import BootstrapPlan, BootstrapResult
-    from hindsight_migrate.plan import ChangeKind, MigrationPlan
+    from hindsight_migrate.review.apply import ApplyResult, LockRetry
+    from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
+    from hindsight_migrate.review.plan import ChangeKind, MigrationPlan
+    from hindsight_migrate.review.summary import PlanSummary
     from hindsight_migrate.revisions import RevisionInfo
-    from hindsight_migrate.summary import PlanSummary
 
 
 def bootstrap_plan(plan: BootstrapPlan, project_dir: Path) -> None:
@@ -109,8 +109,8 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
     unless the plan is big, when each revision's statements are counted by kind instead and
     the whole SQL is in ``sql_file``.
     """
-    from hindsight_migrate.plan import is_big
-    from hindsight_migrate.summary import summarise
+    from hindsight_migrate.review.plan import is_big
+    from hindsight_migrate.review.summary import summarise
 
     console = out()
     plan_summary(summarise(plan))
@@ -411,7 +411,7 @@ class RichProgress:
         """A lock not granted within lock_timeout: who holds it, and when the revision is tried again."""
         from rich.text import Text
 
-        from hindsight_migrate.locking import describe_blockers
+        from hindsight_migrate.postgres.locking import describe_blockers
 
         who = describe_blockers(retry.blockers) if retry.blockers else "a session the watch did not catch"
         # The blockers are other sessions' words (their application name, their query): one line, escaped,

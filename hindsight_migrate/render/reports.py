@@ -13,11 +13,11 @@ from hindsight_migrate.untrusted import visible
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from hindsight_migrate.autogen import NewRevision
-    from hindsight_migrate.check import CheckReport, LintReport
-    from hindsight_migrate.history import History
-    from hindsight_migrate.lint import LintFinding, LintResult
-    from hindsight_migrate.status import Status
+    from hindsight_migrate.authoring.autogen import NewRevision
+    from hindsight_migrate.reports.check import CheckReport, LintReport
+    from hindsight_migrate.reports.history import History
+    from hindsight_migrate.reports.status import Status
+    from hindsight_migrate.review.lint import LintFinding, LintResult
 
 
 

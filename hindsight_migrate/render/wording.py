@@ -8,11 +8,11 @@ from hindsight_migrate.render.layout import plural
 from hindsight_migrate.words import human_bytes, human_rows, lock_words
 
 if TYPE_CHECKING:
-    from hindsight_migrate.history import HistoryEntry
-    from hindsight_migrate.lint import LintFinding, LintResult
-    from hindsight_migrate.plan import PlannedRevision
-    from hindsight_migrate.rehearsal import ImpactRow, Rehearsal
-    from hindsight_migrate.summary import PlanSummary
+    from hindsight_migrate.reports.history import HistoryEntry
+    from hindsight_migrate.review.lint import LintFinding, LintResult
+    from hindsight_migrate.review.plan import PlannedRevision
+    from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
+    from hindsight_migrate.review.summary import PlanSummary
 
 # Severity in words and symbols, never colour alone (NO_COLOR, a CI log): (mark, words, style).
 CONCERN_WORDS = {
@@ -75,7 +75,7 @@ NOTHING_NEEDS_ATTENTION = "Needs attention: nothing — no blocking lock over 0.
 
 def folded_line(summary: PlanSummary) -> str:
     """The short locks not listed one by one, in one line."""
-    from hindsight_migrate.summary import SHORT_LOCK_SECONDS
+    from hindsight_migrate.review.summary import SHORT_LOCK_SECONDS
 
     return (
         f"and {summary.folded} more {plural('table', summary.folded)} locked under {SHORT_LOCK_SECONDS:.2f} s "
@@ -87,7 +87,7 @@ def statement_counts(item: PlannedRevision) -> str:
     """A revision's SQL counted by kind, for a big plan's one line per revision."""
     if item.sql is None:
         return "cannot render offline SQL"
-    from hindsight_migrate.sqlscript import statement_kinds
+    from hindsight_migrate.postgres.sqlscript import statement_kinds
 
     kinds = statement_kinds(item.sql)
     return ", ".join(f"{count} {kind}" for kind, count in kinds.items()) or "no SQL"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.bootstrap import read_bootstrap_sql, v1_drift
-from hindsight_migrate.database import Database
 from hindsight_migrate.errors import ConfigError, ConnectionFailed, Refused
-from hindsight_migrate.graph_cache import load_graph
-from hindsight_migrate.ledger import ApplyRecord, BootstrapRecord
+from hindsight_migrate.postgres import ledger
+from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.postgres.ledger import ApplyRecord, BootstrapRecord
+from hindsight_migrate.reports.graph_cache import load_graph
+from hindsight_migrate.review.bootstrap import read_bootstrap_sql, v1_drift
 from hindsight_migrate.revisions import RevisionInfo
 
 CURRENT = "current"

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hindsight_migrate import __version__
-from hindsight_migrate.catalog import TOOL_SCHEMA, column_exists, constraint_definition
 from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.postgres.catalog import TOOL_SCHEMA, column_exists, constraint_definition
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

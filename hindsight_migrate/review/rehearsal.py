@@ -5,7 +5,7 @@ Where (``--rehearse-on``):
 * ``scratch`` (default): a database made from the target on the same server — its schema
   (``pg_dump --schema-only``), its version table and the tool's records, and all of its
   data too when it is small — always dropped afterwards, also on Ctrl-C and SIGTERM
-  (:mod:`~hindsight_migrate.scratch` makes, fills and drops it). Revisions that commit or
+  (:mod:`~hindsight_migrate.postgres.scratch` makes, fills and drops it). Revisions that commit or
   leave their transaction (``autocommit_block()``) run there like any other, and the
   target's tables are never locked beyond ``pg_dump``'s brief ACCESS SHARE.
 * ``target``: inside one transaction on the target that is always rolled back. A revision
@@ -34,16 +34,23 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hindsight_migrate import catalog
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.bootstrap import BootstrapPlan, drop_baseline_schema, rehearse_bootstrap
-from hindsight_migrate.catalog import SchemaChange
-from hindsight_migrate.containment import Containment, LeftTransaction, Mode, MustRollBack, NotRehearsed, ServerWide
-from hindsight_migrate.database import Database, ServerWarning, ServerWarnings, server_said
 from hindsight_migrate.errors import ProjectCodeFailed, Refused, Section
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.postgres import catalog
+from hindsight_migrate.postgres.catalog import SchemaChange
+from hindsight_migrate.postgres.containment import (
+    Containment,
+    LeftTransaction,
+    Mode,
+    MustRollBack,
+    NotRehearsed,
+    ServerWide,
+)
+from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said
+from hindsight_migrate.postgres.scratch import ScratchInTheMaking, scratch_copy
+from hindsight_migrate.review.bootstrap import BootstrapPlan, drop_baseline_schema, rehearse_bootstrap
 from hindsight_migrate.revisions import RevisionInfo
-from hindsight_migrate.scratch import ScratchInTheMaking, scratch_copy
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -256,7 +263,7 @@ def _rehearse(
             rehearsal = _rehearse_committing(project, copy, work, "scratch", words, with_data, sizes)
     else:
         from hindsight_migrate.config import DatabaseSource, normalize_url
-        from hindsight_migrate.database import open_database
+        from hindsight_migrate.postgres.database import open_database
 
         url = normalize_url(options.where, "--rehearse-on")
         other = open_database(DatabaseSource(url=url, origin="--rehearse-on"))

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from hindsight_migrate import __version__, private_files
-from hindsight_migrate.database import Database
 from hindsight_migrate.errors import BadArgument, Refused, Section
-from hindsight_migrate.plan import MigrationPlan
+from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.review.plan import MigrationPlan
 
 FORMAT = "hindsight-migrate plan 1"
 
@@ -47,7 +47,7 @@ class SavedPlan:
 
 def database_identity(database: Database) -> DatabaseIdentity:
     """Read-only: the database's name, oid and server version."""
-    from hindsight_migrate import catalog
+    from hindsight_migrate.postgres import catalog
 
     with database.read_only() as connection:
         name, oid, version = catalog.database_name_oid_version(connection)
@@ -106,7 +106,7 @@ def save_sql(plan: MigrationPlan) -> Path:
     Not the shared temporary folder itself: there another user could read it, or plant a link
     at its predictable name. See :mod:`hindsight_migrate.private_files`.
     """
-    from hindsight_migrate.plan import sql_script
+    from hindsight_migrate.review.plan import sql_script
 
     name = f"{plan.direction}-plan-{plan.fingerprint[:16]}.sql"
     return private_files.write_private(

@@ -107,7 +107,7 @@ def open_database(source: DatabaseSource) -> Database:
     if source.unusable is not None:
         raise ConfigError(source.unusable)
     if source.url is None:
-        from hindsight_migrate.embedded import start_embedded_server
+        from hindsight_migrate.postgres.embedded import start_embedded_server
 
         assert source.embedded_data_dir is not None
         url = start_embedded_server(source.embedded_data_dir)

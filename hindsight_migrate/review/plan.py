@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-from hindsight_migrate import catalog, ledger
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
-from hindsight_migrate.database import Database
 from hindsight_migrate.errors import Refused, Section, StatementFailed
-from hindsight_migrate.lint import LintResult, lint_sql
-from hindsight_migrate.rehearsal import Rehearsal, RehearsalOptions, rehearse
+from hindsight_migrate.postgres import catalog, ledger
+from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.postgres.scratch import scratch_made_in_advance
+from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
+from hindsight_migrate.review.lint import LintResult, lint_sql
+from hindsight_migrate.review.rehearsal import Rehearsal, RehearsalOptions, rehearse
 from hindsight_migrate.revisions import RevisionInfo
-from hindsight_migrate.scratch import scratch_made_in_advance
 
 UP = "up"
 DOWN = "down"

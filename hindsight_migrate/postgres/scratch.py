@@ -23,7 +23,7 @@ Nothing is left behind:
 The copy streams ``pg_dump`` into ``psql``: the target's data never lands in a file. A role
 that may restore the target's owners and grants (a superuser) gets them in the copy, so the
 rehearsal runs with the privileges the apply will have; another role's copy belongs to it,
-and :mod:`~hindsight_migrate.rehearsal` checks on the target what that copy cannot show.
+and :mod:`~hindsight_migrate.review.rehearsal` checks on the target what that copy cannot show.
 """
 
 from __future__ import annotations
@@ -42,15 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from hindsight_migrate import catalog
-from hindsight_migrate.database import Database, connection_failed, server_said
 from hindsight_migrate.errors import ConfigError, RehearsalImpossible, Section
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.postgres import catalog
+from hindsight_migrate.postgres.database import Database, connection_failed, server_said
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from hindsight_migrate.rehearsal import RehearsalOptions
+    from hindsight_migrate.review.rehearsal import RehearsalOptions
 
 SCRATCH_PREFIX = "hindsight_rehearsal_"
 # pg_try_advisory_lock(int4, int4): the first key says "a scratch database of hindsight-migrate"
@@ -259,7 +259,7 @@ class ScratchInTheMaking:
         """The scratch database, once it exists; RehearsalImpossible when it could not be made."""
         from sqlalchemy.exc import DBAPIError
 
-        from hindsight_migrate.database import open_engine_for_url
+        from hindsight_migrate.postgres.database import open_engine_for_url
 
         self._thread.join()
         if isinstance(self._failure, DBAPIError):

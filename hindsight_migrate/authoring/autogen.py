@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.bootstrap import BootstrapPlan, plan_bootstrap, rehearse_bootstrap
-from hindsight_migrate.database import Database
+from hindsight_migrate.authoring.findings import DANGER, ReviewFinding, review_operations
 from hindsight_migrate.errors import BadArgument, ConnectionFailed, NoTargetMetadata, Refused, Section
-from hindsight_migrate.lint import LintFinding, LintResult, lint_sql
-from hindsight_migrate.review import DANGER, ReviewFinding, review_operations
+from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, rehearse_bootstrap
+from hindsight_migrate.review.lint import LintFinding, LintResult, lint_sql
 from hindsight_migrate.revisions import Operation
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from hindsight_migrate.containment import Containment
+    from hindsight_migrate.postgres.containment import Containment
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def count_affected_rows(
     """
     from sqlalchemy.exc import DBAPIError
 
-    from hindsight_migrate.database import server_said
+    from hindsight_migrate.postgres.database import server_said
 
     wanted = [f for f in findings if f.affects is not None]
     if not wanted:
@@ -170,7 +170,7 @@ def count_affected_rows(
 
 def _count_one(connection: Connection, finding: ReviewFinding) -> tuple[int | None, bool]:
     """(rows, exact); (None, True) when the target has no such table or column."""
-    from hindsight_migrate import catalog
+    from hindsight_migrate.postgres import catalog
 
     op = finding.operation
     # Operations carry no schema: autogenerate's tables are in the default one (search_path's first).
@@ -324,8 +324,8 @@ def database_at_head(
                 )
             yield connection, database.masked_url
         return
-    from hindsight_migrate.containment import Containment, Mode
-    from hindsight_migrate.scratch import scratch_database
+    from hindsight_migrate.postgres.containment import Containment, Mode
+    from hindsight_migrate.postgres.scratch import scratch_database
 
     with scratch_database(database) as scratch, scratch.connect() as connection:
         containment = Containment(Mode.COMMITTING)
@@ -345,8 +345,8 @@ def _build_at_head(
     then every revision."""
     from sqlalchemy.exc import DBAPIError
 
-    from hindsight_migrate import catalog
-    from hindsight_migrate.containment import MustRollBack
+    from hindsight_migrate.postgres import catalog
+    from hindsight_migrate.postgres.containment import MustRollBack
 
     settings = project.settings
     bootstrap = None
@@ -367,7 +367,7 @@ def _build_at_head(
             _build_steps(project, connection, bootstrap, running)
             containment.verify_inside()
     except DBAPIError as err:
-        from hindsight_migrate.database import server_said
+        from hindsight_migrate.postgres.database import server_said
 
         raise Refused(
             f"Building a scratch database at head from nothing failed at revision "

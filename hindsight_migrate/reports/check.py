@@ -10,15 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.autogen import database_at_head
-from hindsight_migrate.database import Database
+from hindsight_migrate.authoring.autogen import database_at_head
 from hindsight_migrate.errors import BadArgument, ExitCode, NoTargetMetadata
-from hindsight_migrate.lint import LintResult, lint_sql
-from hindsight_migrate.plan import DowngradeProblem, downgrade_problem
+from hindsight_migrate.postgres import ledger
+from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.reports.status import read_status
+from hindsight_migrate.review.lint import LintResult, lint_sql
+from hindsight_migrate.review.plan import DowngradeProblem, downgrade_problem
 from hindsight_migrate.revisions import Operation
-from hindsight_migrate.status import read_status
 
 CheckKind = Literal["models", "heads", "irreversible", "noop-downgrade", "edited", "lint", "v1", "diverged"]
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from hindsight_migrate.rehearsal import BLOCKS, ImpactRow, Rehearsal
+from hindsight_migrate.review.rehearsal import BLOCKS, ImpactRow, Rehearsal
 from hindsight_migrate.words import human_bytes, lock_words
 
 if TYPE_CHECKING:
-    from hindsight_migrate.plan import MigrationPlan
+    from hindsight_migrate.review.plan import MigrationPlan
 
 # A lock held less than this, on a table it neither rewrites nor writes rows in, is folded
 # into one "and N more" line: traffic waits for it about as long as for a slow query.

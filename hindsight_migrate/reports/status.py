@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.bootstrap import read_bootstrap_sql, sha256_of_file, v1_drift
-from hindsight_migrate.database import Database
 from hindsight_migrate.errors import ConfigError, ExitCode
-from hindsight_migrate.ledger import ApplyRecord
+from hindsight_migrate.postgres import ledger
+from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.postgres.ledger import ApplyRecord
+from hindsight_migrate.review.bootstrap import read_bootstrap_sql, sha256_of_file, v1_drift
 
 UP_TO_DATE = "up to date"
 BEHIND = "behind"

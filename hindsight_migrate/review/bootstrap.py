@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hindsight_migrate import catalog, ledger
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.catalog import CatalogObject
-from hindsight_migrate.database import Database, statement_failed
 from hindsight_migrate.errors import ConfigError, Refused, Section
-from hindsight_migrate.ledger import BootstrapRecord
-from hindsight_migrate.locking import HeldLock, migration_lock
-from hindsight_migrate.revisions import RevisionInfo
-from hindsight_migrate.sqlscript import (
+from hindsight_migrate.postgres import catalog, ledger
+from hindsight_migrate.postgres.catalog import CatalogObject
+from hindsight_migrate.postgres.database import Database, statement_failed
+from hindsight_migrate.postgres.ledger import BootstrapRecord
+from hindsight_migrate.postgres.locking import HeldLock, migration_lock
+from hindsight_migrate.postgres.sqlscript import (
     ScriptSyntaxError,
     Statement,
     is_transaction_control,
     split_statements,
 )
+from hindsight_migrate.revisions import RevisionInfo
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hindsight_migrate import catalog
-from hindsight_migrate.database import Database
 from hindsight_migrate.errors import HindsightMigrateError, LockBusy, LockLost, Section
+from hindsight_migrate.postgres import catalog
+from hindsight_migrate.postgres.database import Database
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from hindsight_migrate import catalog
 from hindsight_migrate.errors import Refused
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.postgres import catalog
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -168,7 +168,7 @@ class Containment:
 
     def before_statement(self, raw: Any, query: Any, params: Any) -> tuple[Any, Any, bool]:
         """(query, params, sent): what to send instead, and whether the statement is sent at all."""
-        from hindsight_migrate.sqlscript import server_wide, transaction_control
+        from hindsight_migrate.postgres.sqlscript import server_wide, transaction_control
 
         text = _query_text(raw, query)
         self.ran_outside_transactions = self.ran_outside_transactions or bool(raw.autocommit)

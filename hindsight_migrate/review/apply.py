@@ -15,16 +15,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from hindsight_migrate import ledger
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.bootstrap import bootstrap_under_lock, drop_baseline_schema
-from hindsight_migrate.catalog import Blocker, invalid_indexes
-from hindsight_migrate.database import Database, ServerWarning, ServerWarnings, server_said
 from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed
-from hindsight_migrate.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
 from hindsight_migrate.masking import mask_secrets
-from hindsight_migrate.plan import DOWN, MigrationPlan, PlannedRevision
-from hindsight_migrate.rehearsal import revision_source
+from hindsight_migrate.postgres import ledger
+from hindsight_migrate.postgres.catalog import Blocker, invalid_indexes
+from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said
+from hindsight_migrate.postgres.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
+from hindsight_migrate.review.bootstrap import bootstrap_under_lock, drop_baseline_schema
+from hindsight_migrate.review.plan import DOWN, MigrationPlan, PlannedRevision
+from hindsight_migrate.review.rehearsal import revision_source
 from hindsight_migrate.revisions import RevisionInfo
 
 if TYPE_CHECKING:

@@ -1,0 +1,2 @@
+"""Read-only reports: history (and its graph cache), status, check.
+"""

@@ -1,0 +1,2 @@
+"""up, down and bootstrap: the plan, its rehearsal and lint, its summary, saved plans, and the apply.
+"""
