@@ -281,3 +281,20 @@ def test_a_warning_in_more_revisions_than_shown_one_by_one_is_folded(tmp_path: P
     assert len(rows) == 1, result.stdout
     assert "warning, 5 times" in rows[0] and "bbbb00000002, bbbb00000003, bbbb00000004 and 2 more" in rows[0], rows
     assert "not shown" not in result.stdout  # nothing here is on a new table
+
+
+def test_a_missing_pglast_is_an_error_not_nothing_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pglast is a dependency: the guardrails built on it fail loudly without it, never "no new table, no
+    privilege needed" (which would let lint findings and a plan's privilege gaps through)."""
+    import sys
+
+    from hindsight_migrate.review import lint, rehearsal
+
+    for name in [name for name in sys.modules if name == "pglast" or name.startswith("pglast.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pglast", None)  # `import pglast` now raises ImportError
+
+    with pytest.raises(ImportError):
+        lint._NewTableStatements({"bbbb00000002": "CREATE TABLE t (id int);"})
+    with pytest.raises(ImportError):
+        rehearsal._needs("ALTER TABLE things ADD COLUMN note text")

@@ -274,11 +274,10 @@ class _NewTableStatements:
         self._spans: dict[str, list[tuple[int, int, bool]]] = {}
         self._lines = {revision: sql.split("\n") for revision, sql in sql_by_revision.items()}
         self._line_starts = {revision: _line_starts(lines) for revision, lines in self._lines.items()}
-        try:
-            from pglast import parse_sql
-            from pglast.parser import ParseError
-        except ImportError:  # an install without it: nothing can be shown to be new, so nothing is dropped
-            return
+        # pglast is a dependency: without it this fails loudly, never "nothing is new" (a guardrail that fails open).
+        from pglast import parse_sql
+        from pglast.parser import ParseError
+
         created = _Created()
         for revision, sql in sql_by_revision.items():
             try:

@@ -520,12 +520,11 @@ def _needs_measured(rehearsal: Rehearsal) -> list[tuple[str, _Need]]:
 def _needs(sql: str) -> list[_Need]:
     """What privileges one statement needs beyond writing rows: whose relations it alters (ownership),
     where it creates (CREATE on a schema, on the database). Unparsable SQL needs nothing known."""
-    try:
-        from pglast import ast, parse_sql
-        from pglast.enums import GrantTargetType, ObjectType, ReindexObjectType
-        from pglast.parser import ParseError
-    except ImportError:
-        return []
+    # pglast is a dependency: without it this fails loudly, never "needs nothing" (a guardrail that fails open).
+    from pglast import ast, parse_sql
+    from pglast.enums import GrantTargetType, ObjectType, ReindexObjectType
+    from pglast.parser import ParseError
+
     try:
         statements = parse_sql(sql)
     except ParseError:  # a statement with driver placeholders (%(name)s), or SQL PostgreSQL refused too
