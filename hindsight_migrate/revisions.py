@@ -7,7 +7,15 @@ plan, history, the graph cache, render) reads only these, so importing them cost
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+
+
+class Direction(Enum):
+    """Which way a plan goes: up applies revisions (upgrade()), down reverts them (downgrade())."""
+
+    UP = "up"
+    DOWN = "down"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from hindsight_migrate.cli.output import document_can_be_printed, no_document_wi
 from hindsight_migrate.cli.pipeline import Review, review_and_apply
 from hindsight_migrate.cli.prompts import confirm
 from hindsight_migrate.cli.session import open_all, open_project, with_database
+from hindsight_migrate.revisions import Direction
 
 app = typer.Typer(
     name="hindsight-migrate",
@@ -295,7 +296,7 @@ def up(
                 lock_wait,
                 plan_out,
                 plan_in,
-                direction="up",
+                direction=Direction.UP,
                 detailed_exitcode=detailed_exitcode,
                 show_sql=show_sql,
                 lock_retries=lock_retries,
@@ -367,7 +368,7 @@ def down(
         if to is None and steps is None and plan_in is not None:
             from hindsight_migrate.review.plan_file import load_plan
 
-            target = load_plan(plan_in, direction="down").target  # the saved plan says where it goes
+            target = load_plan(plan_in, direction=Direction.DOWN).target  # the saved plan says where it goes
         else:
             target = to if to is not None else f"-{steps or 1}"
         if sql:
@@ -400,7 +401,7 @@ def down(
                 lock_wait=lock_wait,
                 plan_out=plan_out,
                 plan_in=plan_in,
-                direction="down",
+                direction=Direction.DOWN,
                 detailed_exitcode=detailed_exitcode,
                 show_sql=show_sql,
                 lock_retries=lock_retries,

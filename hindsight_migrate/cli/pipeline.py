@@ -23,6 +23,7 @@ from hindsight_migrate.cli.options import GlobalOptions, OutputFormat
 from hindsight_migrate.cli.output import show
 from hindsight_migrate.cli.prompts import confirm_by_typing
 from hindsight_migrate.cli.session import open_all
+from hindsight_migrate.revisions import Direction
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Review:
     lock_wait: float
     plan_out: Path | None = None  # save the plan there
     plan_in: Path | None = None  # apply this saved plan, if nothing changed
-    direction: Literal["up", "down"] = "up"
+    direction: Direction = Direction.UP
     detailed_exitcode: bool = False  # with --dry-run: 0 nothing to do, 2 changes, 3 destructive
     show_sql: bool = False  # every revision's SQL inline, also in a big plan
     lock_retries: int | None = None  # --lock-retries: instead of the lock_retries setting

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from hindsight_migrate.errors import Aborted
+from hindsight_migrate.revisions import Direction
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.plan import MigrationPlan
@@ -55,7 +56,7 @@ def confirm_by_typing(plan: MigrationPlan, *, yes: bool) -> None:
         return
     render.stakes(plan)
     expected = plan.confirmation
-    verb = "revert" if plan.direction == "down" else "apply"
+    verb = "revert" if plan.direction is Direction.DOWN else "apply"
     try:
         answer = typer.prompt(
             # The revision id is the project's text, and click writes the prompt past render's escaping.

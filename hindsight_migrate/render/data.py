@@ -83,7 +83,7 @@ def plan_document(
     return _document(
         "plan",
         {
-            "direction": plan.direction,
+            "direction": plan.direction.value,
             "summary": jsonable(summarise(plan)),
             "plan": jsonable(plan),
             # --detailed-exitcode's 0/2/3, with why a plan is destructive when it is.

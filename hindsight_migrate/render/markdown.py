@@ -43,6 +43,7 @@ from hindsight_migrate.render.wording import (
     statement_counts,
     summary_lines,
 )
+from hindsight_migrate.revisions import Direction
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ def plan_markdown(
 
     summary = summarise(plan)
     header, counts = plan_header(summary)
-    verb = "Downgrade" if plan.direction == "down" else "Upgrade"
+    verb = "Downgrade" if plan.direction is Direction.DOWN else "Upgrade"
     blocks = [f"## {verb} plan", _header_markdown(header, summary.database), text(counts), _needs_attention(summary)]
     kind, reasons = change
     blocks.append(
@@ -214,7 +215,7 @@ def plan_markdown(
     inline_sql = show_sql if show_sql is not None else not big
     blocks.append(_revisions(plan, counted=big and not inline_sql))
     blocks += _rehearsal(plan, summarised=big)
-    if plan.direction == "down" or plan.data_loss:
+    if plan.direction is Direction.DOWN or plan.data_loss:
         blocks.append(_data_loss(plan))
     blocks.append(lint_section(plan.lint))
     if inline_sql:
@@ -222,14 +223,14 @@ def plan_markdown(
     else:
         blocks.append(
             "SQL of every revision: not shown, the plan is big (`hindsight-migrate "
-            f"{plan.direction} --sql` prints it, `--plan-out FILE` saves it with the plan)."
+            f"{plan.direction.value} --sql` prints it, `--plan-out FILE` saves it with the plan)."
         )
     blocks.append(f"Plan fingerprint: {code(plan.fingerprint[:16])}")
     blocks.append(MARKER.format(kind="plan"))
     return _join(blocks)
 
 
-def _result_line(result: ApplyResult, direction: str) -> str:
+def _result_line(result: ApplyResult, direction: Direction) -> str:
     """The text view's last line (plan_view.migration_done)."""
     if result.done_by_another:
         return (
@@ -237,7 +238,7 @@ def _result_line(result: ApplyResult, direction: str) -> str:
             f"{code(result.database)} is at {text(', '.join(result.to_revisions) or 'base')}. "
             "Nothing was applied twice."
         )
-    verb = "Downgraded" if direction == "down" else "Upgraded"
+    verb = "Downgraded" if direction is Direction.DOWN else "Upgraded"
     warned = "".join(
         f"\n\n**PostgreSQL warned** ({text(warning.revision or 'bootstrap')}): {text(warning.message)}"
         for warning in result.server_warnings
@@ -251,7 +252,7 @@ def _result_line(result: ApplyResult, direction: str) -> str:
 
 def _revisions(plan: MigrationPlan, *, counted: bool) -> str:
 
-    down = plan.direction == "down"
+    down = plan.direction is Direction.DOWN
     verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
     title = f"Revisions {verb} ({len(plan.revisions)})"
     if counted:
@@ -332,7 +333,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> list[str]:
 
 
 def _data_loss(plan: MigrationPlan) -> str:
-    title = f"Data loss: what the {'downgrade' if plan.direction == 'down' else 'upgrade'} drops"
+    title = f"Data loss: what the {'downgrade' if plan.direction is Direction.DOWN else 'upgrade'} drops"
     if plan.rehearsal is None or not plan.rehearsal.ok:
         return details(
             "Data loss not measured",
@@ -342,7 +343,8 @@ def _data_loss(plan: MigrationPlan) -> str:
         return details(title, "The downgrade drops no table or column that holds data.")
     return details(
         f"{title} ({len(plan.data_loss)})",
-        f"What the {'downgrade' if plan.direction == 'down' else 'upgrade'} drops, and the rows that hold data in "
+        f"What the {'downgrade' if plan.direction is Direction.DOWN else 'upgrade'} drops, and the rows that hold "
+        "data in "
         "it now:\n\n"
         + table(
             ["Drops", "Name", "Rows with data"],
@@ -355,7 +357,7 @@ def _data_loss(plan: MigrationPlan) -> str:
 
 
 def _sql(plan: MigrationPlan) -> list[str]:
-    down = plan.direction == "down"
+    down = plan.direction is Direction.DOWN
     blocks = []
     spent = 0
     left: list[str] = []
@@ -374,7 +376,7 @@ def _sql(plan: MigrationPlan) -> list[str]:
     if left:
         blocks.append(
             f"SQL of {len(left)} more revision(s) not shown, to keep the comment within GitHub's limit: "
-            f"{text(', '.join(left))} (`hindsight-migrate {plan.direction} --sql` prints it)."
+            f"{text(', '.join(left))} (`hindsight-migrate {plan.direction.value} --sql` prints it)."
         )
     return blocks
 

@@ -32,6 +32,7 @@ from hindsight_migrate.render.wording import (
     statement_counts,
     summary_lines,
 )
+from hindsight_migrate.revisions import Direction
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
     inline_sql = show_sql if show_sql is not None else not big
     _revisions(plan, counted=not inline_sql)
     _rehearsal(plan, summarised=big)
-    if plan.direction == "down" or plan.data_loss:  # going up, only when it drops something that holds data
+    if plan.direction is Direction.DOWN or plan.data_loss:  # going up, only when it drops something that holds data
         _data_loss(plan)
     lint_result(plan.lint)
     if inline_sql:
@@ -152,7 +153,7 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
 
 def _revisions(plan: MigrationPlan, *, counted: bool) -> None:
     console = out()
-    down = plan.direction == "down"
+    down = plan.direction is Direction.DOWN
     verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
     if counted:
         # A big plan: one line per revision, its SQL counted by kind (the file holds it whole).
@@ -187,7 +188,7 @@ def _sql(plan: MigrationPlan) -> None:
     from rich.text import Text
 
     console = out()
-    down = plan.direction == "down"
+    down = plan.direction is Direction.DOWN
     # Highlighted for a person at a terminal; plain where it is piped or logged, which is
     # also where a long plan would spend most of its time in the lexer for nothing.
     highlight = console.is_terminal
@@ -278,8 +279,8 @@ def _data_loss(plan: MigrationPlan) -> None:
         console.print("[green]Data loss:[/] the downgrade drops no table or column that holds data.")
         return
     console.print(
-        f"[bold red]Data loss:[/] what the {'downgrade' if plan.direction == 'down' else 'upgrade'} drops, and the "
-        "rows that hold data in it now"
+        f"[bold red]Data loss:[/] what the {'downgrade' if plan.direction is Direction.DOWN else 'upgrade'} drops, "
+        "and the rows that hold data in it now"
     )
     grid(
         console,
@@ -432,7 +433,7 @@ class RichProgress:
             self._spinning = False
 
 
-def migration_done(result: ApplyResult, *, direction: str) -> None:
+def migration_done(result: ApplyResult, *, direction: Direction) -> None:
     console = out()
     if result.done_by_another:
         console.print(
@@ -441,7 +442,7 @@ def migration_done(result: ApplyResult, *, direction: str) -> None:
             "Nothing was applied twice."
         )
         return
-    verb = "Downgraded" if direction == "down" else "Upgraded"
+    verb = "Downgraded" if direction is Direction.DOWN else "Upgraded"
     console.print(
         f"[green]{verb}[/] {safe_markup(result.database)}: {len(result.applied)} revision(s) in "
         f"{result.seconds:.2f} s, from {safe_markup(', '.join(result.from_revisions) or 'an empty database')} to "

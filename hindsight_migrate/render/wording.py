@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.render.layout import plural
+from hindsight_migrate.revisions import Direction
 from hindsight_migrate.words import human_bytes, human_rows, lock_words
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ SHOWN_ONE_BY_ONE = 3  # a warning found in more revisions than this is shown onc
 
 def summary_lines(summary: PlanSummary) -> tuple[str, str]:
     """The plan's header line and count line, as plain text."""
-    verb = "Downgrade" if summary.direction == "down" else "Upgrade"
+    verb = "Downgrade" if summary.direction is Direction.DOWN else "Upgrade"
     start = ", ".join(summary.current) or "empty"
     end = ", ".join(summary.final) or "base"
     if summary.target not in ("heads", "head", end, "base"):

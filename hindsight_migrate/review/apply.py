@@ -23,9 +23,9 @@ from hindsight_migrate.postgres.catalog import Blocker, invalid_indexes
 from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said
 from hindsight_migrate.postgres.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
 from hindsight_migrate.review.bootstrap import bootstrap_under_lock, drop_baseline_schema
-from hindsight_migrate.review.plan import DOWN, MigrationPlan, PlannedRevision
+from hindsight_migrate.review.plan import MigrationPlan, PlannedRevision
 from hindsight_migrate.review.rehearsal import revision_source
-from hindsight_migrate.revisions import RevisionInfo
+from hindsight_migrate.revisions import Direction, RevisionInfo
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -131,7 +131,7 @@ def record_nothing_to_do(plan: MigrationPlan, database: Database) -> None:
     with database.connect() as connection, connection.begin():
         ledger.record_nothing_to_do(
             connection,
-            command=plan.direction,
+            command=plan.direction.value,
             database=plan.database,
             at=plan.current,
             fingerprint=plan.fingerprint,
@@ -151,7 +151,7 @@ def _apply_under_lock(
 ) -> ApplyResult:
     from sqlalchemy.exc import DBAPIError
 
-    downgrade = plan.direction == DOWN
+    downgrade = plan.direction is Direction.DOWN
     applied: list[AppliedRevision] = []
     now = project.env.current_heads(connection)
     expected = (plan.bootstrap.baseline.revision,) if plan.bootstrap else plan.current
@@ -160,7 +160,7 @@ def _apply_under_lock(
         connection.rollback()
         with connection.begin():
             ledger.record_nothing_to_do(
-                connection, command=plan.direction, database=plan.database, at=now, fingerprint=plan.fingerprint
+                connection, command=plan.direction.value, database=plan.database, at=now, fingerprint=plan.fingerprint
             )
         return ApplyResult(plan.database, now, now, (), False, time.monotonic() - started, done_by_another=True)
     if now != expected:
@@ -171,7 +171,11 @@ def _apply_under_lock(
         )
     ledger.ensure_tool_tables(connection)
     audit_id = ledger.start_apply(
-        connection, command=plan.direction, database=plan.database, from_revisions=now, fingerprint=plan.fingerprint
+        connection,
+        command=plan.direction.value,
+        database=plan.database,
+        from_revisions=now,
+        fingerprint=plan.fingerprint,
     )
     invalid_before = invalid_indexes(connection)
     connection.commit()

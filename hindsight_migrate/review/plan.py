@@ -23,10 +23,7 @@ from hindsight_migrate.postgres.scratch import scratch_made_in_advance
 from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
 from hindsight_migrate.review.lint import LintResult, lint_sql
 from hindsight_migrate.review.rehearsal import Rehearsal, RehearsalOptions, rehearse
-from hindsight_migrate.revisions import RevisionInfo
-
-UP = "up"
-DOWN = "down"
+from hindsight_migrate.revisions import Direction, RevisionInfo
 
 
 class NoRehearsal(Enum):
@@ -58,7 +55,7 @@ class DataLoss:
 
 @dataclass(frozen=True)
 class MigrationPlan:
-    direction: str  # UP or DOWN
+    direction: Direction
     database: str  # masked URL
     current: tuple[str, ...]  # the version table's revisions now
     target: str  # what the reviewer asked for: "heads", a revision, "+2", "-1", "base"
@@ -80,7 +77,7 @@ class MigrationPlan:
     @property
     def confirmation(self) -> str:
         """What the reviewer types to go on: the revision the database will end at."""
-        if self.direction == DOWN:
+        if self.direction is Direction.DOWN:
             return ",".join(self.final) or "base"
         if self.revisions:
             return self.revisions[-1].info.revision
@@ -155,7 +152,7 @@ def plan_upgrade(
             "apply one of them (hindsight-migrate up REV).",
         )
     return MigrationPlan(
-        direction=UP,
+        direction=Direction.UP,
         database=database.masked_url,
         current=current,
         target=target,
@@ -167,7 +164,7 @@ def plan_upgrade(
         rehearsal_skipped=_why_not_rehearsed(measured, skip_reason, anything=bool(revisions or bootstrap)),
         lint=lint,
         data_loss=data_loss,
-        fingerprint=_fingerprint(UP, bootstrap, planned),
+        fingerprint=_fingerprint(Direction.UP, bootstrap, planned),
         warnings=warnings,
     )
 
@@ -227,7 +224,7 @@ def plan_downgrade(
     if measured is not None and measured.ok:
         data_loss = _data_loss(database, measured)
     return MigrationPlan(
-        direction=DOWN,
+        direction=Direction.DOWN,
         database=database.masked_url,
         current=current,
         target=target,
@@ -239,7 +236,7 @@ def plan_downgrade(
         rehearsal_skipped=_why_not_rehearsed(measured, skip_reason, anything=bool(revisions or drops_baseline)),
         lint=LintResult((), ran=False, note="downgrades are not linted: dropping is what they are for."),
         data_loss=data_loss,
-        fingerprint=_fingerprint(DOWN, None, planned, drops_baseline),
+        fingerprint=_fingerprint(Direction.DOWN, None, planned, drops_baseline),
         warnings=warnings,
     )
 
@@ -445,9 +442,12 @@ def _heads_after(
 
 
 def _fingerprint(
-    direction: str, bootstrap: BootstrapPlan | None, planned: tuple[PlannedRevision, ...], drops_baseline: bool = False
+    direction: Direction,
+    bootstrap: BootstrapPlan | None,
+    planned: tuple[PlannedRevision, ...],
+    drops_baseline: bool = False,
 ) -> str:
-    digest = hashlib.sha256(f"{direction}:{drops_baseline}\n".encode())
+    digest = hashlib.sha256(f"{direction.value}:{drops_baseline}\n".encode())
     if bootstrap is not None:
         digest.update(f"bootstrap:{bootstrap.sql.sha256}:{bootstrap.baseline.revision}\n".encode())
     for item in planned:

@@ -21,6 +21,7 @@ from hindsight_migrate import __version__, private_files
 from hindsight_migrate.errors import BadArgument, Refused, Section
 from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.review.plan import MigrationPlan
+from hindsight_migrate.revisions import Direction
 
 FORMAT = "hindsight-migrate plan 1"
 
@@ -37,7 +38,7 @@ class DatabaseIdentity:
 
 @dataclass(frozen=True)
 class SavedPlan:
-    direction: str
+    direction: Direction
     target: str
     identity: DatabaseIdentity
     current: tuple[str, ...]
@@ -108,7 +109,7 @@ def save_sql(plan: MigrationPlan) -> Path:
     """
     from hindsight_migrate.review.plan import sql_script
 
-    name = f"{plan.direction}-plan-{plan.fingerprint[:16]}.sql"
+    name = f"{plan.direction.value}-plan-{plan.fingerprint[:16]}.sql"
     return private_files.write_private(
         name,
         sql_script(plan),
@@ -117,11 +118,12 @@ def save_sql(plan: MigrationPlan) -> Path:
     )
 
 
-def load_plan(path: Path, *, direction: str) -> SavedPlan:
+def load_plan(path: Path, *, direction: Direction) -> SavedPlan:
     """Reads a file: the saved plan, refused when it goes the other way than the command (up or down)."""
     saved = _read_plan(path)
     if saved.direction != direction:
-        raise Refused(f"This is a plan to go {saved.direction}; run it with `hindsight-migrate {saved.direction}`.")
+        way = saved.direction.value
+        raise Refused(f"This is a plan to go {way}; run it with `hindsight-migrate {way}`.")
     return saved
 
 
@@ -138,7 +140,7 @@ def _read_plan(path: Path) -> SavedPlan:
         plan: dict[str, Any] = document["plan"]
         identity = DatabaseIdentity(**document["identity"])
         return SavedPlan(
-            direction=str(plan["direction"]),
+            direction=Direction(plan["direction"]),
             target=str(plan["target"]),
             identity=identity,
             current=tuple(plan["current"]),
@@ -147,8 +149,8 @@ def _read_plan(path: Path) -> SavedPlan:
             ),
             fingerprint=str(plan["fingerprint"]),
         )
-    except (KeyError, TypeError) as err:
-        raise BadArgument(f"{path} is a damaged plan file (missing {err}).") from err
+    except (KeyError, TypeError, ValueError) as err:  # ValueError: a direction other than up and down
+        raise BadArgument(f"{path} is a damaged plan file (missing or wrong {err}).") from err
 
 
 def refuse_unless_unchanged(saved: SavedPlan, plan: MigrationPlan, identity: DatabaseIdentity) -> None:

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.review.rehearsal import BLOCKS, ImpactRow, Rehearsal
+from hindsight_migrate.revisions import Direction
 from hindsight_migrate.words import human_bytes, lock_words
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class Counts:
 
 @dataclass(frozen=True)
 class PlanSummary:
-    direction: str
+    direction: Direction
     database: str  # masked URL
     current: tuple[str, ...]
     target: str  # what the reviewer asked for ("heads", a prefix, "-1")
