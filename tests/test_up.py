@@ -28,7 +28,7 @@ from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.database import open_database
 from hindsight_migrate.review.plan import plan_upgrade
-from hindsight_migrate.review.rehearsal import RehearsalOptions
+from hindsight_migrate.review.rehearsal import RehearsalOptions, RehearsalPlace
 from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
 from tests.hindsight_chain import (
@@ -222,7 +222,7 @@ def test_rehearsal_diff_is_what_the_apply_does(hindsight_project: Path, database
     finally:
         database.dispose()
     assert plan.rehearsal is not None and plan.rehearsal.ok, plan.rehearsal
-    assert plan.rehearsal.where == "scratch" and plan.rehearsal.with_data
+    assert plan.rehearsal.where is RehearsalPlace.SCRATCH and plan.rehearsal.with_data
     assert scratch_databases(database_url) == []
 
     result = invoke("-c", ini, "--url", database_url, "up", "--yes")

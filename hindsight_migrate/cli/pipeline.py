@@ -91,7 +91,7 @@ def _plan_and_apply(
     from hindsight_migrate.review import plan_file
     from hindsight_migrate.review.apply import LockRetries, apply_plan, record_nothing_to_do
     from hindsight_migrate.review.plan import NoRehearsal, change_kind, is_big, refuse_unless_applicable
-    from hindsight_migrate.review.rehearsal import RehearsalOptions
+    from hindsight_migrate.review.rehearsal import RehearsalOptions, RehearsalTarget
 
     if review.detailed_exitcode and not review.dry_run:
         from hindsight_migrate.errors import BadArgument
@@ -105,7 +105,7 @@ def _plan_and_apply(
         skipped = NoRehearsal.SAVED_PLAN if saved is not None else NoRehearsal.REQUESTED
         if not review.no_rehearsal and saved is None:
             rehearsal = RehearsalOptions(
-                where=review.rehearse_on,
+                where=RehearsalTarget.parse(review.rehearse_on),
                 data_limit_bytes=settings.tool.rehearsal_data_limit_mb * 1024 * 1024,
                 lock_timeout=settings.tool.lock_timeout,
                 statement_timeout=settings.tool.statement_timeout,

@@ -50,7 +50,6 @@ from hindsight_migrate.postgres.database import Database, connection_failed, ser
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from hindsight_migrate.review.rehearsal import RehearsalOptions
 
 SCRATCH_PREFIX = "hindsight_rehearsal_"
 # pg_try_advisory_lock(int4, int4): the first key says "a scratch database of hindsight-migrate"
@@ -301,9 +300,9 @@ class ScratchInTheMaking:
 
 
 @contextmanager
-def scratch_made_in_advance(target: Database, options: RehearsalOptions | None) -> Iterator[ScratchInTheMaking | None]:
-    """Start the scratch database of a default rehearsal now; None for the other kinds (or none)."""
-    if options is None or options.where != "scratch":
+def scratch_made_in_advance(target: Database, *, wanted: bool) -> Iterator[ScratchInTheMaking | None]:
+    """Start making a scratch database now when ``wanted`` (the caller's rehearsal will need one); else None."""
+    if not wanted:
         yield None
         return
     making = ScratchInTheMaking(target)

@@ -22,7 +22,7 @@ from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.postgres.scratch import scratch_made_in_advance
 from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
 from hindsight_migrate.review.lint import LintResult, lint_sql
-from hindsight_migrate.review.rehearsal import Rehearsal, RehearsalOptions, rehearse
+from hindsight_migrate.review.rehearsal import Rehearsal, RehearsalOptions, RehearsalPlace, rehearse
 from hindsight_migrate.revisions import Direction, RevisionInfo
 
 
@@ -105,6 +105,10 @@ def sql_script(plan: MigrationPlan) -> str:
     return "\n".join(parts)
 
 
+def _on_a_scratch_copy(rehearsal: RehearsalOptions | None) -> bool:
+    return rehearsal is not None and rehearsal.where.place is RehearsalPlace.SCRATCH
+
+
 def plan_upgrade(
     project: AlembicProject,
     database: Database,
@@ -131,7 +135,10 @@ def plan_upgrade(
     revisions = project.graph.upgrade_path(start, target)
     if not (revisions or bootstrap):
         rehearsal = None  # nothing to rehearse (and nothing to make a scratch database for)
-    with scratch_made_in_advance(database, rehearsal) as scratch, ThreadPoolExecutor(1, "hindsight-lint") as beside:
+    with (
+        scratch_made_in_advance(database, wanted=_on_a_scratch_copy(rehearsal)) as scratch,
+        ThreadPoolExecutor(1, "hindsight-lint") as beside,
+    ):
         planned = _planned(project, revisions, start=start, downgrade=False)
         # Squawk runs in its own process while the rehearsal waits on the server.
         linting = beside.submit(lint_sql, {p.info.revision: p.sql or "" for p in planned}, settings.tool)
@@ -213,7 +220,7 @@ def plan_downgrade(
     warnings = tuple(problem.words for problem in problems)  # no-op downgrades, reverted as Alembic would
     if not (revisions or drops_baseline):
         rehearsal = None
-    with scratch_made_in_advance(database, rehearsal) as scratch:
+    with scratch_made_in_advance(database, wanted=_on_a_scratch_copy(rehearsal)) as scratch:
         planned = _planned(project, revisions, start=current, downgrade=True)
         measured = None
         if rehearsal is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate.alembic_api import AlembicProject
@@ -104,7 +105,7 @@ class RehearsalFailure:
 class Rehearsal:
     """What running the pending revisions did, measured; ``failure`` when one failed."""
 
-    where: str  # "scratch", "target" or "url"
+    where: RehearsalPlace
     description: str  # words for the reader: where it ran and with what data
     with_data: bool
     diff: tuple[SchemaChange, ...]
@@ -176,9 +177,33 @@ class ImpactRow:
     rows_written: int = 0  # rows the revision updated or deleted in it (in the rehearsal's copy of the data)
 
 
+class RehearsalPlace(Enum):
+    """Where a rehearsal runs (``--rehearse-on``)."""
+
+    SCRATCH = "scratch"  # a scratch copy of the target on its server, dropped afterwards
+    TARGET = "target"  # the target itself, in one transaction that is rolled back
+    URL = "url"  # another, disposable database with the same schema, which it changes
+
+
+@dataclass(frozen=True)
+class RehearsalTarget:
+    """``--rehearse-on``: a place, and for ``URL`` the database's URL."""
+
+    place: RehearsalPlace
+    url: str | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> RehearsalTarget:
+        """``scratch``, ``target``, or anything else: the URL of a disposable database."""
+        for place in (RehearsalPlace.SCRATCH, RehearsalPlace.TARGET):
+            if value == place.value:
+                return cls(place)
+        return cls(RehearsalPlace.URL, value)
+
+
 @dataclass(frozen=True)
 class RehearsalOptions:
-    where: str = "scratch"  # "scratch", "target", or a URL
+    where: RehearsalTarget = RehearsalTarget(RehearsalPlace.SCRATCH)
     data_limit_bytes: int = 200 * 1024 * 1024
     lock_timeout: str = "5s"
     statement_timeout: str = "60s"
@@ -235,7 +260,7 @@ def _rehearse(
     with target.connect() as connection:
         sizes = catalog.table_sizes(connection)
         # What the scratch copy needs to know, on the same connection.
-        copying = options.where == "scratch"
+        copying = options.where.place is RehearsalPlace.SCRATCH
         with_data = copying and catalog.database_size(connection) <= options.data_limit_bytes
         blank = copying and catalog.is_blank(connection)
         role = catalog.role_context(connection)
@@ -243,10 +268,10 @@ def _rehearse(
         # privileges it has on the target, so what the target would refuse fails in the rehearsal.
         privileges = catalog.privileges_script(connection) if copying and not blank and not role.superuser else None
         connection.rollback()
-    if options.where == "target":
+    if options.where.place is RehearsalPlace.TARGET:
         # There the revisions meet the role's real privileges.
         rehearsal = _rehearse_on_target(project, target, work, options, sizes)
-    elif options.where == "scratch":
+    elif options.where.place is RehearsalPlace.SCRATCH:
         # A superuser restores the target's owners and grants, so the rehearsal meets them as the
         # apply will. Any other role's copy is its own: what that hides is checked on the target below.
         with scratch_copy(
@@ -260,23 +285,29 @@ def _rehearse(
             )
             if privileges is not None:
                 words += f"; run as {role.role} with its privileges on the target"
-            rehearsal = _rehearse_committing(project, copy, work, "scratch", words, with_data, sizes)
+            rehearsal = _rehearse_committing(project, copy, work, RehearsalPlace.SCRATCH, words, with_data, sizes)
     else:
         from hindsight_migrate.config import DatabaseSource, normalize_url
         from hindsight_migrate.postgres.database import open_database
 
-        url = normalize_url(options.where, "--rehearse-on")
+        url = normalize_url(options.where.url or "", "--rehearse-on")
         other = open_database(DatabaseSource(url=url, origin="--rehearse-on"))
         try:
             _refuse_the_target_itself(target, other)
             rehearsal = _rehearse_committing(
-                project, other, work, "url", f"{other.masked_url} (--rehearse-on; now changed)", True, sizes
+                project,
+                other,
+                work,
+                RehearsalPlace.URL,
+                f"{other.masked_url} (--rehearse-on; now changed)",
+                True,
+                sizes,
             )
         finally:
             other.dispose()
     if role.superuser:
         return rehearsal  # nothing on the target is out of its reach
-    if options.where != "target":
+    if options.where.place is not RehearsalPlace.TARGET:
         rehearsal = _with_privileges_checked(rehearsal, target, role)
         if any(not table.endswith(".alembic_version") for table in sizes):  # a target with tables of its own
             note = _privileges_not_reproduced(privileges)
@@ -681,7 +712,7 @@ def _rehearse_committing(
     project: AlembicProject,
     where_db: Database,
     work: _Work,
-    where: str,
+    where: RehearsalPlace,
     description: str,
     with_data: bool,
     sizes: dict[str, catalog.TableSize],
@@ -910,7 +941,7 @@ def _rehearse_on_target(
     warnings += _sequences_advanced(target, sequences, meter.relations_locked(), failed=failure is not None)
     run = _Run(running=running)
     return Rehearsal(
-        where="target",
+        where=RehearsalPlace.TARGET,
         description="the target itself, in one transaction that was rolled back",
         with_data=True,
         diff=catalog.diff_schemas(before, after),
