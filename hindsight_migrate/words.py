@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
-
-def lock_words(mode: str) -> str:
-    """PostgreSQL's 'AccessExclusiveLock' as the docs write it: 'ACCESS EXCLUSIVE'."""
-    words = re.findall(r"[A-Z][a-z]*", mode.removesuffix("Lock"))
-    return " ".join(words).upper()
-
 
 def human_rows(count: int) -> str:
     if count >= 1_000_000:

@@ -35,7 +35,6 @@ from hindsight_migrate.render.data import (
     print_json,
     status_document,
 )
-from hindsight_migrate.render.layout import lock_words
 from hindsight_migrate.render.markdown import (
     bootstrap_markdown,
     check_markdown,
@@ -90,7 +89,6 @@ __all__ = [
     "lint_markdown",
     "lint_report",
     "lint_result",
-    "lock_words",
     "merge_document",
     "merge_markdown",
     "merged",

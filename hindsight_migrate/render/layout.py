@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.untrusted import has_hidden, visible
-from hindsight_migrate.words import human_bytes, human_rows, lock_words
+from hindsight_migrate.words import human_bytes, human_rows
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -217,7 +217,6 @@ __all__ = [
     "grid",
     "human_bytes",
     "human_rows",
-    "lock_words",
     "plural",
     "relative",
     "visible_text",

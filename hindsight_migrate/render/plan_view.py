@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.render.console import err, out, safe_markup
 from hindsight_migrate.render.layout import (
     Column,
@@ -13,7 +14,6 @@ from hindsight_migrate.render.layout import (
     grid,
     human_bytes,
     human_rows,
-    lock_words,
     plural,
     relative,
 )
@@ -243,8 +243,8 @@ def stakes(plan: MigrationPlan) -> None:
         rows = f", {human_rows(blocking.size.estimated_rows)} rows" if blocking.size else ""
         rewrite = ", rewriting it" if blocking.rewritten else ""
         console.print(
-            f"[bold]Longest blocking lock:[/] {lock_words(blocking.mode)} on {safe_markup(blocking.table)}{rows} "
-            f"(blocks {blocking.blocks}), about {blocking.seconds:.2f} s in the rehearsal "
+            f"[bold]Longest blocking lock:[/] {blocking.mode.words} on {safe_markup(blocking.table)}{rows} "
+            f"(blocks {blocking.blocks.value}), about {blocking.seconds:.2f} s in the rehearsal "
             f"({safe_markup(blocking.revision)}){rewrite}."
         )
     elif plan.rehearsal is not None:
@@ -349,7 +349,8 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
     rows: list[list[Any]] = []
     for row, cells in zip(impact, impact_cells(impact), strict=True):
         styled: list[Any] = list(cells)
-        if row.blocks:  # the lock and what it blocks, in red (the words say it without colour too)
+        # The lock and what it blocks, in red (the words say it without colour too).
+        if row.blocks is not Blocks.NOTHING:
             styled[2], styled[3] = Text(cells[2], style="red"), Text(cells[3], style="red")
         if row.rewritten:
             styled[4] = Text(cells[4], style="red")

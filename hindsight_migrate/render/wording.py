@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from hindsight_migrate.render.layout import plural
 from hindsight_migrate.revisions import Direction
-from hindsight_migrate.words import human_bytes, human_rows, lock_words
+from hindsight_migrate.words import human_bytes, human_rows
 
 if TYPE_CHECKING:
     from hindsight_migrate.reports.history import HistoryEntry
@@ -125,8 +125,8 @@ def impact_cells(impact: tuple[ImpactRow, ...]) -> list[list[str]]:
             [
                 row.revision if first else "",
                 row.table,
-                lock_words(row.mode),
-                row.blocks or "nothing",
+                row.mode.words,
+                row.blocks.value,
                 "rewritten" if row.rewritten else "no",
                 f"{row.rows_written:,}" if row.rows_written else "",
                 human_rows(row.size.estimated_rows) if row.size else "new",

@@ -19,6 +19,7 @@ from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import Refused, Section, StatementFailed
 from hindsight_migrate.postgres import catalog, ledger
 from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.postgres.scratch import scratch_made_in_advance
 from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
 from hindsight_migrate.review.lint import LintResult, lint_sql
@@ -280,9 +281,10 @@ def change_kind(plan: MigrationPlan, *, blocking_seconds: float) -> tuple[Change
         rewrites = {row.table for row in impact if row.rewritten and row.size and row.size.estimated_rows > 0}
         reasons += [f"rewrites {table}, which holds rows" for table in sorted(rewrites)]
         reasons += [
-            f"blocks {row.blocks} of {row.table} for {row.seconds:.2f} s ({row.revision}), over {blocking_seconds:g} s"
+            f"blocks {row.blocks.value} of {row.table} for {row.seconds:.2f} s ({row.revision}), "
+            f"over {blocking_seconds:g} s"
             for row in impact
-            if row.blocks is not None and row.seconds > blocking_seconds
+            if row.blocks is not Blocks.NOTHING and row.seconds > blocking_seconds
         ]
     return (ChangeKind.DESTRUCTIVE if reasons else ChangeKind.CHANGES), tuple(reasons)
 

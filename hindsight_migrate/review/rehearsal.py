@@ -49,6 +49,7 @@ from hindsight_migrate.postgres.containment import (
     ServerWide,
 )
 from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said
+from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
 from hindsight_migrate.postgres.scratch import ScratchInTheMaking, scratch_copy
 from hindsight_migrate.review.bootstrap import BootstrapPlan, drop_baseline_schema, rehearse_bootstrap
 from hindsight_migrate.revisions import RevisionInfo
@@ -56,39 +57,18 @@ from hindsight_migrate.revisions import RevisionInfo
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-# Strongest first: the mode a reader should see for a table is the strongest one taken.
-LOCK_STRENGTH = [
-    "AccessExclusiveLock",
-    "ExclusiveLock",
-    "ShareRowExclusiveLock",
-    "ShareLock",
-    "ShareUpdateExclusiveLock",
-    "RowExclusiveLock",
-    "RowShareLock",
-    "AccessShareLock",
-]
-# What each lock mode stops other sessions' ordinary traffic from doing (modes not listed stop
-# neither reads nor writes: they only wait for, or block, other DDL and VACUUM).
-BLOCKS = {
-    "AccessExclusiveLock": "reads and writes",
-    "ExclusiveLock": "writes",
-    "ShareRowExclusiveLock": "writes",
-    "ShareLock": "writes",
-}
-
-
 @dataclass(frozen=True)
 class StatementCost:
     sql: str
     seconds: float
-    locks: tuple[tuple[str, str], ...]  # (table, strongest mode) newly held after it
+    locks: tuple[tuple[str, LockMode], ...]  # (table, strongest mode) newly held after it
 
 
 @dataclass(frozen=True)
 class RevisionCost:
     revision: str
     seconds: float
-    locks: tuple[tuple[str, str], ...]  # (table, strongest mode) over the whole revision
+    locks: tuple[tuple[str, LockMode], ...]  # (table, strongest mode) over the whole revision
     rewritten: tuple[str, ...]  # tables and indexes whose storage was rewritten
     statements: tuple[StatementCost, ...]
     rows_written: tuple[tuple[str, int], ...] = ()  # (table, rows updated or deleted): a backfill, a purge
@@ -139,7 +119,7 @@ class Rehearsal:
                     revision=cost.revision,
                     table=table,
                     mode=mode,
-                    blocks=BLOCKS.get(mode),
+                    blocks=mode.blocks,
                     rewritten=table in cost.rewritten,
                     size=self.sizes.get(table),
                     seconds=cost.seconds,
@@ -159,8 +139,8 @@ class Rehearsal:
 
     def longest_blocking(self) -> ImpactRow | None:
         """The lock that held traffic back most in the rehearsal: blocking reads beats blocking writes, then time."""
-        blocking = [row for row in self.impact()[0] if row.blocks is not None]
-        return max(blocking, key=lambda row: (row.blocks == BLOCKS["AccessExclusiveLock"], row.seconds), default=None)
+        blocking = [row for row in self.impact()[0] if row.blocks is not Blocks.NOTHING]
+        return max(blocking, key=lambda row: (row.blocks is Blocks.READS_AND_WRITES, row.seconds), default=None)
 
 
 @dataclass(frozen=True)
@@ -169,8 +149,8 @@ class ImpactRow:
 
     revision: str
     table: str
-    mode: str  # pg_locks' mode, e.g. AccessExclusiveLock
-    blocks: str | None  # "reads and writes", "writes", or None when ordinary traffic goes on
+    mode: LockMode
+    blocks: Blocks  # what ordinary traffic it stops
     rewritten: bool  # its storage (or its indexes') was rewritten
     size: catalog.TableSize | None  # the target's rows and bytes, None for a table it does not have
     seconds: float  # how long the revision that took the lock ran (the lock is held until it commits)
@@ -505,7 +485,13 @@ def _with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catal
 # Lock modes an ALTER, a CREATE INDEX, a DROP or a RENAME of a table takes: a revision that took one
 # of these on a table is the one that changed it (as measured in the diff).
 _CHANGING_MODES = frozenset(
-    {"AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock", "ShareUpdateExclusiveLock"}
+    {
+        LockMode.ACCESS_EXCLUSIVE,
+        LockMode.EXCLUSIVE,
+        LockMode.SHARE_ROW_EXCLUSIVE,
+        LockMode.SHARE,
+        LockMode.SHARE_UPDATE_EXCLUSIVE,
+    }
 )
 
 
@@ -922,7 +908,8 @@ def _rehearse_on_target(
                     warnings.append(
                         f"{_last(running)}: a statement takes more than "
                         f"{options.statement_timeout if 'statement' in said else options.lock_timeout}"
-                        f"{f' under {busiest[1]} on {busiest[0]}' if busiest else ''}; the rest was not rehearsed."
+                        f"{f' under {busiest[1].value} on {busiest[0]}' if busiest else ''}; "
+                        "the rest was not rehearsed."
                     )
                     after = before
                 else:
@@ -1082,8 +1069,8 @@ class _Meter:
         self._per_statement = per_statement and read_locks
         self._read_locks_at_commit = read_locks and not per_statement
         self._statements: list[StatementCost] = []
-        self._held: dict[str, str] = {}  # per statement: what the shared transaction holds so far
-        self._locks: dict[str, str] = {}  # what the current revision took, strongest mode per table
+        self._held: dict[str, LockMode] = {}  # per statement: what the shared transaction holds so far
+        self._locks: dict[str, LockMode] = {}  # what the current revision took, strongest mode per table
         self._written: dict[str, int] = {}  # what the current revision updated or deleted, rows per table
         # pg_stat_xact_user_tables counts per transaction: the last reading, and the transaction it was in.
         self._writes_seen: tuple[object, dict[str, int]] = (None, {})
@@ -1140,10 +1127,10 @@ class _Meter:
         """Every relation the shared transaction locked so far (read after each statement, on the target)."""
         return frozenset(self._held)
 
-    def strongest_lock(self) -> tuple[str, str] | None:
+    def strongest_lock(self) -> tuple[str, LockMode] | None:
         if not self._held:
             return None
-        return min(self._held.items(), key=lambda item: LOCK_STRENGTH.index(item[1]))
+        return max(self._held.items(), key=lambda item: item[1].strength)
 
     def _read_filenodes(self, connection: Connection) -> dict[int, tuple[str, int]]:
         raw = connection.connection.driver_connection
@@ -1167,7 +1154,7 @@ class _Meter:
         seconds = time.perf_counter() - self._statement_started
         if "alembic_version" in statement:
             return
-        new: tuple[tuple[str, str], ...] = ()
+        new: tuple[tuple[str, LockMode], ...] = ()
         if self._per_statement:
             now = self._read_locks(cursor.connection)
             new = tuple(sorted((t, m) for t, m in now.items() if self._held.get(t) != m))
@@ -1181,9 +1168,9 @@ class _Meter:
             self._add_locks(self._read_locks(conn.connection.driver_connection))
             self._add_writes(conn.connection.driver_connection)
 
-    def _add_locks(self, locks: dict[str, str]) -> None:
+    def _add_locks(self, locks: dict[str, LockMode]) -> None:
         for table, mode in locks.items():
-            self._locks[table] = _stronger(self._locks.get(table), mode)
+            self._locks[table] = mode.stronger(self._locks.get(table))
 
     def _add_writes(self, raw: Any) -> None:
         """Rows updated or deleted since the last reading: revisions may share one transaction (the
@@ -1196,16 +1183,11 @@ class _Meter:
         self._writes_seen = (transaction, counts)
 
     @staticmethod
-    def _read_locks(raw: Any) -> dict[str, str]:
+    def _read_locks(raw: Any) -> dict[str, LockMode]:
         """The relation locks this session holds, strongest mode per table."""
-        now: dict[str, str] = {}
-        for table, mode in raw.execute(catalog.RELATION_LOCKS_SQL).fetchall():
-            now[table] = _stronger(now.get(table), mode)
+        now: dict[str, LockMode] = {}
+        for table, name in raw.execute(catalog.RELATION_LOCKS_SQL).fetchall():
+            mode = LockMode.of(name)
+            if mode is not None:  # a predicate lock (SIReadLock, serializable transactions) locks out no one
+                now[table] = mode.stronger(now.get(table))
         return now
-
-
-def _stronger(current: str | None, mode: str) -> str:
-    if current is None:
-        return mode
-    rank = {m: i for i, m in enumerate(LOCK_STRENGTH)}
-    return current if rank.get(current, 99) <= rank.get(mode, 99) else mode

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from hindsight_migrate.review.rehearsal import BLOCKS, ImpactRow, Rehearsal
+from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
+from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
 from hindsight_migrate.revisions import Direction
-from hindsight_migrate.words import human_bytes, lock_words
+from hindsight_migrate.words import human_bytes
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.plan import MigrationPlan
@@ -232,13 +233,13 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
     """Each table locked against reads or writes, once, ranked: what blocks reads first, then the longest."""
     by_table: dict[str, list[ImpactRow]] = {}
     for row in impact:
-        if row.blocks is not None:
+        if row.blocks is not Blocks.NOTHING:
             by_table.setdefault(row.table, []).append(row)
     ranked: list[tuple[tuple[float, float, bool, int], Attention]] = []
     short: list[float] = []
     for table, rows in by_table.items():
         # The lock that matters most: one that blocks reads beats one that blocks writes, then the longest.
-        worst = max(rows, key=lambda row: (row.blocks == BLOCKS["AccessExclusiveLock"], row.seconds))
+        worst = max(rows, key=lambda row: (row.blocks is Blocks.READS_AND_WRITES, row.seconds))
         longer = [row for row in rows if row.seconds > worst.seconds]  # a weaker lock held longer
         rewritten = any(row.rewritten for row in rows)
         written = sum(row.rows_written for row in rows)
@@ -250,7 +251,7 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
         facts = [f"held {worst.seconds:.2f} s"]
         if longer:
             other = max(longer, key=lambda row: row.seconds)
-            facts.append(f"{lock_words(other.mode)} (blocks {other.blocks}) {other.seconds:.2f} s")
+            facts.append(f"{other.mode.words} (blocks {other.blocks.value}) {other.seconds:.2f} s")
         if rewritten:
             facts.append("rewrites it")
         if written:
@@ -261,12 +262,12 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
         ranked.append(
             (
                 # Traffic stopped outright counts before traffic that can still read, then the rest.
-                (_held(rows, BLOCKS["AccessExclusiveLock"]), _held(rows, BLOCKS["ShareLock"]), rewritten, written),
+                (_held(rows, Blocks.READS_AND_WRITES), _held(rows, Blocks.WRITES), rewritten, written),
                 Attention(
                     Concern.LOCK,
                     table,
                     worst.revision,
-                    f"{table}: {lock_words(worst.mode)}, blocks {worst.blocks}; " + ", ".join(facts)
+                    f"{table}: {worst.mode.words}, blocks {worst.blocks.value}; " + ", ".join(facts)
                     + f" ({', '.join(revisions)})",
                     seconds=longest,
                     rows=size.estimated_rows if size is not None else None,
@@ -277,9 +278,9 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
     return [item for _, item in ranked], short
 
 
-def _held(rows: list[ImpactRow], blocks: str) -> float:
+def _held(rows: list[ImpactRow], blocks: Blocks) -> float:
     """The longest any of ``rows`` held a lock that blocks ``blocks`` (0 when none did)."""
-    return max((row.seconds for row in rows if row.blocks == blocks), default=0.0)
+    return max((row.seconds for row in rows if row.blocks is blocks), default=0.0)
 
 
 def _short_new_name(old: str | None, new: str | None) -> str:
@@ -294,6 +295,6 @@ def _revision_dropping(plan: MigrationPlan, name: str) -> str | None:
         return None
     table = name if any(c.kind == "table" and c.name == name for c in plan.rehearsal.diff) else name.rpartition(".")[0]
     for cost in plan.rehearsal.costs:
-        if any(locked == table and mode == "AccessExclusiveLock" for locked, mode in cost.locks):
+        if any(locked == table and mode is LockMode.ACCESS_EXCLUSIVE for locked, mode in cost.locks):
             return cost.revision
     return None
