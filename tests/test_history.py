@@ -402,3 +402,29 @@ def test_colour_is_kept_on_a_terminal(hindsight_project: Path, monkeypatch: pyte
     assert f"\x1b[1m{HEAD}\x1b[0m" in result.stdout  # revision ids in bold
     assert "\x1b[3mRevisions, newest first\x1b[0m" in result.stdout  # the title in italics
     assert "\x1b[1mMessage" in result.stdout  # headers in bold
+
+
+def test_history_says_how_the_last_apply_ended_for_every_outcome(tmp_path: Path, database_url: str) -> None:
+    """An interrupted run, or one that found nothing to do, is not shown as "succeeded"."""
+    from tests.projects import TINY_BASE, Rev, tiny_project
+
+    ini = str(tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("SELECT 1")')))
+    assert invoke("-c", ini, "--url", database_url, "bootstrap", "--yes").exit_code == 0
+    assert invoke("-c", ini, "--url", database_url, "up", "--yes", "--no-rehearsal").exit_code == 0
+    assert invoke("-c", ini, "--url", database_url, "up", "--yes", "--no-rehearsal").exit_code == 0  # nothing to do
+
+    nothing = invoke("-c", ini, "--url", database_url, "history")
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.begin() as connection:  # as a run stopped by Ctrl-C leaves its row
+        connection.execute(
+            text(
+                "UPDATE hindsight_migrate.apply_log SET outcome = 'interrupted' "
+                "WHERE id = (SELECT max(id) FROM hindsight_migrate.apply_log)"
+            )
+        )
+    engine.dispose()
+    interrupted = invoke("-c", ini, "--url", database_url, "history")
+
+    assert "nothing to do." in flatten(nothing.output), nothing.output
+    assert "interrupted (Ctrl-C or SIGTERM)." in flatten(interrupted.output), interrupted.output
+    assert "succeeded" not in flatten(interrupted.output).split("Last apply:")[1]

@@ -7,10 +7,12 @@ change it records, so a record exists if and only if the change committed.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import socket
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from hindsight_migrate import __version__
@@ -41,13 +43,17 @@ APPLY_LOG = "apply_log"
 
 # How an audited run ended. 'running' is also what a run killed half-way (SIGKILL, a power cut)
 # leaves: the log never claims an outcome that did not happen.
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: what committed stays, what was running rolled back
-NOTHING_TO_DO = "nothing_to_do"  # the database was already where the run was going
-OUTCOMES = (RUNNING, SUCCEEDED, FAILED, INTERRUPTED, NOTHING_TO_DO)
-_OUTCOME_CHECK = "CHECK (outcome IN (" + ", ".join(f"'{outcome}'" for outcome in OUTCOMES) + "))"
+class Outcome(Enum):
+    """How an audited run ended: the value is what the log's outcome column holds."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: what committed stays, what was running rolled back
+    NOTHING_TO_DO = "nothing_to_do"  # the database was already where the run was going
+
+
+_OUTCOME_CHECK = "CHECK (outcome IN (" + ", ".join(f"'{outcome.value}'" for outcome in Outcome) + "))"
 
 _CREATE_APPLY_LOG = f"""
 CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLY_LOG} (
@@ -108,7 +114,7 @@ class ApplyRecord:
     from_revisions: str
     to_revisions: str | None
     duration_seconds: float | None
-    outcome: str  # one of OUTCOMES; "running" also when the run was killed
+    outcome: Outcome  # RUNNING also when the run was killed
     plan_fingerprint: str | None
     error: str | None
     lock_attempts: int | None = None  # attempts to take the locks the revisions needed, when more than one
@@ -440,7 +446,7 @@ def refuse_unless_schema_usable(connection: Connection) -> None:
 def _needs_evolving(table: _Table) -> bool:
     """Whether _evolve_apply_log would ALTER the table (which needs its owner)."""
     check = table.outcome_check
-    outdated_check = check is None or any(f"'{outcome}'" not in check for outcome in OUTCOMES)
+    outdated_check = check is None or any(f"'{outcome.value}'" not in check for outcome in Outcome)
     return outdated_check or any(column not in table.columns for column in _ADDED_LATER[APPLY_LOG])
 
 
@@ -467,7 +473,7 @@ def _evolve_apply_log(connection: Connection) -> None:
 
     qualified = f"{TOOL_SCHEMA}.{APPLY_LOG}"
     check = constraint_definition(connection, TOOL_SCHEMA, APPLY_LOG, "apply_log_outcome_check")
-    if check is None or any(f"'{outcome}'" not in check for outcome in OUTCOMES):
+    if check is None or any(f"'{outcome.value}'" not in check for outcome in Outcome):
         connection.execute(text(f"ALTER TABLE {qualified} DROP CONSTRAINT IF EXISTS apply_log_outcome_check"))
         connection.execute(text(f"ALTER TABLE {qualified} ADD CONSTRAINT apply_log_outcome_check {_OUTCOME_CHECK}"))
     if not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_attempts"):
@@ -546,7 +552,7 @@ def finish_apply(
     connection: Connection,
     audit_id: int,
     *,
-    outcome: str,
+    outcome: Outcome,
     to_revisions: tuple[str, ...],
     seconds: float,
     error: str | None = None,
@@ -557,7 +563,6 @@ def finish_apply(
     warned about while it ran (a GRANT that granted nothing), one a line."""
     from sqlalchemy import text
 
-    assert outcome in OUTCOMES, outcome
     connection.execute(
         text(
             f"UPDATE {TOOL_SCHEMA}.{APPLY_LOG} SET finished_at = clock_timestamp(), outcome = :outcome, "
@@ -566,7 +571,7 @@ def finish_apply(
         ),
         {
             "id": audit_id,
-            "outcome": outcome,
+            "outcome": outcome.value,
             "to_revisions": _revisions_text(to_revisions),
             "seconds": seconds,
             "error": mask_secrets(error) if error else None,
@@ -582,7 +587,7 @@ def record_nothing_to_do(
     """Writes: one finished row for a run that found the database where it was going (in the caller's transaction)."""
     ensure_tool_tables(connection)
     audit_id = start_apply(connection, command=command, database=database, from_revisions=at, fingerprint=fingerprint)
-    finish_apply(connection, audit_id, outcome=NOTHING_TO_DO, to_revisions=at, seconds=0.0)
+    finish_apply(connection, audit_id, outcome=Outcome.NOTHING_TO_DO, to_revisions=at, seconds=0.0)
 
 
 def last_apply(connection: Connection) -> ApplyRecord | None:
@@ -600,7 +605,12 @@ def last_apply(connection: Connection) -> ApplyRecord | None:
             f"FROM {TOOL_SCHEMA}.{APPLY_LOG} ORDER BY id DESC LIMIT 1"
         )
     ).one_or_none()
-    return ApplyRecord(*row) if row is not None else None
+    if row is None:
+        return None
+    record = ApplyRecord(*row)
+    # Read as it is stored; a value this version does not know (a hand-edited row) reads as still running.
+    known = {outcome.value: outcome for outcome in Outcome}
+    return dataclasses.replace(record, outcome=known.get(str(row[11]), Outcome.RUNNING))
 
 
 def _revisions_text(revisions: tuple[str, ...]) -> str:

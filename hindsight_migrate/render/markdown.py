@@ -561,7 +561,7 @@ def status_markdown(status: Status) -> str:
         run = status.last_apply
         facts.append(
             f"- Last apply: {text(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by {text(run.os_user)}@"
-            f"{text(run.host)}, {text(run.from_revisions)} → {text(run.to_revisions or '?')}, {text(run.outcome)}"
+            f"{text(run.host)}, {text(run.from_revisions)} → {text(run.to_revisions or '?')}, {text(run.outcome.value)}"
         )
     blocks.append(details("Records", "\n".join(facts)))
     blocks.append(MARKER.format(kind="status"))

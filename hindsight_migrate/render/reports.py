@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hindsight_migrate.postgres.ledger import Outcome
 from hindsight_migrate.render.console import out, safe_markup
 from hindsight_migrate.render.layout import Column, grid
 from hindsight_migrate.render.wording import STATE_MARKS, history_marks, lint_dropped, lint_where
@@ -21,6 +22,16 @@ if TYPE_CHECKING:
 
 
 
+
+
+# How the last apply ended, as history shows it (every outcome: mypy checks the keys against Outcome).
+OUTCOME_WORDS: dict[Outcome, str] = {
+    Outcome.RUNNING: "[yellow]still running, or was killed[/]",
+    Outcome.SUCCEEDED: "[green]succeeded[/]",
+    Outcome.FAILED: "[red]failed[/]",
+    Outcome.INTERRUPTED: "[yellow]interrupted (Ctrl-C or SIGTERM)[/]",
+    Outcome.NOTHING_TO_DO: "[green]nothing to do[/]",
+}
 
 def history(history: History) -> None:
     from rich.text import Text
@@ -89,9 +100,7 @@ def history(history: History) -> None:
             )
         if state.last_apply is not None:
             run = state.last_apply
-            outcome = {"running": "[yellow]still running, or was killed[/]", "failed": "[red]failed[/]"}.get(
-                run.outcome, "[green]succeeded[/]"
-            )
+            outcome = OUTCOME_WORDS[run.outcome]
             console.print(
                 f"Last apply: {safe_markup(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by "
                 f"{safe_markup(run.os_user)}@{safe_markup(run.host)}, {safe_markup(run.from_revisions)} → "
@@ -198,7 +207,7 @@ def status(result: Status) -> None:
         console.print(
             f"  Last apply: {safe_markup(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by "
             f"{safe_markup(run.os_user)}@{safe_markup(run.host)}, {safe_markup(run.from_revisions)} → "
-            f"{safe_markup(run.to_revisions or '?')}, {safe_markup(run.outcome)}"
+            f"{safe_markup(run.to_revisions or '?')}, {safe_markup(run.outcome.value)}"
         )
 
 

@@ -275,7 +275,7 @@ def _apply_under_lock(
             database,
             audit_id,
             started,
-            outcome=ledger.INTERRUPTED if interrupted else ledger.FAILED,
+            outcome=ledger.Outcome.INTERRUPTED if interrupted else ledger.Outcome.FAILED,
             error=mask_secrets(reason),
             attempts=attempts,
         )
@@ -290,7 +290,7 @@ def _apply_under_lock(
         ledger.finish_apply(
             connection,
             audit_id,
-            outcome=ledger.SUCCEEDED,
+            outcome=ledger.Outcome.SUCCEEDED,
             to_revisions=final,
             seconds=time.monotonic() - started,
             lock_attempts=attempts,
@@ -342,7 +342,7 @@ def _close_audit(
     started: float,
     *,
     error: str,
-    outcome: str = ledger.FAILED,
+    outcome: ledger.Outcome = ledger.Outcome.FAILED,
     attempts: int | None = None,
 ) -> tuple[str, ...]:
     """Writes: the audit row ends ``outcome`` with ``error``; returns where the database stands."""
@@ -368,7 +368,7 @@ def _close_audit_on_fresh_connection(
     audit_id: int,
     started: float,
     *,
-    outcome: str,
+    outcome: ledger.Outcome,
     error: str,
     attempts: int,
 ) -> None:

@@ -170,7 +170,7 @@ def bootstrap_under_lock(
             ledger.finish_apply(
                 connection,
                 audit_id,
-                outcome=ledger.SUCCEEDED,
+                outcome=ledger.Outcome.SUCCEEDED,
                 to_revisions=(plan.baseline.revision,),
                 seconds=time.monotonic() - started,
             )
