@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hindsight_migrate import __version__
-from tests.conftest import invoke
+from tests.conftest import flatten, invoke
 
 CONSOLE_SCRIPT = shutil.which("hindsight-migrate") or str(Path(sys.executable).parent / "hindsight-migrate")
 
@@ -112,3 +112,13 @@ def test_embedded_default_needs_no_database_url(hindsight_project: Path) -> None
     assert "Nothing to do" in again.stdout
     bootstrap = _run("bootstrap", "--yes", cwd=hindsight_project)
     assert bootstrap.returncode == 6, bootstrap.stderr
+
+
+def test_help_shows_bracketed_words_instead_of_reading_them_as_markup() -> None:
+    """Typer's help is Rich markup: "[tool.alembic]" and "[alembic]" vanished from --help as unknown tags."""
+    result = invoke("--help")
+
+    assert result.exit_code == 0, result.output
+    said = flatten(result.output)
+    assert "./pyproject.toml's [tool.alembic])" in said, result.output
+    assert "instead of [alembic] (as alembic -n)" in said, result.output

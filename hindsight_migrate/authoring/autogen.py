@@ -52,7 +52,7 @@ class NewRevision:
 
     @property
     def dangers(self) -> tuple[ReviewFinding, ...]:
-        return tuple(f for f in self.findings if f.level == DANGER)
+        return tuple(f for f in self.findings if f.level is DANGER)
 
     @property
     def lint_errors(self) -> tuple[LintFinding, ...]:
@@ -194,7 +194,7 @@ def write_danger_comments(path: Path, findings: tuple[ReviewFinding, ...]) -> in
     Returns how many were written. The file is left as Alembic wrote it when it cannot be read
     as Python, when no call is found, or when the commented text would not compile.
     """
-    dangers = [f for f in findings if f.level == DANGER]
+    dangers = [f for f in findings if f.level is DANGER]
     if not dangers:
         return 0
     try:

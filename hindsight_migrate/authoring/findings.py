@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
 from typing import Literal
 
 from hindsight_migrate.revisions import Operation
 
-DANGER = "danger"
-CAUTION = "caution"
+
+class Severity(Enum):
+    """How much harm an operation autogenerate wrote may do: danger (data lost), caution (worth a look)."""
+
+    DANGER = "danger"
+    CAUTION = "caution"
+
+
+DANGER, CAUTION = Severity.DANGER, Severity.CAUTION
 
 # What a finding puts at risk, to be counted on the target: every row of the table (a drop,
 # a NOT NULL column added without a default), or the rows holding a value in the column.
@@ -27,7 +35,7 @@ _SIZED = re.compile(r"^(?P<base>[A-Z ]+?)\s*(\((?P<size>\d+)(,\s*(?P<scale>\d+))
 
 @dataclass(frozen=True)
 class ReviewFinding:
-    level: str  # DANGER or CAUTION
+    level: Severity
     operation: Operation
     message: str
     instead: str | None = None  # the operation to write instead, for a probable rename

@@ -23,7 +23,7 @@ ConfigOption = Annotated[
         "--config",
         "-c",
         help="Path to alembic.ini or pyproject.toml (default: ./alembic.ini, else ./pyproject.toml's "
-        "[tool.alembic]).",
+        "\\[tool.alembic]).",  # \\[: Typer's help is Rich markup, where [tool.alembic] would be a tag
         show_default=False,
         dir_okay=False,
     ),
@@ -42,7 +42,7 @@ NameOption = Annotated[
     typer.Option(
         "--name",
         "-n",
-        help="The ini section to read instead of [alembic] (as alembic -n).",
+        help="The ini section to read instead of \\[alembic] (as alembic -n).",
         show_default=False,
     ),
 ]

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hindsight_migrate.authoring.findings import Severity
 from hindsight_migrate.render.layout import count_by_kind, plural, relative
 from hindsight_migrate.render.wording import (
     BIG_DIFF,
@@ -43,6 +44,7 @@ from hindsight_migrate.render.wording import (
     statement_counts,
     summary_lines,
 )
+from hindsight_migrate.review.lint import Level
 from hindsight_migrate.revisions import Direction
 from hindsight_migrate.untrusted import visible
 
@@ -397,7 +399,7 @@ def lint_section(lint: LintResult, *, statements: bool = False) -> str:
     rows = [["error", e.revision, str(e.line), e.rule, e.message] for e in lint.errors]
     by_rule: dict[str, list[LintFinding]] = {}
     for finding in lint.findings:
-        if finding.level != "error":
+        if finding.level is not Level.ERROR:
             by_rule.setdefault(finding.rule, []).append(finding)
     for rule, same in by_rule.items():
         revision_cell, line_cell = lint_where(same)
@@ -643,7 +645,7 @@ def new_revision_markdown(result: NewRevision) -> str:
             words = finding.message + (f" ({finding.rows_on_target})" if finding.rows_on_target else "")
             if finding.instead:
                 words += f"\ninstead: {finding.instead}"
-            rows.append(["✖" if finding.level == "danger" else "●", finding.level.upper(), words])
+            rows.append(["✖" if finding.level is Severity.DANGER else "●", finding.level.value.upper(), words])
         blocks.append(f"**Needs attention ({len(rows)})**\n\n" + table(["", "Severity", "What"], rows))
     else:
         blocks.append("**Needs attention:** nothing flagged.")

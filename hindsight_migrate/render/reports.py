@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hindsight_migrate.authoring.findings import Severity
 from hindsight_migrate.postgres.ledger import Outcome
 from hindsight_migrate.render.console import out, safe_markup
 from hindsight_migrate.render.layout import Column, grid
 from hindsight_migrate.render.wording import STATE_MARKS, history_marks, lint_dropped, lint_where
+from hindsight_migrate.review.lint import Level
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
@@ -124,7 +126,11 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     for op in result.operations:
         finding = flagged.get(id(op))
         mark = (
-            Text("") if finding is None else Text("!", "bold red") if finding.level == "danger" else Text("?", "yellow")
+            Text("")
+            if finding is None
+            else Text("!", "bold red")
+            if finding.level is Severity.DANGER
+            else Text("?", "yellow")
         )
         type_text = op.type or ""
         if op.kind == "alter_column" and op.existing_type and op.type:
@@ -144,9 +150,9 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     elif result.not_counted is not None:
         console.print(f"[yellow]Rows at risk not counted:[/] {safe_markup(result.not_counted)}")
     for finding in result.findings:
-        colour = "red" if finding.level == "danger" else "yellow"
+        colour = "red" if finding.level is Severity.DANGER else "yellow"
         count = f" [bold]({safe_markup(finding.rows_on_target)})[/]" if finding.rows_on_target else ""
-        console.print(f"  [{colour}]{finding.level}:[/] {safe_markup(finding.message)}{count}")
+        console.print(f"  [{colour}]{finding.level.value}:[/] {safe_markup(finding.message)}{count}")
         if finding.instead:
             console.print(f"      instead: [bold]{safe_markup(finding.instead)}[/]")
     if result.lint is not None:
@@ -265,7 +271,7 @@ def lint_result(lint: LintResult) -> None:
         rows.append([Text("error", style="bold red"), error.revision, str(error.line), error.rule, error.message])
     warnings: dict[str, list[LintFinding]] = {}
     for finding in lint.findings:
-        if finding.level != "error":
+        if finding.level is not Level.ERROR:
             warnings.setdefault(finding.rule, []).append(finding)
     for rule, same in warnings.items():
         revision_cell, line_cell = lint_where(same)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,11 @@ from hindsight_migrate.config import ToolSettings
 if TYPE_CHECKING:
     from pglast import ast
 
-ERROR = "error"
-WARNING = "warning"
+class Level(Enum):
+    """How a lint finding weighs: an error blocks up (unless --allow-lint), a warning is shown."""
+
+    ERROR = "error"
+    WARNING = "warning"
 
 # Rules whose harm is traffic on a table that already has some: a lock that blocks its readers
 # or writers (or waits behind them), a scan or rewrite of its rows under that lock, or clients
@@ -83,7 +87,7 @@ RULES_ABOUT_TRAFFIC = frozenset(
 class LintFinding:
     revision: str
     rule: str
-    level: str  # ERROR or WARNING
+    level: Level
     message: str
     advice: str | None
     line: int  # 1-based, in the revision's SQL
@@ -100,7 +104,7 @@ class LintResult:
 
     @property
     def errors(self) -> tuple[LintFinding, ...]:
-        return tuple(f for f in self.findings if f.level == ERROR)
+        return tuple(f for f in self.findings if f.level is Level.ERROR)
 
     def advice_by_rule(self) -> dict[str, str]:
         """Squawk's advice for each rule found, once, in the order the rules are first found.
@@ -169,7 +173,7 @@ def lint_sql(sql_by_revision: dict[str, str], settings: ToolSettings) -> LintRes
         if new_tables is not None and rule in RULES_ABOUT_TRAFFIC and new_tables.only_new_tables(revision, item):
             dropped += 1
             continue
-        level = ERROR if rule in settings.lint_error_rules or item.get("level") == "Error" else WARNING
+        level = Level.ERROR if rule in settings.lint_error_rules or item.get("level") == "Error" else Level.WARNING
         findings.append(
             LintFinding(revision, rule, level, item.get("message", ""), item.get("help"), first + 1, statement)
         )
