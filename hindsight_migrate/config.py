@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from hindsight_migrate.duration import A_MINUTE, A_SECOND, FIVE_MINUTES, FIVE_SECONDS, Duration
 from hindsight_migrate.errors import ConfigError
 from hindsight_migrate.masking import forget_secrets, mask_secrets, remember_secret_of
 
@@ -71,8 +72,8 @@ class DatabaseSource:
 class ToolSettings:
     """The ``[hindsight-migrate]`` knobs beyond bootstrap, with the defaults a careful team wants."""
 
-    lock_timeout: str = "5s"  # every applying connection: give up instead of queueing traffic
-    statement_timeout: str = "60s"  # budget of a rehearsal on the target (--rehearse-on target)
+    lock_timeout: Duration = FIVE_SECONDS  # every applying connection: give up instead of queueing traffic
+    statement_timeout: Duration = A_MINUTE  # budget of a rehearsal on the target (--rehearse-on target)
     rehearsal_data_limit_mb: int = 200  # copy the data into the scratch database up to this size
     lint_error_rules: tuple[str, ...] = ()  # Squawk rules whose findings block `up`
     # The tool sets lock_timeout itself and runs each revision in a transaction, which is what
@@ -84,24 +85,12 @@ class ToolSettings:
     refuse_noop_downgrades: bool = False
     # --detailed-exitcode calls a plan destructive (exit 3) when a lock that blocks reads or writes
     # of an existing table was held longer than this in the rehearsal.
-    destructive_lock: str = "1s"
+    destructive_lock: Duration = A_SECOND
     # A revision that hits lock_timeout (a long transaction holds a lock it needs) is retried this
     # many times, after a jittered, growing pause, resuming at that revision: each attempt holds
     # traffic back for at most lock_timeout. The attempts and pauses together stop at lock_retry_max_wait.
     lock_retries: int = 10
-    lock_retry_max_wait: str = "5min"
-
-    @property
-    def destructive_lock_seconds(self) -> float:
-        return duration_seconds(self.destructive_lock)
-
-    @property
-    def lock_timeout_seconds(self) -> float:
-        return duration_seconds(self.lock_timeout)
-
-    @property
-    def lock_retry_max_wait_seconds(self) -> float:
-        return duration_seconds(self.lock_retry_max_wait)
+    lock_retry_max_wait: Duration = FIVE_MINUTES
 
 
 @dataclass(frozen=True)
@@ -426,14 +415,6 @@ def _tool_table(ini: _Ini | None, toml: _Toml | None) -> _ToolTable | None:
     return None
 
 
-def duration_seconds(value: str) -> float:
-    """A validated duration (5s, 500ms, 2min, 1h; a bare number is milliseconds, as PostgreSQL reads it) in seconds."""
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min|h)?", value.strip())
-    assert match is not None, value
-    unit = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}[match.group(2) or "ms"]
-    return float(match.group(1)) * unit
-
-
 def _settings_from(table: _ToolTable) -> tuple[Path | None, str | None, ToolSettings]:
     """(bootstrap_sql, baseline, the other knobs) from an ini section or a TOML table."""
     defaults = ToolSettings()
@@ -450,11 +431,14 @@ def _settings_from(table: _ToolTable) -> tuple[Path | None, str | None, ToolSett
         wanted = "a string or a number" if numbers else "a string"
         raise ConfigError(f"{key} in {where} must be {wanted}, not {_kind(value)}.")
 
-    def duration(key: str, default: str) -> str:
-        value = text(key, numbers=True) or default
-        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?\s*(ms|s|min|h)?", value):
+    def duration(key: str, default: Duration) -> Duration:
+        value = text(key, numbers=True)
+        if value is None:
+            return default
+        parsed = Duration.parse(value)
+        if parsed is None:
             raise ConfigError(f"{key} = {value!r} in {where} is not a duration like 5s, 500ms or 2min.")
-        return value
+        return parsed
 
     def rules(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = table.values.get(key)

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from hindsight_migrate.config import ToolSettings, resolve_settings
+from hindsight_migrate.duration import Duration
 from hindsight_migrate.errors import ConfigError
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres.database import open_database
@@ -425,8 +426,8 @@ def test_tool_settings_from_pyproject_toml(tmp_path: Path) -> None:
     assert settings.bootstrap_sql == project.resolve() / "infra" / "v1.sql"
     assert settings.baseline == "cd3fb603795c"
     assert settings.tool == ToolSettings(
-        lock_timeout="2s",
-        statement_timeout="90s",
+        lock_timeout=Duration.of("2s"),
+        statement_timeout=Duration.of("90s"),
         rehearsal_data_limit_mb=50,
         lint_error_rules=("ban-drop-table", "adding-not-nullable-field"),
         lint_ignore_rules=(),

@@ -127,7 +127,7 @@ def _plan_and_apply(
         elif review.plan_out is not None:
             plan_file.save_plan(plan, plan_file.database_identity(database), review.plan_out)
             render.err().print(f"Plan saved to {render.safe_markup(review.plan_out)}.")
-        kind, reasons = change_kind(plan, blocking_seconds=settings.tool.destructive_lock_seconds)
+        kind, reasons = change_kind(plan, blocking_seconds=settings.tool.destructive_lock.seconds)
         if outcome is not None:
             outcome.plan, outcome.change = plan, (kind, reasons)
         if plan.nothing_to_do:
@@ -151,8 +151,8 @@ def _plan_and_apply(
                 lock_timeout=settings.tool.lock_timeout,
                 retries=LockRetries(
                     retries=review.lock_retries if review.lock_retries is not None else settings.tool.lock_retries,
-                    max_wait_seconds=settings.tool.lock_retry_max_wait_seconds,
-                    lock_timeout_seconds=settings.tool.lock_timeout_seconds,
+                    max_wait_seconds=settings.tool.lock_retry_max_wait.seconds,
+                    lock_timeout_seconds=settings.tool.lock_timeout.seconds,
                 ),
                 progress=progress,
             )

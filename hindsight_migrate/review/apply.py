@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.duration import Duration
 from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres import ledger
@@ -102,7 +103,7 @@ def apply_plan(
     database: Database,
     *,
     lock_wait: float,
-    lock_timeout: str,
+    lock_timeout: Duration,
     retries: LockRetries | None = None,
     progress: Progress | None = None,
 ) -> ApplyResult:
@@ -144,7 +145,7 @@ def _apply_under_lock(
     database: Database,
     connection: Connection,
     lock: HeldLock,
-    lock_timeout: str,
+    lock_timeout: Duration,
     retries: LockRetries,
     progress: Progress,
     started: float,
@@ -181,7 +182,7 @@ def _apply_under_lock(
     connection.commit()
     # Session-wide, so it holds in the transaction env.py opens for each revision: a migration
     # waiting behind live traffic gives up instead of queueing every other query behind it.
-    connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
+    connection.exec_driver_sql(f"SET lock_timeout = {lock_timeout.milliseconds}")
     # Commits keep the server's synchronous_commit: the ✓ shown for a revision means it
     # survives a server crash. (Turning it off would save ~0.6 ms per revision, and lose
     # revisions already reported as applied when the server crashes mid-run.)
@@ -415,7 +416,7 @@ def _failed(
     revision: RevisionInfo,
     err: BaseException,
     started: float,
-    lock_timeout: str,
+    lock_timeout: Duration,
     *,
     attempts: int = 1,
     blockers: tuple[Blocker, ...] = (),

@@ -36,6 +36,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.duration import A_MINUTE, FIVE_SECONDS, Duration
 from hindsight_migrate.errors import ProjectCodeFailed, Refused, Section
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres import catalog
@@ -185,8 +186,8 @@ class RehearsalTarget:
 class RehearsalOptions:
     where: RehearsalTarget = RehearsalTarget(RehearsalPlace.SCRATCH)
     data_limit_bytes: int = 200 * 1024 * 1024
-    lock_timeout: str = "5s"
-    statement_timeout: str = "60s"
+    lock_timeout: Duration = FIVE_SECONDS
+    statement_timeout: Duration = A_MINUTE
 
 
 @dataclass(frozen=True)
@@ -886,9 +887,9 @@ def _rehearse_on_target(
             containment.roll_back_from_here()
             meter = _Meter(connection, connection, per_statement=True)
             try:
-                # Validated durations (config.py), so they can be written into the statement.
-                connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{options.lock_timeout}'")
-                connection.exec_driver_sql(f"SET LOCAL statement_timeout = '{options.statement_timeout}'")
+                # Whole milliseconds (Duration): nothing from a settings file is pasted into SQL.
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {options.lock_timeout.milliseconds}")
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {options.statement_timeout.milliseconds}")
                 before = catalog.schema_snapshot(connection)
                 if work.bootstrap is not None:
                     rehearse_bootstrap(work.bootstrap, project, connection)
