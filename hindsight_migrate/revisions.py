@@ -11,6 +11,18 @@ from enum import Enum
 from pathlib import Path
 
 
+@dataclass(frozen=True)
+class VersionTable:
+    """Where env.py keeps the version table: ``context.configure(version_table=…, version_table_schema=…)``.
+
+    A project may name its own (two environments in one database keep one each); the tool learns it from
+    env.py's configure() and never assumes Alembic's default when env.py said otherwise.
+    """
+
+    name: str = "alembic_version"  # Alembic's default, used until env.py has configured a run
+    schema: str | None = None
+
+
 class Direction(Enum):
     """Which way a plan goes: up applies revisions (upgrade()), down reverts them (downgrade())."""
 

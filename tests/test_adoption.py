@@ -613,3 +613,33 @@ def test_check_against_target_for_a_chain_that_cannot_start_from_nothing(tmp_pat
     assert against.exit_code == 0, against.output
     assert "models against the target" in flatten(against.output), against.output
     assert dbstate.snapshot(database_url) == before
+
+
+def test_a_version_table_of_the_projects_own_name_is_copied_and_left_out_of_the_review(
+    tmp_path: Path, database_url: str
+) -> None:
+    """env.py's version_table (two environments in one database keep one each) is the tool's bookkeeping under
+    whatever name: a schema-only copy carries its rows (or the rehearsal would start nowhere), and it is not
+    reviewed as an application table."""
+    ini = tiny_project(
+        tmp_path / "p",
+        Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("ALTER TABLE things ADD COLUMN note text")'),
+        settings="rehearsal_data_limit_mb = 0",  # a copy of the schema only, as for a large target
+    )
+    env_py = ini.parent / "migrations" / "env.py"
+    configured = env_py.read_text().replace(
+        "target_metadata=target_metadata", 'target_metadata=target_metadata, version_table="hm_versions"'
+    )
+    env_py.write_text(configured)
+    bootstrapped(ini, database_url)
+    assert dbstate.query(database_url, "SELECT version_num FROM hm_versions") == [(TINY_BASE,)]
+
+    result = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run")
+
+    assert result.exit_code == ExitCode.OK, result.output
+    said = flatten(result.output)
+    assert "rehearsed on a scratch copy of the target's schema only" in said, result.output
+    assert "hm_versions" not in said.split("-- Running upgrade")[0], result.output  # not reviewed as a table
+    applied = invoke("-c", str(ini), "--url", database_url, "up", "--yes", "--no-rehearsal")
+    assert applied.exit_code == ExitCode.OK, applied.output
+    assert dbstate.query(database_url, "SELECT version_num FROM hm_versions") == [("bbbb00000002",)]

@@ -216,7 +216,7 @@ def test_rehearsal_diff_is_what_the_apply_does(hindsight_project: Path, database
     project.bind_target(database.engine.url, settings.database.origin)
     try:
         with database.connect() as connection:
-            before = catalog.schema_snapshot(connection)
+            before = catalog.schema_snapshot(connection, version_table="alembic_version")
             connection.rollback()
         plan = plan_upgrade(project, database, target="heads", rehearsal=RehearsalOptions())
     finally:
@@ -231,7 +231,7 @@ def test_rehearsal_diff_is_what_the_apply_does(hindsight_project: Path, database
     engine = create_engine(database_url, poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            after = catalog.schema_snapshot(connection)
+            after = catalog.schema_snapshot(connection, version_table="alembic_version")
     finally:
         engine.dispose()
     applied = catalog.diff_schemas(before, after)

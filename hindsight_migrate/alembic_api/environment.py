@@ -21,7 +21,7 @@ from hindsight_migrate.alembic_api import handoff
 from hindsight_migrate.alembic_api.translate import alembic_errors
 from hindsight_migrate.errors import ConfigError, Refused, Section
 from hindsight_migrate.masking import mask_secrets
-from hindsight_migrate.revisions import RevisionInfo
+from hindsight_migrate.revisions import RevisionInfo, VersionTable
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -38,6 +38,8 @@ class EnvironmentRunner:
     def __init__(self, project: AlembicProject) -> None:
         self.project = project
         self._running: tuple[str, bool] | None = None  # (revision, downgrade) being run, for error messages
+        # What env.py configured, learned at each run of it (every command runs it before it needs this).
+        self.version_table = VersionTable()
 
     @property
     def env_py(self) -> Path:
@@ -326,6 +328,9 @@ class EnvironmentRunner:
         configure_as_env_py_asks = environment.configure
 
         def configure(*args: Any, **kw: Any) -> None:
+            self.version_table = VersionTable(
+                kw.get("version_table") or VersionTable.name, kw.get("version_table_schema") or None
+            )
             if per_revision:
                 kw["transaction_per_migration"] = True
             if after_each is not None:

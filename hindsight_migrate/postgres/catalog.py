@@ -146,16 +146,17 @@ def content_objects(objects: tuple[CatalogObject, ...]) -> tuple[CatalogObject, 
     return tuple(obj for obj in objects if obj.kind in _CONTENT_KINDS)
 
 
-def version_tables(connection: Connection) -> tuple[str, ...]:
-    """Read-only: every ``alembic_version`` table, schema-qualified, in any schema."""
+def version_tables(connection: Connection, *, name: str) -> tuple[str, ...]:
+    """Read-only: every version table called ``name`` (env.py's version_table), schema-qualified, in any schema."""
     from sqlalchemy import text
 
     rows = connection.execute(
         text(
             "SELECT n.nspname || '.' || c.relname FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relname = 'alembic_version' AND c.relkind IN ('r', 'p') ORDER BY 1"
-        )
+            "WHERE c.relname = :name AND c.relkind IN ('r', 'p') ORDER BY 1"
+        ),
+        {"name": name},
     ).scalars()
     return tuple(rows)
 
@@ -206,7 +207,7 @@ SELECT n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.attty
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
-   AND c.relname <> 'alembic_version' AND {_NOT_APPLICATION}
+   AND c.relname <> :version_table AND {_NOT_APPLICATION}
 """
 _INDEXES_SQL = f"""
 SELECT n.nspname || '.' || ic.relname, pg_get_indexdef(i.indexrelid)
@@ -214,23 +215,23 @@ SELECT n.nspname || '.' || ic.relname, pg_get_indexdef(i.indexrelid)
   JOIN pg_class ic ON ic.oid = i.indexrelid
   JOIN pg_class tc ON tc.oid = i.indrelid
   JOIN pg_namespace n ON n.oid = ic.relnamespace
- WHERE tc.relname <> 'alembic_version' AND {_NOT_APPLICATION}
+ WHERE tc.relname <> :version_table AND {_NOT_APPLICATION}
 """
 _CONSTRAINTS_SQL = f"""
 SELECT n.nspname || '.' || c.relname || '.' || co.conname, pg_get_constraintdef(co.oid)
   FROM pg_constraint co
   JOIN pg_class c ON c.oid = co.conrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relname <> 'alembic_version' AND {_NOT_APPLICATION}
+ WHERE c.relname <> :version_table AND {_NOT_APPLICATION}
 """
 
 
-def schema_snapshot(connection: Connection) -> SchemaSnapshot:
+def schema_snapshot(connection: Connection, *, version_table: str) -> SchemaSnapshot:
     """Read-only: tables and columns (type, nullability, default), indexes, constraints,
     extensions, and the names of everything else."""
     from sqlalchemy import text
 
-    params = {"tool_schema": TOOL_SCHEMA}
+    params = {"tool_schema": TOOL_SCHEMA, "version_table": version_table}
     columns: dict[str, dict[str, str]] = {}
     table_ids: dict[str, int] = {}
     column_ids: dict[tuple[str, str], tuple[int, int]] = {}
@@ -256,7 +257,7 @@ def schema_snapshot(connection: Connection) -> SchemaSnapshot:
     others = frozenset(
         f"{obj.kind} {obj.qualified_name}"
         for obj in list_objects(connection)
-        if obj.kind not in ("table", "index", "extension") and obj.name != "alembic_version"
+        if obj.kind not in ("table", "index", "extension") and obj.name != version_table
     )
     return SchemaSnapshot(columns, indexes, constraints, extensions, others, table_ids, column_ids)
 
@@ -914,7 +915,7 @@ SELECT format('%I.%I', n.nspname, c.relname), c.relkind = 'S',
                 AND NOT has_table_privilege(c.oid, p) AND has_column_privilege(c.oid, a.attnum, p))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {_MIRRORED_SCHEMAS}
-   AND c.relname <> 'alembic_version'
+   AND c.relname <> :version_table
    AND {_NOT_EXTENSION_MEMBER.format(catalog="'pg_class'", oid="c.oid")}
 """
 _MIRROR_SCHEMAS_SQL = f"""
@@ -931,7 +932,7 @@ SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_argume
 """
 
 
-def privileges_script(connection: Connection) -> str:
+def privileges_script(connection: Connection, *, version_table: str) -> str:
     """Read-only (on the target): the SQL that gives a copy, made by this role, this role's privileges on the target.
 
     Run in the copy by the same role, which owns everything there: it revokes its own privileges (and
@@ -949,7 +950,8 @@ def privileges_script(connection: Connection) -> str:
         granted = [name for name, allowed in (("USAGE", usage), ("CREATE", create)) if allowed]
         if granted:
             statements.append(f"GRANT {', '.join(granted)} ON SCHEMA {schema} TO CURRENT_USER")
-    for relation, is_sequence, privileges, columns in connection.execute(text(_MIRROR_RELATIONS_SQL)):
+    relations = connection.execute(text(_MIRROR_RELATIONS_SQL), {"version_table": version_table})
+    for relation, is_sequence, privileges, columns in relations:
         kind = "SEQUENCE" if is_sequence else "TABLE"
         statements.append(f"REVOKE ALL ON {kind} {relation} FROM PUBLIC, CURRENT_USER")
         if privileges:

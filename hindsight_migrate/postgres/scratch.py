@@ -329,6 +329,7 @@ def scratch_copy(
     *,
     with_data: bool,
     blank: bool,
+    version_table: str,
     keep_owners: bool = False,
     privileges: str | None = None,
 ) -> Iterator[Database]:
@@ -348,7 +349,13 @@ def scratch_copy(
         scratch = making.ready()
         # A first deployment, a CI database: pg_dump and psql would only add their start-up time.
         if not blank:
-            _copy_database(target.engine.url, scratch.engine.url, with_data=with_data, keep_owners=keep_owners)
+            _copy_database(
+                target.engine.url,
+                scratch.engine.url,
+                with_data=with_data,
+                keep_owners=keep_owners,
+                version_table=version_table,
+            )
             if privileges:
                 _run_script(scratch, privileges)
         yield scratch
@@ -393,7 +400,9 @@ def _drop_database(target: Database, name: str) -> None:
         )
 
 
-def _copy_database(source_url: Any, target_url: Any, *, with_data: bool, keep_owners: bool = False) -> None:
+def _copy_database(
+    source_url: Any, target_url: Any, *, with_data: bool, version_table: str, keep_owners: bool = False
+) -> None:
     """Stream pg_dump of the source (schema only, plus version and tool rows; or everything) into
     psql on the target: no dump file, so the target's data never sits in a shared temp folder."""
     dump = _pg_binary("pg_dump")
@@ -410,7 +419,8 @@ def _copy_database(source_url: Any, target_url: Any, *, with_data: bool, keep_ow
         passes = [
             [*base, "--schema-only"],
             # The version table's rows and the tool's own records: the rehearsal needs both.
-            [*base, "--data-only", "--table", "*.alembic_version", "--table", "hindsight_migrate.*"],
+            # (A quoted name is matched as it is written: env.py's version_table, whatever its case.)
+            [*base, "--data-only", "--table", f'*."{version_table}"', "--table", "hindsight_migrate.*"],
         ]
     restore = [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
     for dump_command in passes:

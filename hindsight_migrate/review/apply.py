@@ -284,7 +284,7 @@ def _apply_under_lock(
     if plan.drops_baseline:
         # Past the baseline: what V1 created goes too, with the version table, in one transaction.
         with connection.begin():
-            drop_baseline_schema(connection)
+            drop_baseline_schema(connection, version_table=project.env.version_table.name)
     final = project.env.current_heads(connection)
     connection.rollback()
     with connection.begin():

@@ -122,7 +122,7 @@ def plan_bootstrap(
     with database.connect() as connection:
         transaction = connection.begin()
         try:
-            refuse_unless_empty(connection, sql)
+            refuse_unless_empty(connection, sql, version_table=project.env.version_table.name)
             before = set(catalog.list_objects(connection))
             _run_statements(connection, sql, rehearsal=True)
             creates = tuple(sorted(set(catalog.list_objects(connection)) - before))
@@ -147,7 +147,7 @@ def bootstrap_under_lock(
     with database.connect() as connection:
         with connection.begin():
             # Checked again under the lock: another run may have bootstrapped since the plan.
-            refuse_unless_empty(connection, plan.sql)
+            refuse_unless_empty(connection, plan.sql, version_table=project.env.version_table.name)
             _run_statements(connection, plan.sql, rehearsal=False)
             ledger.record_bootstrap(
                 connection,
@@ -186,7 +186,7 @@ def rehearse_bootstrap(plan: BootstrapPlan, project: AlembicProject, connection:
     project.env.stamp(connection, plan.baseline.revision)
 
 
-def drop_baseline_schema(connection: Connection) -> tuple[str, ...]:
+def drop_baseline_schema(connection: Connection, *, version_table: str) -> tuple[str, ...]:
     """Writes: drops what V1 left (every application object) and the version table, in the
     caller's transaction, so the database is empty again and bootstrap can run. Only for
     ``down --to base --allow-drop-baseline``; returns the statements it ran."""
@@ -206,18 +206,18 @@ def drop_baseline_schema(connection: Connection) -> tuple[str, ...]:
             statements.append(f"DROP ROUTINE IF EXISTS {quoted} CASCADE")
         elif obj.kind == "schema":
             statements.append(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
-    for version_table in catalog.version_tables(connection):
-        schema, _, name = version_table.partition(".")
+    for found in catalog.version_tables(connection, name=version_table):
+        schema, _, name = found.partition(".")
         statements.append(f'DROP TABLE IF EXISTS "{schema}"."{name}"')
     for statement in statements:
         connection.exec_driver_sql(statement)
     return tuple(statements)
 
 
-def refuse_unless_empty(connection: Connection, sql: BootstrapSql) -> None:
+def refuse_unless_empty(connection: Connection, sql: BootstrapSql, *, version_table: str) -> None:
     """Read-only: raise :class:`Refused` listing what the database already holds, if anything."""
     found = catalog.content_objects(catalog.list_objects(connection))
-    version_tables = catalog.version_tables(connection)
+    version_tables = catalog.version_tables(connection, name=version_table)
     if not found and not version_tables:
         return
     record = ledger.last_bootstrap(connection)

@@ -123,7 +123,7 @@ def plan_upgrade(
     with database.read_only() as connection:
         current = project.env.current_heads(connection)
         is_empty = not current and not catalog.content_objects(catalog.list_objects(connection))
-        has_version_table = bool(catalog.version_tables(connection))
+        has_version_table = bool(catalog.version_tables(connection, name=project.env.version_table.name))
         if rehearsal is not None:
             ledger.refuse_unless_schema_usable(connection)  # the rehearsal checks the apply's privileges there
         connection.rollback()

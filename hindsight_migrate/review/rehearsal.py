@@ -111,7 +111,7 @@ class Rehearsal:
             touched = [
                 (table, mode)
                 for table, mode in cost.locks
-                if table in self.sizes and not table.endswith(".alembic_version")
+                if table in self.sizes
             ]
             if not touched:
                 quiet.append(cost.seconds)
@@ -198,6 +198,7 @@ class _Work:
     downgrade: bool
     bootstrap: BootstrapPlan | None
     drop_baseline: bool
+    version_table: str  # env.py's version table: the tool's bookkeeping, not the application's schema
 
 
 def rehearse(
@@ -237,9 +238,14 @@ def _rehearse(
     drop_baseline: bool,
     scratch: ScratchInTheMaking | None,
 ) -> Rehearsal:
-    work = _Work(revisions, downgrade, bootstrap, drop_baseline)
+    work = _Work(revisions, downgrade, bootstrap, drop_baseline, project.env.version_table.name)
     with target.connect() as connection:
-        sizes = catalog.table_sizes(connection)
+        # The target's tables, but for the version table: the tool's bookkeeping, which every revision writes.
+        sizes = {
+            table: size
+            for table, size in catalog.table_sizes(connection).items()
+            if table.rpartition(".")[2] != work.version_table
+        }
         # What the scratch copy needs to know, on the same connection.
         copying = options.where.place is RehearsalPlace.SCRATCH
         with_data = copying and catalog.database_size(connection) <= options.data_limit_bytes
@@ -247,7 +253,8 @@ def _rehearse(
         role = catalog.role_context(connection)
         # A role that is not a superuser owns everything in its copy: it gets back there exactly the
         # privileges it has on the target, so what the target would refuse fails in the rehearsal.
-        privileges = catalog.privileges_script(connection) if copying and not blank and not role.superuser else None
+        mirrored = copying and not blank and not role.superuser
+        privileges = catalog.privileges_script(connection, version_table=work.version_table) if mirrored else None
         connection.rollback()
     if options.where.place is RehearsalPlace.TARGET:
         # There the revisions meet the role's real privileges.
@@ -256,7 +263,13 @@ def _rehearse(
         # A superuser restores the target's owners and grants, so the rehearsal meets them as the
         # apply will. Any other role's copy is its own: what that hides is checked on the target below.
         with scratch_copy(
-            target, scratch, with_data=with_data, blank=blank, keep_owners=role.superuser, privileges=privileges
+            target,
+            scratch,
+            with_data=with_data,
+            blank=blank,
+            version_table=work.version_table,
+            keep_owners=role.superuser,
+            privileges=privileges,
         ) as copy:
             words = (
                 "a scratch copy of the target with its data"
@@ -290,7 +303,7 @@ def _rehearse(
         return rehearsal  # nothing on the target is out of its reach
     if options.where.place is not RehearsalPlace.TARGET:
         rehearsal = _with_privileges_checked(rehearsal, target, role)
-        if any(not table.endswith(".alembic_version") for table in sizes):  # a target with tables of its own
+        if sizes:  # a target with tables of its own
             note = _privileges_not_reproduced(privileges)
             rehearsal = dataclasses.replace(rehearsal, warnings=(*rehearsal.warnings, note))
     if rehearsal.ok:  # a revision that fails is the first thing to fix; then what the tool itself needs
@@ -378,7 +391,8 @@ def _refuse_unless_the_apply_may_record(connection: Connection, role: catalog.Ro
     records = [("apply_log", ("INSERT", "UPDATE")), ("applied_revisions", ("INSERT", "UPDATE", "DELETE"))]
     tables = [(f"{tool}.{table}", privileges) for table, privileges in records]
     tables += [
-        (name, ("UPDATE", "DELETE") if work.downgrade else ("UPDATE",)) for name in catalog.version_tables(connection)
+        (name, ("UPDATE", "DELETE") if work.downgrade else ("UPDATE",))
+        for name in catalog.version_tables(connection, name=work.version_table)
     ]
     for table, privileges in tables:
         schema, _, name = table.partition(".")
@@ -707,20 +721,20 @@ def _rehearse_committing(
     containment = Containment(Mode.COMMITTING)
     with where_db.connect() as connection:
         shared_before = catalog.server_objects(connection)
-        before = catalog.schema_snapshot(connection)
+        before = catalog.schema_snapshot(connection, version_table=work.version_table)
         connection.rollback()
         # A scratch or disposable database: its commits need not wait for the disk.
         connection.exec_driver_sql("SET synchronous_commit = off")
         connection.commit()
         # The impact report shows locks on the target's tables only: with none, there is nothing to read.
-        has_tables = any(not table.endswith(".alembic_version") for table in sizes)
+        has_tables = bool(sizes)
         with containment.armed(connection), ServerWarnings().listening(connection) as heard:
             run = _run_contained(project, where_db, connection, work, containment, heard, has_tables)
         if run.after is None:
             if work.drop_baseline and run.failure is None:
                 with connection.begin():
-                    drop_baseline_schema(connection)
-            run.after = catalog.schema_snapshot(connection)
+                    drop_baseline_schema(connection, version_table=work.version_table)
+            run.after = catalog.schema_snapshot(connection, version_table=work.version_table)
             connection.rollback()
         shared_after = catalog.server_objects(connection)
         connection.rollback()
@@ -764,7 +778,9 @@ def _run_contained(
             with connection.begin():
                 rehearse_bootstrap(work.bootstrap, project, connection)
             bootstrapped = True
-        meter = _Meter(where_db.engine, connection, per_statement=False, read_locks=has_tables)
+        meter = _Meter(
+            where_db.engine, connection, per_statement=False, read_locks=has_tables, version_table=work.version_table
+        )
         try:
             _run_measured(project, connection, work, meter, run.running, run.costs, containment, heard)
             if connection.in_transaction():  # an env.py that does not begin its own transaction
@@ -797,17 +813,17 @@ def _run_contained(
         )
     connection.begin()
     containment.roll_back_from_here()
-    meter = _Meter(connection, connection, per_statement=True)
+    meter = _Meter(connection, connection, per_statement=True, version_table=work.version_table)
     try:
         if not bootstrapped:
             assert work.bootstrap is not None
             rehearse_bootstrap(work.bootstrap, project, connection)
-        rest_of_work = _Work(tuple(rest), work.downgrade, None, False)
+        rest_of_work = _Work(tuple(rest), work.downgrade, None, False, work.version_table)
         _run_measured(project, connection, rest_of_work, meter, run.running, run.costs, containment, heard)
         containment.verify_inside()
         if work.drop_baseline and commits is None:
-            drop_baseline_schema(connection)
-        run.after = catalog.schema_snapshot(connection)
+            drop_baseline_schema(connection, version_table=work.version_table)
+        run.after = catalog.schema_snapshot(connection, version_table=work.version_table)
     except LeftTransaction as left:
         raise _not_rehearsable(run.running, left, "in the transaction it had to be rolled back in") from None
     except DBAPIError as err:
@@ -885,19 +901,19 @@ def _rehearse_on_target(
         with containment.armed(connection), ServerWarnings().listening(connection) as heard:
             # Before anything else, so that every statement after it is checked against this transaction.
             containment.roll_back_from_here()
-            meter = _Meter(connection, connection, per_statement=True)
+            meter = _Meter(connection, connection, per_statement=True, version_table=work.version_table)
             try:
                 # Whole milliseconds (Duration): nothing from a settings file is pasted into SQL.
                 connection.exec_driver_sql(f"SET LOCAL lock_timeout = {options.lock_timeout.milliseconds}")
                 connection.exec_driver_sql(f"SET LOCAL statement_timeout = {options.statement_timeout.milliseconds}")
-                before = catalog.schema_snapshot(connection)
+                before = catalog.schema_snapshot(connection, version_table=work.version_table)
                 if work.bootstrap is not None:
                     rehearse_bootstrap(work.bootstrap, project, connection)
                 _run_measured(project, connection, work, meter, running, costs, containment, heard)
                 containment.verify_inside()
                 if work.drop_baseline:
-                    drop_baseline_schema(connection)
-                after = catalog.schema_snapshot(connection)
+                    drop_baseline_schema(connection, version_table=work.version_table)
+                after = catalog.schema_snapshot(connection, version_table=work.version_table)
             except LeftTransaction as left:
                 containment.disarm()
                 transaction.rollback()
@@ -1062,11 +1078,18 @@ class _Meter:
     """
 
     def __init__(
-        self, target: Engine | Connection, connection: Connection, *, per_statement: bool, read_locks: bool = True
+        self,
+        target: Engine | Connection,
+        connection: Connection,
+        *,
+        per_statement: bool,
+        version_table: str,
+        read_locks: bool = True,
     ) -> None:
         from sqlalchemy import event
 
         self._target = target
+        self._version_table = version_table
         self._per_statement = per_statement and read_locks
         self._read_locks_at_commit = read_locks and not per_statement
         self._statements: list[StatementCost] = []
@@ -1153,7 +1176,7 @@ class _Meter:
 
     def _after(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seconds = time.perf_counter() - self._statement_started
-        if "alembic_version" in statement:
+        if self._version_table in statement:  # the version table's bookkeeping, not the revision's work
             return
         new: tuple[tuple[str, LockMode], ...] = ()
         if self._per_statement:
