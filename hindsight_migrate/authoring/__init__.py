@@ -1,2 +1,1 @@
-"""new and merge: autogenerate against a database at head, and the review of what it found.
-"""
+"""new and merge: autogenerate against a database at head, and the review of what it found."""

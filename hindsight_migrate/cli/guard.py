@@ -1,5 +1,4 @@
-"""The one place where failures become messages and exit codes.
-"""
+"""The one place where failures become messages and exit codes."""
 
 from __future__ import annotations
 

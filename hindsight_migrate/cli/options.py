@@ -1,5 +1,4 @@
-"""The command line's options, as types every command shares, and the global options.
-"""
+"""The command line's options, as types every command shares, and the global options."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Which format a command prints (text, JSON, markdown), and printing it.
-"""
+"""Which format a command prints (text, JSON, markdown), and printing it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""up and down: plan, show, check, confirm, apply — the one path both take.
-"""
+"""up and down: plan, show, check, confirm, apply — the one path both take."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Asking a person: whether one can be asked, a y/N, and typing the target revision.
-"""
+"""Asking a person: whether one can be asked, a y/N, and typing the target revision."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Opening what a command works on: the project, and its database.
-"""
+"""Opening what a command works on: the project, and its database."""
 
 from __future__ import annotations
 

@@ -759,9 +759,13 @@ def advisory_keys_held(connection: Connection, namespace: int) -> frozenset[int]
 
 
 def sequence_values(connection: Connection) -> dict[str, int | None]:
-    """Read-only: each application sequence's last value (None: never used, or not readable by this role)."""
+    """Read-only: each application sequence's last value (None: never used, or not readable by this role).
+
+    Reading a sequence waits behind an ALTER SEQUENCE in flight: for a second at most, then the driver's
+    error (the caller skips what it wanted these for)."""
     from sqlalchemy import text
 
+    connection.exec_driver_sql("SET LOCAL lock_timeout = '1s'")
     rows = connection.execute(
         text(
             "SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences "
@@ -961,3 +965,31 @@ def privileges_script(connection: Connection, *, version_table: str) -> str:
     for function, kind in connection.execute(text(_MIRROR_FUNCTIONS_SQL)):
         statements.append(f"REVOKE ALL ON {kind} {function} FROM PUBLIC, CURRENT_USER")
     return ";\n".join(statements) + (";\n" if statements else "")
+
+
+def drop_application_objects(connection: Connection, *, version_table: str) -> tuple[str, ...]:
+    """Writes, in the caller's transaction: drops every application object and the version table, so the database
+    is as empty as before bootstrap; returns the statements it ran."""
+    statements: list[str] = []
+    # Dependent objects go with CASCADE; order only keeps the statements readable.
+    for obj in list_objects(connection):
+        quoted = (
+            f"{quote_identifier(obj.schema)}.{quote_identifier(obj.name)}" if obj.schema else quote_identifier(obj.name)
+        )
+        if obj.kind in ("table", "foreign table", "view", "materialized view", "sequence"):
+            keyword = {"foreign table": "FOREIGN TABLE", "materialized view": "MATERIALIZED VIEW"}.get(
+                obj.kind, obj.kind.upper()
+            )
+            statements.append(f"DROP {keyword} IF EXISTS {quoted} CASCADE")
+        elif obj.kind in ("enum type", "type", "domain"):
+            statements.append(f"DROP {'DOMAIN' if obj.kind == 'domain' else 'TYPE'} IF EXISTS {quoted} CASCADE")
+        elif obj.kind in ("function", "procedure"):
+            statements.append(f"DROP ROUTINE IF EXISTS {quoted} CASCADE")
+        elif obj.kind == "schema":
+            statements.append(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
+    for found in version_tables(connection, name=version_table):
+        schema, _, name = found.partition(".")
+        statements.append(f"DROP TABLE IF EXISTS {quote_identifier(schema)}.{quote_identifier(name)}")
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+    return tuple(statements)

@@ -20,6 +20,8 @@ from hindsight_migrate.masking import mask_secrets
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
 
+    from hindsight_migrate.duration import Duration
+
 APPLICATION_NAME = "hindsight-migrate"
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -205,3 +207,37 @@ def statement_failed(err: BaseException, *, what: str, statement: str | None = N
     if statement:
         sections.append(Section("Statement", mask_secrets(statement.strip())))
     return StatementFailed(what, sections=tuple(sections))
+
+
+def set_lock_timeout(connection: Connection, limit: Duration, *, local: bool = False) -> None:
+    """Every statement on ``connection`` gives up waiting for a lock after ``limit``: for the session, or
+    (``local``) for the current transaction only. Whole milliseconds: no settings text reaches the SQL."""
+    connection.exec_driver_sql(f"SET {'LOCAL ' if local else ''}lock_timeout = {limit.milliseconds}")
+
+
+def set_statement_timeout(connection: Connection, limit: Duration, *, local: bool = False) -> None:
+    """Every statement on ``connection`` is cancelled after ``limit`` (see :func:`set_lock_timeout`)."""
+    connection.exec_driver_sql(f"SET {'LOCAL ' if local else ''}statement_timeout = {limit.milliseconds}")
+
+
+def commit_without_waiting_for_the_disk(connection: Connection) -> None:
+    """For the session: a commit returns before its WAL is flushed. Only for a scratch or disposable
+    database, whose contents a server crash may lose."""
+    connection.exec_driver_sql("SET synchronous_commit = off")
+
+
+def execute_as_written(connection: Connection, statement: str) -> Exception | None:
+    """Writes whatever ``statement`` (the project's own SQL) does, in the connection's transaction; returns the
+    driver's error when the server refused it, None when it ran.
+
+    The driver's own cursor with no parameters: the text reaches the server as written (SQLAlchemy would
+    read a '%' in it as a placeholder). Same connection, same transaction.
+    """
+    import psycopg
+
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+    except psycopg.Error as err:
+        return err
+    return None

@@ -1,2 +1,1 @@
-"""Read-only reports: history (and its graph cache), status, check.
-"""
+"""Read-only reports: history (and its graph cache), status, check."""

@@ -1,2 +1,1 @@
-"""up, down and bootstrap: the plan, its rehearsal and lint, its summary, saved plans, and the apply.
-"""
+"""up, down and bootstrap: the plan, its rehearsal and lint, its summary, saved plans, and the apply."""

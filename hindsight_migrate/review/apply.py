@@ -21,7 +21,7 @@ from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, St
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres import ledger
 from hindsight_migrate.postgres.catalog import Blocker, invalid_indexes
-from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said
+from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said, set_lock_timeout
 from hindsight_migrate.postgres.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
 from hindsight_migrate.review.bootstrap import bootstrap_under_lock, drop_baseline_schema
 from hindsight_migrate.review.plan import MigrationPlan, PlannedRevision
@@ -182,7 +182,7 @@ def _apply_under_lock(
     connection.commit()
     # Session-wide, so it holds in the transaction env.py opens for each revision: a migration
     # waiting behind live traffic gives up instead of queueing every other query behind it.
-    connection.exec_driver_sql(f"SET lock_timeout = {lock_timeout.milliseconds}")
+    set_lock_timeout(connection, lock_timeout)
     # Commits keep the server's synchronous_commit: the ✓ shown for a revision means it
     # survives a server crash. (Turning it off would save ~0.6 ms per revision, and lose
     # revisions already reported as applied when the server crashes mid-run.)

@@ -18,7 +18,7 @@ from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import ConfigError, Refused, Section
 from hindsight_migrate.postgres import catalog, ledger
 from hindsight_migrate.postgres.catalog import CatalogObject
-from hindsight_migrate.postgres.database import Database, statement_failed
+from hindsight_migrate.postgres.database import Database, execute_as_written, statement_failed
 from hindsight_migrate.postgres.ledger import BootstrapRecord
 from hindsight_migrate.postgres.locking import HeldLock, migration_lock
 from hindsight_migrate.postgres.sqlscript import (
@@ -190,28 +190,7 @@ def drop_baseline_schema(connection: Connection, *, version_table: str) -> tuple
     """Writes: drops what V1 left (every application object) and the version table, in the
     caller's transaction, so the database is empty again and bootstrap can run. Only for
     ``down --to base --allow-drop-baseline``; returns the statements it ran."""
-    statements: list[str] = []
-    objects = catalog.list_objects(connection)
-    # Dependent objects go with CASCADE; order only keeps the statements readable.
-    for obj in objects:
-        quoted = f'"{obj.schema}"."{obj.name}"' if obj.schema else f'"{obj.name}"'
-        if obj.kind in ("table", "foreign table", "view", "materialized view", "sequence"):
-            keyword = {"foreign table": "FOREIGN TABLE", "materialized view": "MATERIALIZED VIEW"}.get(
-                obj.kind, obj.kind.upper()
-            )
-            statements.append(f"DROP {keyword} IF EXISTS {quoted} CASCADE")
-        elif obj.kind in ("enum type", "type", "domain"):
-            statements.append(f"DROP {'DOMAIN' if obj.kind == 'domain' else 'TYPE'} IF EXISTS {quoted} CASCADE")
-        elif obj.kind in ("function", "procedure"):
-            statements.append(f"DROP ROUTINE IF EXISTS {quoted} CASCADE")
-        elif obj.kind == "schema":
-            statements.append(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
-    for found in catalog.version_tables(connection, name=version_table):
-        schema, _, name = found.partition(".")
-        statements.append(f'DROP TABLE IF EXISTS "{schema}"."{name}"')
-    for statement in statements:
-        connection.exec_driver_sql(statement)
-    return tuple(statements)
+    return catalog.drop_application_objects(connection, version_table=version_table)
 
 
 def refuse_unless_empty(connection: Connection, sql: BootstrapSql, *, version_table: str) -> None:
@@ -252,15 +231,9 @@ def v1_drift(record: BootstrapRecord | None, sql: BootstrapSql) -> str | None:
 
 
 def _run_statements(connection: Connection, sql: BootstrapSql, *, rehearsal: bool) -> None:
-    import psycopg
-
-    # The driver's own cursor with no parameters: the text reaches the server as written
-    # (SQLAlchemy would treat a '%' in V1 as a placeholder). Same connection, same transaction.
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     for number, statement in enumerate(sql.statements, start=1):
-        try:
-            cursor.execute(statement.text)
-        except psycopg.Error as err:
+        err = execute_as_written(connection, statement.text)
+        if err is not None:
             stage = "in the rehearsal" if rehearsal else "while bootstrapping"
             raise statement_failed(
                 err,

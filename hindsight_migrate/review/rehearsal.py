@@ -49,7 +49,15 @@ from hindsight_migrate.postgres.containment import (
     NotRehearsed,
     ServerWide,
 )
-from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said
+from hindsight_migrate.postgres.database import (
+    Database,
+    ServerWarning,
+    ServerWarnings,
+    commit_without_waiting_for_the_disk,
+    server_said,
+    set_lock_timeout,
+    set_statement_timeout,
+)
 from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
 from hindsight_migrate.postgres.scratch import ScratchInTheMaking, scratch_copy
 from hindsight_migrate.review.bootstrap import BootstrapPlan, drop_baseline_schema, rehearse_bootstrap
@@ -724,7 +732,7 @@ def _rehearse_committing(
         before = catalog.schema_snapshot(connection, version_table=work.version_table)
         connection.rollback()
         # A scratch or disposable database: its commits need not wait for the disk.
-        connection.exec_driver_sql("SET synchronous_commit = off")
+        commit_without_waiting_for_the_disk(connection)
         connection.commit()
         # The impact report shows locks on the target's tables only: with none, there is nothing to read.
         has_tables = bool(sizes)
@@ -904,8 +912,8 @@ def _rehearse_on_target(
             meter = _Meter(connection, connection, per_statement=True, version_table=work.version_table)
             try:
                 # Whole milliseconds (Duration): nothing from a settings file is pasted into SQL.
-                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {options.lock_timeout.milliseconds}")
-                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {options.statement_timeout.milliseconds}")
+                set_lock_timeout(connection, options.lock_timeout, local=True)
+                set_statement_timeout(connection, options.statement_timeout, local=True)
                 before = catalog.schema_snapshot(connection, version_table=work.version_table)
                 if work.bootstrap is not None:
                     rehearse_bootstrap(work.bootstrap, project, connection)
@@ -965,8 +973,6 @@ def _sequence_values(target: Database) -> dict[str, int | None] | None:
 
     try:
         with target.connect() as connection:
-            # Reading a sequence waits behind an ALTER SEQUENCE in flight: never for long.
-            connection.exec_driver_sql("SET LOCAL lock_timeout = '1s'")
             values = catalog.sequence_values(connection)
             connection.rollback()
             return values

@@ -1,0 +1,54 @@
+"""The package's folders are its architecture, and each rule is one a grep can check.
+
+Typer only in ``cli/``, Rich only in ``render/``, Alembic only in ``alembic_api/``, and SQL run only from
+``postgres/`` (the catalog's queries, the tool's records, the guard on a rehearsal's connection). A new
+module that breaks one of these fails here, naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "hindsight_migrate"
+
+# (what, where it may appear, the pattern of a line that uses it)
+RULES = [
+    ("Typer", "cli", re.compile(r"^\s*(import typer|from typer\b)")),
+    ("Rich", "render", re.compile(r"^\s*(import rich|from rich\b)")),
+    ("Alembic", "alembic_api", re.compile(r"^\s*(import alembic\b|from alembic\b)")),
+    (
+        "SQL run on a connection",
+        "postgres",
+        re.compile(r"exec_driver_sql\(|^\s*from sqlalchemy import .*\btext\b|^\s*import psycopg\b|\.execute\(\s*f?\""),
+    ),
+]
+# The handoff forwards env.py's own calls on the engine it is lent (its exec_driver_sql is env.py's SQL).
+FORWARDS = {Path("alembic_api/handoff.py")}
+
+
+def source_lines() -> list[tuple[Path, int, str]]:
+    lines = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            lines.append((path.relative_to(PACKAGE), number, line))
+    return lines
+
+
+@pytest.mark.parametrize(("what", "folder", "pattern"), RULES, ids=[rule[0] for rule in RULES])
+def test_each_library_is_used_from_its_own_folder_only(what: str, folder: str, pattern: re.Pattern[str]) -> None:
+    outside = [
+        f"{path}:{number}: {line.strip()}"
+        for path, number, line in source_lines()
+        if pattern.search(line) and path.parts[0] != folder and path not in FORWARDS
+    ]
+    assert not outside, f"{what} outside {folder}/:\n" + "\n".join(outside)
+
+
+def test_the_folders_say_what_is_where() -> None:
+    folders = {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "__init__.py").exists()}
+    assert {"cli", "config", "alembic_api", "postgres", "review", "reports", "authoring", "render"} <= folders, folders
