@@ -629,18 +629,15 @@ def merge(
 
     def body() -> None:
         from hindsight_migrate import render
-        from hindsight_migrate.errors import Refused
+        from hindsight_migrate.authoring.merge import merge_heads
 
         _, project = open_project(options)
-        heads = project.graph.heads()
-        if len(heads) < 2:
-            raise Refused(f"The chain has one head ({', '.join(heads) or 'none'}): there is nothing to merge.")
-        revision, path = project.authoring.merge_heads(message)
+        merged = merge_heads(project, message)
         show(
             output,
-            lambda: render.merged(revision, path),
-            lambda: render.merge_document(revision, path, heads),
-            lambda: render.merge_markdown(revision, path, heads),
+            lambda: render.merged(merged.revision, merged.path),
+            lambda: render.merge_document(merged.revision, merged.path, merged.heads),
+            lambda: render.merge_markdown(merged.revision, merged.path, merged.heads),
         )
 
     guarded(options, body)
@@ -649,14 +646,12 @@ def merge(
 def _print_offline_sql(options: GlobalOptions, target: str) -> None:
     """``up --sql``: Alembic's offline rendering of the range; touches no database."""
     from hindsight_migrate import render
+    from hindsight_migrate.reports.ranges import upgrade_range
 
     settings, project = open_project(options)
-    start, _, end = target.rpartition(":")
-    if not start:
-        start = settings.baseline or ""
-    begin = (project.graph.resolve(start).revision,) if start and start != "base" else ()
-    revisions = project.graph.upgrade_path(begin, end or "heads")
-    sql = project.env.offline_sql_path(revisions, start=begin)
+    wanted = upgrade_range(project, target, start_when_missing=settings.baseline)
+    revisions = project.graph.upgrade_path(wanted.start, wanted.end)
+    sql = project.env.offline_sql_path(revisions, start=wanted.start)
     render.offline_sql([(info, sql[info.revision]) for info in revisions])
 
 

@@ -15,6 +15,7 @@ from hindsight_migrate.authoring.autogen import database_at_head
 from hindsight_migrate.errors import BadArgument, ExitCode, NoTargetMetadata
 from hindsight_migrate.postgres import ledger
 from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.reports.ranges import upgrade_range
 from hindsight_migrate.reports.status import read_status
 from hindsight_migrate.review.lint import LintResult, lint_sql
 from hindsight_migrate.review.plan import DowngradeProblem, downgrade_problem
@@ -252,9 +253,8 @@ def lint_range(project: AlembicProject, database: Database | None, revision_rang
         spec = "base:heads" if revision_range == "all" else revision_range
         if ":" not in spec:
             raise BadArgument(f"{revision_range!r} is not a range: write FROM:TO (e.g. base:heads) or all.")
-        first, _, end = spec.partition(":")
-        start = () if first in ("", "base") else (project.graph.resolve(first).revision,)
-        end = end or "heads"
+        wanted = upgrade_range(project, spec, start_when_missing=None)
+        start, end = wanted.start, wanted.end
     revisions = project.graph.upgrade_path(start, end)
     result = lint_sql(project.env.offline_sql_path(revisions, start=start), project.settings.tool)
     return LintReport(range=words, revisions=tuple(info.revision for info in revisions), result=result)
