@@ -16,17 +16,20 @@ from hindsight_migrate.revisions import Operation
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from hindsight_migrate.alembic_api.project import AlembicProject
+    from hindsight_migrate.alembic_api.environment import EnvironmentRunner
+    from hindsight_migrate.alembic_api.project import Workspace
 
 
 class Authoring:
     """Writes revision files into the project's versions folder."""
 
-    def __init__(self, project: AlembicProject) -> None:
-        self.project = project
+    def __init__(self, workspace: Workspace, env: EnvironmentRunner, *, on_written: Callable[[], None]) -> None:
+        self.workspace = workspace
+        self.env = env
+        self.on_written = on_written  # a revision file was written: whoever read the folder reads it again
 
     def _template(self) -> Path:
-        return Path(self.project.graph.script.dir) / "script.py.mako"
+        return Path(self.workspace.directory.dir) / "script.py.mako"
 
     def _require_template(self) -> None:
         """Alembic renders every new file from script.py.mako in the migrations folder: say so when it is gone
@@ -36,7 +39,7 @@ class Authoring:
         template = self._template()
         if not template.is_file():
             raise ConfigError(
-                f"The revision template {self.project.relative(template)} does not exist, so no revision file can "
+                f"The revision template {self.workspace.relative(template)} does not exist, so no revision file can "
                 "be written. Restore it (alembic init writes one; a project's own copy is usually in version "
                 "control), then run the command again. Nothing was written."
             )
@@ -56,7 +59,7 @@ class Authoring:
         """
         from alembic import command
 
-        project = self.project
+        workspace = self.workspace
         found: list[Operation] = []
         decision: list[bool] = []
         # Comparing needs no template (check compares and writes nothing); writing does.
@@ -71,9 +74,9 @@ class Authoring:
                 directives[:] = []  # Alembic then writes nothing
 
         # Alembic announces "Generating ... done" on stdout itself; the tool says it in its own words.
-        with project.env.online(connection), contextlib.redirect_stdout(project.output):
+        with self.env.online(connection), contextlib.redirect_stdout(workspace.output):
             result = command.revision(
-                project.config, message=message, autogenerate=True, process_revision_directives=review
+                workspace.config, message=message, autogenerate=True, process_revision_directives=review
             )
         # Alembic returns a Script, a list of them, or an empty list when the hook cleared the directives.
         script = (result[0] if result else None) if isinstance(result, list) else result
@@ -81,8 +84,8 @@ class Authoring:
             self._require_template()
         if decision or script is None:
             return tuple(found), None
-        project.forget_graph()  # a new file: later calls must see it
-        return tuple(found), project.relative(Path(script.path))
+        self.on_written()  # a new file: later calls must see it
+        return tuple(found), workspace.relative(Path(script.path))
 
     def empty_revision(self, message: str) -> Path:
         """Writes a file: a revision with empty upgrade()/downgrade(), from the project's template (no database)."""
@@ -91,16 +94,16 @@ class Authoring:
         from hindsight_migrate.alembic_api.translate import alembic_errors
 
         self._require_template()
-        project = self.project
+        workspace = self.workspace
         with (
-            alembic_errors(project.files, lambda: "while Alembic wrote the revision file"),
-            contextlib.redirect_stdout(project.output),
+            alembic_errors(workspace.files, lambda: "while Alembic wrote the revision file"),
+            contextlib.redirect_stdout(workspace.output),
         ):
-            result = command.revision(project.config, message=message)
+            result = command.revision(workspace.config, message=message)
         script = result[0] if isinstance(result, list) else result
         assert script is not None
-        project.forget_graph()
-        return project.relative(Path(script.path))
+        self.on_written()
+        return workspace.relative(Path(script.path))
 
     def merge_heads(self, message: str) -> tuple[str, Path]:
         """Writes a file: a merge revision of every head (Alembic's merge). Returns its id and path."""
@@ -109,15 +112,15 @@ class Authoring:
         from hindsight_migrate.alembic_api.translate import alembic_errors
 
         self._require_template()
-        project = self.project
+        workspace = self.workspace
         with (
-            alembic_errors(project.files, lambda: "while Alembic wrote the merge revision"),
-            contextlib.redirect_stdout(project.output),
+            alembic_errors(workspace.files, lambda: "while Alembic wrote the merge revision"),
+            contextlib.redirect_stdout(workspace.output),
         ):
-            script = command.merge(project.config, revisions="heads", message=message)
-        project.forget_graph()  # the graph has a new file
+            script = command.merge(workspace.config, revisions="heads", message=message)
+        self.on_written()  # the graph has a new file
         assert script is not None
-        return script.revision, project.relative(Path(script.path))
+        return script.revision, workspace.relative(Path(script.path))
 
 
 def _operations(ops: Iterable[Any]) -> list[Operation]:

@@ -26,7 +26,8 @@ from hindsight_migrate.revisions import RevisionInfo, VersionTable
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from hindsight_migrate.alembic_api.project import AlembicProject
+    from hindsight_migrate.alembic_api.graph import RevisionGraph
+    from hindsight_migrate.alembic_api.project import Workspace
 
 # Offline rendering needs only the dialect; env.py files read the URL from sqlalchemy.url.
 _OFFLINE_URL = "postgresql+psycopg://"
@@ -35,15 +36,16 @@ _OFFLINE_URL = "postgresql+psycopg://"
 class EnvironmentRunner:
     """env.py, run by the tool: reads the version table, stamps, runs revisions, renders offline SQL."""
 
-    def __init__(self, project: AlembicProject) -> None:
-        self.project = project
+    def __init__(self, workspace: Workspace, graph: RevisionGraph) -> None:
+        self.workspace = workspace
+        self.graph = graph
         self._running: tuple[str, bool] | None = None  # (revision, downgrade) being run, for error messages
         # What env.py configured, learned at each run of it (every command runs it before it needs this).
         self.version_table = VersionTable()
 
     @property
     def env_py(self) -> Path:
-        return Path(self.project.directory.dir) / "env.py"
+        return Path(self.workspace.directory.dir) / "env.py"
 
     def _run_env(self) -> None:
         """Alembic's run_env(), after checking env.py is there (Alembic's ImportError would read as our bug)."""
@@ -51,10 +53,10 @@ class EnvironmentRunner:
         if not env_py.is_file():
             raise ConfigError(
                 f"There is no env.py in {env_py.parent} (the migrations folder script_location names in "
-                f"{self.project.settings.config_path}). Alembic runs env.py to reach the database and to render "
+                f"{self.workspace.settings.config_path}). Alembic runs env.py to reach the database and to render "
                 "SQL: restore it (alembic init writes one), or point script_location at the folder that has it."
             )
-        self.project.directory.run_env()
+        self.workspace.directory.run_env()
 
     # -- online ---------------------------------------------------------------------------
 
@@ -107,7 +109,7 @@ class EnvironmentRunner:
                 f"schema is at: {fix}.",
                 sections=(Section(f"Rows of {table}", shown),),
             )
-        graph = self.project.graph
+        graph = self.graph
         spaced = [row for row in rows if not row or row != row.strip() or any(c.isspace() for c in row)]
         spaced = [row for row in spaced if not graph.knows(row)]
         if spaced:
@@ -152,7 +154,7 @@ class EnvironmentRunner:
         from alembic import command
 
         with self.online(connection):
-            command.stamp(self.project.config, revision)
+            command.stamp(self.workspace.config, revision)
 
     def run_revisions(
         self,
@@ -174,7 +176,7 @@ class EnvironmentRunner:
         ``before_each`` runs before a revision starts; ``after_each`` inside its transaction,
         right after the version table moved.
         """
-        graph = self.project.graph
+        graph = self.graph
 
         def steps(heads: Any, context: Any) -> Iterator[Any]:
             for revision in revisions:
@@ -196,8 +198,8 @@ class EnvironmentRunner:
     @contextmanager
     def online(self, connection: Connection) -> Iterator[None]:
         """Hand ``connection`` to env.py for the block: the attribute, the engine factories, errors translated."""
-        config = self.project.config
-        target = self.project.target
+        config = self.workspace.config
+        target = self.workspace.target
         assert target is not None, "bind_target() comes before any online run"
         config.attributes["connection"] = connection
         try:
@@ -227,7 +229,7 @@ class EnvironmentRunner:
         rendering the revision itself. Each revision's text ends where Alembic reports its
         version-table update, so it holds that revision's statements and nothing else.
         """
-        graph = self.project.graph
+        graph = self.graph
         buffer = io.StringIO()
         texts: dict[str, str] = {}
         cut = [0]
@@ -241,7 +243,7 @@ class EnvironmentRunner:
             texts[step.up_revision_id] = buffer.getvalue()[cut[0] :]
             cut[0] = buffer.tell()
 
-        config = self.project.config
+        config = self.workspace.config
         saved_url = config.get_main_option("sqlalchemy.url")
         if not (saved_url or "").startswith(("postgresql", "postgres:")):
             # Empty, or Alembic's placeholder (driver://…): offline mode only needs the dialect.
@@ -271,13 +273,13 @@ class EnvironmentRunner:
 
     def _doing(self) -> str:
         if self._running is None:
-            return f"while env.py ran ({self.project.relative(self.env_py)})"
+            return f"while env.py ran ({self.workspace.relative(self.env_py)})"
         revision, downgrade = self._running
         return f"in revision {revision}'s {'downgrade' if downgrade else 'upgrade'}()"
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
-        with alembic_errors(self.project.files, self._doing):
+        with alembic_errors(self.workspace.files, self._doing):
             yield
 
     @contextmanager
@@ -289,7 +291,7 @@ class EnvironmentRunner:
         applies (its own loggers are its business); only Alembic's and SQLAlchemy's chatter is
         held to warnings. ``--verbose`` (or ``--debug``) lets it through.
         """
-        if self.project.settings.verbose:
+        if self.workspace.settings.verbose:
             yield
             return
         import logging.config
@@ -323,8 +325,7 @@ class EnvironmentRunner:
         """
         from alembic.runtime.environment import EnvironmentContext
 
-        project = self.project
-        environment = EnvironmentContext(project.config, project.directory, fn=fn, **options)
+        environment = EnvironmentContext(self.workspace.config, self.workspace.directory, fn=fn, **options)
         configure_as_env_py_asks = environment.configure
 
         def configure(*args: Any, **kw: Any) -> None:

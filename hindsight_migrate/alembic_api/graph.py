@@ -21,7 +21,7 @@ from hindsight_migrate.revisions import GraphSources, RevisionInfo
 if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
 
-    from hindsight_migrate.alembic_api.project import AlembicProject
+    from hindsight_migrate.alembic_api.project import Workspace
 
 _CREATE_DATE = re.compile(r"^Create Date:\s*(?P<date>.+?)\s*$", re.MULTILINE)
 _DUPLICATE = re.compile(r"Revision (?P<revision>\S+) is present more than once")
@@ -30,8 +30,8 @@ _DUPLICATE = re.compile(r"Revision (?P<revision>\S+) is present more than once")
 class RevisionGraph:
     """The project's revisions as Alembic's ScriptDirectory reads them."""
 
-    def __init__(self, project: AlembicProject) -> None:
-        self.project = project
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
         self._script: ScriptDirectory | None = None
 
     def forget(self) -> None:
@@ -41,7 +41,7 @@ class RevisionGraph:
     def script(self) -> ScriptDirectory:
         """The ScriptDirectory with every revision file loaded (loading errors are raised here)."""
         if self._script is None:
-            script = self.project.directory
+            script = self.workspace.directory
             with self._loading():
                 caught = self._load(script)
             duplicates = sorted({m.group("revision") for w in caught if (m := _DUPLICATE.search(str(w.message)))})
@@ -65,7 +65,8 @@ class RevisionGraph:
                 # The project's own code raising at import is translated by the caller (exit 14). What is
                 # left is Alembic tripping over a file (a KeyError for a parent no file has, a TypeError
                 # for an id that is not a string, an ImportError for a dangling link): find the file.
-                if isinstance(err, (HindsightMigrateError, SyntaxError)) or raised_in_project(err, self.project.files):
+                files = self.workspace.files
+                if isinstance(err, (HindsightMigrateError, SyntaxError)) or raised_in_project(err, files):
                     raise  # a file that does not compile is named by the caller's translation
                 problem = self._why_not_loaded(script)
                 if problem is None:
@@ -75,7 +76,7 @@ class RevisionGraph:
 
     @contextmanager
     def _loading(self) -> Iterator[None]:
-        with alembic_errors(self.project.files, lambda: "while Alembic loaded the revision files"):
+        with alembic_errors(self.workspace.files, lambda: "while Alembic loaded the revision files"):
             yield
 
     def _duplicates(self, script: ScriptDirectory, revisions: list[str]) -> RevisionProblem:
@@ -83,7 +84,7 @@ class RevisionGraph:
         files: dict[str, list[str]] = {revision: [] for revision in revisions}
         for found in script._load_revisions():
             if found.revision in files:
-                files[found.revision].append(str(self.project.relative(Path(found.path))))
+                files[found.revision].append(str(self.workspace.relative(Path(found.path))))
         return RevisionProblem(
             f"{len(revisions)} revision id(s) belong to more than one file, so Alembic would silently use one of "
             "them. Give each file its own revision id (and fix the down_revision that points at it), then run "
@@ -105,7 +106,7 @@ class RevisionGraph:
                 try:
                     yield path, Script._from_path(script, path.resolve()), None
                 except Exception as err:
-                    if isinstance(err, SyntaxError) or raised_in_project(err, self.project.files):
+                    if isinstance(err, SyntaxError) or raised_in_project(err, self.workspace.files):
                         raise  # does not compile, or the project's code raised at import: the caller says so
                     yield path, None, err
 
@@ -135,9 +136,9 @@ class RevisionGraph:
     def _shown(self, path: Path) -> str:
         """A revision file's path as the reader finds it (a link by its own name, not what it points at)."""
         try:
-            return str(path.absolute().relative_to(self.project.settings.project_dir))
+            return str(path.absolute().relative_to(self.workspace.settings.project_dir))
         except ValueError:
-            return str(self.project.relative(path))
+            return str(self.workspace.relative(path))
 
     def _missing_parents(self, loaded: list[tuple[Path, Script]]) -> RevisionProblem | None:
         """Revisions whose down_revision (or depends_on) names a revision no file has."""
@@ -204,7 +205,7 @@ class RevisionGraph:
             seen.add(id(found))
             words = _odd_identifiers(found)
             if words is not None:
-                odd.append(Section(str(self.project.relative(Path(found.path))), words))  # type: ignore[attr-defined]
+                odd.append(Section(str(self.workspace.relative(Path(found.path))), words))  # type: ignore[attr-defined]
         if odd:
             raise RevisionProblem(
                 f"Alembic cannot read {len(odd)} revision file(s): their revision identifiers are not text. Fix "
@@ -216,7 +217,7 @@ class RevisionGraph:
 
     def sources(self) -> GraphSources:
         """Where Alembic reads revision files from and how, without reading any of them."""
-        directory = self.project.directory
+        directory = self.workspace.directory
         # The resolved folders are private to ScriptDirectory, but they are exactly the ones
         # _load_revisions walks: a relative script_location or version location is resolved
         # against the working directory there, which the caller must then take into account.
@@ -292,7 +293,7 @@ class RevisionGraph:
             children=tuple(sorted(script.nextrev)),
             message=script.doc,
             created=created.group("date") if created else None,
-            path=self.project.relative(Path(script.path)),
+            path=self.workspace.relative(Path(script.path)),
             branch_labels=tuple(sorted(script.branch_labels)),
             is_head=script.is_head,
             is_base=script.is_base,

@@ -1,9 +1,12 @@
-"""An Alembic project on disk: its configuration and its migrations folder, shared by the adapter's parts.
+"""An Alembic project on disk, and the one place the adapter's parts are put together.
 
-:class:`AlembicProject` holds what the three parts need — Alembic's ``Config`` (from the
-ini, pyproject.toml or both), the ``ScriptDirectory`` and the database the plan is for — and
-gives each its own object: ``graph`` reads the revision graph, ``env`` runs env.py
-(online with the tool's connection, or offline for SQL), ``authoring`` writes revision files.
+:class:`Workspace` is what every part needs — Alembic's ``Config`` (from the ini,
+pyproject.toml or both), the ``ScriptDirectory``, which files are the project's own code, and
+the database the plan is for. Each part is built from explicit arguments, with no way back to
+the whole: ``RevisionGraph(workspace)`` reads the revision graph, ``EnvironmentRunner(workspace,
+graph)`` runs env.py (online with the tool's connection, or offline for SQL), and
+``Authoring(workspace, env, on_written=…)`` writes revision files. :class:`AlembicProject`
+composes them, and is what the rest of the tool holds.
 """
 
 from __future__ import annotations
@@ -29,30 +32,77 @@ if TYPE_CHECKING:
 
 
 class AlembicProject:
-    """An Alembic project: its config, revision graph (``graph``), env.py (``env``) and new files (``authoring``)."""
+    """An Alembic project: its ``workspace``, revision graph (``graph``), env.py (``env``) and new files
+    (``authoring``), each built here from the parts it needs."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.output = io.StringIO()  # what Alembic's commands print, kept out of our output
-        self.target: ExpectedDatabase | None = None  # set by bind_target once the database is known
+        self.workspace = Workspace(settings)
+
+    @property
+    def settings(self) -> Settings:
+        return self.workspace.settings
+
+    @property
+    def output(self) -> io.StringIO:
+        return self.workspace.output
+
+    @property
+    def target(self) -> ExpectedDatabase | None:
+        return self.workspace.target
+
+    @property
+    def config(self) -> Config:
+        return self.workspace.config
+
+    @property
+    def directory(self) -> ScriptDirectory:
+        return self.workspace.directory
+
+    @property
+    def files(self) -> ProjectFiles:
+        return self.workspace.files
+
+    def bind_target(self, url: URL, origin: str) -> None:
+        self.workspace.bind_target(url, origin)
+
+    def relative(self, path: Path) -> Path:
+        return self.workspace.relative(path)
+
+    def absolute(self, path: Path) -> Path:
+        return self.workspace.absolute(path)
 
     @cached_property
     def graph(self) -> RevisionGraph:
         from hindsight_migrate.alembic_api.graph import RevisionGraph
 
-        return RevisionGraph(self)
+        return RevisionGraph(self.workspace)
 
     @cached_property
     def env(self) -> EnvironmentRunner:
         from hindsight_migrate.alembic_api.environment import EnvironmentRunner
 
-        return EnvironmentRunner(self)
+        return EnvironmentRunner(self.workspace, self.graph)
 
     @cached_property
     def authoring(self) -> Authoring:
         from hindsight_migrate.alembic_api.authoring import Authoring
 
-        return Authoring(self)
+        return Authoring(self.workspace, self.env, on_written=self.forget_graph)
+
+    def forget_graph(self) -> None:
+        """A revision file was written: the next use of the graph reads the folder again."""
+        self.workspace.forget_directory()
+        self.graph.forget()
+
+
+class Workspace:
+    """What every part of the adapter needs: the settings, Alembic's Config and ScriptDirectory, the project's
+    files, and the database the plan is for. It knows none of the parts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.output = io.StringIO()  # what Alembic's commands print, kept out of our output
+        self.target: ExpectedDatabase | None = None  # set by bind_target once the database is known
 
     @cached_property
     def config(self) -> Config:
@@ -131,10 +181,9 @@ class AlembicProject:
             roots=tuple(sorted(roots)), display_root=self.settings.project_dir, revision_folders=revision_folders
         )
 
-    def forget_graph(self) -> None:
-        """A revision file was written: the next use of the graph reads the folder again."""
-        self.__dict__.pop("directory", None)  # it memoizes the revision map it loaded
-        self.graph.forget()
+    def forget_directory(self) -> None:
+        """A revision file was written: the ScriptDirectory memoizes the revision map it loaded."""
+        self.__dict__.pop("directory", None)
 
     def relative(self, path: Path) -> Path:
         """``path`` relative to the project folder when it is inside it (as RevisionInfo.path is)."""
