@@ -650,7 +650,8 @@ def databases_starting_with(connection: Connection, prefix: str) -> tuple[str, .
 #
 # Roles, memberships, settings, databases, tablespaces and parameter privileges, each as a name
 # and the facts that say what it is, read from the views any role may read (pg_roles hides
-# passwords). Scratch databases (of any run) are left out: they come and go by design.
+# passwords). Scratch databases (of any run) are left out: they come and go by design; so is a database
+# another session is dropping (PostgreSQL marks it invalid, connection limit -2, while it goes).
 _SERVER_OBJECTS_SQL = r"""
 SELECT 'role', r.rolname, concat_ws(' ', CASE WHEN r.rolsuper THEN 'superuser' END,
        CASE WHEN r.rolcreaterole THEN 'createrole' END, CASE WHEN r.rolcreatedb THEN 'createdb' END,
@@ -670,7 +671,7 @@ UNION ALL
 SELECT 'database', d.datname, concat_ws(' ', 'owner ' || pg_get_userbyid(d.datdba), 'privileges ' || d.datacl::text,
        'connection limit ' || d.datconnlimit, CASE WHEN NOT d.datallowconn THEN 'no connections' END,
        CASE WHEN d.datistemplate THEN 'template' END, 'comment ' || shobj_description(d.oid, 'pg_database'))
-  FROM pg_database d WHERE NOT starts_with(d.datname, 'hindsight_rehearsal_')
+  FROM pg_database d WHERE NOT starts_with(d.datname, 'hindsight_rehearsal_') AND d.datconnlimit <> -2
 UNION ALL
 SELECT 'tablespace', t.spcname, concat_ws(' ', 'owner ' || pg_get_userbyid(t.spcowner),
        'privileges ' || t.spcacl::text, 'options ' || t.spcoptions::text,
