@@ -23,9 +23,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
-from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
-from tests.projects import TINY_BASE, Rev, tiny_project, write_project, write_revision
+from tests.harness import dbstate
+from tests.harness.projects import TINY_BASE, Rev, tiny_project, write_project, write_revision
 
 TWO = "bbbb00000002"
 THREE = "cccc00000003"

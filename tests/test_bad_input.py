@@ -14,9 +14,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
-from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
-from tests.projects import ENV_PY_OWN_ENGINE, Rev, write_project
+from tests.harness import dbstate
+from tests.harness.projects import ENV_PY_OWN_ENGINE, Rev, write_project
 
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/postgres"
 BROKEN_REVISION = "20260301_ffff00000001_broken.py"

@@ -15,10 +15,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.cli import prompts
-from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
-from tests.hindsight_chain import BASELINE
-from tests.projects import Rev, write_project
+from tests.harness import dbstate
+from tests.harness.hindsight_chain import BASELINE
+from tests.harness.projects import Rev, write_project
 
 V1_TABLES = {
     "agents",

@@ -18,9 +18,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests import dbstate
 from tests.conftest import REPO
-from tests.test_formats import fences, pr_comment, summary_texts, tables
+from tests.harness import dbstate
+from tests.harness.markdown import fences, pr_comment, summary_texts, tables
 
 WORKFLOW = REPO / "examples" / "ci" / "migrations.yml"
 

@@ -10,10 +10,10 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.cli import prompts
-from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
-from tests.hindsight_chain import BASELINE, HEAD
-from tests.projects import Rev, write_project
+from tests.harness import dbstate
+from tests.harness.hindsight_chain import BASELINE, HEAD
+from tests.harness.projects import Rev, write_project
 
 
 def reflected_schema(url: str) -> dict[str, object]:
@@ -243,8 +243,8 @@ def test_a_saved_plan_through_a_merge_replays_under_any_hash_seed(
     import os
     import subprocess
 
-    from tests.hindsight_chain import BRANCH_POINT
-    from tests.processes import cli_command
+    from tests.harness.hindsight_chain import BRANCH_POINT
+    from tests.harness.processes import cli_command
 
     def run(seed: int, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PYTHONHASHSEED": str(seed)}

@@ -6,14 +6,13 @@ ALTER SYSTEM, a database or a file made by COPY … TO PROGRAM — must not surv
 PostgreSQL runs in a transaction is rehearsed in one that is rolled back; what it cannot is not
 run at all, and the plan says so. Under ``--rehearse-on target``, a commit by any path (the DBAPI
 connection, a raw cursor) is refused before it happens, and one no guard can stop fails the plan
-loudly. Each test compares the server's shared state (tests/dbstate.py ``server_state``) and the
+loudly. Each test compares the server's shared state (tests/harness/dbstate.py ``server_state``) and the
 target before and after.
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +21,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
 from hindsight_migrate.errors import ExitCode
-from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
-from tests.projects import TINY_BASE, Rev, tiny_project
+from tests.harness import dbstate
+from tests.harness.projects import TINY_BASE, Rev, tiny_project
+from tests.harness.roles import drop_roles, unique
 
 REVISION = "bbbb00000002"
 
@@ -33,9 +33,6 @@ def project(tmp_path: Path, upgrade: str, *more: Rev) -> Path:
     return tiny_project(tmp_path / "p", Rev(REVISION, (TINY_BASE,), upgrade=upgrade), *more)
 
 
-def unique(label: str) -> str:
-    return f"{label}_{uuid.uuid4().hex[:8]}"
-
 
 @contextlib.contextmanager
 def dropped_afterwards(admin_engine: Engine, database_url: str, *roles: str) -> Iterator[None]:
@@ -43,21 +40,7 @@ def dropped_afterwards(admin_engine: Engine, database_url: str, *roles: str) -> 
     try:
         yield
     finally:
-        database = make_url(database_url).database
-        with admin_engine.connect() as connection:
-            for role in roles:
-                if connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first():
-                    engine_url = make_url(database_url)
-                    from sqlalchemy import create_engine
-                    from sqlalchemy.pool import NullPool
-
-                    there = create_engine(engine_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-                    with there.connect() as inside:
-                        inside.execute(text(f'DROP OWNED BY "{role}"'))
-                    there.dispose()
-                    connection.execute(text(f'REVOKE ALL ON DATABASE "{database}" FROM "{role}"'))
-                    connection.execute(text(f'DROP ROLE "{role}"'))
-
+        drop_roles(admin_engine, *roles)
 
 def dry_run(ini: Path | str, url: str, *extra: str) -> tuple[int, str]:
     result = invoke("-c", str(ini), "--url", url, "up", "--dry-run", *extra)
@@ -285,8 +268,8 @@ def test_check_and_new_build_their_database_at_head_without_creating_the_role(
 ) -> None:
     """check and new build a scratch database at head from nothing, running every revision: a revision that
     creates a role is rolled back there too, after the models were compared."""
-    from tests.hindsight_chain import HEAD
-    from tests.projects import write_revision
+    from tests.harness.hindsight_chain import HEAD
+    from tests.harness.projects import write_revision
 
     role = unique("hm_at_head")
     write_revision(

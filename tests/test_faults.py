@@ -31,10 +31,11 @@ from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.postgres.scratch import scratch_prefix
-from tests import dbstate
 from tests.conftest import bootstrapped, flatten, invoke, server_password
-from tests.processes import cli_command, stop
-from tests.projects import TINY_BASE, TINY_V1, Rev, tiny_project
+from tests.harness import dbstate
+from tests.harness.gates import GATE, GATE_KEY, GATE_LOCK_TIMEOUT, wait_for_apply_at_gate
+from tests.harness.processes import cli_command, stop, subprocess_env
+from tests.harness.projects import TINY_BASE, TINY_V1, Rev, tiny_project
 
 SEED = int(os.environ.get("HINDSIGHT_FAULT_SEED", "20261125"))
 TRIALS = 20
@@ -45,18 +46,10 @@ CHAIN = [BASE, *REVISIONS]
 HEAD = REVISIONS[-1]
 ROWS = 3  # rows each revision's table gets, in the same transaction as the table
 
-# Waiting at a gate is a lock wait, which the apply's lock_timeout (default 5s) would end.
-GATE_KEY = 74_2002
-GATE = f"SELECT pg_advisory_xact_lock({GATE_KEY})"
-GATE_LOCK_TIMEOUT = "lock_timeout = 120s"
-
 
 # -- helpers (the style of test_up.py, copied rather than imported) -----------------------
 
 
-def subprocess_env() -> dict[str, str]:
-    plain = {"PYTHONUNBUFFERED": "1", "COLUMNS": "200", "NO_COLOR": "1"}
-    return {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **plain}
 
 
 def database_name(url: str) -> str:
@@ -658,24 +651,6 @@ def test_four_concurrent_ups_apply_each_revision_once(tmp_path: Path, database_u
 
 # -- the server goes away mid-run ---------------------------------------------------------
 
-
-def wait_for_apply_at_gate(url: str, process: subprocess.Popen[str], timeout: float = 60) -> int:
-    """Server pid of the backend whose apply waits at the gate (the run's migration lock is held)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = dbstate.query(
-            url,
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
-            "AND wait_event_type = 'Lock' AND query LIKE :gate",
-            gate=GATE + "%",
-        )
-        if rows:
-            return int(rows[0][0])
-        if process.poll() is not None:
-            out, err = process.communicate(timeout=10)
-            pytest.fail(f"the run ended (exit {process.returncode}) before its apply reached the gate:\n{out}\n{err}")
-        time.sleep(0.05)
-    pytest.fail("the run never reached the gate in its apply")
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests import dbstate
 from tests.conftest import flatten, invoke
-from tests.hindsight_chain import (
+from tests.harness import dbstate
+from tests.harness.hindsight_chain import (
     AFTER_BASELINE,
     AFTER_MERGE,
     BASELINE,
@@ -23,7 +23,7 @@ from tests.hindsight_chain import (
     MERGE,
     SEARCH_BRANCH,
 )
-from tests.projects import Rev, write_project
+from tests.harness.projects import Rev, write_project
 
 ALL_REVISIONS = {BASELINE, AFTER_BASELINE, BRANCH_POINT, SEARCH_BRANCH, FEEDBACK_BRANCH, MERGE, AFTER_MERGE, HEAD}
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/nope"
@@ -406,7 +406,7 @@ def test_colour_is_kept_on_a_terminal(hindsight_project: Path, monkeypatch: pyte
 
 def test_history_says_how_the_last_apply_ended_for_every_outcome(tmp_path: Path, database_url: str) -> None:
     """An interrupted run, or one that found nothing to do, is not shown as "succeeded"."""
-    from tests.projects import TINY_BASE, Rev, tiny_project
+    from tests.harness.projects import TINY_BASE, Rev, tiny_project
 
     ini = str(tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("SELECT 1")')))
     assert invoke("-c", ini, "--url", database_url, "bootstrap", "--yes").exit_code == 0

@@ -21,7 +21,7 @@ import pytest
 
 from hindsight_migrate.alembic_api.graph import RevisionGraph
 from tests.conftest import REPO, assert_failure, flatten, invoke
-from tests.projects import Rev, write_project, write_revision
+from tests.harness.projects import Rev, write_project, write_revision
 
 ROOT = "1a1a1a1a1a1a"
 LEFT = "2b2b2b2b2b2b"

@@ -13,11 +13,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
-from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
-from tests.processes import cli_command, stop
-from tests.projects import TINY_BASE, Rev, tiny_project
-from tests.test_faults import GATE, GATE_KEY, GATE_LOCK_TIMEOUT, subprocess_env, wait_for_apply_at_gate
+from tests.harness import dbstate
+from tests.harness.gates import GATE, GATE_KEY, GATE_LOCK_TIMEOUT, wait_for_apply_at_gate
+from tests.harness.processes import cli_command, stop, subprocess_env
+from tests.harness.projects import TINY_BASE, Rev, tiny_project
 
 
 def test_an_empty_url_is_a_configuration_error_not_another_database(

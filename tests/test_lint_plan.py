@@ -15,7 +15,7 @@ import pytest
 from hindsight_migrate.config import ToolSettings
 from hindsight_migrate.review.lint import RULES_ABOUT_TRAFFIC, LintResult, lint_sql
 from tests.conftest import bootstrapped, flatten, invoke
-from tests.projects import TINY_BASE, Rev, tiny_project
+from tests.harness.projects import TINY_BASE, Rev, tiny_project
 
 SETTINGS = ToolSettings()  # the defaults: prefer-robust-stmts and the timeout rules are not run
 

@@ -14,11 +14,12 @@ from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.postgres.locking import LOCK_NAMESPACE
-from tests import dbstate
 from tests.conftest import bootstrapped, flatten, invoke
-from tests.processes import cli_command, stop
-from tests.projects import TINY_BASE, Rev, tiny_project
-from tests.test_faults import GATE, GATE_KEY, GATE_LOCK_TIMEOUT, subprocess_env, wait_for_apply_at_gate
+from tests.harness import dbstate
+from tests.harness.audit import audit_rows
+from tests.harness.gates import GATE, GATE_KEY, GATE_LOCK_TIMEOUT, wait_for_apply_at_gate
+from tests.harness.processes import cli_command, stop, subprocess_env
+from tests.harness.projects import TINY_BASE, Rev, tiny_project
 
 ADD_NOTE = Rev(
     "bbbb00000002",
@@ -27,12 +28,9 @@ ADD_NOTE = Rev(
 )
 
 
-def audit_rows(url: str) -> list[tuple[Any, ...]]:
-    return dbstate.query(
-        url,
-        "SELECT command, from_revisions, to_revisions, outcome, lock_attempts, error "
-        "FROM hindsight_migrate.apply_log ORDER BY id",
-    )
+
+# What the tests here read of each audited run.
+LOGGED = "command, from_revisions, to_revisions, outcome, lock_attempts, error"
 
 
 def wait_for_alter_to_queue(url: str, process: subprocess.Popen[str], count: int = 1, timeout: float = 60) -> None:
@@ -81,7 +79,7 @@ def test_a_lock_released_after_two_timeouts_is_retried_and_the_run_completes(tmp
     )
     assert re.search(r"attempt 2/11 in \d+\.\d s", said), err
     assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
-    rows = [row for row in audit_rows(database_url) if row[0] == "up"]
+    rows = [row for row in audit_rows(database_url, LOGGED) if row[0] == "up"]
     assert len(rows) == 1 and rows[0][3] == "succeeded" and rows[0][4] >= 3, rows
 
 
@@ -117,7 +115,7 @@ def test_a_lock_never_released_fails_naming_the_blocker_with_the_attempts_record
     assert "Traceback" not in result.stderr
     assert dbstate.snapshot(database_url)["relations"] == before["relations"]
     assert dbstate.alembic_version(database_url) == [TINY_BASE]
-    rows = [row for row in audit_rows(database_url) if row[0] == "up"]
+    rows = [row for row in audit_rows(database_url, LOGGED) if row[0] == "up"]
     assert len(rows) == 1 and rows[0][3] == "failed" and rows[0][4] == 3 and "lock timeout" in rows[0][5], rows
 
 
@@ -155,7 +153,7 @@ def test_concurrent_first_deploys_of_an_empty_database_find_the_winners_work_don
     winners = [out for _, out, _ in outputs if "Upgraded" in out]
     assert len(winners) == 1, shown
     assert dbstate.alembic_version(database_url) == ["cccc00000003"]
-    rows = audit_rows(database_url)
+    rows = audit_rows(database_url, LOGGED)
     assert [row[3] for row in rows if row[0] == "bootstrap"] == ["succeeded"], rows
     ups = [row[3] for row in rows if row[0] == "up"]
     assert sorted(ups) == ["nothing_to_do"] * 3 + ["succeeded"], rows
@@ -170,7 +168,7 @@ def test_a_run_with_nothing_to_do_leaves_its_audit_row(tmp_path: Path, database_
 
     assert again.exit_code == 0 and "Nothing to do" in again.output, again.output
     assert dry.exit_code == 0, dry.output
-    ups = [row[:4] for row in audit_rows(database_url) if row[0] == "up"]
+    ups = [row[:4] for row in audit_rows(database_url, LOGGED) if row[0] == "up"]
     # The dry run changes nothing, its audit row included.
     assert ups == [
         ("up", TINY_BASE, "bbbb00000002", "succeeded"),
@@ -198,7 +196,7 @@ def test_an_apply_log_made_by_an_earlier_version_takes_the_new_outcomes(tmp_path
     assert invoke("-c", ini, "--url", database_url, "up", "--yes").exit_code == 0
     assert invoke("-c", ini, "--url", database_url, "up", "--yes").exit_code == 0
 
-    assert [row[3] for row in audit_rows(database_url) if row[0] == "up"] == ["succeeded", "nothing_to_do"]
+    assert [row[3] for row in audit_rows(database_url, LOGGED) if row[0] == "up"] == ["succeeded", "nothing_to_do"]
     check = dbstate.query(
         database_url,
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'apply_log_outcome_check'",
@@ -242,7 +240,7 @@ def test_ctrl_c_during_an_apply_ends_its_audit_row_interrupted(tmp_path: Path, d
 
     assert process.returncode == ExitCode.INTERRUPTED, out + err
     assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
-    rows = [row for row in audit_rows(database_url) if row[0] == "up"]
+    rows = [row for row in audit_rows(database_url, LOGGED) if row[0] == "up"]
     assert len(rows) == 1, rows
     _, start, end, outcome, _, error = rows[0]
     assert (start, end, outcome) == (TINY_BASE, "bbbb00000002", "interrupted"), rows
@@ -312,7 +310,7 @@ def test_a_run_whose_migration_lock_is_lost_stops_before_the_next_commit_and_a_s
     assert "Revision bbbb00000002 was rolled back" in said, err
     assert dbstate.alembic_version(database_url) == [TINY_BASE]
     assert "slow_one" not in dbstate.tables(database_url)
-    assert [row[3] for row in audit_rows(database_url) if row[0] == "up"] == ["failed"]
+    assert [row[3] for row in audit_rows(database_url, LOGGED) if row[0] == "up"] == ["failed"]
     # Nothing is left locked: the next run applies both revisions.
     result = invoke("-c", ini, "--url", database_url, "up", "--yes", "--no-rehearsal")
     assert result.exit_code == ExitCode.OK, result.output

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests import dbstate
 from tests.conftest import flatten
+from tests.harness import dbstate
 
 MODELS = Path("migrations") / "models.py"
 

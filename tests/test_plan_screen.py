@@ -16,10 +16,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.cli import prompts
-from tests import dbstate
 from tests.conftest import bootstrapped, flatten, invoke
-from tests.projects import TINY_BASE, Rev, tiny_project, write_project
-from tests.test_up import subprocess_env
+from tests.harness import dbstate
+from tests.harness.processes import subprocess_env
+from tests.harness.projects import TINY_BASE, Rev, tiny_project, write_project
 
 HINDSIGHT_DATA = """
 INSERT INTO agents (name, description)
@@ -47,7 +47,7 @@ def cli(folder: Path, *args: str, columns: int = 100, stdin: str | None = None) 
     """The installed command in a fresh process, its stdout a pipe (as in a CI log), COLUMNS wide."""
     return subprocess.run(
         [sys.executable, "-m", "hindsight_migrate", *args],
-        env=subprocess_env(COLUMNS=str(columns), NO_COLOR="1"),
+        env=subprocess_env(plain=False, COLUMNS=str(columns), NO_COLOR="1"),
         capture_output=True,
         text=True,
         cwd=folder,

@@ -8,7 +8,7 @@ from sqlalchemy.exc import DBAPIError
 
 from hindsight_migrate.config import DatabaseSource
 from hindsight_migrate.postgres.database import open_database
-from tests import dbstate
+from tests.harness import dbstate
 
 
 def test_a_read_only_connection_is_refused_writes_by_the_server_in_every_transaction(database_url: str) -> None:

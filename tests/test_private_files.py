@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from hindsight_migrate.review.lint import squawk_binary
-from tests import dbstate
 from tests.conftest import assert_failure, invoke
-from tests.projects import TINY_BASE, Rev, tiny_project
+from tests.harness import dbstate
+from tests.harness.projects import TINY_BASE, Rev, tiny_project
 
 # 200 statements, two lines each in the offline SQL: over the 300 lines that make a plan big
 # (cheaper than the 51 revisions that would do the same).

@@ -13,63 +13,22 @@ with what it owns and was granted, afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
-from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
-from tests.projects import TINY_BASE, Rev, tiny_project
+from tests.harness import dbstate
+from tests.harness.audit import audit_rows
+from tests.harness.projects import TINY_BASE, Rev, tiny_project
+from tests.harness.roles import AppUser, login_role, may_read_everything, may_record_runs, run_sql
 
 REVISION = "bbbb00000002"
-
-
-@dataclass(frozen=True)
-class AppUser:
-    name: str
-    url: str  # the test database, as this role
-
-
-def run_sql(url: str, *statements: str) -> None:
-    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            for statement in statements:
-                connection.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
-@contextlib.contextmanager
-def login_role(admin_engine: Engine, database_url: str, *options: str) -> Iterator[AppUser]:
-    name = f"app_user_{uuid.uuid4().hex[:8]}"
-    with admin_engine.connect() as connection:
-        connection.execute(text(f'CREATE ROLE "{name}" LOGIN {" ".join(options)}'))
-    try:
-        yield AppUser(name, make_url(database_url).set(username=name).render_as_string(hide_password=False))
-    finally:
-        database = make_url(database_url).database
-        with admin_engine.connect() as connection:
-            # A scratch database the role made and a failed run left would keep the role alive.
-            owned = connection.execute(
-                text("SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = :r)"),
-                {"r": name},
-            ).scalars()
-            for leftover in list(owned):
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{leftover}" WITH (FORCE)'))
-        run_sql(database_url, f'DROP OWNED BY "{name}" CASCADE')
-        with admin_engine.connect() as connection:
-            connection.execute(text(f'REVOKE ALL ON DATABASE "{database}" FROM "{name}"'))
-            connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
 
 
 @pytest.fixture
@@ -79,35 +38,9 @@ def app_user(admin_engine: Engine, database_url: str) -> Iterator[AppUser]:
         yield role
 
 
-def may_read_everything(database_url: str, role: str) -> None:
-    """What pg_dump needs to copy the target, and what moving alembic_version needs: nothing more."""
-    run_sql(
-        database_url,
-        f'GRANT USAGE ON SCHEMA public, hindsight_migrate TO "{role}"',
-        f'GRANT SELECT ON ALL TABLES IN SCHEMA public, hindsight_migrate TO "{role}"',
-        f'GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, hindsight_migrate TO "{role}"',
-        f'GRANT UPDATE ON alembic_version TO "{role}"',
-    )
-
-
-def may_record_runs(database_url: str, role: str) -> None:
-    """What every apply needs besides the revisions' own privileges: the tool's records."""
-    run_sql(
-        database_url,
-        f'GRANT CREATE ON DATABASE "{make_url(database_url).database}" TO "{role}"',
-        f'GRANT USAGE, CREATE ON SCHEMA hindsight_migrate TO "{role}"',
-        f'GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA hindsight_migrate TO "{role}"',
-    )
-
-
 def project(tmp_path: Path, upgrade: str) -> Path:
     return tiny_project(tmp_path / "p", Rev(REVISION, (TINY_BASE,), upgrade=upgrade))
 
-
-def runs(url: str) -> list[tuple[Any, ...]]:
-    if not dbstate.query(url, "SELECT to_regclass('hindsight_migrate.apply_log') IS NOT NULL")[0][0]:
-        return []
-    return dbstate.query(url, "SELECT command, outcome FROM hindsight_migrate.apply_log ORDER BY id")
 
 
 # -- what the role may not do on the target fails the plan ---------------------------------
@@ -133,7 +66,7 @@ def test_altering_a_table_the_role_does_not_own_fails_in_the_plan(
     assert "nothing was applied" in flatten(applied.output)
     assert dbstate.snapshot(database_url) == before
     assert dbstate.alembic_version(database_url) == [TINY_BASE]
-    assert [row for row in runs(database_url) if row[0] == "up"] == []
+    assert [row for row in audit_rows(database_url) if row[0] == "up"] == []
     assert dbstate.scratch_databases_of(database_url) == []
 
 
@@ -206,7 +139,7 @@ def test_writing_a_table_the_role_may_only_read_fails_in_the_plan(
         assert_failure(result, ExitCode.FAILED, f"Revision {REVISION}", "permission denied for table things")
     assert "run as " + app_user.name + " with its privileges on the target" in flatten(dry_run.output)
     assert dbstate.snapshot(database_url) == before
-    assert [row for row in runs(database_url) if row[0] == "up"] == []
+    assert [row for row in audit_rows(database_url) if row[0] == "up"] == []
 
 
 def test_altering_a_table_the_role_does_not_own_in_dynamic_sql_fails_in_the_plan(
@@ -354,7 +287,7 @@ def test_a_role_that_may_not_record_the_run_is_told_what_to_grant(
     on_target = invoke("-c", str(ini), "--url", app_user.url, "up", "--dry-run", "--rehearse-on", "target")
     assert_failure(on_target, ExitCode.FAILED, f"Revision {REVISION}", "permission denied for table alembic_version")
     assert dbstate.snapshot(database_url) == before
-    assert [row for row in runs(database_url) if row[0] == "up"] == []
+    assert [row for row in audit_rows(database_url) if row[0] == "up"] == []
 
 
 # -- no rehearsal possible: say what to grant, or where else to rehearse ---------------------

@@ -3,7 +3,7 @@ database URL goes, the tool answers with one of its documented exit codes and a 
 a traceback or an internal error, never prints a password, and never changes the database.
 
 Every test runs the CLI in-process against a real database of its own (a tiny project from
-tests/projects.py, bootstrapped) and checks, once hypothesis is done, that the database is
+tests/harness/projects.py, bootstrapped) and checks, once hypothesis is done, that the database is
 exactly as before. A URL the tool would connect to is only ever this test's own database or a
 closed port on the loopback address: an example that would reach anything else is discarded.
 """
@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 from typer.testing import Result
 
-from tests import dbstate
 from tests.conftest import invoke
-from tests.projects import Rev, write_project
+from tests.harness import dbstate
+from tests.harness.audit import audit_rows
+from tests.harness.projects import Rev, write_project
 
 # Exit codes the README documents for up, down, bootstrap and history (8, another run holding the
 # lock, cannot happen here: nothing else runs on these databases).
@@ -137,20 +138,15 @@ def assert_clean(result: Result, args: tuple[str, ...]) -> None:
 def unchanged(url: str) -> Callable[[], None]:
     """Snapshot now; the returned check says the database (and the server's scratch databases) are as they were."""
     before = dbstate.snapshot(url)
-    runs_before = runs(url)
+    runs_before = audit_rows(url, "id, command, outcome")
 
     def check() -> None:
         assert dbstate.snapshot(url) == before
-        assert runs(url) == runs_before
+        assert audit_rows(url, "id, command, outcome") == runs_before
         assert dbstate.scratch_databases_of(url) == []
 
     return check
 
-
-def runs(url: str) -> list[tuple[Any, ...]]:
-    if not dbstate.query(url, "SELECT to_regclass('hindsight_migrate.apply_log') IS NOT NULL")[0][0]:
-        return []
-    return dbstate.query(url, "SELECT id, command, outcome FROM hindsight_migrate.apply_log ORDER BY id")
 
 
 # -- revisions -----------------------------------------------------------------------------

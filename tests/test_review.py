@@ -9,9 +9,9 @@ import pytest
 
 from hindsight_migrate.cli import prompts
 from hindsight_migrate.errors import ExitCode
-from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
-from tests.projects import TINY_BASE, Rev, tiny_project
+from tests.harness import dbstate
+from tests.harness.projects import TINY_BASE, Rev, tiny_project
 
 ADD = "bbbb00000002"
 DROP = "cccc00000003"

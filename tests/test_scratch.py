@@ -24,53 +24,29 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.errors import ExitCode
-from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
-from tests.processes import cli_command, stop
-from tests.projects import TINY_BASE, Rev, tiny_project
+from tests.harness import dbstate
+from tests.harness.gates import named_gate_closed, named_gate_sql, new_named_gate
+from tests.harness.processes import cli_command, stop, subprocess_env
+from tests.harness.projects import TINY_BASE, Rev, tiny_project
+from tests.harness.roles import roles, unique
 
 # -- helpers -----------------------------------------------------------------------------
 
 
-def subprocess_env(**extra: str) -> dict[str, str]:
-    plain = {"PYTHONUNBUFFERED": "1", "COLUMNS": "200", "NO_COLOR": "1"}
-    return {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **plain, **extra}
 
 
-def gate_sql(gate: str) -> str:
-    """A statement that waits while a session named ``gate`` is connected anywhere on the server
-    (pg_stat_activity is read once per transaction unless its snapshot is cleared)."""
-    return (
-        "DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM pg_stat_activity "
-        f"WHERE application_name = '{gate}') LOOP PERFORM pg_sleep(0.02); PERFORM pg_stat_clear_snapshot(); "
-        "END LOOP; END $$"
-    )
 
-
-@contextmanager
-def gate_closed(url: str, gate: str) -> Iterator[Connection]:
-    """The gate stays closed while this connection is open (closing it opens the gate)."""
-    engine = create_engine(url, poolclass=NullPool, connect_args={"application_name": gate})
-    try:
-        with engine.connect() as connection:
-            yield connection
-    finally:
-        engine.dispose()
-
-
-def new_gate() -> str:
-    return f"hm-gate-{uuid.uuid4().hex[:10]}"
 
 
 def gated_project(folder: Path, gate: str) -> Path:
@@ -79,7 +55,7 @@ def gated_project(folder: Path, gate: str) -> Path:
         Rev(
             "bbbb00000002",
             (TINY_BASE,),
-            upgrade=f'op.execute("CREATE TABLE t (i int)")\nop.execute({gate_sql(gate)!r})',
+            upgrade=f'op.execute("CREATE TABLE t (i int)")\nop.execute({named_gate_sql(gate)!r})',
         ),
     )
 
@@ -129,30 +105,6 @@ def drop_waiting_on(url: str, name: str) -> bool:
     )
 
 
-@contextmanager
-def roles(admin_engine: Engine, *names: str) -> Iterator[None]:
-    """Login roles for the test, dropped afterwards with whatever they own or were granted."""
-    with admin_engine.connect() as connection:
-        for name in names:
-            connection.execute(text(f'CREATE ROLE "{name}" LOGIN'))
-    try:
-        yield
-    finally:
-        with admin_engine.connect() as connection:
-            for name in names:
-                for (database,) in connection.execute(
-                    text("SELECT datname FROM pg_database WHERE datallowconn AND datname NOT LIKE 'template%'")
-                ).all():
-                    url = admin_engine.url.set(database=database)
-                    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-                    with contextlib.suppress(Exception), engine.connect() as there:
-                        there.execute(text(f'DROP OWNED BY "{name}" CASCADE'))
-                    engine.dispose()
-                connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
-
-
-def unique(label: str) -> str:
-    return f"{label}_{uuid.uuid4().hex[:8]}"
 
 
 # -- B1: a second SIGTERM during the drop -----------------------------------------------------
@@ -162,13 +114,13 @@ def unique(label: str) -> str:
 def test_sigterms_during_the_scratch_drop_wait_for_it(tmp_path: Path, database_url: str, first_sigterm: str) -> None:
     """SIGTERM twice while DROP DATABASE waits (a session holds a lock on the scratch database's
     catalog row): the drop finishes, then the run ends as interrupted, and nothing is left."""
-    gate = new_gate()
+    gate = new_named_gate()
     ini = bootstrapped(gated_project(tmp_path / "p", gate), database_url)
     before = dbstate.snapshot(database_url)
     blocker_engine = create_engine(database_url, poolclass=NullPool)
     process = None
     try:
-        with gate_closed(database_url, gate) as gate_connection, blocker_engine.connect() as blocker:
+        with named_gate_closed(database_url, gate) as gate_connection, blocker_engine.connect() as blocker:
             process = subprocess.Popen(
                 cli_command(ini, database_url, "up", "--dry-run"),
                 env=subprocess_env(),
@@ -337,11 +289,11 @@ def test_the_scratch_copy_refuses_connections_from_roles_the_target_shuts_out(
 
 
 def test_the_scratch_database_of_a_killed_run_is_dropped_by_the_next_run(tmp_path: Path, database_url: str) -> None:
-    gate = new_gate()
+    gate = new_named_gate()
     ini = bootstrapped(gated_project(tmp_path / "p", gate), database_url)
     process = None
     try:
-        with gate_closed(database_url, gate):
+        with named_gate_closed(database_url, gate):
             process = subprocess.Popen(
                 cli_command(ini, database_url, "up", "--dry-run"),
                 env=subprocess_env(),
@@ -370,13 +322,13 @@ def test_the_scratch_database_of_a_killed_run_is_dropped_by_the_next_run(tmp_pat
 def test_the_scratch_database_of_a_live_run_is_left_alone(
     tmp_path: Path, database_url: str, make_database: Callable[[str], str]
 ) -> None:
-    gate = new_gate()
+    gate = new_named_gate()
     ini = bootstrapped(gated_project(tmp_path / "p", gate), database_url)
     other = make_database("other")
     other_ini = bootstrapped(quick_project(tmp_path / "q"), other)
     process = None
     try:
-        with gate_closed(database_url, gate):
+        with named_gate_closed(database_url, gate):
             process = subprocess.Popen(
                 cli_command(ini, database_url, "up", "--dry-run"),
                 env=subprocess_env(),
@@ -617,11 +569,11 @@ def test_rehearsal_on_the_target_says_which_sequences_it_advanced(tmp_path: Path
 
 def test_rehearsal_on_the_target_does_not_claim_values_live_traffic_took(tmp_path: Path, database_url: str) -> None:
     """Another session takes values while the rehearsal runs: the rehearsal took none, and says nothing."""
-    gate = new_gate()
+    gate = new_named_gate()
     ini = bootstrapped(gated_project(tmp_path / "p", gate), database_url)
     process = None
     try:
-        with gate_closed(database_url, gate):
+        with named_gate_closed(database_url, gate):
             process = subprocess.Popen(
                 cli_command(ini, database_url, "up", "--dry-run", "--rehearse-on", "target"),
                 env=subprocess_env(),

@@ -20,9 +20,9 @@ from hindsight_migrate.postgres.sqlscript import (
     statement_kinds,
     transaction_control,
 )
-from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
-from tests.projects import TINY_BASE, Rev, tiny_project, write_project
+from tests.harness import dbstate
+from tests.harness.projects import TINY_BASE, Rev, tiny_project, write_project
 
 # -- transaction_control: what would end or escape the caller's transaction ---------------
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
-from tests.templates import (
+from tests.harness import dbstate
+from tests.harness.templates import (
     PLACEHOLDER_URL,
     PYPROJECT_TEMPLATES,
     R1,

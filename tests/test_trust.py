@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from hindsight_migrate.errors import ExitCode
-from tests import dbstate
 from tests.conftest import assert_failure, flatten, invoke
-from tests.hindsight_chain import BASELINE, HEAD
-from tests.projects import Rev, write_project, write_revision
+from tests.harness import dbstate
+from tests.harness.hindsight_chain import BASELINE, HEAD
+from tests.harness.projects import Rev, write_project, write_revision
 
 
 def at_head(project: Path, url: str) -> str:

@@ -30,8 +30,8 @@ from hindsight_migrate.cli import prompts
 from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.untrusted import visible
 from tests.conftest import REPO, bootstrapped, flatten, invoke
-from tests.processes import cli_command
-from tests.projects import TINY_BASE, Rev, tiny_project
+from tests.harness.processes import cli_command
+from tests.harness.projects import TINY_BASE, Rev, tiny_project
 
 EVIL = "bbbb00000002"
 # Each sequence a reviewer must see rather than have obeyed, in one revision message.

@@ -11,8 +11,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,10 @@ from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.database import open_database
 from hindsight_migrate.review.plan import plan_upgrade
 from hindsight_migrate.review.rehearsal import RehearsalOptions, RehearsalPlace
-from tests import dbstate
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
-from tests.hindsight_chain import (
+from tests.harness import dbstate
+from tests.harness.gates import GATE, GATE_LOCK_TIMEOUT, gate_closed, wait_for_apply_at_gate
+from tests.harness.hindsight_chain import (
     AFTER_BASELINE,
     AFTER_MERGE,
     BASELINE,
@@ -41,25 +41,20 @@ from tests.hindsight_chain import (
     MERGE,
     SEARCH_BRANCH,
 )
-from tests.processes import cli_command, stop
-from tests.projects import ENV_PY, ENV_PY_OWN_ENGINE, TINY_BASE, Rev, tiny_project
+from tests.harness.processes import cli_command, stop, subprocess_env
+from tests.harness.projects import ENV_PY, ENV_PY_OWN_ENGINE, TINY_BASE, Rev, tiny_project
 
 PENDING = {AFTER_BASELINE, BRANCH_POINT, SEARCH_BRANCH, FEEDBACK_BRANCH, MERGE, AFTER_MERGE, HEAD}
 V1_TABLES = {"agents", "agent_transcripts", "memory_blocks", "feedback_logs", "keywords", "memory_block_keywords"}
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/nope"
 
-# Tiny projects: V1 is tests.projects.TINY_V1 (table `things`), stamped as TINY_BASE.
+# Tiny projects: V1 is tests.harness.projects.TINY_V1 (table `things`), stamped as TINY_BASE.
 
 
 # A gate the test holds on the target database: a revision that runs GATE waits there until
 # the test opens it. Advisory locks belong to one database, so the same statement passes at
 # once in a rehearsal's scratch copy: only the apply on the target waits, holding the migration
 # lock, for exactly as long as the test needs (no sleeps to tune).
-GATE_KEY = 74_2001
-GATE = f"SELECT pg_advisory_xact_lock({GATE_KEY})"
-# Waiting at the gate is a lock wait, which the apply's lock_timeout (default 5s) would end.
-GATE_LOCK_TIMEOUT = "lock_timeout = 120s"
-
 
 # -- helpers -----------------------------------------------------------------------------
 
@@ -114,43 +109,8 @@ def table_lines(stdout: str, title: str) -> list[str]:
     return rows
 
 
-def subprocess_env(**extra: str) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **extra}
 
 
-@contextmanager
-def gate_closed(url: str) -> Iterator[Callable[[], None]]:
-    """Hold the gate on ``url``'s database; the yielded function opens it (leaving the block does too)."""
-    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": GATE_KEY})
-
-            def open_gate() -> None:
-                connection.execute(text("SELECT pg_advisory_unlock_all()"))
-
-            yield open_gate
-    finally:
-        engine.dispose()
-
-
-def wait_for_apply_at_gate(url: str, process: subprocess.Popen[str], timeout: float = 30) -> int:
-    """Server pid of the backend whose apply waits at the gate (the run's migration lock is held)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = dbstate.query(
-            url,
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
-            "AND wait_event_type = 'Lock' AND query LIKE :gate",
-            gate=GATE + "%",
-        )
-        if rows:
-            return int(rows[0][0])
-        if process.poll() is not None:
-            out, err = process.communicate(timeout=10)
-            pytest.fail(f"the run ended (exit {process.returncode}) before its apply reached the gate:\n{out}\n{err}")
-        time.sleep(0.05)
-    pytest.fail("the run never reached the gate in its apply")
 
 
 def wait_for_output(path: Path, words: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
@@ -637,7 +597,7 @@ def test_concurrent_runs_apply_once(tmp_path: Path, database_url: str) -> None:
         tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=APPLY_ONCE), settings=GATE_LOCK_TIMEOUT),
         database_url,
     )
-    env = subprocess_env(PYTHONUNBUFFERED="1")
+    env = subprocess_env(plain=False, PYTHONUNBUFFERED="1")
     first = impatient = patient = None
     patient_out = tmp_path / "patient.out"
     try:
@@ -698,7 +658,7 @@ def test_a_run_that_finds_its_plan_applied_by_another_says_it_applied_nothing(
         tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade=APPLY_ONCE), settings=GATE_LOCK_TIMEOUT),
         database_url,
     )
-    env = subprocess_env(PYTHONUNBUFFERED="1")
+    env = subprocess_env(plain=False, PYTHONUNBUFFERED="1")
     first = second = None
     second_out = tmp_path / "second.out"
     try:
@@ -754,7 +714,7 @@ def test_killed_up_stops_at_the_last_committed_revision(tmp_path: Path, database
         with gate_closed(database_url):
             process = subprocess.Popen(
                 cli_command(ini, database_url, "up", "--yes"),
-                env=subprocess_env(),
+                env=subprocess_env(plain=False),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 text=True,
@@ -802,7 +762,7 @@ def test_interrupted_rehearsal_drops_its_scratch_database(
     before = dbstate.snapshot(database_url)
     process = subprocess.Popen(
         cli_command(ini, database_url, "up", "--yes"),
-        env=subprocess_env(),
+        env=subprocess_env(plain=False),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -851,7 +811,7 @@ def test_lock_timeout_gives_up_instead_of_queueing(tmp_path: Path, database_url:
             # A process with a timeout: a tool that queued behind the reader would wait forever.
             result = subprocess.run(
                 cli_command(ini, database_url, "up", "--yes", "--lock-retries", "0"),
-                env=subprocess_env(),
+                env=subprocess_env(plain=False),
                 capture_output=True,
                 text=True,
                 timeout=60,

@@ -26,10 +26,10 @@ from sqlalchemy.pool import NullPool
 from typer.testing import Result
 
 from hindsight_migrate.errors import ExitCode
-from tests import dbstate
 from tests.conftest import REPO, assert_failure, bootstrapped, flatten, invoke
-from tests.projects import TINY_BASE, Rev, tiny_project, write_revision
-from tests.test_privileges import login_role, may_read_everything, run_sql
+from tests.harness import dbstate
+from tests.harness.projects import TINY_BASE, Rev, tiny_project, write_revision
+from tests.harness.roles import login_role, may_read_everything, run_sql
 
 REV = "bbbb00000002"
 ORPHAN = "cccc00000003"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,3 +18,10 @@ def stop(*processes: subprocess.Popen[str] | None) -> None:
         if process is not None and process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def subprocess_env(*, plain: bool = True, **extra: str) -> dict[str, str]:
+    """The environment a command runs in as a process: this one's, without DATABASE_URL (every test names its
+    database), and with ``plain`` unbuffered, uncoloured output 200 columns wide; ``extra`` on top."""
+    settings = {"PYTHONUNBUFFERED": "1", "COLUMNS": "200", "NO_COLOR": "1"} if plain else {}
+    return {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **settings, **extra}

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from sqlalchemy.engine import make_url
 
-from tests.dbstate import alembic_version, query
+from tests.harness.dbstate import alembic_version, query
 
 TEMPLATES = ("generic", "async", "pyproject", "pyproject_async")
 ASYNC_TEMPLATES = frozenset({"async", "pyproject_async"})

@@ -1,0 +1,1 @@
+"""The suite's harness: projects written to disk, processes, gates, roles, the database's state, audit rows."""
