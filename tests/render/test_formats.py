@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.render import markdown
 from hindsight_migrate.render.data import DOCUMENT_KINDS, DocumentKind, load_schema
-from tests.conftest import assert_failure, bootstrapped, flatten, invoke
+from tests.conftest import REPO, assert_failure, bootstrapped, flatten, invoke
 from tests.harness import dbstate
 from tests.harness.hindsight_chain import BASELINE, HEAD
 from tests.harness.markdown import fences, inline_text, pr_comment, summary_texts, tables
@@ -41,7 +41,7 @@ ADD = "bbbb00000002"  # things gains a column, note
 DROP = "cccc00000003"  # and loses it again: a destructive upgrade
 NASTY = "pipes | and `ticks` <b>bold</b> & **stars** _under_ [link](x) #1"
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "hindsight_migrate" / "schemas"
+SCHEMAS = REPO / "hindsight_migrate" / "schemas"
 
 
 # -- JSON: documents and their schemas --------------------------------------------------------
@@ -515,7 +515,7 @@ def two_heads(folder: Path) -> Path:
 def test_merge_json_names_the_file_and_the_heads_it_joins(tmp_path: Path) -> None:
     ini = two_heads(tmp_path / "p")
     (ini.parent / "migrations" / "script.py.mako").write_text(  # the template a new file is written from
-        (Path(__file__).resolve().parents[1] / "migrations" / "script.py.mako").read_text()
+        (REPO / "migrations" / "script.py.mako").read_text()
     )
 
     result = invoke("-c", str(ini), "merge", "-m", "join", "--format", "json")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from hindsight_migrate.errors import ExitCode
-from tests.conftest import assert_failure, flatten, invoke
+from tests.conftest import REPO, assert_failure, flatten, invoke
 from tests.harness import dbstate
 from tests.harness.hindsight_chain import BASELINE, HEAD
 from tests.harness.projects import Rev, write_project, write_revision
@@ -137,7 +137,7 @@ def test_two_heads_fail_check_and_merge_fixes_it(tmp_path: Path, database_url: s
     )
     # The scaffold's template for new files.
     (ini.parent / "migrations" / "script.py.mako").write_text(
-        (Path(__file__).resolve().parents[1] / "migrations" / "script.py.mako").read_text()
+        (REPO / "migrations" / "script.py.mako").read_text()
     )
 
     checked = invoke("-c", str(ini), "--url", database_url, "check")

@@ -1,0 +1,1 @@
+"""new: autogenerate with guardrails."""

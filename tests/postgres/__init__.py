@@ -1,0 +1,1 @@
+"""The PostgreSQL layer: read-only connections, SQL read with PostgreSQL's parser."""

@@ -1,0 +1,1 @@
+"""The formats: JSON documents against their schemas, markdown comments, the CI example."""

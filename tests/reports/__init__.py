@@ -1,0 +1,1 @@
+"""history (and its graph cache)."""

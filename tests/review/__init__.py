@@ -1,0 +1,1 @@
+"""up, down and bootstrap: the plan, the review, the apply."""
