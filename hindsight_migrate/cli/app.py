@@ -16,11 +16,12 @@ import typer
 
 from hindsight_migrate import __version__
 from hindsight_migrate.errors import BadArgument, ExitCode
+from hindsight_migrate.review.kinds import NoRehearsal
 
 if TYPE_CHECKING:
     from hindsight_migrate.alembic_api import AlembicProject
     from hindsight_migrate.postgres.database import Database
-    from hindsight_migrate.review.plan import MigrationPlan, NoRehearsal
+    from hindsight_migrate.review.plan import MigrationPlan
     from hindsight_migrate.review.rehearsal import RehearsalOptions
 
 from hindsight_migrate.cli.guard import COMMITTED, guarded, warn

@@ -16,6 +16,7 @@ from hindsight_migrate.cli.options import GlobalOptions, OutputFormat
 from hindsight_migrate.cli.output import show
 from hindsight_migrate.cli.prompts import confirm_by_typing
 from hindsight_migrate.cli.session import open_all
+from hindsight_migrate.review.kinds import ChangeKind, NoRehearsal
 from hindsight_migrate.revisions import Direction
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.postgres.database import Database
     from hindsight_migrate.review.apply import ApplyResult
     from hindsight_migrate.review.pipeline import ClosingProgress, ReviewRequest
-    from hindsight_migrate.review.plan import ChangeKind, MigrationPlan, NoRehearsal
+    from hindsight_migrate.review.plan import MigrationPlan
     from hindsight_migrate.review.rehearsal import RehearsalOptions
 
 

@@ -12,12 +12,17 @@ import traceback
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.padding import Padding
+from rich.panel import Panel
+from rich.segment import Segment
+from rich.text import Text
+
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.untrusted import has_hidden, visible
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.segment import Segment
 
     from hindsight_migrate.config import Settings
     from hindsight_migrate.errors import HindsightMigrateError
@@ -62,7 +67,6 @@ def _console(*, stderr: bool) -> Console:
     kept = _CONSOLES.get(stderr)
     if kept is not None and kept[0] == made_for:
         return kept[1]
-    from rich.console import Console
 
     class _Console(Console):
         def on_broken_pipe(self) -> None:
@@ -90,7 +94,6 @@ def _visible_segments(buffer: Iterable[Segment]) -> Iterator[Segment]:
     bidi overrides. Text escaped here was measured raw, so the views escape what they show first: a table's
     widths and a line's wrapping are then measured on what is written.
     """
-    from rich.segment import Segment
 
     for segment in buffer:
         if segment.control is None and has_hidden(segment.text):
@@ -102,7 +105,6 @@ def _visible_segments(buffer: Iterable[Segment]) -> Iterator[Segment]:
 def safe_markup(value: object) -> str:
     """Text from the project for a markup string: its control characters made visible, then Rich's markup
     escaped (a ``[bold]`` in a revision message is shown, not obeyed)."""
-    from rich.markup import escape
 
     return escape(visible(str(value)))
 
@@ -124,10 +126,6 @@ def announce_database(settings: Settings) -> None:
 def error(problem: HindsightMigrateError) -> None:
     """The error panel. Its message and sections quote the project (an exception's message, a file name,
     what the database said): secrets masked first, then control characters made visible."""
-    from rich.console import Group
-    from rich.padding import Padding
-    from rich.panel import Panel
-    from rich.text import Text
 
     parts: list[Any] = [Text(visible(mask_secrets(problem.message)))]
     for section in problem.sections:

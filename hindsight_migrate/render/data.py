@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from hindsight_migrate.reports.status import Status
     from hindsight_migrate.review.apply import ApplyResult
     from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
-    from hindsight_migrate.review.plan import ChangeKind, MigrationPlan
+    from hindsight_migrate.review.kinds import ChangeKind
+    from hindsight_migrate.review.plan import MigrationPlan
 
 FORMAT_VERSION = 1  # raised when a field is renamed or removed; a new field keeps it
 DocumentKind = Literal["plan", "bootstrap_plan", "new_revision", "merge", "check", "status", "lint", "history"]

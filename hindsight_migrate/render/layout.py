@@ -7,13 +7,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment, Segments
+from rich.text import Text
+
 from hindsight_migrate.untrusted import has_hidden, visible
 from hindsight_migrate.words import human_bytes, human_rows
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.segment import Segments
-    from rich.text import Text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +37,6 @@ def _boxed_table(console: Console, columns: list[Column], rows: list[list[str | 
     narrow for them. Plain-string cells are the fast path; a ``Text`` cell keeps its styles.
     Every cell's control characters are made visible before it is measured (:func:`_cell_lines`).
     """
-    from rich.cells import cell_len
-    from rich.segment import Segment, Segments
-    from rich.text import Text
 
     cells = [[_cell_lines(cell) for cell in row] for row in rows]
     widths = [
@@ -114,8 +113,6 @@ def _boxed_table(console: Console, columns: list[Column], rows: list[list[str | 
 
 def _stacked(console: Console, columns: list[Column], rows: list[list[str | Text]]) -> Segments:
     """Each row as a block of "Title: value" lines, for a terminal too narrow for the table; nothing is cut."""
-    from rich.segment import Segment, Segments
-    from rich.text import Text
 
     label_width = max(len(column.title) for column in columns) + 2
     segments: list[Segment] = []
@@ -135,7 +132,6 @@ def _stacked(console: Console, columns: list[Column], rows: list[list[str | Text
 
 def grid(console: Console, title: str | None, columns: list[Column], rows: Iterable[list[str | Text]]) -> None:
     """A titled table (see :func:`_boxed_table`), printed."""
-    from rich.text import Text
 
     if title:
         console.print(Text(visible(title), style="table.title"))
@@ -146,7 +142,6 @@ def grid(console: Console, title: str | None, columns: list[Column], rows: Itera
 def _cell_lines(cell: str | Text) -> list[tuple[str | Text, int]]:
     """A cell's lines, each with its width in cells, measured on what is written: control characters made
     visible (a raw ESC measures 0 cells and would shift the border), tabs expanded as Rich's ``Text`` does."""
-    from rich.cells import cell_len
 
     if isinstance(cell, str):
         cell = visible(cell)
@@ -159,7 +154,6 @@ def _cell_lines(cell: str | Text) -> list[tuple[str | Text, int]]:
 def visible_text(text: Text) -> Text:
     """A ``Text`` with its control characters made visible (see :mod:`hindsight_migrate.untrusted`), its styles
     kept: each run of one set of styles is escaped apart. The same object when there is nothing to escape."""
-    from rich.text import Text
 
     if not has_hidden(text.plain):
         return text
@@ -184,7 +178,6 @@ def _cut(line: str | Text, width: int) -> str | Text:
 
 def _fit(line: str, width: int) -> str:
     """``line`` padded, or cut with …, to exactly ``width`` cells."""
-    from rich.cells import cell_len, set_cell_size
 
     if cell_len(line) <= width:
         return set_cell_size(line, width)

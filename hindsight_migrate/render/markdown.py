@@ -28,6 +28,7 @@ from hindsight_migrate.authoring.findings import Severity
 from hindsight_migrate.render.layout import count_by_kind, plural, relative
 from hindsight_migrate.render.wording import (
     BIG_DIFF,
+    CHANGE_WORDS,
     CONCERN_WORDS,
     DIFF_MARKS,
     DIFF_ORDER,
@@ -44,6 +45,7 @@ from hindsight_migrate.render.wording import (
     statement_counts,
     summary_lines,
 )
+from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.review.lint import Level
 from hindsight_migrate.revisions import Direction
 from hindsight_migrate.untrusted import visible
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.review.apply import ApplyResult
     from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
     from hindsight_migrate.review.lint import LintFinding, LintResult
-    from hindsight_migrate.review.plan import ChangeKind, MigrationPlan
+    from hindsight_migrate.review.plan import MigrationPlan
     from hindsight_migrate.review.summary import PlanSummary
 
 # The last line of every document, invisible once rendered: a bot finds its own earlier comment by it
@@ -140,7 +142,6 @@ def _join(blocks: Iterable[str]) -> str:
 
 # -- plans (up, down) ----------------------------------------------------------------------------
 
-_CHANGE_WORDS = {0: "nothing to do", 2: "the plan changes the database", 3: "the plan is destructive"}
 
 
 def plan_header(summary: PlanSummary) -> tuple[str, str]:
@@ -164,7 +165,7 @@ def _needs_attention(summary: PlanSummary) -> str:
     if summary.attention:
         rows = []
         for item in summary.attention:
-            mark, words, _ = CONCERN_WORDS[item.concern.value]
+            mark, words, _ = CONCERN_WORDS[item.concern]
             rows.append([mark, words, item.text])
         blocks.append(table(["", "Severity", "What"], rows))
     if summary.folded:
@@ -192,7 +193,7 @@ def plan_markdown(
     blocks = [f"## {verb} plan", _header_markdown(header, summary.database), text(counts), _needs_attention(summary)]
     kind, reasons = change
     blocks.append(
-        f"**Change:** {text(_CHANGE_WORDS[kind.value])}"
+        f"**Change:** {text(CHANGE_WORDS[kind])}"
         + (f": {text('; '.join(reasons))}." if reasons else ".")
         + f" (--detailed-exitcode: {kind.value})"
     )
@@ -286,7 +287,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> list[str]:
 
     rehearsal = plan.rehearsal
     if rehearsal is None:
-        why = NO_REHEARSAL_WORDS[plan.rehearsal_skipped.value] if plan.rehearsal_skipped else "skipped"
+        why = NO_REHEARSAL_WORDS[plan.rehearsal_skipped] if plan.rehearsal_skipped else "skipped"
         return [f"**No rehearsal:** {text(why)}."]
     blocks = [f"**Rehearsal** on {text(rehearsal.description)}:"]
     if rehearsal.failure is not None:

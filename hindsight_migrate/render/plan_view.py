@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.syntax import Syntax
+from rich.text import Text
+
 from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.render.console import err, out, safe_markup
 from hindsight_migrate.render.layout import (
@@ -20,6 +23,7 @@ from hindsight_migrate.render.layout import (
 from hindsight_migrate.render.reports import lint_result
 from hindsight_migrate.render.wording import (
     BIG_DIFF,
+    CHANGE_WORDS,
     CONCERN_WORDS,
     DIFF_MARKS,
     DIFF_ORDER,
@@ -32,13 +36,14 @@ from hindsight_migrate.render.wording import (
     statement_counts,
     summary_lines,
 )
+from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.revisions import Direction
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.apply import ApplyResult, LockRetry
     from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
-    from hindsight_migrate.review.plan import ChangeKind, MigrationPlan
+    from hindsight_migrate.review.plan import MigrationPlan
     from hindsight_migrate.review.summary import PlanSummary
     from hindsight_migrate.revisions import RevisionInfo
 
@@ -76,7 +81,6 @@ def bootstrap_done(result: BootstrapResult) -> None:
 
 def plan_summary(summary: PlanSummary) -> None:
     """The first screen: the header line, the count line, and what needs attention, ranked."""
-    from rich.text import Text
 
     console = out()
     header, counts = summary_lines(summary)
@@ -89,7 +93,7 @@ def plan_summary(summary: PlanSummary) -> None:
     # The marks make a column to scan; a long item wraps under its own text (a hanging indent).
     label_width = 3 + max(len(words) for _, words, _ in CONCERN_WORDS.values()) + 1
     for item in summary.attention:
-        mark, words, style = CONCERN_WORDS[item.concern.value]
+        mark, words, style = CONCERN_WORDS[item.concern]
         lines = Text(visible(item.text)).wrap(console, max(console.width - label_width - 2, 30), overflow="fold")
         for number, line in enumerate(lines):
             label = (
@@ -185,7 +189,6 @@ def _revisions(plan: MigrationPlan, *, counted: bool) -> None:
 
 
 def _sql(plan: MigrationPlan) -> None:
-    from rich.text import Text
 
     console = out()
     down = plan.direction is Direction.DOWN
@@ -199,7 +202,6 @@ def _sql(plan: MigrationPlan) -> None:
         if item.sql is None:
             parts.append(Text(f"Cannot render offline: {visible(item.sql_problem or '')}", style="yellow"))
         elif highlight:
-            from rich.syntax import Syntax
 
             parts.append(Syntax(visible(item.sql.strip()) or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
         else:
@@ -220,7 +222,7 @@ def dry_run_done(kind: ChangeKind, reasons: tuple[str, ...], *, detailed: bool) 
     console.print("Dry run: nothing was changed.")
     if not detailed:
         return
-    words = {0: "nothing to do", 2: "the plan changes the database", 3: "the plan is destructive"}[kind.value]
+    words = CHANGE_WORDS[kind]
     console.print(f"Exit code {kind.value}: {words}" + (f": {safe_markup('; '.join(reasons))}." if reasons else "."))
 
 
@@ -291,12 +293,11 @@ def _data_loss(plan: MigrationPlan) -> None:
 
 
 def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
-    from rich.text import Text
 
     console = out()
     rehearsal = plan.rehearsal
     if rehearsal is None:
-        why = NO_REHEARSAL_WORDS[plan.rehearsal_skipped.value] if plan.rehearsal_skipped else "skipped"
+        why = NO_REHEARSAL_WORDS[plan.rehearsal_skipped] if plan.rehearsal_skipped else "skipped"
         console.print(f"[yellow]No rehearsal:[/] {why}.")
         return
     console.print(f"[bold]Rehearsal[/] on {safe_markup(rehearsal.description)}:")
@@ -382,7 +383,6 @@ class RichProgress:
         self._done = 0
 
     def started(self, revision: RevisionInfo) -> None:
-        from rich.text import Text
 
         if self._status is not None:
             self._status.update(Text(visible(f"Applying {revision.revision} {revision.message}…")))
@@ -391,7 +391,6 @@ class RichProgress:
                 self._spinning = True
 
     def finished(self, revision: RevisionInfo, seconds: float) -> None:
-        from rich.text import Text
 
         self._done += 1
         if self._total > self.MANY and seconds < self.SLOW_SECONDS:
@@ -411,7 +410,6 @@ class RichProgress:
 
     def retrying(self, revision: RevisionInfo, retry: LockRetry) -> None:
         """A lock not granted within lock_timeout: who holds it, and when the revision is tried again."""
-        from rich.text import Text
 
         from hindsight_migrate.postgres.locking import describe_blockers
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.syntax import Syntax
+from rich.text import Text
+
 from hindsight_migrate.authoring.findings import Severity
-from hindsight_migrate.postgres.ledger import Outcome
+from hindsight_migrate.postgres.audit import Outcome
 from hindsight_migrate.render.console import out, safe_markup
 from hindsight_migrate.render.layout import Column, grid
 from hindsight_migrate.render.wording import STATE_MARKS, history_marks, lint_dropped, lint_where
@@ -14,7 +17,6 @@ from hindsight_migrate.review.lint import Level
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
-    from rich.text import Text
 
     from hindsight_migrate.authoring.autogen import NewRevision
     from hindsight_migrate.reports.check import CheckReport, LintReport
@@ -36,7 +38,6 @@ OUTCOME_WORDS: dict[Outcome, str] = {
 }
 
 def history(history: History) -> None:
-    from rich.text import Text
 
     console = out()
     show_state = history.database is not None and history.database.reachable
@@ -113,8 +114,6 @@ def history(history: History) -> None:
 
 
 def new_revision(result: NewRevision, *, show_sql: bool) -> None:
-    from rich.syntax import Syntax
-    from rich.text import Text
 
     console = out()
     if result.compared_with is None:
@@ -254,7 +253,6 @@ def merged(revision: str, path: Path) -> None:
 
 
 def lint_result(lint: LintResult) -> None:
-    from rich.text import Text
 
     console = out()
     if not lint.ran:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.render.layout import plural
+from hindsight_migrate.review.kinds import ChangeKind, Concern, NoRehearsal
 from hindsight_migrate.revisions import Direction
 from hindsight_migrate.words import human_bytes, human_rows
 
@@ -16,23 +17,29 @@ if TYPE_CHECKING:
     from hindsight_migrate.review.summary import PlanSummary
 
 # Severity in words and symbols, never colour alone (NO_COLOR, a CI log): (mark, words, style).
-CONCERN_WORDS = {
-    "rehearsal_failed": ("✖", "FAILED", "bold red"),
-    "data_loss": ("✖", "DATA LOSS", "bold red"),
-    "lock": ("▲", "LOCK", "red"),
-    "rename": ("▲", "RENAME", "yellow"),
-    "not_offline": ("●", "NO SQL", "yellow"),
-    "runs_python": ("●", "PYTHON", "yellow"),
-    "server_wide": ("▲", "SERVER-WIDE", "yellow"),
-    "not_rehearsed": ("●", "NOT REHEARSED", "yellow"),
-    "lint_error": ("✖", "LINT ERROR", "bold red"),
-    "warning": ("●", "WARNING", "yellow"),
+# Keyed by the enums themselves, so that mypy sees a kind with no words (a test also checks every member).
+CONCERN_WORDS: dict[Concern, tuple[str, str, str]] = {
+    Concern.REHEARSAL_FAILED: ("✖", "FAILED", "bold red"),
+    Concern.DATA_LOSS: ("✖", "DATA LOSS", "bold red"),
+    Concern.LOCK: ("▲", "LOCK", "red"),
+    Concern.RENAME: ("▲", "RENAME", "yellow"),
+    Concern.NOT_OFFLINE: ("●", "NO SQL", "yellow"),
+    Concern.RUNS_PYTHON: ("●", "PYTHON", "yellow"),
+    Concern.SERVER_WIDE: ("▲", "SERVER-WIDE", "yellow"),
+    Concern.NOT_REHEARSED: ("●", "NOT REHEARSED", "yellow"),
+    Concern.LINT_ERROR: ("✖", "LINT ERROR", "bold red"),
+    Concern.WARNING: ("●", "WARNING", "yellow"),
 }
-NO_REHEARSAL_WORDS = {  # by NoRehearsal's value (plan.py)
-    "requested": "--no-rehearsal was given, so the schema diff, locks and data loss are not measured",
-    "saved_plan": "applying a saved plan, which was rehearsed when it was reviewed; what it showed then is "
+NO_REHEARSAL_WORDS: dict[NoRehearsal, str] = {
+    NoRehearsal.REQUESTED: "--no-rehearsal was given, so the schema diff, locks and data loss are not measured",
+    NoRehearsal.SAVED_PLAN: "applying a saved plan, which was rehearsed when it was reviewed; what it showed then is "
     "checked to be unchanged",
-    "nothing_to_run": "nothing to run",
+    NoRehearsal.NOTHING_TO_RUN: "nothing to run",
+}
+CHANGE_WORDS: dict[ChangeKind, str] = {
+    ChangeKind.NOTHING: "nothing to do",
+    ChangeKind.CHANGES: "the plan changes the database",
+    ChangeKind.DESTRUCTIVE: "the plan is destructive",
 }
 DIFF_MARKS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow"), "renamed": ("→", "yellow")}
 DIFF_ORDER = ["removed", "renamed", "changed", "added"]  # what destroys or breaks first
@@ -52,7 +59,7 @@ def summary_lines(summary: PlanSummary) -> tuple[str, str]:
     where = (
         f"rehearsed on {summary.rehearsed}"
         if summary.rehearsed is not None
-        else f"not rehearsed: {NO_REHEARSAL_WORDS.get(summary.not_rehearsed or '', 'skipped')}"
+        else f"not rehearsed: {NO_REHEARSAL_WORDS[summary.not_rehearsed] if summary.not_rehearsed else 'skipped'}"
     )
     bootstrap = "bootstrap, then " if summary.bootstrap else ""
     header = (

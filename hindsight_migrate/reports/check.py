@@ -13,7 +13,7 @@ from typing import Literal
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.authoring.autogen import database_at_head
 from hindsight_migrate.errors import BadArgument, ExitCode, NoTargetMetadata
-from hindsight_migrate.postgres import ledger
+from hindsight_migrate.postgres import audit
 from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.reports.ranges import upgrade_range
 from hindsight_migrate.reports.status import read_status
@@ -113,8 +113,8 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
     # What could not be checked, for want of the tool's records (this role may not read them, or they are
     # not the tool's): a warning that says why, not a pass that claims it was checked.
     unchecked: tuple[tuple[CheckKind, str, str], ...] = (
-        ("edited", ledger.APPLIED_REVISIONS, "Applied files were not checked against their checksums"),
-        ("v1", ledger.BOOTSTRAP_LOG, "V1 was not checked against its bootstrap record"),
+        ("edited", audit.APPLIED_REVISIONS, "Applied files were not checked against their checksums"),
+        ("v1", audit.BOOTSTRAP_LOG, "V1 was not checked against its bootstrap record"),
     )
     for kind, table, words in unchecked:
         why = status.unread(table)
@@ -180,10 +180,10 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
         "heads",
         "downgrades",
         "applied files against their checksums"
-        if status.unread(ledger.APPLIED_REVISIONS) is None
+        if status.unread(audit.APPLIED_REVISIONS) is None
         else "applied files (skipped: the checksums cannot be read)",
         "V1 against its bootstrap record"
-        if status.unread(ledger.BOOTSTRAP_LOG) is None
+        if status.unread(audit.BOOTSTRAP_LOG) is None
         else "V1 (skipped: the bootstrap record cannot be read)",
         "lint of pending revisions",
         ("models against the target" if against_target else "models against a scratch database at head")

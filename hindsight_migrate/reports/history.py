@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import ConfigError, ConnectionFailed, Refused
-from hindsight_migrate.postgres import ledger
+from hindsight_migrate.postgres import audit
+from hindsight_migrate.postgres.audit import ApplyRecord, BootstrapRecord
 from hindsight_migrate.postgres.database import Database
-from hindsight_migrate.postgres.ledger import ApplyRecord, BootstrapRecord
 from hindsight_migrate.reports.graph_cache import load_graph
 from hindsight_migrate.review.bootstrap import read_bootstrap_sql, v1_drift
 from hindsight_migrate.revisions import RevisionInfo
@@ -93,9 +93,9 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
         with database.read_only() as connection:
             heads = project.env.current_heads(connection)
             # The records this role cannot read (or that are not the tool's) are left out, and said why.
-            unreadable = ledger.audit_unreadable(connection, ledger.BOOTSTRAP_LOG, ledger.APPLY_LOG)
-            record = ledger.last_bootstrap(connection)
-            last_apply = ledger.last_apply(connection)
+            unreadable = audit.audit_unreadable(connection, audit.BOOTSTRAP_LOG, audit.APPLY_LOG)
+            record = audit.last_bootstrap(connection)
+            last_apply = audit.last_apply(connection)
             connection.rollback()
     except (ConnectionFailed, Refused) as err:
         # history is useful without a database, and with a version table no revision can be read from

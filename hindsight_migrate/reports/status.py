@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import ConfigError, ExitCode
-from hindsight_migrate.postgres import ledger
+from hindsight_migrate.postgres import audit
+from hindsight_migrate.postgres.audit import ApplyRecord
 from hindsight_migrate.postgres.database import Database
-from hindsight_migrate.postgres.ledger import ApplyRecord
 from hindsight_migrate.review.bootstrap import read_bootstrap_sql, sha256_of_file, v1_drift
 
 UP_TO_DATE = "up to date"
@@ -50,7 +50,7 @@ class Status:
     unreadable: Mapping[str, str] = field(default_factory=dict)
 
     def unread(self, table: str) -> str | None:
-        """Why the tool's ``table`` (ledger.APPLY_LOG, ...) could not be read, with the fix; None when it was."""
+        """Why the tool's ``table`` (audit.APPLY_LOG, ...) could not be read, with the fix; None when it was."""
         return self.unreadable.get(table)
 
     @property
@@ -72,12 +72,12 @@ def read_status(project: AlembicProject, database: Database) -> Status:
     with database.read_only() as connection:
         current = project.env.current_heads(connection)
         # The tool's records this role cannot read are left out, and said why: the rest still tells.
-        unreadable = ledger.audit_unreadable(
-            connection, ledger.APPLIED_REVISIONS, ledger.BOOTSTRAP_LOG, ledger.APPLY_LOG
+        unreadable = audit.audit_unreadable(
+            connection, audit.APPLIED_REVISIONS, audit.BOOTSTRAP_LOG, audit.APPLY_LOG
         )
-        checksums = ledger.applied_checksums(connection)
-        record = ledger.last_bootstrap(connection)
-        last_apply = ledger.last_apply(connection)
+        checksums = audit.applied_checksums(connection)
+        record = audit.last_bootstrap(connection)
+        last_apply = audit.last_apply(connection)
         connection.rollback()
     known = tuple(h for h in current if project.graph.knows(h))
     unknown = tuple(h for h in current if not project.graph.knows(h))
@@ -97,7 +97,7 @@ def read_status(project: AlembicProject, database: Database) -> Status:
             edited.append(EditedRevision(revision, recorded.file_path, recorded.file_sha256, now))
     # Without the checksums, nothing is known to be unrecorded: the note says why they are missing.
     unrecorded = (
-        () if ledger.APPLIED_REVISIONS in unreadable else tuple(sorted(r for r in applied if r not in checksums))
+        () if audit.APPLIED_REVISIONS in unreadable else tuple(sorted(r for r in applied if r not in checksums))
     )
     drift = None
     if record is not None and project.settings.bootstrap_sql is not None:

@@ -19,7 +19,7 @@ from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.duration import Duration
 from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed
 from hindsight_migrate.masking import mask_secrets
-from hindsight_migrate.postgres import ledger
+from hindsight_migrate.postgres import audit
 from hindsight_migrate.postgres.catalog import Blocker, invalid_indexes
 from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said, set_lock_timeout
 from hindsight_migrate.postgres.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
@@ -130,7 +130,7 @@ def apply_plan(
 def record_nothing_to_do(plan: MigrationPlan, database: Database) -> None:
     """Writes: the audit row of a run that found nothing to do (every applying run leaves one)."""
     with database.connect() as connection, connection.begin():
-        ledger.record_nothing_to_do(
+        audit.record_nothing_to_do(
             connection,
             command=plan.direction.value,
             database=plan.database,
@@ -160,7 +160,7 @@ def _apply_under_lock(
         # Another run applied exactly this plan while we waited for the lock: nothing to do.
         connection.rollback()
         with connection.begin():
-            ledger.record_nothing_to_do(
+            audit.record_nothing_to_do(
                 connection, command=plan.direction.value, database=plan.database, at=now, fingerprint=plan.fingerprint
             )
         return ApplyResult(plan.database, now, now, (), False, time.monotonic() - started, done_by_another=True)
@@ -170,8 +170,8 @@ def _apply_under_lock(
             f"The database moved since this plan was made: it was at {_words(expected)}, it is now at "
             f"{_words(now)}. Nothing was applied. Run hindsight-migrate up again to review the new plan.",
         )
-    ledger.ensure_tool_tables(connection)
-    audit_id = ledger.start_apply(
+    audit.ensure_tool_tables(connection)
+    audit_id = audit.start_apply(
         connection,
         command=plan.direction.value,
         database=plan.database,
@@ -276,7 +276,7 @@ def _apply_under_lock(
             database,
             audit_id,
             started,
-            outcome=ledger.Outcome.INTERRUPTED if interrupted else ledger.Outcome.FAILED,
+            outcome=audit.Outcome.INTERRUPTED if interrupted else audit.Outcome.FAILED,
             error=mask_secrets(reason),
             attempts=attempts,
         )
@@ -288,10 +288,10 @@ def _apply_under_lock(
     final = project.env.current_heads(connection)
     connection.rollback()
     with connection.begin():
-        ledger.finish_apply(
+        audit.finish_apply(
             connection,
             audit_id,
-            outcome=ledger.Outcome.SUCCEEDED,
+            outcome=audit.Outcome.SUCCEEDED,
             to_revisions=final,
             seconds=time.monotonic() - started,
             lock_attempts=attempts,
@@ -343,7 +343,7 @@ def _close_audit(
     started: float,
     *,
     error: str,
-    outcome: ledger.Outcome = ledger.Outcome.FAILED,
+    outcome: audit.Outcome = audit.Outcome.FAILED,
     attempts: int | None = None,
 ) -> tuple[str, ...]:
     """Writes: the audit row ends ``outcome`` with ``error``; returns where the database stands."""
@@ -351,7 +351,7 @@ def _close_audit(
     now = project.env.current_heads(connection)
     connection.rollback()
     with connection.begin():
-        ledger.finish_apply(
+        audit.finish_apply(
             connection,
             audit_id,
             outcome=outcome,
@@ -369,7 +369,7 @@ def _close_audit_on_fresh_connection(
     audit_id: int,
     started: float,
     *,
-    outcome: ledger.Outcome,
+    outcome: audit.Outcome,
     error: str,
     attempts: int,
 ) -> None:
@@ -398,9 +398,9 @@ def _signals_held() -> Iterator[None]:
 def _record_checksum(connection: Connection, item: PlannedRevision, audit_id: int, downgrade: bool) -> None:
     """In the revision's own transaction: its file's checksum, or its removal."""
     if downgrade:
-        ledger.forget_applied(connection, revision=item.info.revision)
+        audit.forget_applied(connection, revision=item.info.revision)
     else:
-        ledger.record_applied(
+        audit.record_applied(
             connection,
             revision=item.info.revision,
             file_sha256=item.file_sha256,

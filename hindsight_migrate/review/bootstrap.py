@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import ConfigError, Refused, Section
-from hindsight_migrate.postgres import catalog, ledger
+from hindsight_migrate.postgres import audit, catalog
+from hindsight_migrate.postgres.audit import BootstrapRecord
 from hindsight_migrate.postgres.catalog import CatalogObject
 from hindsight_migrate.postgres.database import Database, execute_as_written, statement_failed
-from hindsight_migrate.postgres.ledger import BootstrapRecord
 from hindsight_migrate.postgres.locking import HeldLock, migration_lock
 from hindsight_migrate.postgres.sqlscript import (
     ScriptSyntaxError,
@@ -149,14 +149,14 @@ def bootstrap_under_lock(
             # Checked again under the lock: another run may have bootstrapped since the plan.
             refuse_unless_empty(connection, plan.sql, version_table=project.env.version_table.name)
             _run_statements(connection, plan.sql, rehearsal=False)
-            ledger.record_bootstrap(
+            audit.record_bootstrap(
                 connection,
                 sql_path=_display_path(plan.sql.path, project.settings.project_dir),
                 sql_sha256=plan.sql.sha256,
                 baseline=plan.baseline.revision,
             )
             project.env.stamp(connection, plan.baseline.revision)
-            ledger.record_applied(
+            audit.record_applied(
                 connection,
                 revision=plan.baseline.revision,
                 file_sha256=sha256_of_file(project.settings.project_dir / plan.baseline.path),
@@ -164,13 +164,13 @@ def bootstrap_under_lock(
                 apply_id=None,
             )
             # Audited in the same transaction: the row exists exactly when the bootstrap committed.
-            audit_id = ledger.start_apply(
+            audit_id = audit.start_apply(
                 connection, command="bootstrap", database=plan.database, from_revisions=(), fingerprint=plan.sql.sha256
             )
-            ledger.finish_apply(
+            audit.finish_apply(
                 connection,
                 audit_id,
-                outcome=ledger.Outcome.SUCCEEDED,
+                outcome=audit.Outcome.SUCCEEDED,
                 to_revisions=(plan.baseline.revision,),
                 seconds=time.monotonic() - started,
             )
@@ -199,7 +199,7 @@ def refuse_unless_empty(connection: Connection, sql: BootstrapSql, *, version_ta
     version_tables = catalog.version_tables(connection, name=version_table)
     if not found and not version_tables:
         return
-    record = ledger.last_bootstrap(connection)
+    record = audit.last_bootstrap(connection)
     listing = [f"{obj.kind} {obj.qualified_name}" for obj in found]
     listing += [
         f"Alembic version table {name}"

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Protocol
 from hindsight_migrate.errors import BadArgument
 from hindsight_migrate.review import plan_file
 from hindsight_migrate.review.apply import ApplyResult, LockRetries, Progress, apply_plan, record_nothing_to_do
+from hindsight_migrate.review.kinds import ChangeKind, NoRehearsal
 from hindsight_migrate.review.plan import (
-    ChangeKind,
     MigrationPlan,
-    NoRehearsal,
     change_kind,
     is_big,
     refuse_unless_applicable,
@@ -120,15 +119,15 @@ def review_and_apply(
         )
     plan = make_plan(project, database, rehearsal, skipped)
     if saved is not None and request.plan_in is not None:
-        plan_file.refuse_unless_unchanged(saved, plan, plan_file.database_identity(database))
+        plan_file.refuse_unless_unchanged(saved, plan, plan_file.planned_database(database))
         reviewer.saved_plan_holds(request.plan_in)
     # A big plan's SQL goes to a file, named on screen, unless --show-sql asks for it inline.
     sql_file = plan_file.save_sql(plan) if is_big(plan) and not request.show_sql else None
     reviewer.show(plan, sql_file=sql_file)
     if request.plan_out == Path("-"):
-        reviewer.plan_document(plan_file.plan_document(plan, plan_file.database_identity(database)))
+        reviewer.plan_document(plan_file.plan_document(plan, plan_file.planned_database(database)))
     elif request.plan_out is not None:
-        plan_file.save_plan(plan, plan_file.database_identity(database), request.plan_out)
+        plan_file.save_plan(plan, plan_file.planned_database(database), request.plan_out)
         reviewer.plan_saved(request.plan_out)
     kind, reasons = change_kind(plan, blocking_seconds=settings.tool.destructive_lock.seconds)
     outcome.plan, outcome.change = plan, (kind, reasons)

@@ -12,27 +12,19 @@ import ast
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import Enum
 from typing import Literal
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import Refused, Section, StatementFailed
-from hindsight_migrate.postgres import catalog, ledger
+from hindsight_migrate.postgres import audit, catalog
 from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.postgres.scratch import scratch_made_in_advance
 from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
+from hindsight_migrate.review.kinds import ChangeKind, NoRehearsal
 from hindsight_migrate.review.lint import LintResult, lint_sql
 from hindsight_migrate.review.rehearsal import Rehearsal, RehearsalOptions, RehearsalPlace, rehearse
 from hindsight_migrate.revisions import Direction, RevisionInfo
-
-
-class NoRehearsal(Enum):
-    """Why a plan has no rehearsal; render words it."""
-
-    REQUESTED = "requested"  # --no-rehearsal
-    SAVED_PLAN = "saved_plan"  # --plan FILE: it was rehearsed when it was reviewed
-    NOTHING_TO_RUN = "nothing_to_run"
 
 
 @dataclass(frozen=True)
@@ -125,7 +117,7 @@ def plan_upgrade(
         is_empty = not current and not catalog.content_objects(catalog.list_objects(connection))
         has_version_table = bool(catalog.version_tables(connection, name=project.env.version_table.name))
         if rehearsal is not None:
-            ledger.refuse_unless_schema_usable(connection)  # the rehearsal checks the apply's privileges there
+            audit.refuse_unless_schema_usable(connection)  # the rehearsal checks the apply's privileges there
         connection.rollback()
     bootstrap = None
     start = current
@@ -195,7 +187,7 @@ def plan_downgrade(
     with database.read_only() as connection:
         current = project.env.current_heads(connection)
         if rehearsal is not None:
-            ledger.refuse_unless_schema_usable(connection)  # the rehearsal checks the apply's privileges there
+            audit.refuse_unless_schema_usable(connection)  # the rehearsal checks the apply's privileges there
         connection.rollback()
     if not current:
         raise Refused(f"{database.masked_url} has no revision applied: there is nothing to go back from.")
@@ -262,13 +254,6 @@ class DowngradeProblem:
         """A missing or raising downgrade always stops a plan; a no-op one only where the team says so."""
         return self.kind != "noop"
 
-
-class ChangeKind(Enum):
-    """What a plan does, for --detailed-exitcode (as Terraform's -detailed-exitcode): 0, 2 or 3."""
-
-    NOTHING = 0
-    CHANGES = 2
-    DESTRUCTIVE = 3  # data lost, a table with rows rewritten, or traffic blocked longer than destructive_lock
 
 
 def change_kind(plan: MigrationPlan, *, blocking_seconds: float) -> tuple[ChangeKind, tuple[str, ...]]:

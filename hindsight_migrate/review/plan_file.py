@@ -27,8 +27,9 @@ FORMAT = "hindsight-migrate plan 1"
 
 
 @dataclass(frozen=True)
-class DatabaseIdentity:
-    """Which database this is, as far as a plan needs to know (no password, no host secrets)."""
+class PlannedDatabase:
+    """Which database a saved plan is for, as far as it needs to know (no password, no host secrets); the
+    server-level identity that tells a copy from the real one is catalog.DatabaseIdentity."""
 
     database: str  # masked URL
     name: str
@@ -40,23 +41,23 @@ class DatabaseIdentity:
 class SavedPlan:
     direction: Direction
     target: str
-    identity: DatabaseIdentity
+    identity: PlannedDatabase
     current: tuple[str, ...]
     revisions: tuple[tuple[str, str, str], ...]  # (revision, file sha256, SQL)
     fingerprint: str
 
 
-def database_identity(database: Database) -> DatabaseIdentity:
+def planned_database(database: Database) -> PlannedDatabase:
     """Read-only: the database's name, oid and server version."""
     from hindsight_migrate.postgres import catalog
 
     with database.read_only() as connection:
         name, oid, version = catalog.database_name_oid_version(connection)
         connection.rollback()
-    return DatabaseIdentity(database.masked_url, name, oid, version)
+    return PlannedDatabase(database.masked_url, name, oid, version)
 
 
-def plan_document(plan: MigrationPlan, identity: DatabaseIdentity) -> str:
+def plan_document(plan: MigrationPlan, identity: PlannedDatabase) -> str:
     """The plan as the JSON text of a plan file (the rehearsal and lint included, for the reviewer)."""
     from hindsight_migrate.render import jsonable
 
@@ -69,7 +70,7 @@ def plan_document(plan: MigrationPlan, identity: DatabaseIdentity) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def save_plan(plan: MigrationPlan, identity: DatabaseIdentity, path: Path) -> None:
+def save_plan(plan: MigrationPlan, identity: PlannedDatabase, path: Path) -> None:
     """Writes ``path``: the plan file, atomically (a failure leaves the old file or none, never half of one).
 
     A new file gets mode 0600: it holds every revision's SQL, which may carry data. An existing
@@ -138,7 +139,7 @@ def _read_plan(path: Path) -> SavedPlan:
         raise BadArgument(f"{path} is not a hindsight-migrate plan file (format {FORMAT!r} expected).")
     try:
         plan: dict[str, Any] = document["plan"]
-        identity = DatabaseIdentity(**document["identity"])
+        identity = PlannedDatabase(**document["identity"])
         return SavedPlan(
             direction=Direction(plan["direction"]),
             target=str(plan["target"]),
@@ -153,7 +154,7 @@ def _read_plan(path: Path) -> SavedPlan:
         raise BadArgument(f"{path} is a damaged plan file (missing or wrong {err}).") from err
 
 
-def refuse_unless_unchanged(saved: SavedPlan, plan: MigrationPlan, identity: DatabaseIdentity) -> None:
+def refuse_unless_unchanged(saved: SavedPlan, plan: MigrationPlan, identity: PlannedDatabase) -> None:
     """Raise :class:`Refused` listing every difference between the reviewed plan and now."""
     differences: list[str] = []
     if (saved.identity.name, saved.identity.oid) != (identity.name, identity.oid):

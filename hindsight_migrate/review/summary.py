@@ -11,35 +11,22 @@ fold into one line, so a long plan's first screen is still about what matters.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
+from hindsight_migrate.review.kinds import Concern
 from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
 from hindsight_migrate.revisions import Direction
 from hindsight_migrate.words import human_bytes
 
 if TYPE_CHECKING:
+    from hindsight_migrate.review.kinds import NoRehearsal
     from hindsight_migrate.review.plan import MigrationPlan
 
 # A lock held less than this, on a table it neither rewrites nor writes rows in, is folded
 # into one "and N more" line: traffic waits for it about as long as for a slow query.
 SHORT_LOCK_SECONDS = 0.05
 
-
-class Concern(Enum):
-    """What kind of item needs attention; the words a reader sees for it are render's."""
-
-    REHEARSAL_FAILED = "rehearsal_failed"
-    DATA_LOSS = "data_loss"
-    LOCK = "lock"
-    RENAME = "rename"
-    NOT_OFFLINE = "not_offline"  # its SQL cannot be rendered offline: the review does not show what runs
-    RUNS_PYTHON = "runs_python"  # it reads the database from Python (get_bind): its SQL is not all of it
-    SERVER_WIDE = "server_wide"  # it changes what the whole server shares (roles, database settings)
-    NOT_REHEARSED = "not_rehearsed"  # a statement the rehearsal did not run: no rollback would undo it
-    LINT_ERROR = "lint_error"
-    WARNING = "warning"
 
 
 @dataclass(frozen=True)
@@ -77,7 +64,7 @@ class PlanSummary:
     revisions: int
     bootstrap: bool
     rehearsed: str | None  # where it was rehearsed, in words; None when it was not
-    not_rehearsed: str | None  # why not (a NoRehearsal value), when it was not
+    not_rehearsed: NoRehearsal | None  # why not, when it was not
     counts: Counts | None  # None: no rehearsal, so nothing was measured
     attention: tuple[Attention, ...]
     folded: int  # short locks not listed one by one
@@ -164,7 +151,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
         revisions=len(plan.revisions),
         bootstrap=plan.bootstrap is not None,
         rehearsed=rehearsal.description if rehearsal is not None else None,
-        not_rehearsed=plan.rehearsal_skipped.value if plan.rehearsal_skipped is not None else None,
+        not_rehearsed=plan.rehearsal_skipped,
         counts=_counts(plan),
         attention=tuple(attention),
         folded=len(folded),

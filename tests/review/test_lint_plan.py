@@ -288,7 +288,8 @@ def test_a_missing_pglast_is_an_error_not_nothing_found(monkeypatch: pytest.Monk
     privilege needed" (which would let lint findings and a plan's privilege gaps through)."""
     import sys
 
-    from hindsight_migrate.review import lint, rehearsal
+    from hindsight_migrate.review import lint
+    from hindsight_migrate.review.rehearsal import privileges
 
     for name in [name for name in sys.modules if name == "pglast" or name.startswith("pglast.")]:
         monkeypatch.delitem(sys.modules, name)
@@ -297,4 +298,4 @@ def test_a_missing_pglast_is_an_error_not_nothing_found(monkeypatch: pytest.Monk
     with pytest.raises(ImportError):
         lint._NewTableStatements({"bbbb00000002": "CREATE TABLE t (id int);"})
     with pytest.raises(ImportError):
-        rehearsal._needs("ALTER TABLE things ADD COLUMN note text")
+        privileges.needs_of("ALTER TABLE things ADD COLUMN note text")

@@ -28,6 +28,7 @@ from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.database import open_database
 from hindsight_migrate.review.plan import plan_upgrade
 from hindsight_migrate.review.rehearsal import RehearsalOptions, RehearsalPlace
+from hindsight_migrate.schema import diff_schemas
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
 from tests.harness import dbstate
 from tests.harness.gates import GATE, GATE_LOCK_TIMEOUT, gate_closed, wait_for_apply_at_gate
@@ -194,7 +195,7 @@ def test_rehearsal_diff_is_what_the_apply_does(hindsight_project: Path, database
             after = catalog.schema_snapshot(connection, version_table="alembic_version")
     finally:
         engine.dispose()
-    applied = catalog.diff_schemas(before, after)
+    applied = diff_schemas(before, after)
     assert applied, "the chain changes the schema"
     assert applied == plan.rehearsal.diff
     assert scratch_databases(database_url) == []

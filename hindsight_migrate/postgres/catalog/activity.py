@@ -1,0 +1,253 @@
+"""What sessions hold and do: relation locks, rewrites, rows written, sizes, blockers, advisory locks, sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from hindsight_migrate.postgres.catalog.objects import _NOT_APPLICATION, TOOL_SCHEMA
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sqlalchemy.engine import Connection
+
+
+# -- what a statement costs: locks, rewrites, sizes ------------------------------------
+
+RELATION_LOCKS_SQL = """
+SELECT n.nspname || '.' || c.relname, l.mode
+  FROM pg_locks l
+  JOIN pg_class c ON c.oid = l.relation
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+"""
+
+# What this transaction wrote (rows inserted, updated, deleted) in each catalog the whole server
+# shares. PostgreSQL counts per session and flushes between transactions, so a reading means
+# something only against one taken at the same transaction's start. pg_shdepend is left out: it
+# records which local objects depend on roles, and its rows go with the database they describe.
+SHARED_WRITES_SQL = """
+SELECT c.relname,
+       pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
+       + pg_stat_get_xact_tuples_deleted(c.oid)
+  FROM pg_class c
+ WHERE c.relisshared AND c.relkind = 'r' AND c.relname <> 'pg_shdepend'
+"""
+
+SHARED_CATALOG_WORDS = {
+    "pg_authid": "roles",
+    "pg_auth_members": "role memberships",
+    "pg_db_role_setting": "role or database settings",
+    "pg_database": "databases",
+    "pg_shdescription": "comments on roles, databases or tablespaces",
+    "pg_shseclabel": "security labels on roles, databases or tablespaces",
+    "pg_tablespace": "tablespaces",
+    "pg_parameter_acl": "privileges on server parameters",
+    "pg_subscription": "subscriptions",
+    "pg_replication_origin": "replication origins",
+}
+
+FILENODES_SQL = """
+SELECT c.oid::bigint, n.nspname || '.' || c.relname, pg_relation_filenode(c.oid)::bigint
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'i', 'm', 't')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'hindsight_migrate')
+   AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast%'
+"""
+
+
+def rows_written_in_transaction(raw: Any) -> tuple[object, dict[str, int]]:
+    """On a driver connection, inside a transaction: (its id, rows it updated or deleted per table).
+
+    pg_stat_xact_user_tables counts what the current transaction did; its id tells one
+    transaction's counts from the next one's. None when it has written nothing yet.
+    """
+    transaction = raw.execute("SELECT txid_current_if_assigned()").fetchone()[0]
+    if transaction is None:
+        return None, {}
+    rows = raw.execute(
+        "SELECT schemaname || '.' || relname, n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables "
+        "WHERE n_tup_upd + n_tup_del > 0"
+    ).fetchall()
+    return transaction, {table: int(count) for table, count in rows}
+
+
+@dataclass(frozen=True)
+class TableSize:
+    table: str
+    estimated_rows: int
+    total_bytes: int
+
+
+def table_sizes(connection: Connection) -> dict[str, TableSize]:
+    """Read-only: each application table's row estimate and size (table, indexes, TOAST)."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint, "
+            "pg_total_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE c.relkind IN ('r', 'p', 'm') AND {_NOT_APPLICATION}"
+        ),
+        {"tool_schema": TOOL_SCHEMA},
+    )
+    return {name: TableSize(name, int(estimate), int(size)) for name, estimate, size in rows}
+
+
+def database_size(connection: Connection) -> int:
+    from sqlalchemy import text
+
+    return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A session that holds a lock another one waits for: who it is, never what it runs (it may hold data)."""
+
+    pid: int
+    application: str
+    user: str
+    state: str  # "idle in transaction", "active", ...
+    transaction_seconds: float | None  # how long its transaction has been open
+
+
+def blockers_of(connection: Connection, pid: int) -> tuple[Blocker, ...]:
+    """Read-only: the sessions that block backend ``pid`` right now (pg_blocking_pids), longest-open first."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT a.pid, a.application_name, a.usename, a.state, "
+            "EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float "
+            "FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids(:pid)) "
+            "ORDER BY a.xact_start NULLS LAST"
+        ),
+        {"pid": pid},
+    ).all()
+    return tuple(Blocker(int(p), app or "", user or "", state or "", seconds) for p, app, user, state, seconds in rows)
+
+
+def invalid_indexes(connection: Connection) -> frozenset[str]:
+    """Read-only: indexes left invalid (a CREATE INDEX CONCURRENTLY that failed or was cancelled)."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT n.nspname || '.' || c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND {_NOT_APPLICATION}"
+        ),
+        {"tool_schema": TOOL_SCHEMA},
+    ).scalars()
+    return frozenset(rows)
+
+
+@dataclass(frozen=True)
+class AdvisoryHolder:
+    pid: int
+    application: str
+    user: str
+    address: str | None  # None: a local socket
+    connected_since: datetime
+
+
+def advisory_lock_holder(connection: Connection, namespace: int, key: int) -> AdvisoryHolder | None:
+    """Read-only: the session holding the session-level advisory lock (namespace, key), if one does."""
+    from sqlalchemy import text
+
+    row = connection.execute(
+        text(
+            "SELECT a.pid, a.application_name, a.usename, a.client_addr::text, a.backend_start "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted "
+            # Advisory locks belong to one database: a run on another database of the server is not the holder.
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid::bigint = :ns AND l.objid::bigint = :key AND l.objsubid = 2"
+        ),
+        {"ns": namespace, "key": key},
+    ).first()
+    if row is None:
+        return None
+    pid, application, user, address, started = row
+    return AdvisoryHolder(int(pid), application or "", user or "", address, started)
+
+
+def advisory_lock_held_by(connection: Connection, namespace: int, key: int, pid: int) -> bool:
+    """Read-only: whether session ``pid`` still holds the session-level advisory lock (namespace, key) here."""
+    from sqlalchemy import text
+
+    return bool(
+        connection.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.pid = :pid AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND l.classid::bigint = :ns AND l.objid::bigint = :key AND l.objsubid = 2)"
+            ),
+            {"ns": namespace, "key": key, "pid": pid},
+        ).scalar()
+    )
+
+
+def current_filenodes(raw: Any, oids: list[int]) -> dict[int, int]:
+    """On a driver connection: the storage file of each relation in ``oids`` that still exists."""
+    rows = raw.execute(
+        "SELECT oid::bigint, pg_relation_filenode(oid)::bigint FROM unnest(%s::oid[]) AS oid", (oids,)
+    ).fetchall()
+    return {int(oid): int(node) for oid, node in rows if node is not None}
+
+
+def databases_starting_with(connection: Connection, prefix: str) -> tuple[str, ...]:
+    """Read-only: the server's databases whose name starts with ``prefix``."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix) ORDER BY 1"), {"prefix": prefix}
+    ).scalars()
+    return tuple(rows)
+
+
+def backend_pid(connection: Connection) -> int:
+    """This session's server process id."""
+    return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def sessions_in_database(connection: Connection, name: str, *, but: int) -> tuple[int, ...]:
+    """Read-only: the server processes connected to database ``name``, other than ``but``."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text("SELECT pid FROM pg_stat_activity WHERE datname = :name AND pid <> :but"), {"name": name, "but": but}
+    ).scalars()
+    return tuple(int(pid) for pid in rows)
+
+
+def terminate_sessions(connection: Connection, pids: Iterable[int]) -> int:
+    """Writes (ends sessions): how many of ``pids`` were signalled to end (pg_terminate_backend)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    ended = 0
+    for pid in pids:
+        try:
+            ended += bool(connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar())
+        except DBAPIError:  # another role's session, which this role may not signal: not ended
+            continue
+    return ended
+
+
+def advisory_keys_held(connection: Connection, namespace: int) -> frozenset[int]:
+    """Read-only: the second keys of every pg_advisory_lock(namespace, key) any session on the server
+    holds or waits for (pg_locks is cluster-wide; the key shows as an unsigned oid)."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text(
+            "SELECT l.objid::bigint FROM pg_locks l WHERE l.locktype = 'advisory' "
+            "AND l.classid::bigint = :namespace AND l.objsubid = 2"
+        ),
+        {"namespace": namespace},
+    ).scalars()
+    return frozenset(int(key) for key in rows)

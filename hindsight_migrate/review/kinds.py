@@ -1,0 +1,36 @@
+"""The review's kinds, as plain enums: what render words and scripts read, importable without SQLAlchemy."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class NoRehearsal(Enum):
+    """Why a plan has no rehearsal; render words it."""
+
+    REQUESTED = "requested"  # --no-rehearsal
+    SAVED_PLAN = "saved_plan"  # --plan FILE: it was rehearsed when it was reviewed
+    NOTHING_TO_RUN = "nothing_to_run"
+
+
+class ChangeKind(Enum):
+    """What a plan does, for --detailed-exitcode (as Terraform's -detailed-exitcode): 0, 2 or 3."""
+
+    NOTHING = 0
+    CHANGES = 2
+    DESTRUCTIVE = 3  # data lost, a table with rows rewritten, or traffic blocked longer than destructive_lock
+
+
+class Concern(Enum):
+    """What kind of item needs attention; the words a reader sees for it are render's."""
+
+    REHEARSAL_FAILED = "rehearsal_failed"
+    DATA_LOSS = "data_loss"
+    LOCK = "lock"
+    RENAME = "rename"
+    NOT_OFFLINE = "not_offline"  # its SQL cannot be rendered offline: the review does not show what runs
+    RUNS_PYTHON = "runs_python"  # it reads the database from Python (get_bind): its SQL is not all of it
+    SERVER_WIDE = "server_wide"  # it changes what the whole server shares (roles, database settings)
+    NOT_REHEARSED = "not_rehearsed"  # a statement the rehearsal did not run: no rollback would undo it
+    LINT_ERROR = "lint_error"
+    WARNING = "warning"
