@@ -7,6 +7,7 @@ rehearsal compares the one before with the one after (:func:`diff_schemas`), ren
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,20 @@ class SchemaSnapshot:
     column_ids: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # (table, column) -> ids
 
 
+class Change(Enum):
+    """What happened to an object between the two readings; the value is what JSON documents hold."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+    RENAMED = "renamed"
+
+
 @dataclass(frozen=True)
 class SchemaChange:
     kind: str  # "table", "column", "index", "constraint", "extension", "view", ...
     name: str  # the name after (for a rename: the new name)
-    change: str  # "added", "removed", "changed", "renamed"
+    change: Change
     before: str | None  # the shape before; for a rename, the old name
     after: str | None  # the shape after; for a rename, the new name
 
@@ -48,14 +58,14 @@ def diff_schemas(before: SchemaSnapshot, after: SchemaSnapshot) -> tuple[SchemaC
                 SchemaChange(
                     "table",
                     table,
-                    "added" if old is None else "removed",
+                    Change.ADDED if old is None else Change.REMOVED,
                     None if old is None else shape,
                     shape if old is None else None,
                 )
             )
             continue
         if old_name != table:
-            changes.append(SchemaChange("table", table, "renamed", old_name, table))
+            changes.append(SchemaChange("table", table, Change.RENAMED, old_name, table))
         changes += _column_changes(before, after, old_name, table)
     changes += _dict_changes("index", before.indexes, after.indexes)
     changes += _dict_changes("constraint", before.constraints, after.constraints)
@@ -63,7 +73,7 @@ def diff_schemas(before: SchemaSnapshot, after: SchemaSnapshot) -> tuple[SchemaC
     for item in sorted(before.others ^ after.others):
         kind, _, name = item.rpartition(" ")
         added = item in after.others
-        changes.append(SchemaChange(kind, name, "added" if added else "removed", None, None))
+        changes.append(SchemaChange(kind, name, Change.ADDED if added else Change.REMOVED, None, None))
     return tuple(changes)
 
 
@@ -88,7 +98,8 @@ def _column_changes(before: SchemaSnapshot, after: SchemaSnapshot, old_table: st
         if target is not None and target != column and target not in old and column not in new:
             renamed[column] = target
     for column, target in sorted(renamed.items(), key=lambda item: item[1]):
-        changes.append(SchemaChange("column", f"{table}.{target}", "renamed", f"{table}.{column}", f"{table}.{target}"))
+        new_name = f"{table}.{target}"
+        changes.append(SchemaChange("column", new_name, Change.RENAMED, f"{table}.{column}", new_name))
         old[target] = old.pop(column)  # what is left to compare is its shape, under its new name
     return changes + _dict_changes("column", old, new, prefix=f"{table}.")
 
@@ -99,6 +110,6 @@ def _dict_changes(kind: str, old: dict[str, str], new: dict[str, str], prefix: s
         before, after = old.get(name), new.get(name)
         if before == after:
             continue
-        change = "added" if before is None else "removed" if after is None else "changed"
+        change = Change.ADDED if before is None else Change.REMOVED if after is None else Change.CHANGED
         changes.append(SchemaChange(kind, prefix + name, change, before, after))
     return changes

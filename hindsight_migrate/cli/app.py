@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.review.plan import MigrationPlan
     from hindsight_migrate.review.rehearsal import RehearsalOptions
 
-from hindsight_migrate.cli.guard import COMMITTED, guarded, warn
+from hindsight_migrate.cli.guard import CommandRun, guarded, warn
 from hindsight_migrate.cli.options import (
     ConfigOption,
     DebugOption,
@@ -129,7 +129,7 @@ def bootstrap(
     """
     options = _globals(ctx, config, url, debug)
 
-    def body() -> None:
+    def body(run: CommandRun) -> None:
         from hindsight_migrate import render
         from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult, apply_bootstrap, plan_bootstrap
 
@@ -152,7 +152,7 @@ def bootstrap(
                     return
                 confirm(f"Bootstrap {plan.database} with these objects?", yes=yes)
                 done = apply_bootstrap(plan, project, database, lock_wait=lock_wait)
-                COMMITTED[0] = True
+                run.committed = True
                 render.bootstrap_done(done)
             finally:
                 database.dispose()
@@ -192,7 +192,7 @@ def history(
     """
     options = _globals(ctx, config, url, debug)
 
-    def body() -> None:
+    def body(run: CommandRun) -> None:
         from hindsight_migrate import render
         from hindsight_migrate.reports.history import build_history
 
@@ -271,7 +271,7 @@ def up(
     """
     options = _globals(ctx, config, url, debug)
 
-    def body() -> None:
+    def body(run: CommandRun) -> None:
         from hindsight_migrate.review.plan import plan_upgrade
 
         if sql:
@@ -286,6 +286,7 @@ def up(
             return plan_upgrade(project, database, target=target, rehearsal=rehearsal, skip_reason=skipped)
 
         review_and_apply(
+            run,
             options,
             make_plan,
             Review(
@@ -301,7 +302,7 @@ def up(
                 detailed_exitcode=detailed_exitcode,
                 show_sql=show_sql,
                 lock_retries=lock_retries,
-                output=output.value,
+                output=output,
             ),
         )
 
@@ -361,7 +362,7 @@ def down(
     """
     options = _globals(ctx, config, url, debug)
 
-    def body() -> None:
+    def body(run: CommandRun) -> None:
         from hindsight_migrate.review.plan import plan_downgrade
 
         if to is not None and steps is not None:
@@ -391,6 +392,7 @@ def down(
             )
 
         review_and_apply(
+            run,
             options,
             make_plan,
             Review(
@@ -406,7 +408,7 @@ def down(
                 detailed_exitcode=detailed_exitcode,
                 show_sql=show_sql,
                 lock_retries=lock_retries,
-                output=output.value,
+                output=output,
             ),
         )
 
@@ -455,7 +457,7 @@ def new(
     """
     options = _globals(ctx, config, url, debug)
 
-    def body() -> None:
+    def body(run: CommandRun) -> None:
         from hindsight_migrate import render
         from hindsight_migrate.authoring.autogen import new_revision
 
@@ -499,7 +501,7 @@ def status(
     """
     options = _globals(ctx, config, url, debug)
 
-    def body() -> None:
+    def body(run: CommandRun) -> None:
         from hindsight_migrate import render
         from hindsight_migrate.reports.status import read_status
 
@@ -546,7 +548,7 @@ def check(
     """
     options = _globals(ctx, config, url, debug)
 
-    def body() -> None:
+    def body(run: CommandRun) -> None:
         from hindsight_migrate import render
         from hindsight_migrate.reports.check import run_checks
 
@@ -590,7 +592,7 @@ def lint(
     """
     options = _globals(ctx, config, url, debug)
 
-    def body() -> None:
+    def body(run: CommandRun) -> None:
         from hindsight_migrate import render
         from hindsight_migrate.reports.check import lint_range
 
@@ -628,7 +630,7 @@ def merge(
     """
     options = _globals(ctx, config, url, debug)
 
-    def body() -> None:
+    def body(run: CommandRun) -> None:
         from hindsight_migrate import render
         from hindsight_migrate.authoring.merge import merge_heads
 

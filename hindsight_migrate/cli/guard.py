@@ -5,29 +5,34 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import typer
 
+from hindsight_migrate.cli.options import GlobalOptions
 from hindsight_migrate.errors import ExitCode, HindsightMigrateError
 
-if TYPE_CHECKING:
-    pass
 
-from hindsight_migrate.cli.options import GlobalOptions
+@dataclass
+class CommandRun:
+    """One command's run, as the guard sees it."""
+
+    # Set once the command's change has committed (an apply, a bootstrap, a file written): a reader
+    # who goes away afterwards (a closed pipe) does not turn a finished, audited apply into a failure.
+    committed: bool = False
 
 
-def guarded(options: GlobalOptions, body: Callable[[], None]) -> None:
+def guarded(options: GlobalOptions, body: Callable[[CommandRun], None]) -> None:
     """Run a command body; the one place that maps failures to messages and exit codes."""
     from hindsight_migrate import render
 
-    COMMITTED[0] = False
+    run = CommandRun()
     try:
-        body()
+        body(run)
     except BrokenPipeError:
         # Whoever read stdout went away (`| head`, a closed CI log): what was done stays done.
         silence_stdout()
-        if COMMITTED[0]:
+        if run.committed:
             raise typer.Exit(int(ExitCode.OK)) from None
         with contextlib.suppress(OSError):
             render.err().print("Nothing was changed: stdout was closed before the command could show its plan.")
@@ -50,11 +55,6 @@ def guarded(options: GlobalOptions, body: Callable[[], None]) -> None:
         if options.debug:
             render.debug_traceback(exc)
         raise typer.Exit(int(ExitCode.INTERNAL)) from None
-
-
-# Set once the command's change has committed (an apply, a bootstrap, a file written): a reader
-# who goes away afterwards (a closed pipe) does not turn a finished, audited apply into a failure.
-COMMITTED = [False]
 
 
 def silence_stdout() -> None:

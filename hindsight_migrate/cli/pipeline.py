@@ -7,11 +7,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import typer
 
-from hindsight_migrate.cli.guard import COMMITTED
+from hindsight_migrate.cli.guard import CommandRun
 from hindsight_migrate.cli.options import GlobalOptions, OutputFormat
 from hindsight_migrate.cli.output import show
 from hindsight_migrate.cli.prompts import confirm_by_typing
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.review.pipeline import ClosingProgress, ReviewRequest
     from hindsight_migrate.review.plan import MigrationPlan
     from hindsight_migrate.review.rehearsal import RehearsalOptions
+    from hindsight_migrate.review.summary import PlanDigest
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,14 @@ class Review:
     detailed_exitcode: bool = False  # with --dry-run: 0 nothing to do, 2 changes, 3 destructive
     show_sql: bool = False  # every revision's SQL inline, also in a big plan
     lock_retries: int | None = None  # --lock-retries: instead of the lock_retries setting
-    output: Literal["text", "json", "markdown"] = "text"  # --format: json and markdown print a document on stdout
+    output: OutputFormat = OutputFormat.text  # --format: json and markdown print a document on stdout
 
     def request(self) -> ReviewRequest:
         from hindsight_migrate.review.pipeline import ReviewRequest
+        from hindsight_migrate.review.rehearsal import RehearsalTarget
 
         return ReviewRequest(
-            rehearse_on=self.rehearse_on,
+            rehearse_on=RehearsalTarget.parse(self.rehearse_on),
             no_rehearsal=self.no_rehearsal,
             allow_lint=self.allow_lint,
             dry_run=self.dry_run,
@@ -70,6 +72,7 @@ class TerminalReviewer:
     """The review's person, at a terminal (or a pipe, a CI log): render shows, the prompt asks."""
 
     review: Review
+    run: CommandRun
 
     def saved_plan_holds(self, path: Path) -> None:
         from hindsight_migrate import render
@@ -78,10 +81,10 @@ class TerminalReviewer:
             f"The saved plan {render.safe_markup(path)} still holds: nothing changed since it was reviewed."
         )
 
-    def show(self, plan: MigrationPlan, *, sql_file: Path | None) -> None:
+    def show(self, plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | None) -> None:
         from hindsight_migrate import render
 
-        render.migration_plan(plan, show_sql=True if self.review.show_sql else None, sql_file=sql_file)
+        render.migration_plan(plan, digest, sql_file=sql_file)
 
     def plan_document(self, document: str) -> None:
         sys.stdout.write(document)
@@ -106,7 +109,7 @@ class TerminalReviewer:
         return render.RichProgress(revisions)
 
     def committed(self) -> None:
-        COMMITTED[0] = True
+        self.run.committed = True
 
     def applied(self, result: ApplyResult) -> None:
         from hindsight_migrate import render
@@ -115,6 +118,7 @@ class TerminalReviewer:
 
 
 def review_and_apply(
+    run: CommandRun,
     options: GlobalOptions,
     make_plan: Callable[[AlembicProject, Database, RehearsalOptions | None, NoRehearsal], MigrationPlan],
     review: Review,
@@ -126,27 +130,27 @@ def review_and_apply(
     outcome = pipeline.ReviewOutcome()
     request = review.request()
     # --plan-out - or --format json|markdown: stdout carries the document alone; what a person reads goes to stderr.
-    with render.stdout_for_data(review.plan_out == Path("-") or review.output != "text"):
+    with render.stdout_for_data(review.plan_out == Path("-") or review.output is not OutputFormat.text):
         try:
             saved = pipeline.saved_plan_of(request)
             settings, project, database = open_all(options)
             try:
                 pipeline.review_and_apply(
-                    settings, project, database, make_plan, request, saved, TerminalReviewer(review), outcome
+                    settings, project, database, make_plan, request, saved, TerminalReviewer(review, run), outcome
                 )
             finally:
                 database.dispose()
         finally:
             # Once a plan was made, its document is printed, whatever came next: a dry run's exit code, a
             # refusal (lint errors, a failed rehearsal), the apply's result or its failure (then result is null).
-            if review.output != "text" and outcome.plan is not None and outcome.change is not None:
-                plan, change, result = outcome.plan, outcome.change, outcome.result
-                inline_sql = True if review.show_sql else None
+            if review.output is not OutputFormat.text and outcome.change is not None:
+                plan, digest, change, result = outcome.plan, outcome.digest, outcome.change, outcome.result
+                assert plan is not None and digest is not None  # the change is judged after both are made
                 show(
-                    OutputFormat(review.output),
+                    review.output,
                     lambda: None,
-                    lambda: render.plan_document(plan, change, result),
-                    lambda: render.plan_markdown(plan, change, result, show_sql=inline_sql),
+                    lambda: render.plan_document(plan, digest, change, result),
+                    lambda: render.plan_markdown(plan, digest, change, result),
                 )
     if outcome.exit_code is not None:
         raise typer.Exit(outcome.exit_code)

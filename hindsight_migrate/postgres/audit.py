@@ -11,13 +11,12 @@ import dataclasses
 import getpass
 import socket
 from dataclasses import dataclass
-from datetime import datetime
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from hindsight_migrate import __version__
 from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.postgres.audit_records import AppliedChecksum, ApplyRecord, BootstrapRecord, Outcome
 from hindsight_migrate.postgres.catalog import TOOL_SCHEMA, column_exists, constraint_definition
 
 if TYPE_CHECKING:
@@ -40,18 +39,6 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{BOOTSTRAP_LOG} (
 
 
 APPLY_LOG = "apply_log"
-
-# How an audited run ended. 'running' is also what a run killed half-way (SIGKILL, a power cut)
-# leaves: the log never claims an outcome that did not happen.
-class Outcome(Enum):
-    """How an audited run ended: the value is what the log's outcome column holds."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: what committed stays, what was running rolled back
-    NOTHING_TO_DO = "nothing_to_do"  # the database was already where the run was going
-
 
 _OUTCOME_CHECK = "CHECK (outcome IN (" + ", ".join(f"'{outcome.value}'" for outcome in Outcome) + "))"
 
@@ -91,44 +78,6 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLIED_REVISIONS} (
     apply_id    bigint
 )
 """
-
-
-@dataclass(frozen=True)
-class AppliedChecksum:
-    revision: str
-    file_sha256: str
-    file_path: str
-    applied_at: datetime
-
-
-@dataclass(frozen=True)
-class ApplyRecord:
-    id: int
-    command: str
-    started_at: datetime
-    finished_at: datetime | None
-    os_user: str
-    host: str
-    tool_version: str
-    database: str
-    from_revisions: str
-    to_revisions: str | None
-    duration_seconds: float | None
-    outcome: Outcome  # RUNNING also when the run was killed
-    plan_fingerprint: str | None
-    error: str | None
-    lock_attempts: int | None = None  # attempts to take the locks the revisions needed, when more than one
-
-
-@dataclass(frozen=True)
-class BootstrapRecord:
-    sql_path: str
-    sql_sha256: str
-    baseline: str
-    bootstrapped_at: datetime
-    os_user: str
-    host: str
-    tool_version: str
 
 
 def who_and_where() -> tuple[str, str]:

@@ -40,7 +40,6 @@ _ANY_TRANSACTION_WORD = re.compile(
     r"COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE)\b",
     re.IGNORECASE,
 )
-_VERSION_TABLE = "alembic_version"
 
 
 @dataclass(frozen=True)
@@ -95,9 +94,9 @@ def transaction_control(sql: str) -> str | None:
     return next((words for words in _transaction_statements(sql) if words in _LEAVES), None)
 
 
-def statement_kinds(sql: str) -> dict[str, int]:
+def statement_kinds(sql: str, *, version_table: str) -> dict[str, int]:
     """How many statements of each kind (CREATE TABLE, ALTER TABLE, UPDATE, ...) a script runs, in order
-    of first appearance; the version table's bookkeeping and transaction control are not counted."""
+    of first appearance; the bookkeeping of ``version_table`` (env.py's) and transaction control are not counted."""
     from pglast.parser import ParseError
 
     try:
@@ -111,7 +110,7 @@ def statement_kinds(sql: str) -> dict[str, int]:
             return {}
     kinds: dict[str, int] = {}
     for start, end in spans:
-        kind = _kind(sql[start:end])
+        kind = _kind(sql[start:end], version_table)
         if kind:
             kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
@@ -270,7 +269,7 @@ _COMMON_KIND = re.compile(
 _COMMON_WORDS = {"CREATE UNIQUE INDEX": "CREATE INDEX", "INSERT INTO": "INSERT", "DELETE FROM": "DELETE"}
 
 
-def _kind(text: str) -> str | None:
+def _kind(text: str, version_table: str) -> str | None:
     """Words for the kind of one statement; None for transaction control and the version table's rows."""
     from pglast import ast
     from pglast.enums import ObjectType
@@ -288,14 +287,14 @@ def _kind(text: str) -> str | None:
         # The statements Alembic's op.* emit nearly always: their first words are exact, and a
         # 1,000-revision plan would otherwise spend a second building their trees.
         name = common.group("name").rsplit(".", 1)[-1].strip('"')
-        if name == _VERSION_TABLE:
+        if name == version_table:
             return None
         words = " ".join(common.group("verb").upper().split())
         return _COMMON_WORDS.get(words, words)
     node = _parsed_alone(text)
     if node is None:  # the grammar rejects it alone: its first words, as a reader would
-        return None if _VERSION_TABLE in text else _kind_from_words(text)
-    if isinstance(node, ast.TransactionStmt) or _about_version_table(node):
+        return None if version_table in text else _kind_from_words(text)
+    if isinstance(node, ast.TransactionStmt) or _about_version_table(node, version_table):
         return None
     fixed: dict[type[ast.Node], str] = {
         ast.CreateStmt: "CREATE TABLE",
@@ -334,15 +333,15 @@ def _object_words(kind: object) -> str:
     return _OBJECT_WORDS.get(name, name.replace("_", " "))
 
 
-def _about_version_table(node: ast.Node) -> bool:
+def _about_version_table(node: ast.Node, version_table: str) -> bool:
     from pglast import ast
 
     relation = getattr(node, "relation", None)
     if isinstance(relation, ast.RangeVar):
-        return relation.relname == _VERSION_TABLE
+        return relation.relname == version_table
     if isinstance(node, ast.DropStmt):
         names = [name for name in node.objects or () if isinstance(name, tuple) and name]
-        return any(isinstance(name[-1], ast.String) and name[-1].sval == _VERSION_TABLE for name in names)
+        return any(isinstance(name[-1], ast.String) and name[-1].sval == version_table for name in names)
     return False
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
     from hindsight_migrate.review.kinds import ChangeKind
     from hindsight_migrate.review.plan import MigrationPlan
+    from hindsight_migrate.review.summary import PlanDigest
 
 FORMAT_VERSION = 1  # raised when a field is renamed or removed; a new field keeps it
 DocumentKind = Literal["plan", "bootstrap_plan", "new_revision", "merge", "check", "status", "lint", "history"]
@@ -74,18 +75,16 @@ def _document(kind: DocumentKind, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_document(
-    plan: MigrationPlan, change: tuple[ChangeKind, tuple[str, ...]], result: ApplyResult | None
+    plan: MigrationPlan, digest: PlanDigest, change: tuple[ChangeKind, tuple[str, ...]], result: ApplyResult | None
 ) -> dict[str, Any]:
     """``up``/``down``: the summary the first screen shows, the whole plan, what kind of change it is, and what
     the apply did (None when nothing was applied: a dry run, nothing to do, or a refusal)."""
-    from hindsight_migrate.review.summary import summarise
-
     kind, reasons = change
     return _document(
         "plan",
         {
             "direction": plan.direction.value,
-            "summary": jsonable(summarise(plan)),
+            "summary": jsonable(digest.summary),
             "plan": jsonable(plan),
             # --detailed-exitcode's 0/2/3, with why a plan is destructive when it is.
             "change_kind": {"exit_code": kind.value, "name": kind.name.lower(), "reasons": list(reasons)},

@@ -45,9 +45,10 @@ from hindsight_migrate.render.wording import (
     statement_counts,
     summary_lines,
 )
-from hindsight_migrate.review.kinds import ChangeKind
-from hindsight_migrate.review.lint import Level
+from hindsight_migrate.reports.history import RevisionState
+from hindsight_migrate.review.kinds import ChangeKind, Level
 from hindsight_migrate.revisions import Direction
+from hindsight_migrate.schema import Change
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
     from hindsight_migrate.review.lint import LintFinding, LintResult
     from hindsight_migrate.review.plan import MigrationPlan
-    from hindsight_migrate.review.summary import PlanSummary
+    from hindsight_migrate.review.summary import PlanDigest, PlanSummary
 
 # The last line of every document, invisible once rendered: a bot finds its own earlier comment by it
 # (to edit it instead of adding one more on every push).
@@ -175,19 +176,15 @@ def _needs_attention(summary: PlanSummary) -> str:
 
 def plan_markdown(
     plan: MigrationPlan,
+    digest: PlanDigest,
     change: tuple[ChangeKind, tuple[str, ...]],
     result: ApplyResult | None = None,
-    *,
-    show_sql: bool | None = None,
 ) -> str:
     """The review of an up or down plan as a pull-request comment; ``result`` when it was applied.
 
-    ``show_sql``: as for the text view, None shows each revision's SQL unless the plan is big.
+    As in the text view, a big plan's SQL is not shown unless the digest says it is inline (--show-sql).
     """
-    from hindsight_migrate.review.plan import is_big
-    from hindsight_migrate.review.summary import summarise
-
-    summary = summarise(plan)
+    summary = digest.summary
     header, counts = plan_header(summary)
     verb = "Downgrade" if plan.direction is Direction.DOWN else "Upgrade"
     blocks = [f"## {verb} plan", _header_markdown(header, summary.database), text(counts), _needs_attention(summary)]
@@ -214,14 +211,12 @@ def plan_markdown(
         blocks.append(f"**Nothing to do:** {text(plan.target)} is already reached; the database is at {text(at)}.")
         blocks.append(MARKER.format(kind="plan"))
         return _join(blocks)
-    big = is_big(plan)
-    inline_sql = show_sql if show_sql is not None else not big
-    blocks.append(_revisions(plan, counted=big and not inline_sql))
-    blocks += _rehearsal(plan, summarised=big)
+    blocks.append(_revisions(plan, digest))
+    blocks += _rehearsal(plan, summarised=digest.big)
     if plan.direction is Direction.DOWN or plan.data_loss:
         blocks.append(_data_loss(plan))
     blocks.append(lint_section(plan.lint))
-    if inline_sql:
+    if digest.sql_inline:
         blocks += _sql(plan)
     else:
         blocks.append(
@@ -253,17 +248,19 @@ def _result_line(result: ApplyResult, direction: Direction) -> str:
     )
 
 
-def _revisions(plan: MigrationPlan, *, counted: bool) -> str:
+def _revisions(plan: MigrationPlan, digest: PlanDigest) -> str:
 
     down = plan.direction is Direction.DOWN
     verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
     title = f"Revisions {verb} ({len(plan.revisions)})"
-    if counted:
+    if not digest.sql_inline:
         body = table(
             ["#", "Revision", "Message", "SQL"],
             (
-                [str(number), item.info.revision, item.info.message, statement_counts(item)]
-                for number, item in enumerate(plan.revisions, start=1)
+                [str(number), item.info.revision, item.info.message, statement_counts(counts)]
+                for number, item, counts in zip(
+                    range(1, len(plan.revisions) + 1), plan.revisions, digest.statement_counts, strict=True
+                )
             ),
         )
     else:
@@ -301,12 +298,13 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> list[str]:
     for warning in rehearsal.warnings:
         blocks.append(f"**Warning:** {text(warning)}")
     if rehearsal.diff and summarised and len(rehearsal.diff) > BIG_DIFF:
-        counts: dict[tuple[str, str], int] = {}
+        counts: dict[tuple[Change, str], int] = {}
         for change in rehearsal.diff:
             counts[(change.change, change.kind)] = counts.get((change.change, change.kind), 0) + 1
         ordered = sorted(counts.items(), key=lambda item: (DIFF_ORDER.index(item[0][0]), item[0][1]))
         body = "\n".join(
-            f"- {text(DIFF_MARKS[how][0])} {count} {text(plural(kind, count))} {how}" for (how, kind), count in ordered
+            f"- {text(DIFF_MARKS[how][0])} {count} {text(plural(kind, count))} {how.value}"
+            for (how, kind), count in ordered
         )
         blocks.append(
             details(
@@ -352,7 +350,7 @@ def _data_loss(plan: MigrationPlan) -> str:
         + table(
             ["Drops", "Name", "Rows with data"],
             (
-                [loss.kind, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)")]
+                [loss.kind.value, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)")]
                 for loss in plan.data_loss
             ),
         ),
@@ -603,12 +601,12 @@ def history_markdown(history: History) -> str:
     for entry in history.entries:
         info = entry.info
         marks = history_marks(entry)
-        if entry.state == "current":
+        if entry.state is RevisionState.CURRENT:
             marks.append("current")
         row = [info.revision, "\n".join(info.parents) or "—", info.message, (info.created or "")[:10], ", ".join(marks)]
         if show_state:
-            where = entry.state or ""
-            row.insert(0, f"{STATE_MARKS[where][0]} {where}" if where in STATE_MARKS else "")
+            where = entry.state
+            row.insert(0, f"{STATE_MARKS[where][0]} {where.value}" if where is not None else "")
         rows.append(row)
     headers = ["Revision", "Parent(s)", "Message", "Created", "Marks"]
     blocks.append(table(["State", *headers] if show_state else headers, rows))

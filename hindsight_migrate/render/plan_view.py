@@ -38,13 +38,14 @@ from hindsight_migrate.render.wording import (
 )
 from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.revisions import Direction
+from hindsight_migrate.schema import Change
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.apply import ApplyResult, LockRetry
     from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
     from hindsight_migrate.review.plan import MigrationPlan
-    from hindsight_migrate.review.summary import PlanSummary
+    from hindsight_migrate.review.summary import PlanDigest, PlanSummary
     from hindsight_migrate.revisions import RevisionInfo
 
 
@@ -107,18 +108,14 @@ def plan_summary(summary: PlanSummary) -> None:
         console.print(f"  {folded_line(summary)}")
 
 
-def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_file: Path | None = None) -> None:
+def migration_plan(plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | None = None) -> None:
     """The whole review: the summary first, then the details (revisions, diff, impact, data loss, lint, SQL).
 
-    ``show_sql``: True prints every revision's SQL, False never; None (the default) prints it
-    unless the plan is big, when each revision's statements are counted by kind instead and
-    the whole SQL is in ``sql_file``.
+    A big plan's revisions are one line each, their statements counted by kind, and the whole SQL is in
+    ``sql_file``, unless the digest says the SQL is inline (--show-sql).
     """
-    from hindsight_migrate.review.plan import is_big
-    from hindsight_migrate.review.summary import summarise
-
     console = out()
-    plan_summary(summarise(plan))
+    plan_summary(digest.summary)
     if plan.bootstrap is not None:
         console.print(
             f"  [bold]Bootstrap first:[/] the database is empty, so {safe_markup(plan.bootstrap.sql.path.name)} runs "
@@ -136,14 +133,12 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
             f"{safe_markup(at)}."
         )
         return
-    big = is_big(plan)
-    inline_sql = show_sql if show_sql is not None else not big
-    _revisions(plan, counted=not inline_sql)
-    _rehearsal(plan, summarised=big)
+    _revisions(plan, digest)
+    _rehearsal(plan, summarised=digest.big)
     if plan.direction is Direction.DOWN or plan.data_loss:  # going up, only when it drops something that holds data
         _data_loss(plan)
     lint_result(plan.lint)
-    if inline_sql:
+    if digest.sql_inline:
         _sql(plan)
     elif sql_file is not None:
         console.print(
@@ -155,19 +150,21 @@ def migration_plan(plan: MigrationPlan, *, show_sql: bool | None = None, sql_fil
     console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
 
 
-def _revisions(plan: MigrationPlan, *, counted: bool) -> None:
+def _revisions(plan: MigrationPlan, digest: PlanDigest) -> None:
     console = out()
     down = plan.direction is Direction.DOWN
     verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
-    if counted:
+    if not digest.sql_inline:
         # A big plan: one line per revision, its SQL counted by kind (the file holds it whole).
         grid(
             console,
             f"Revisions {verb} ({len(plan.revisions)})",
             [Column("#"), Column("Revision"), Column("Message", flexible=True), Column("SQL", flexible=True)],
             (
-                [str(number), item.info.revision, item.info.message, statement_counts(item)]
-                for number, item in enumerate(plan.revisions, start=1)
+                [str(number), item.info.revision, item.info.message, statement_counts(counts)]
+                for number, item, counts in zip(
+                    range(1, len(plan.revisions) + 1), plan.revisions, digest.statement_counts, strict=True
+                )
             ),
         )
         return
@@ -232,7 +229,7 @@ def stakes(plan: MigrationPlan) -> None:
     console = err()
     if plan.data_loss:
         losses = ", ".join(
-            f"{loss.kind} {loss.name} ({loss.rows:,} rows{'' if loss.exact else ', estimated'})"
+            f"{loss.kind.value} {loss.name} ({loss.rows:,} rows{'' if loss.exact else ', estimated'})"
             for loss in plan.data_loss
         )
         console.print(f"[bold red]Destroys:[/] {safe_markup(losses)}")
@@ -263,7 +260,7 @@ def stakes(plan: MigrationPlan) -> None:
             for row in rewrites
         ]
         console.print(f"[bold]Rewrites:[/] {safe_markup(', '.join(sized))}.")
-    renames = [c for c in plan.rehearsal.diff if c.change == "renamed"] if plan.rehearsal is not None else []
+    renames = [c for c in plan.rehearsal.diff if c.change is Change.RENAMED] if plan.rehearsal is not None else []
     if renames:
         console.print(
             "[bold]Renames:[/] "
@@ -288,7 +285,10 @@ def _data_loss(plan: MigrationPlan) -> None:
         console,
         None,
         [Column("Drops", style="red"), Column("Name", style="red"), Column("Rows with data", style="red")],
-        ([loss.kind, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)")] for loss in plan.data_loss),
+        (
+            [loss.kind.value, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)")]
+            for loss in plan.data_loss
+        ),
     )
 
 
@@ -312,7 +312,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
         console.print(f"  [yellow]Warning:[/] {safe_markup(warning)}")
     if rehearsal.diff and summarised and len(rehearsal.diff) > BIG_DIFF:
         # A first deployment changes hundreds of objects: counted by kind, one line each.
-        counts: dict[tuple[str, str], int] = {}
+        counts: dict[tuple[Change, str], int] = {}
         for change in rehearsal.diff:
             counts[(change.change, change.kind)] = counts.get((change.change, change.kind), 0) + 1
         console.print(
@@ -320,7 +320,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
             "(--plan-out FILE holds each one, as --format json does):"
         )
         for (how, kind), count in sorted(counts.items(), key=lambda item: (DIFF_ORDER.index(item[0][0]), item[0][1])):
-            console.print(f"  {DIFF_MARKS[how][0]} {count} {safe_markup(plural(kind, count))} {how}")
+            console.print(f"  {DIFF_MARKS[how][0]} {count} {safe_markup(plural(kind, count))} {how.value}")
     elif rehearsal.diff:
         grid(
             console,

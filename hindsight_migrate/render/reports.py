@@ -9,11 +9,12 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from hindsight_migrate.authoring.findings import Severity
-from hindsight_migrate.postgres.audit import Outcome
+from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.render.console import out, safe_markup
 from hindsight_migrate.render.layout import Column, grid
 from hindsight_migrate.render.wording import STATE_MARKS, history_marks, lint_dropped, lint_where
-from hindsight_migrate.review.lint import Level
+from hindsight_migrate.reports.history import RevisionState
+from hindsight_migrate.review.kinds import Level
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def history(history: History) -> None:
         info = entry.info
         labels = history_marks(entry)
         marks: str | Text = ", ".join(labels)
-        if entry.state == "current":
+        if entry.state is RevisionState.CURRENT:
             marks = Text(f"{marks}, " if marks else "")
             marks.append("current", style="bold green")
         row: list[str | Text] = [
@@ -67,7 +68,7 @@ def history(history: History) -> None:
             marks,
         ]
         if show_state:
-            row.insert(0, state_marks.get(entry.state or "", ""))
+            row.insert(0, state_marks[entry.state] if entry.state is not None else "")
         rows.append(row)
     grid(console, "Revisions, newest first", columns, rows)
     console.print(

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.render.layout import plural
-from hindsight_migrate.review.kinds import ChangeKind, Concern, NoRehearsal
+from hindsight_migrate.reports.history import RevisionState
+from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, ChangeKind, Concern, NoRehearsal
 from hindsight_migrate.revisions import Direction
+from hindsight_migrate.schema import Change
 from hindsight_migrate.words import human_bytes, human_rows
 
 if TYPE_CHECKING:
     from hindsight_migrate.reports.history import HistoryEntry
     from hindsight_migrate.review.lint import LintFinding, LintResult
-    from hindsight_migrate.review.plan import PlannedRevision
     from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
     from hindsight_migrate.review.summary import PlanSummary
 
@@ -41,11 +42,20 @@ CHANGE_WORDS: dict[ChangeKind, str] = {
     ChangeKind.CHANGES: "the plan changes the database",
     ChangeKind.DESTRUCTIVE: "the plan is destructive",
 }
-DIFF_MARKS = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow"), "renamed": ("→", "yellow")}
-DIFF_ORDER = ["removed", "renamed", "changed", "added"]  # what destroys or breaks first
+DIFF_MARKS: dict[Change, tuple[str, str]] = {
+    Change.ADDED: ("+", "green"),
+    Change.REMOVED: ("-", "red"),
+    Change.CHANGED: ("~", "yellow"),
+    Change.RENAMED: ("→", "yellow"),
+}
+DIFF_ORDER = [Change.REMOVED, Change.RENAMED, Change.CHANGED, Change.ADDED]  # what destroys or breaks first
 IMPACT_COLUMNS = ("Revision", "Table", "Lock", "Blocks", "Rewritten", "Rows written", "Rows (est.)", "Size", "Took")
 BIG_DIFF = 40  # a longer diff, in a big plan, is counted by kind
-STATE_MARKS = {"current": ("●", "bold green"), "applied": ("✓", "green"), "pending": ("○", "yellow")}
+STATE_MARKS: dict[RevisionState, tuple[str, str]] = {
+    RevisionState.CURRENT: ("●", "bold green"),
+    RevisionState.APPLIED: ("✓", "green"),
+    RevisionState.PENDING: ("○", "yellow"),
+}
 SHOWN_ONE_BY_ONE = 3  # a warning found in more revisions than this is shown once, with the revisions listed
 
 
@@ -83,21 +93,17 @@ NOTHING_NEEDS_ATTENTION = "Needs attention: nothing — no blocking lock over 0.
 
 def folded_line(summary: PlanSummary) -> str:
     """The short locks not listed one by one, in one line."""
-    from hindsight_migrate.review.summary import SHORT_LOCK_SECONDS
-
     return (
         f"and {summary.folded} more {plural('table', summary.folded)} locked under {SHORT_LOCK_SECONDS:.2f} s "
         f"each (longest {summary.folded_seconds:.2f} s), nothing rewritten."
     )
 
 
-def statement_counts(item: PlannedRevision) -> str:
-    """A revision's SQL counted by kind, for a big plan's one line per revision."""
-    if item.sql is None:
+def statement_counts(kinds: dict[str, int] | None) -> str:
+    """A revision's statements counted by kind (None: its SQL cannot render offline), for a big plan's one
+    line per revision."""
+    if kinds is None:
         return "cannot render offline SQL"
-    from hindsight_migrate.postgres.sqlscript import statement_kinds
-
-    kinds = statement_kinds(item.sql)
     return ", ".join(f"{count} {kind}" for kind, count in kinds.items()) or "no SQL"
 
 

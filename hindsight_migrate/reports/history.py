@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import ConfigError, ConnectionFailed, Refused
-from hindsight_migrate.postgres import audit
-from hindsight_migrate.postgres.audit import ApplyRecord, BootstrapRecord
-from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.postgres.audit_records import ApplyRecord, BootstrapRecord
 from hindsight_migrate.reports.graph_cache import load_graph
-from hindsight_migrate.review.bootstrap import read_bootstrap_sql, v1_drift
 from hindsight_migrate.revisions import RevisionInfo
 
-CURRENT = "current"
-APPLIED = "applied"
-PENDING = "pending"
+if TYPE_CHECKING:
+    from hindsight_migrate.postgres.database import Database
+
+class RevisionState(Enum):
+    """Where a revision stands in the database; the value is what `history --format json` holds."""
+
+    CURRENT = "current"  # the version table holds it
+    APPLIED = "applied"  # an ancestor of what it holds
+    PENDING = "pending"
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
     info: RevisionInfo
-    state: str | None  # CURRENT, APPLIED, PENDING; None when the database was not asked
+    state: RevisionState | None  # None when the database was not asked (or cannot say)
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class History:
 
     @property
     def pending(self) -> tuple[str, ...]:
-        return tuple(e.info.revision for e in self.entries if e.state == PENDING)
+        return tuple(e.info.revision for e in self.entries if e.state is RevisionState.PENDING)
 
 
 def build_history(project: AlembicProject, database: Database | None) -> History:
@@ -71,14 +76,14 @@ def build_history(project: AlembicProject, database: Database | None) -> History
     state = _database_state(project, database)
     applied = project.graph.ancestors(state.current) if state.reachable else frozenset()
 
-    def state_of(info: RevisionInfo) -> str | None:
+    def state_of(info: RevisionInfo) -> RevisionState | None:
         if not state.reachable:
             return None
         if state.unknown and info.revision not in state.current:
             return None  # at a revision this code does not know: what is applied is unknown
         if info.revision in state.current:
-            return CURRENT
-        return APPLIED if info.revision in applied else PENDING
+            return RevisionState.CURRENT
+        return RevisionState.APPLIED if info.revision in applied else RevisionState.PENDING
 
     return History(
         entries=tuple(HistoryEntry(info=info, state=state_of(info)) for info in revisions),
@@ -89,6 +94,10 @@ def build_history(project: AlembicProject, database: Database | None) -> History
 
 
 def _database_state(project: AlembicProject, database: Database) -> DatabaseState:
+    # The seam of `history --offline`: the database layer (SQLAlchemy, the audit ledger) loads only here.
+    from hindsight_migrate.postgres import audit
+    from hindsight_migrate.review.bootstrap import read_bootstrap_sql, v1_drift
+
     try:
         with database.read_only() as connection:
             heads = project.env.current_heads(connection)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import ConfigError, ExitCode
 from hindsight_migrate.postgres import audit
-from hindsight_migrate.postgres.audit import ApplyRecord
+from hindsight_migrate.postgres.audit_records import ApplyRecord
 from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.review.bootstrap import read_bootstrap_sql, sha256_of_file, v1_drift
 

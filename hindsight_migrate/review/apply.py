@@ -20,6 +20,7 @@ from hindsight_migrate.duration import Duration
 from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres import audit
+from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.postgres.catalog import Blocker, invalid_indexes
 from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said, set_lock_timeout
 from hindsight_migrate.postgres.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
@@ -276,7 +277,7 @@ def _apply_under_lock(
             database,
             audit_id,
             started,
-            outcome=audit.Outcome.INTERRUPTED if interrupted else audit.Outcome.FAILED,
+            outcome=Outcome.INTERRUPTED if interrupted else Outcome.FAILED,
             error=mask_secrets(reason),
             attempts=attempts,
         )
@@ -291,7 +292,7 @@ def _apply_under_lock(
         audit.finish_apply(
             connection,
             audit_id,
-            outcome=audit.Outcome.SUCCEEDED,
+            outcome=Outcome.SUCCEEDED,
             to_revisions=final,
             seconds=time.monotonic() - started,
             lock_attempts=attempts,
@@ -343,7 +344,7 @@ def _close_audit(
     started: float,
     *,
     error: str,
-    outcome: audit.Outcome = audit.Outcome.FAILED,
+    outcome: Outcome = Outcome.FAILED,
     attempts: int | None = None,
 ) -> tuple[str, ...]:
     """Writes: the audit row ends ``outcome`` with ``error``; returns where the database stands."""
@@ -369,7 +370,7 @@ def _close_audit_on_fresh_connection(
     audit_id: int,
     started: float,
     *,
-    outcome: audit.Outcome,
+    outcome: Outcome,
     error: str,
     attempts: int,
 ) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import ConfigError, Refused, Section
 from hindsight_migrate.postgres import audit, catalog
-from hindsight_migrate.postgres.audit import BootstrapRecord
+from hindsight_migrate.postgres.audit_records import BootstrapRecord, Outcome
 from hindsight_migrate.postgres.catalog import CatalogObject
 from hindsight_migrate.postgres.database import Database, execute_as_written, statement_failed
 from hindsight_migrate.postgres.locking import HeldLock, migration_lock
@@ -170,7 +170,7 @@ def bootstrap_under_lock(
             audit.finish_apply(
                 connection,
                 audit_id,
-                outcome=audit.Outcome.SUCCEEDED,
+                outcome=Outcome.SUCCEEDED,
                 to_revisions=(plan.baseline.revision,),
                 seconds=time.monotonic() - started,
             )

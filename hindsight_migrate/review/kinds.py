@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from enum import Enum
 
+# A lock held less than this, on a table it neither rewrites nor writes rows in, is folded
+# into one "and N more" line: traffic waits for it about as long as for a slow query.
+SHORT_LOCK_SECONDS = 0.05
+
 
 class NoRehearsal(Enum):
     """Why a plan has no rehearsal; render words it."""
@@ -33,4 +37,11 @@ class Concern(Enum):
     SERVER_WIDE = "server_wide"  # it changes what the whole server shares (roles, database settings)
     NOT_REHEARSED = "not_rehearsed"  # a statement the rehearsal did not run: no rollback would undo it
     LINT_ERROR = "lint_error"
+    WARNING = "warning"
+
+
+class Level(Enum):
+    """How a lint finding weighs: an error blocks up (unless --allow-lint), a warning is shown."""
+
+    ERROR = "error"
     WARNING = "warning"

@@ -18,21 +18,16 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hindsight_migrate import private_files
 from hindsight_migrate.config import ToolSettings
+from hindsight_migrate.review.kinds import Level
 
 if TYPE_CHECKING:
     from pglast import ast
 
-class Level(Enum):
-    """How a lint finding weighs: an error blocks up (unless --allow-lint), a warning is shown."""
-
-    ERROR = "error"
-    WARNING = "warning"
 
 # Rules whose harm is traffic on a table that already has some: a lock that blocks its readers
 # or writers (or waits behind them), a scan or rewrite of its rows under that lock, or clients

@@ -16,13 +16,9 @@ from hindsight_migrate.errors import BadArgument
 from hindsight_migrate.review import plan_file
 from hindsight_migrate.review.apply import ApplyResult, LockRetries, Progress, apply_plan, record_nothing_to_do
 from hindsight_migrate.review.kinds import ChangeKind, NoRehearsal
-from hindsight_migrate.review.plan import (
-    MigrationPlan,
-    change_kind,
-    is_big,
-    refuse_unless_applicable,
-)
+from hindsight_migrate.review.plan import MigrationPlan, change_kind, refuse_unless_applicable
 from hindsight_migrate.review.rehearsal import RehearsalOptions, RehearsalTarget
+from hindsight_migrate.review.summary import PlanDigest, digest
 from hindsight_migrate.revisions import Direction
 
 if TYPE_CHECKING:
@@ -37,7 +33,7 @@ MakePlan = Callable[["AlembicProject", "Database", RehearsalOptions | None, NoRe
 class ReviewRequest:
     """What the reviewer asked for: the options up and down share."""
 
-    rehearse_on: str
+    rehearse_on: RehearsalTarget
     no_rehearsal: bool
     allow_lint: bool
     dry_run: bool
@@ -56,6 +52,7 @@ class ReviewOutcome:
     """How far the review got: the plan and its kind of change once made, the apply's result once applied."""
 
     plan: MigrationPlan | None = None
+    digest: PlanDigest | None = None  # what the views show of the plan, decided once
     change: tuple[ChangeKind, tuple[str, ...]] | None = None
     result: ApplyResult | None = None
     exit_code: int | None = None  # --detailed-exitcode's 0, 2 or 3
@@ -66,7 +63,7 @@ class Reviewer(Protocol):
 
     def saved_plan_holds(self, path: Path) -> None: ...
 
-    def show(self, plan: MigrationPlan, *, sql_file: Path | None) -> None: ...
+    def show(self, plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | None) -> None: ...
 
     def plan_document(self, document: str) -> None: ...  # --plan-out -: the plan file, on stdout
 
@@ -112,7 +109,7 @@ def review_and_apply(
     skipped = NoRehearsal.SAVED_PLAN if saved is not None else NoRehearsal.REQUESTED
     if not request.no_rehearsal and saved is None:
         rehearsal = RehearsalOptions(
-            where=RehearsalTarget.parse(request.rehearse_on),
+            where=request.rehearse_on,
             data_limit_bytes=settings.tool.rehearsal_data_limit_mb * 1024 * 1024,
             lock_timeout=settings.tool.lock_timeout,
             statement_timeout=settings.tool.statement_timeout,
@@ -121,16 +118,18 @@ def review_and_apply(
     if saved is not None and request.plan_in is not None:
         plan_file.refuse_unless_unchanged(saved, plan, plan_file.planned_database(database))
         reviewer.saved_plan_holds(request.plan_in)
+    shown = digest(plan, show_sql=request.show_sql, version_table=project.env.version_table)
+    outcome.plan, outcome.digest = plan, shown
     # A big plan's SQL goes to a file, named on screen, unless --show-sql asks for it inline.
-    sql_file = plan_file.save_sql(plan) if is_big(plan) and not request.show_sql else None
-    reviewer.show(plan, sql_file=sql_file)
+    sql_file = None if shown.sql_inline else plan_file.save_sql(plan)
+    reviewer.show(plan, shown, sql_file=sql_file)
     if request.plan_out == Path("-"):
         reviewer.plan_document(plan_file.plan_document(plan, plan_file.planned_database(database)))
     elif request.plan_out is not None:
         plan_file.save_plan(plan, plan_file.planned_database(database), request.plan_out)
         reviewer.plan_saved(request.plan_out)
     kind, reasons = change_kind(plan, blocking_seconds=settings.tool.destructive_lock.seconds)
-    outcome.plan, outcome.change = plan, (kind, reasons)
+    outcome.change = kind, reasons
     if plan.nothing_to_do:
         if not request.dry_run and saved is None:
             record_nothing_to_do(plan, database)  # every applying run leaves its row, this one too

@@ -12,6 +12,7 @@ import ast
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from typing import Literal
 
 from hindsight_migrate.alembic_api import AlembicProject
@@ -25,6 +26,7 @@ from hindsight_migrate.review.kinds import ChangeKind, NoRehearsal
 from hindsight_migrate.review.lint import LintResult, lint_sql
 from hindsight_migrate.review.rehearsal import Rehearsal, RehearsalOptions, RehearsalPlace, rehearse
 from hindsight_migrate.revisions import Direction, RevisionInfo
+from hindsight_migrate.schema import Change
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,18 @@ class PlannedRevision:
     runs_python: bool = False  # it reads the database from Python (op.get_bind()): its SQL is not all it does
 
 
+class Dropped(Enum):
+    """What a plan drops that holds data; the value is what JSON documents hold."""
+
+    TABLE = "table"
+    COLUMN = "column"
+
+
 @dataclass(frozen=True)
 class DataLoss:
     """A table or column the downgrade drops, with what it holds on the target now."""
 
-    kind: str  # "table" or "column"
+    kind: Dropped
     name: str  # schema.table or schema.table.column
     rows: int  # rows of the table; for a column, rows where it is not NULL
     exact: bool  # False when counting took too long and this is the planner's estimate
@@ -75,17 +84,6 @@ class MigrationPlan:
         if self.revisions:
             return self.revisions[-1].info.revision
         return self.bootstrap.baseline.revision if self.bootstrap else ""
-
-
-# Above either, a plan is "big": each revision's SQL is counted by kind on screen and written
-# whole to a file, and the schema diff is counted by kind (a first deployment of a long chain).
-BIG_PLAN_REVISIONS = 50
-BIG_PLAN_SQL_LINES = 300
-
-
-def is_big(plan: MigrationPlan) -> bool:
-    lines = sum((item.sql or "").count("\n") for item in plan.revisions)
-    return len(plan.revisions) > BIG_PLAN_REVISIONS or lines > BIG_PLAN_SQL_LINES
 
 
 def sql_script(plan: MigrationPlan) -> str:
@@ -260,7 +258,9 @@ def change_kind(plan: MigrationPlan, *, blocking_seconds: float) -> tuple[Change
     """Read-only: what kind of change the plan is, and why it is destructive when it is."""
     if plan.nothing_to_do:
         return ChangeKind.NOTHING, ()
-    reasons = [f"drops {loss.kind} {loss.name} holding {loss.rows:,} row(s)" for loss in plan.data_loss if loss.rows]
+    reasons = [
+        f"drops {loss.kind.value} {loss.name} holding {loss.rows:,} row(s)" for loss in plan.data_loss if loss.rows
+    ]
     if plan.rehearsal is not None:
         impact, _ = plan.rehearsal.impact()
         rewrites = {row.table for row in impact if row.rewritten and row.size and row.size.estimated_rows > 0}
@@ -348,22 +348,22 @@ def _why_not_rehearsed(measured: Rehearsal | None, asked: NoRehearsal, *, anythi
 def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]:
     # The diff names renames as renames (the catalog keeps a renamed table's oid and a renamed
     # column's attnum): what is removed here is really gone.
-    dropped_tables = [c.name for c in rehearsal.diff if c.kind == "table" and c.change == "removed"]
-    dropped_columns = [c.name for c in rehearsal.diff if c.kind == "column" and c.change == "removed"]
+    dropped_tables = [c.name for c in rehearsal.diff if c.kind == "table" and c.change is Change.REMOVED]
+    dropped_columns = [c.name for c in rehearsal.diff if c.kind == "column" and c.change is Change.REMOVED]
     # Counted on the target: only tables it has (a rehearsal on another database may start elsewhere).
     dropped_tables = [table for table in dropped_tables if table in rehearsal.sizes]
     dropped_columns = [name for name in dropped_columns if name.rpartition(".")[0] in rehearsal.sizes]
     with database.read_only() as connection:
         # Diff names are schema.table[.column]; a schema name holds no dot in practice, a table name may.
         losses = [
-            DataLoss("table", table, *catalog.count_rows(connection, *table.split(".", 1))) for table in dropped_tables
+            DataLoss(Dropped.TABLE, table, *catalog.count_rows(connection, *table.split(".", 1)))
+            for table in dropped_tables
         ]
         for name in dropped_columns:
             table, _, column = name.rpartition(".")
             schema, _, table_name = table.partition(".")
-            losses.append(
-                DataLoss("column", name, *catalog.count_rows(connection, schema, table_name, non_null_column=column))
-            )
+            rows, exact = catalog.count_rows(connection, schema, table_name, non_null_column=column)
+            losses.append(DataLoss(Dropped.COLUMN, name, rows, exact))
         connection.rollback()
     return tuple(losses)
 

@@ -14,19 +14,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
-from hindsight_migrate.review.kinds import Concern
+from hindsight_migrate.postgres.sqlscript import statement_kinds
+from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Concern
+from hindsight_migrate.review.plan import Dropped, MigrationPlan
 from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
-from hindsight_migrate.revisions import Direction
+from hindsight_migrate.revisions import Direction, VersionTable
+from hindsight_migrate.schema import Change
 from hindsight_migrate.words import human_bytes
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.kinds import NoRehearsal
-    from hindsight_migrate.review.plan import MigrationPlan
-
-# A lock held less than this, on a table it neither rewrites nor writes rows in, is folded
-# into one "and N more" line: traffic waits for it about as long as for a slow query.
-SHORT_LOCK_SECONDS = 0.05
-
 
 
 @dataclass(frozen=True)
@@ -71,6 +68,41 @@ class PlanSummary:
     folded_seconds: float  # the longest of them
 
 
+# Above either, a plan is "big": each revision's SQL is counted by kind on screen and written
+# whole to a file, and the schema diff is counted by kind (a first deployment of a long chain).
+BIG_PLAN_REVISIONS = 50
+BIG_PLAN_SQL_LINES = 300
+
+
+def is_big(plan: MigrationPlan) -> bool:
+    lines = sum((item.sql or "").count("\n") for item in plan.revisions)
+    return len(plan.revisions) > BIG_PLAN_REVISIONS or lines > BIG_PLAN_SQL_LINES
+
+
+@dataclass(frozen=True)
+class PlanDigest:
+    """What the views show of a plan besides the plan itself, decided once by the review, so render only words it."""
+
+    summary: PlanSummary
+    big: bool  # too many revisions or SQL lines for a screen: one line per revision, the whole SQL in a file
+    sql_inline: bool  # each revision's SQL is printed with the plan (not in a big plan, unless --show-sql)
+    # The statements of each revision counted by kind (CREATE TABLE: 2), in the plan's order, when the
+    # SQL is not inline; None for a revision whose SQL cannot render offline.
+    statement_counts: tuple[dict[str, int] | None, ...] = ()
+
+
+def digest(plan: MigrationPlan, *, show_sql: bool, version_table: VersionTable) -> PlanDigest:
+    """The summary, whether the plan is big, and a big plan's statements counted by kind (the version
+    table's bookkeeping left out: env.py names that table)."""
+    big = is_big(plan)
+    inline = show_sql or not big
+    counts = () if inline else tuple(
+        None if item.sql is None else statement_kinds(item.sql, version_table=version_table.name)
+        for item in plan.revisions
+    )
+    return PlanDigest(summarise(plan), big, inline, counts)
+
+
 def summarise(plan: MigrationPlan) -> PlanSummary:
     rehearsal = plan.rehearsal
     attention: list[Attention] = []
@@ -81,14 +113,14 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
             Attention(Concern.REHEARSAL_FAILED, failure.revision, failure.revision, f"failed: {failure.message}")
         )
     for loss in plan.data_loss:
-        holding = "rows" if loss.kind == "table" else "rows hold a value in it"
+        holding = "rows" if loss.kind is Dropped.TABLE else "rows hold a value in it"
         estimate = "" if loss.exact else " (the planner's estimate)"
         attention.append(
             Attention(
                 Concern.DATA_LOSS,
                 loss.name,
                 _revision_dropping(plan, loss.name),
-                f"drops {loss.kind} {loss.name}: {loss.rows:,} {holding}{estimate}",
+                f"drops {loss.kind.value} {loss.name}: {loss.rows:,} {holding}{estimate}",
                 rows=loss.rows,
             )
         )
@@ -97,7 +129,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
         attention += locks
         folded += short
         for change in rehearsal.diff:
-            if change.change == "renamed":
+            if change.change is Change.RENAMED:
                 attention.append(
                     Attention(
                         Concern.RENAME,
@@ -202,14 +234,12 @@ def _counts(plan: MigrationPlan) -> Counts | None:
     if rehearsal is None:
         return None
     # The diff lists a new or dropped table once, not once more per column: each counts as one object.
-    by_kind = {
-        kind: sum(1 for c in rehearsal.diff if c.change == kind) for kind in ("added", "changed", "renamed", "removed")
-    }
+    by_kind = {kind: sum(1 for c in rehearsal.diff if c.change is kind) for kind in Change}
     return Counts(
-        added=by_kind["added"],
-        changed=by_kind["changed"],
-        renamed=by_kind["renamed"],
-        dropped=by_kind["removed"],
+        added=by_kind[Change.ADDED],
+        changed=by_kind[Change.CHANGED],
+        renamed=by_kind[Change.RENAMED],
+        dropped=by_kind[Change.REMOVED],
         rows_lost=sum(loss.rows for loss in plan.data_loss) if rehearsal.ok else None,
         lint_errors=len(plan.lint.errors),
         lint_warnings=len(plan.lint.findings) - len(plan.lint.errors),

@@ -7,6 +7,7 @@ module that breaks one of these fails here, naming the file and the line.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -52,3 +53,45 @@ def test_each_library_is_used_from_its_own_folder_only(what: str, folder: str, p
 def test_the_folders_say_what_is_where() -> None:
     folders = {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "__init__.py").exists()}
     assert {"cli", "config", "alembic_api", "postgres", "review", "reports", "authoring", "render"} <= folders, folders
+
+
+def _module_name(path: Path) -> str:
+    parts = ["hindsight_migrate", *path.with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports_at_load(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules a module imports when it is loaded (top level, not under TYPE_CHECKING), with
+    the packages those imports load first."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hindsight_migrate"):
+            found |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("hindsight_migrate")}
+    with_parents = {".".join(name.split(".")[:end]) for name in found for end in range(2, name.count(".") + 2)}
+    return with_parents & modules
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    """No import circle: every part can be loaded, built and tested on its own."""
+    paths = {_module_name(path.relative_to(PACKAGE)): path for path in PACKAGE.rglob("*.py")}
+    modules = set(paths)
+    graph = {
+        name: {other for other in _imports_at_load(path, modules) if other != name and not name.startswith(other + ".")}
+        for name, path in paths.items()
+    }
+    circles = []
+    for start in sorted(graph):
+        # A depth-first walk from each module: a path that comes back to it is a circle.
+        stack: list[tuple[str, tuple[str, ...]]] = [(start, (start,))]
+        seen: set[str] = set()
+        while stack:
+            name, trail = stack.pop()
+            for other in sorted(graph[name]):
+                if other == start:
+                    circles.append(" -> ".join((*trail, start)))
+                elif other not in seen:
+                    seen.add(other)
+                    stack.append((other, (*trail, other)))
+    assert not circles, "import circles:\n" + "\n".join(sorted(set(circles)))

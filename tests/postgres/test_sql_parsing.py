@@ -298,7 +298,7 @@ COMMIT;
 
 
 def test_statement_kinds_counts_in_order_without_bookkeeping() -> None:
-    assert list(statement_kinds(OFFLINE_SQL).items()) == [
+    assert list(statement_kinds(OFFLINE_SQL, version_table="alembic_version").items()) == [
         ("CREATE TABLE", 1),
         ("CREATE INDEX", 2),
         ("ALTER TABLE", 2),
@@ -313,12 +313,24 @@ def test_statement_kinds_of_what_the_parser_rejects_counts_what_it_can() -> None
     # A revision's op.execute may hold SQL of a newer server, or a typo: the rest is still counted.
     sql = "CREATE TABLE t (id integer);\nALTER TABLE t FROBNICATE;\nCREATE INDEX ix ON t (id);\n"
 
-    assert statement_kinds(sql) == {"CREATE TABLE": 1, "ALTER TABLE": 1, "CREATE INDEX": 1}
+    assert statement_kinds(sql, version_table="alembic_version") == {"CREATE TABLE": 1, "ALTER TABLE": 1, "CREATE INDEX": 1}
 
 
 def test_statement_kinds_of_nothing() -> None:
-    assert statement_kinds("") == {}
-    assert statement_kinds("BEGIN;\n-- nothing\nCOMMIT;\n") == {}
+    assert statement_kinds("", version_table="alembic_version") == {}
+    assert statement_kinds("BEGIN;\n-- nothing\nCOMMIT;\n", version_table="alembic_version") == {}
+
+
+def test_the_bookkeeping_left_out_is_that_of_the_version_table_env_py_names() -> None:
+    sql = (
+        "CREATE TABLE tenant_versions (version_num VARCHAR(32) NOT NULL);\n"
+        "CREATE TABLE t (id integer);\n"
+        "INSERT INTO tenant_versions (version_num) VALUES ('a1');\n"
+        "UPDATE tenant_versions SET version_num='a2' WHERE tenant_versions.version_num = 'a1';\n"
+    )
+
+    assert statement_kinds(sql, version_table="tenant_versions") == {"CREATE TABLE": 1}
+    assert statement_kinds(sql, version_table="alembic_version") == {"CREATE TABLE": 2, "INSERT": 1, "UPDATE": 1}
 
 
 # -- end to end ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from hindsight_migrate.postgres.database import (
 )
 from hindsight_migrate.postgres.lock_modes import LockMode
 from hindsight_migrate.review.rehearsal.model import Rehearsal, RehearsalFailure, Work
+from hindsight_migrate.schema import Change
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -94,10 +95,10 @@ def with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catalo
     needs += _needs_measured(rehearsal)
     if not needs:
         return rehearsal
-    created = {change.name for change in rehearsal.diff if change.kind == "schema" and change.change == "added"}
+    created = {change.name for change in rehearsal.diff if change.kind == "schema" and change.change is Change.ADDED}
     # CREATE EXTENSION IF NOT EXISTS of one the target has needs nothing: only those the plan adds count.
     added_extensions = {
-        change.name for change in rehearsal.diff if change.kind == "extension" and change.change == "added"
+        change.name for change in rehearsal.diff if change.kind == "extension" and change.change is Change.ADDED
     }
     with target.connect() as connection:
         owners = catalog.relation_ownership(connection, [n.name for _, n in needs if n.what == "owner" and n.name])
@@ -204,10 +205,10 @@ def _needs_measured(rehearsal: Rehearsal) -> list[tuple[str, Need]]:
 
     for change in rehearsal.diff:
         table: str | None = None
-        if change.kind == "table" and change.change in ("removed", "renamed"):
-            table = change.before if change.change == "renamed" else change.name
+        if change.kind == "table" and change.change in (Change.REMOVED, Change.RENAMED):
+            table = change.before if change.change is Change.RENAMED else change.name
         elif change.kind in ("column", "constraint"):
-            parent = (change.before if change.change == "renamed" else change.name) or ""
+            parent = (change.before if change.change is Change.RENAMED else change.name) or ""
             table = ".".join(parent.split(".")[:2])
         elif change.kind == "index":
             definition = change.before or change.after or ""
@@ -215,7 +216,7 @@ def _needs_measured(rehearsal: Rehearsal) -> list[tuple[str, Need]]:
             table = found.group(1).replace('"', "") if found else None
         if table and table in tables_before:
             needs.append((changed_by(table), Need("owner", quoted(table), "(measured: the schema diff changes it)")))
-        if change.change == "added" and change.kind in ("table", "view", "materialized view", "sequence"):
+        if change.change is Change.ADDED and change.kind in ("table", "view", "materialized view", "sequence"):
             schema = change.name.partition(".")[0]
             needs.append((changed_by(change.name), Need("schema", schema, "(measured: the schema diff adds it)")))
     return needs
