@@ -7,6 +7,7 @@ parse and database error messages that quote a connection string.
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 MASK = "***"
 
@@ -42,8 +43,6 @@ def remember_secret_of(url: str) -> None:
     if colon and len(secret) >= 3:
         _KNOWN_SECRETS.add(secret)
         # A URL-encoded password shows decoded in some messages; both are secrets.
-        from urllib.parse import unquote
-
         _KNOWN_SECRETS.add(unquote(secret))
 
 

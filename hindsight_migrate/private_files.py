@@ -123,7 +123,7 @@ def _refuse_unless_private(folder: Path) -> None:
 
 def _user_name(uid: int) -> str:
     try:
-        import pwd
+        import pwd  # lazy: POSIX only; elsewhere the uid alone is shown
 
         return f"{pwd.getpwuid(uid).pw_name}, uid {uid}"
     except (ImportError, KeyError):

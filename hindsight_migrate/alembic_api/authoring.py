@@ -11,6 +11,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alembic import command
+from alembic.operations import ops as alembic_ops
+
+from hindsight_migrate.alembic_api.translate import alembic_errors
+from hindsight_migrate.errors import ConfigError
 from hindsight_migrate.revisions import Operation
 
 if TYPE_CHECKING:
@@ -34,8 +39,6 @@ class Authoring:
     def _require_template(self) -> None:
         """Alembic renders every new file from script.py.mako in the migrations folder: say so when it is gone
         (Mako's FileNotFoundError, raised half-way through writing, names nothing the reader can act on)."""
-        from hindsight_migrate.errors import ConfigError
-
         template = self._template()
         if not template.is_file():
             raise ConfigError(
@@ -57,8 +60,6 @@ class Authoring:
         write the revision file. Returns the operations and the new file's path (None when
         nothing was written). Writes a file; reads the database only.
         """
-        from alembic import command
-
         workspace = self.workspace
         found: list[Operation] = []
         decision: list[bool] = []
@@ -89,10 +90,6 @@ class Authoring:
 
     def empty_revision(self, message: str) -> Path:
         """Writes a file: a revision with empty upgrade()/downgrade(), from the project's template (no database)."""
-        from alembic import command
-
-        from hindsight_migrate.alembic_api.translate import alembic_errors
-
         self._require_template()
         workspace = self.workspace
         with (
@@ -107,10 +104,6 @@ class Authoring:
 
     def merge_heads(self, message: str) -> tuple[str, Path]:
         """Writes a file: a merge revision of every head (Alembic's merge). Returns its id and path."""
-        from alembic import command
-
-        from hindsight_migrate.alembic_api.translate import alembic_errors
-
         self._require_template()
         workspace = self.workspace
         with (
@@ -125,8 +118,6 @@ class Authoring:
 
 def _operations(ops: Iterable[Any]) -> list[Operation]:
     """Flatten Alembic's op tree (ModifyTableOps hold the per-table ones) into Operations."""
-    from alembic.operations import ops as alembic_ops
-
     result: list[Operation] = []
     for op in ops:
         if isinstance(op, alembic_ops.ModifyTableOps):

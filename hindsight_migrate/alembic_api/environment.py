@@ -12,10 +12,17 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import logging.config
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from alembic import command
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import RevisionStep
+from sqlalchemy.exc import DBAPIError
 
 from hindsight_migrate.alembic_api import handoff
 from hindsight_migrate.alembic_api.translate import alembic_errors
@@ -67,8 +74,6 @@ class EnvironmentRunner:
         one it stands on, a value that is not a revision id) is refused here, naming the table and
         its rows: every command would otherwise act on, or report, a position that does not exist.
         """
-        from sqlalchemy.exc import DBAPIError
-
         found: list[Any] = []
         table: list[str] = []
 
@@ -151,8 +156,6 @@ class EnvironmentRunner:
 
     def stamp(self, connection: Connection, revision: str) -> None:
         """Writes: sets the version table to ``revision`` inside the caller's transaction."""
-        from alembic import command
-
         with self.online(connection):
             command.stamp(self.workspace.config, revision)
 
@@ -294,8 +297,6 @@ class EnvironmentRunner:
         if self.workspace.settings.verbose:
             yield
             return
-        import logging.config
-
         original = logging.config.fileConfig
 
         def file_config(*args: Any, **kwargs: Any) -> None:
@@ -323,8 +324,6 @@ class EnvironmentRunner:
         the tool's own (a callback after each version update, a transaction per revision) are
         added in configure() itself rather than set beforehand.
         """
-        from alembic.runtime.environment import EnvironmentContext
-
         environment = EnvironmentContext(self.workspace.config, self.workspace.directory, fn=fn, **options)
         configure_as_env_py_asks = environment.configure
 
@@ -359,7 +358,6 @@ def _stable_step_class() -> Any:
     and a saved plan was refused as "changed" on one run in two. The same statements, ordered
     as the revision lists its parents, make the SQL and the plan's fingerprint reproducible.
     """
-    from alembic.runtime.migration import RevisionStep
 
     class StableRevisionStep(RevisionStep):
         def _unmerge_to_revisions(self, heads: set[str]) -> tuple[str, ...]:
@@ -389,8 +387,6 @@ _TABLE_STATES = {"42501": "privileges", "42703": "columns"}
 
 def _role_of(connection: Connection) -> str:
     """The role the connection logged in as, asked of the driver (a failed transaction takes no query)."""
-    import re
-
     try:
         user = str(connection.connection.driver_connection.info.user)  # type: ignore[union-attr]
     except Exception:  # not psycopg 3, or the connection is gone: the words stay general

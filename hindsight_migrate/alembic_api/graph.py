@@ -14,12 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alembic.script import Script
+from alembic.script.revision import CycleDetected, MultipleHeads, ResolutionError, RevisionError
+
 from hindsight_migrate.alembic_api.translate import alembic_errors, raised_in_project
 from hindsight_migrate.errors import HindsightMigrateError, RevisionProblem, Section
 from hindsight_migrate.revisions import GraphSources, RevisionInfo
 
 if TYPE_CHECKING:
-    from alembic.script import Script, ScriptDirectory
+    from alembic.script import ScriptDirectory
 
     from hindsight_migrate.alembic_api.project import Workspace
 
@@ -53,8 +56,6 @@ class RevisionGraph:
 
     def _load(self, script: ScriptDirectory) -> list[warnings.WarningMessage]:
         """Load every revision file; what Alembic cannot make a graph of is named, file by file, in our words."""
-        from alembic.script.revision import CycleDetected
-
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -97,8 +98,6 @@ class RevisionGraph:
 
         Only on the way to an error message: it imports each file again, as the duplicates check does.
         """
-        from alembic.script.base import Script
-
         for folder in script._version_locations:
             if not Path(folder).is_dir():
                 continue
@@ -245,8 +244,6 @@ class RevisionGraph:
 
     def resolve(self, revision: str) -> RevisionInfo:
         """A single revision by full id, unique prefix (4+ characters), ``head`` or label."""
-        from alembic.script.revision import MultipleHeads, ResolutionError, RevisionError
-
         revision_map = self.script.revision_map  # loading errors are reported as they are
         try:
             script = revision_map.get_revision(revision)
@@ -366,8 +363,6 @@ class RevisionGraph:
 @contextmanager
 def _relative_target_words(target: str, current: tuple[str, ...]) -> Iterator[Any]:
     """Alembic's "Ambiguous walk" for +N/-N across a branch point or merge, in words that say what to do."""
-    from alembic.script.revision import RevisionError
-
     try:
         yield
     except RevisionError as err:
@@ -391,8 +386,6 @@ def _relative_target_words(target: str, current: tuple[str, ...]) -> Iterator[An
 @contextmanager
 def _one_head_words(target: str) -> Iterator[None]:
     """Alembic's "Multiple heads are present" for ``head``, in words that say what to do."""
-    from alembic.script.revision import MultipleHeads
-
     try:
         yield
     except MultipleHeads as err:
@@ -441,8 +434,6 @@ def _odd_identifiers(found: Any) -> str | None:
 
 def _unloadable(path: Path, err: Exception) -> str:
     """Why Alembic could not load one file as a revision, in words that say what to do."""
-    from alembic.script.revision import RevisionError
-
     if path.is_symlink() and not path.exists():
         return f"a link to {os.readlink(path)}, which does not exist: remove the link, or restore what it points at."
     words = str(err)

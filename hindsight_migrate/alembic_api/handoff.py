@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import getpass
+import importlib
+import importlib.util
 import os
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -31,11 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
+
 from hindsight_migrate.errors import EnvAsksForAnotherDatabase, EnvIgnoresConnection, Section
 from hindsight_migrate.masking import mask_secrets, remember_secret_of
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.engine import URL, Connection
 
 
 @dataclass(frozen=True)
@@ -147,9 +153,6 @@ def _where_env_py_got(raw: Any, expected: ExpectedDatabase) -> str:
 
 
 def _as_url(url: Any, env_py: Path) -> URL:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     if isinstance(url, str):
         remember_secret_of(url)
     try:
@@ -175,8 +178,6 @@ def _bound_engine(connection: Connection, url: URL) -> Engine:
 @functools.cache
 def _bound_engine_class() -> Callable[[Connection, URL], Engine]:
     """An Engine subclass (so isinstance checks in env.py hold) that only ever lends one connection."""
-    from sqlalchemy.engine import Engine
-    from sqlalchemy.pool import NullPool
 
     def no_second_connection() -> Any:
         raise EnvIgnoresConnection(
@@ -314,8 +315,6 @@ def _factories_installed() -> Iterator[None]:
 
 
 def _install() -> None:
-    import importlib
-
     names = [(place, name, False) for place in _SYNC_PLACES for name in ("create_engine", "engine_from_config")]
     if _sqlalchemy_asyncio() is not None:  # without greenlet env.py cannot import the async factories either
         async_names = ("create_async_engine", "async_engine_from_config")
@@ -368,11 +367,10 @@ def _sqlalchemy_asyncio() -> Any:
     Asked once per process: a failed import is not remembered by Python, and retrying it
     before every env.py run cost more than the runs themselves.
     """
-    import importlib.util
-
     if importlib.util.find_spec("greenlet") is None:  # the extension would import half of asyncio, then fail
         return None
     try:
+        # lazy: optional (it needs greenlet), and only for a project whose env.py is async
         import sqlalchemy.ext.asyncio
     except ImportError:
         return None

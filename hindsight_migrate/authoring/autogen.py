@@ -21,18 +21,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError
+
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.authoring.findings import DANGER, ReviewFinding, review_operations
 from hindsight_migrate.errors import BadArgument, ConnectionFailed, NoTargetMetadata, Refused, Section
-from hindsight_migrate.postgres.database import Database
+from hindsight_migrate.postgres import catalog
+from hindsight_migrate.postgres.containment import Containment, Mode, MustRollBack
+from hindsight_migrate.postgres.database import Database, server_said
+from hindsight_migrate.postgres.scratch import scratch_database
 from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, rehearse_bootstrap
 from hindsight_migrate.review.lint import LintFinding, LintResult, lint_sql
 from hindsight_migrate.revisions import Operation
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-
-    from hindsight_migrate.postgres.containment import Containment
 
 
 @dataclass(frozen=True)
@@ -145,10 +148,6 @@ def count_affected_rows(
     Returns the findings with their counts, and why nothing could be counted (None when it could).
     A table or column the target does not have is counted as holding nothing (``rows=None``).
     """
-    from sqlalchemy.exc import DBAPIError
-
-    from hindsight_migrate.postgres.database import server_said
-
     wanted = [f for f in findings if f.affects is not None]
     if not wanted:
         return findings, None
@@ -170,8 +169,6 @@ def count_affected_rows(
 
 def _count_one(connection: Connection, finding: ReviewFinding) -> tuple[int | None, bool]:
     """(rows, exact); (None, True) when the target has no such table or column."""
-    from hindsight_migrate.postgres import catalog
-
     op = finding.operation
     # Operations carry no schema: autogenerate's tables are in the default one (search_path's first).
     schema = connection.dialect.default_schema_name or "public"
@@ -324,9 +321,6 @@ def database_at_head(
                 )
             yield connection, database.masked_url
         return
-    from hindsight_migrate.postgres.containment import Containment, Mode
-    from hindsight_migrate.postgres.scratch import scratch_database
-
     with scratch_database(database) as scratch, scratch.connect() as connection:
         containment = Containment(Mode.COMMITTING)
         with containment.armed(connection):
@@ -343,11 +337,6 @@ def _build_at_head(
 ) -> None:
     """Writes (to the scratch database, or in a transaction left open): V1 and the baseline stamp if configured,
     then every revision."""
-    from sqlalchemy.exc import DBAPIError
-
-    from hindsight_migrate.postgres import catalog
-    from hindsight_migrate.postgres.containment import MustRollBack
-
     settings = project.settings
     bootstrap = None
     if settings.bootstrap_sql is not None and settings.baseline:
@@ -367,8 +356,6 @@ def _build_at_head(
             _build_steps(project, connection, bootstrap, running)
             containment.verify_inside()
     except DBAPIError as err:
-        from hindsight_migrate.postgres.database import server_said
-
         raise Refused(
             f"Building a scratch database at head from nothing failed at revision "
             f"{running[-1] if running else '?'}, so the models could not be compared. Chains whose schema was "

@@ -8,13 +8,14 @@ errors become messages and exit codes.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from hindsight_migrate import __version__
+from hindsight_migrate import __version__, render
 from hindsight_migrate.errors import BadArgument, ExitCode
 from hindsight_migrate.review.kinds import NoRehearsal
 
@@ -130,7 +131,6 @@ def bootstrap(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
-        from hindsight_migrate import render
         from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult, apply_bootstrap, plan_bootstrap
 
         document_can_be_printed(output, dry_run=dry_run, yes=yes)
@@ -193,7 +193,6 @@ def history(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
-        from hindsight_migrate import render
         from hindsight_migrate.reports.history import build_history
 
         shown = output_format(output, as_json)
@@ -458,7 +457,6 @@ def new(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
-        from hindsight_migrate import render
         from hindsight_migrate.authoring.autogen import new_revision
 
         result = with_database(
@@ -502,7 +500,6 @@ def status(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
-        from hindsight_migrate import render
         from hindsight_migrate.reports.status import read_status
 
         shown = output_format(output, as_json)
@@ -549,7 +546,6 @@ def check(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
-        from hindsight_migrate import render
         from hindsight_migrate.reports.check import run_checks
 
         shown = output_format(output, as_json)
@@ -593,7 +589,6 @@ def lint(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
-        from hindsight_migrate import render
         from hindsight_migrate.reports.check import lint_range
 
         shown = output_format(output, as_json)
@@ -631,7 +626,6 @@ def merge(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
-        from hindsight_migrate import render
         from hindsight_migrate.authoring.merge import merge_heads
 
         _, project = open_project(options)
@@ -648,7 +642,6 @@ def merge(
 
 def _print_offline_sql(options: GlobalOptions, target: str) -> None:
     """``up --sql``: Alembic's offline rendering of the range; touches no database."""
-    from hindsight_migrate import render
     from hindsight_migrate.reports.ranges import upgrade_range
 
     settings, project = open_project(options)
@@ -660,8 +653,6 @@ def _print_offline_sql(options: GlobalOptions, target: str) -> None:
 
 def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
     """``down --sql``: the downgrade SQL from the database's current revision; reads the version table only."""
-    from hindsight_migrate import render
-
     def read(project: AlembicProject, database: Database) -> tuple[AlembicProject, tuple[str, ...]]:
         with database.connect() as connection:
             current = project.env.current_heads(connection)
@@ -676,8 +667,6 @@ def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
 
 def main() -> NoReturn:
     """Console-script entry point."""
-    import signal
-
     def terminate(signum: int, frame: object) -> None:
         # A polite kill (a CI job cancelled, a deploy aborted) unwinds like Ctrl-C, so the
         # open transaction is rolled back and a rehearsal's scratch database is dropped.

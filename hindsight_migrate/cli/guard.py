@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import typer
 
+from hindsight_migrate import render
 from hindsight_migrate.cli.options import GlobalOptions
 from hindsight_migrate.errors import ExitCode, HindsightMigrateError
 
@@ -24,8 +26,6 @@ class CommandRun:
 
 def guarded(options: GlobalOptions, body: Callable[[CommandRun], None]) -> None:
     """Run a command body; the one place that maps failures to messages and exit codes."""
-    from hindsight_migrate import render
-
     run = CommandRun()
     try:
         body(run)
@@ -59,8 +59,6 @@ def guarded(options: GlobalOptions, body: Callable[[CommandRun], None]) -> None:
 
 def silence_stdout() -> None:
     """Point stdout at /dev/null, so the interpreter's last flush does not fail on the closed pipe."""
-    import os
-
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -68,7 +66,5 @@ def silence_stdout() -> None:
 
 def warn(notes: tuple[str, ...]) -> None:
     """What a report could not read, on stderr (a document on stdout stays whole), as written."""
-    from hindsight_migrate import render
-
     for note in notes:
         render.err().print(f"Warning: {note}", markup=False, highlight=False)

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from hindsight_migrate import render
 from hindsight_migrate.errors import Aborted
 from hindsight_migrate.revisions import Direction
+from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.plan import MigrationPlan
@@ -35,8 +37,6 @@ def someone_to_ask(yes: bool) -> bool:
 
 def confirm(question: str, *, yes: bool) -> None:
     """Ask before changing anything (bootstrap, on an empty database: a y/N is enough)."""
-    from hindsight_migrate.untrusted import visible
-
     # click writes the question itself, past render's escaping: it may quote the project (a URL, a path).
     if someone_to_ask(yes) and not typer.confirm(visible(question, multiline=False), default=False, err=True):
         raise Aborted("Nothing was changed: you did not confirm.")
@@ -48,9 +48,6 @@ def confirm_by_typing(plan: MigrationPlan, *, yes: bool) -> None:
     Right above the question, what is at stake (data destroyed, the longest blocking lock), so
     it is on screen when the answer is typed, whatever scrolled away.
     """
-    from hindsight_migrate import render
-    from hindsight_migrate.untrusted import visible
-
     if not someone_to_ask(yes):
         return
     render.stakes(plan)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import re
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from sqlalchemy import text
 
 from hindsight_migrate import __version__
 from hindsight_migrate.errors import Refused, Section
@@ -189,8 +192,6 @@ class _Records:
 
 def _records(connection: Connection) -> _Records:
     """Read-only, and needs no privilege (the catalog only): the tool's schema and tables as this role sees them."""
-    from sqlalchemy import text
-
     role, database, on_database, exists, usage, create = connection.execute(
         text(
             "SELECT current_user, current_database(), has_database_privilege(current_database(), 'CREATE'), "
@@ -235,8 +236,6 @@ def _records(connection: Connection) -> _Records:
 def _family(type_: str) -> str:
     """The family a column's type belongs to: timestamp(3) with time zone and timestamp are timestamps,
     character varying(32) is text."""
-    import re
-
     return _TYPE_FAMILIES.get(re.sub(r"\(\d+(,\d+)?\)", "", type_).strip(), type_)
 
 
@@ -275,8 +274,6 @@ def _grant(privileges: str, on: str, role: str) -> str:
 
 def _sql_name(name: str) -> str:
     """A name as it may be typed in a GRANT: bare when PostgreSQL would read it back unchanged."""
-    import re
-
     return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
 
 
@@ -405,8 +402,6 @@ def ensure_tool_tables(connection: Connection, *, bootstrapping: bool = False) -
     Refuses first (:class:`Refused`, nothing written) when this role could not write them, or a table of
     their name is not the tool's: named, with the GRANT or the fix.
     """
-    from sqlalchemy import text
-
     _refuse_unless_recordable(connection, bootstrapping=bootstrapping)
     connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA}"))
     connection.execute(text(_CREATE_BOOTSTRAP_LOG))
@@ -418,8 +413,6 @@ def ensure_tool_tables(connection: Connection, *, bootstrapping: bool = False) -
 def _evolve_apply_log(connection: Connection) -> None:
     """An apply_log made by an earlier version gains what this one writes, in place and only when missing
     (ALTER TABLE locks the table: a run that finds it current takes no lock beyond reading the catalog)."""
-    from sqlalchemy import text
-
     qualified = f"{TOOL_SCHEMA}.{APPLY_LOG}"
     check = constraint_definition(connection, TOOL_SCHEMA, APPLY_LOG, "apply_log_outcome_check")
     if check is None or any(f"'{outcome.value}'" not in check for outcome in Outcome):
@@ -448,8 +441,6 @@ def record_applied(
 
 def forget_applied(connection: Connection, *, revision: str) -> None:
     """Writes: drops the checksum of a revision just reverted (in its transaction)."""
-    from sqlalchemy import text
-
     connection.execute(
         text(f"DELETE FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS} WHERE revision = :revision"), {"revision": revision}
     )
@@ -457,8 +448,6 @@ def forget_applied(connection: Connection, *, revision: str) -> None:
 
 def applied_checksums(connection: Connection) -> dict[str, AppliedChecksum]:
     """Read-only: the recorded checksum of every revision the tool applied and did not revert."""
-    from sqlalchemy import text
-
     if not _readable(connection, APPLIED_REVISIONS):  # see audit_unreadable for why
         return {}
     rows = connection.execute(
@@ -474,8 +463,6 @@ def start_apply(
 
     A run killed half-way leaves it 'running': the log never claims a success that did not commit.
     """
-    from sqlalchemy import text
-
     user, host = who_and_where()
     return int(
         connection.execute(
@@ -510,8 +497,6 @@ def finish_apply(
 ) -> None:
     """Writes: the outcome of an audited run (in the caller's transaction); ``warnings``: what PostgreSQL
     warned about while it ran (a GRANT that granted nothing), one a line."""
-    from sqlalchemy import text
-
     connection.execute(
         text(
             f"UPDATE {TOOL_SCHEMA}.{APPLY_LOG} SET finished_at = clock_timestamp(), outcome = :outcome, "
@@ -541,8 +526,6 @@ def record_nothing_to_do(
 
 def last_apply(connection: Connection) -> ApplyRecord | None:
     """Read-only: the most recent audited run on this database."""
-    from sqlalchemy import text
-
     if not _readable(connection, APPLY_LOG):  # see audit_unreadable for why
         return None
     # A log an earlier version made has no lock_attempts until this version's first apply adds it.
@@ -568,8 +551,6 @@ def _revisions_text(revisions: tuple[str, ...]) -> str:
 
 def record_bootstrap(connection: Connection, *, sql_path: str, sql_sha256: str, baseline: str) -> None:
     """Writes: creates the tool schema if needed and records one bootstrap."""
-    from sqlalchemy import text
-
     ensure_tool_tables(connection, bootstrapping=True)
     user, host = who_and_where()
     connection.execute(
@@ -591,8 +572,6 @@ def record_bootstrap(connection: Connection, *, sql_path: str, sql_sha256: str, 
 
 def last_bootstrap(connection: Connection) -> BootstrapRecord | None:
     """Read-only: the most recent bootstrap of this database, if the tool did one."""
-    from sqlalchemy import text
-
     if not _readable(connection, BOOTSTRAP_LOG):  # see audit_unreadable for why
         return None
     row = connection.execute(

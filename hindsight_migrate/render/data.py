@@ -13,6 +13,7 @@ import json
 import sys
 from datetime import date, datetime
 from enum import Enum
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -34,8 +35,6 @@ DOCUMENT_KINDS: tuple[DocumentKind, ...] = get_args(DocumentKind)
 
 def load_schema(kind: DocumentKind) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one kind of document, as shipped in the package."""
-    from importlib.resources import files
-
     schema: dict[str, Any] = json.loads(
         (files("hindsight_migrate") / "schemas" / f"{kind}.schema.json").read_text(encoding="utf-8")
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -714,7 +715,5 @@ def merge_markdown(revision: str, path: Path, heads: tuple[str, ...]) -> str:
 
 def print_markdown(document: str) -> None:
     """One markdown document on stdout, alone: what people read goes to stderr meanwhile."""
-    import sys
-
     sys.stdout.write(visible(document))  # made visible in _join already; this keeps any other document safe too
     sys.stdout.flush()

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,8 +248,6 @@ def _versions() -> dict[str, str | None]:
 
 def _alembic_version() -> str | None:
     """The installed Alembic's version, from its metadata (importing Alembic is what the cache avoids)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("alembic")
     except PackageNotFoundError:  # Alembic importable without metadata: no version to compare, no cache

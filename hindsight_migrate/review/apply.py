@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import random
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy.exc import DBAPIError
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.duration import Duration
@@ -151,8 +154,6 @@ def _apply_under_lock(
     progress: Progress,
     started: float,
 ) -> ApplyResult:
-    from sqlalchemy.exc import DBAPIError
-
     downgrade = plan.direction is Direction.DOWN
     applied: list[AppliedRevision] = []
     now = project.env.current_heads(connection)
@@ -383,8 +384,6 @@ def _close_audit_on_fresh_connection(
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
     """SIGINT and SIGTERM ignored for the block (a few milliseconds), in the main thread only."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -19,15 +19,16 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pglast
+from pglast import ast
+from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectType, TransactionStmtKind, VariableSetKind
+from pglast.parser import ParseError
 
 from hindsight_migrate import private_files
 from hindsight_migrate.config import ToolSettings
 from hindsight_migrate.review.kinds import Level
-
-if TYPE_CHECKING:
-    from pglast import ast
-
 
 # Rules whose harm is traffic on a table that already has some: a lock that blocks its readers
 # or writers (or waits behind them), a scan or rewrite of its rows under that lock, or clients
@@ -273,14 +274,10 @@ class _NewTableStatements:
         self._spans: dict[str, list[tuple[int, int, bool]]] = {}
         self._lines = {revision: sql.split("\n") for revision, sql in sql_by_revision.items()}
         self._line_starts = {revision: _line_starts(lines) for revision, lines in self._lines.items()}
-        # pglast is a dependency: without it this fails loudly, never "nothing is new" (a guardrail that fails open).
-        from pglast import parse_sql
-        from pglast.parser import ParseError
-
         created = _Created()
         for revision, sql in sql_by_revision.items():
             try:
-                statements = parse_sql(sql)
+                statements = pglast.parse_sql(sql)
             except ParseError:
                 # PostgreSQL would refuse it too; what it was meant to do is unknown from here on.
                 created.forget()
@@ -332,9 +329,6 @@ def _tables_of(node: ast.Node, created: _Created) -> set[_Table] | None:
 
     A CREATE TABLE is about a table that is not there yet, so the findings it gets stay.
     """
-    from pglast import ast
-    from pglast.enums import AlterTableType, ObjectType, ReindexObjectType
-
     relations = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_MATVIEW)
 
     def on_index(range_var: ast.RangeVar) -> set[_Table] | None:
@@ -403,9 +397,6 @@ def _tables_of(node: ast.Node, created: _Created) -> set[_Table] | None:
 
 def _record(node: ast.Node, created: _Created) -> None:
     """What the statement changes in what is known to be new."""
-    from pglast import ast
-    from pglast.enums import AlterTableType, ObjectType, TransactionStmtKind, VariableSetKind
-
     relations = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_MATVIEW)
     if isinstance(node, ast.CreateStmt) and node.relation is not None:
         # IF NOT EXISTS may find the table already there, with its traffic: not provably new.
@@ -487,9 +478,6 @@ def _record(node: ast.Node, created: _Created) -> None:
 
 def _foreign_keys(definition: object) -> list[ast.RangeVar]:
     """The tables a constraint (or a column's constraints) added by ALTER TABLE references."""
-    from pglast import ast
-    from pglast.enums import ConstrType
-
     constraints = [definition] if isinstance(definition, ast.Constraint) else []
     if isinstance(definition, ast.ColumnDef):
         constraints += [c for c in definition.constraints or () if isinstance(c, ast.Constraint)]

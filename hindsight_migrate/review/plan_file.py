@@ -19,8 +19,10 @@ from typing import Any
 
 from hindsight_migrate import __version__, private_files
 from hindsight_migrate.errors import BadArgument, Refused, Section
+from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.database import Database
-from hindsight_migrate.review.plan import MigrationPlan
+from hindsight_migrate.render import jsonable
+from hindsight_migrate.review.plan import MigrationPlan, sql_script
 from hindsight_migrate.revisions import Direction
 
 FORMAT = "hindsight-migrate plan 1"
@@ -49,8 +51,6 @@ class SavedPlan:
 
 def planned_database(database: Database) -> PlannedDatabase:
     """Read-only: the database's name, oid and server version."""
-    from hindsight_migrate.postgres import catalog
-
     with database.read_only() as connection:
         name, oid, version = catalog.database_name_oid_version(connection)
         connection.rollback()
@@ -59,8 +59,6 @@ def planned_database(database: Database) -> PlannedDatabase:
 
 def plan_document(plan: MigrationPlan, identity: PlannedDatabase) -> str:
     """The plan as the JSON text of a plan file (the rehearsal and lint included, for the reviewer)."""
-    from hindsight_migrate.render import jsonable
-
     document = {
         "format": FORMAT,
         "tool_version": __version__,
@@ -108,8 +106,6 @@ def save_sql(plan: MigrationPlan) -> Path:
     Not the shared temporary folder itself: there another user could read it, or plant a link
     at its predictable name. See :mod:`hindsight_migrate.private_files`.
     """
-    from hindsight_migrate.review.plan import sql_script
-
     name = f"{plan.direction.value}-plan-{plan.fingerprint[:16]}.sql"
     return private_files.write_private(
         name,

@@ -1,1 +1,1 @@
-"""new: autogenerate with guardrails."""
+"""new: autogenerate with guardrails; merge: one revision joining the heads."""

@@ -95,3 +95,28 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
                     seen.add(other)
                     stack.append((other, (*trail, other)))
     assert not circles, "import circles:\n" + "\n".join(sorted(set(circles)))
+
+
+# The path of `--help` and `history --offline`, which must not load SQLAlchemy or Alembic (tests/cli/test_cli.py
+# and tests/reports/test_history_cache.py check that): these modules import the database layer where a command
+# first needs it. Every other module is loaded only once a command needs the database, and imports at its top.
+LIGHT_PATH = ("cli/", "render/", "config/", "alembic_api/project.py", "alembic_api/translate.py", "reports/history.py")
+
+
+def test_outside_the_light_path_every_import_is_at_the_top_unless_it_says_why_not() -> None:
+    local = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith(LIGHT_PATH):
+            continue
+        source = path.read_text(encoding="utf-8")
+        lines = source.splitlines()
+        for function in ast.walk(ast.parse(source)):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                if not any("# lazy:" in line for line in lines[node.lineno - 2 : node.lineno]):
+                    local.append(f"{relative}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not local, "function-local imports without a '# lazy:' reason:\n" + "\n".join(local)

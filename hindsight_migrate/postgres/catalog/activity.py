@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
 from hindsight_migrate.postgres.catalog.objects import _NOT_APPLICATION, TOOL_SCHEMA
 
 if TYPE_CHECKING:
@@ -84,8 +87,6 @@ class TableSize:
 
 def table_sizes(connection: Connection) -> dict[str, TableSize]:
     """Read-only: each application table's row estimate and size (table, indexes, TOAST)."""
-    from sqlalchemy import text
-
     rows = connection.execute(
         text(
             "SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint, "
@@ -99,8 +100,6 @@ def table_sizes(connection: Connection) -> dict[str, TableSize]:
 
 
 def database_size(connection: Connection) -> int:
-    from sqlalchemy import text
-
     return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
 
@@ -117,8 +116,6 @@ class Blocker:
 
 def blockers_of(connection: Connection, pid: int) -> tuple[Blocker, ...]:
     """Read-only: the sessions that block backend ``pid`` right now (pg_blocking_pids), longest-open first."""
-    from sqlalchemy import text
-
     rows = connection.execute(
         text(
             "SELECT a.pid, a.application_name, a.usename, a.state, "
@@ -133,8 +130,6 @@ def blockers_of(connection: Connection, pid: int) -> tuple[Blocker, ...]:
 
 def invalid_indexes(connection: Connection) -> frozenset[str]:
     """Read-only: indexes left invalid (a CREATE INDEX CONCURRENTLY that failed or was cancelled)."""
-    from sqlalchemy import text
-
     rows = connection.execute(
         text(
             "SELECT n.nspname || '.' || c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
@@ -156,8 +151,6 @@ class AdvisoryHolder:
 
 def advisory_lock_holder(connection: Connection, namespace: int, key: int) -> AdvisoryHolder | None:
     """Read-only: the session holding the session-level advisory lock (namespace, key), if one does."""
-    from sqlalchemy import text
-
     row = connection.execute(
         text(
             "SELECT a.pid, a.application_name, a.usename, a.client_addr::text, a.backend_start "
@@ -177,8 +170,6 @@ def advisory_lock_holder(connection: Connection, namespace: int, key: int) -> Ad
 
 def advisory_lock_held_by(connection: Connection, namespace: int, key: int, pid: int) -> bool:
     """Read-only: whether session ``pid`` still holds the session-level advisory lock (namespace, key) here."""
-    from sqlalchemy import text
-
     return bool(
         connection.execute(
             text(
@@ -201,8 +192,6 @@ def current_filenodes(raw: Any, oids: list[int]) -> dict[int, int]:
 
 def databases_starting_with(connection: Connection, prefix: str) -> tuple[str, ...]:
     """Read-only: the server's databases whose name starts with ``prefix``."""
-    from sqlalchemy import text
-
     rows = connection.execute(
         text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix) ORDER BY 1"), {"prefix": prefix}
     ).scalars()
@@ -216,8 +205,6 @@ def backend_pid(connection: Connection) -> int:
 
 def sessions_in_database(connection: Connection, name: str, *, but: int) -> tuple[int, ...]:
     """Read-only: the server processes connected to database ``name``, other than ``but``."""
-    from sqlalchemy import text
-
     rows = connection.execute(
         text("SELECT pid FROM pg_stat_activity WHERE datname = :name AND pid <> :but"), {"name": name, "but": but}
     ).scalars()
@@ -226,9 +213,6 @@ def sessions_in_database(connection: Connection, name: str, *, but: int) -> tupl
 
 def terminate_sessions(connection: Connection, pids: Iterable[int]) -> int:
     """Writes (ends sessions): how many of ``pids`` were signalled to end (pg_terminate_backend)."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
-
     ended = 0
     for pid in pids:
         try:
@@ -241,8 +225,6 @@ def terminate_sessions(connection: Connection, pids: Iterable[int]) -> int:
 def advisory_keys_held(connection: Connection, namespace: int) -> frozenset[int]:
     """Read-only: the second keys of every pg_advisory_lock(namespace, key) any session on the server
     holds or waits for (pg_locks is cluster-wide; the key shows as an unsigned oid)."""
-    from sqlalchemy import text
-
     rows = connection.execute(
         text(
             "SELECT l.objid::bigint FROM pg_locks l WHERE l.locktype = 'advisory' "

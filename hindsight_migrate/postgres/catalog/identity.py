@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import text
+
 if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection
@@ -35,8 +37,6 @@ class DatabaseIdentity:
 
 def database_identity(connection: Connection) -> DatabaseIdentity:
     """Read-only: the cluster, server start and database oid of the database ``connection`` is in."""
-    from sqlalchemy import text
-
     readable = connection.execute(text("SELECT has_function_privilege('pg_control_system()', 'EXECUTE')")).scalar()
     system = (
         connection.execute(text("SELECT system_identifier FROM pg_control_system()")).scalar() if readable else None
@@ -52,8 +52,6 @@ def database_identity(connection: Connection) -> DatabaseIdentity:
 
 def database_name_oid_version(connection: Connection) -> tuple[str, int, str]:
     """Read-only: the current database's name and oid, and the server's version (a plan file records them)."""
-    from sqlalchemy import text
-
     name, oid, version = connection.execute(
         text(
             "SELECT current_database(), d.oid::bigint, current_setting('server_version') "

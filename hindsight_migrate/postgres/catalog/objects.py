@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
 from hindsight_migrate.schema import SchemaSnapshot
 
 if TYPE_CHECKING:
@@ -104,8 +107,6 @@ ORDER BY 1, 2, 3
 
 def list_objects(connection: Connection) -> tuple[CatalogObject, ...]:
     """Read-only: the application's objects (tables, indexes, views, types, ...)."""
-    from sqlalchemy import text
-
     rows = connection.execute(text(_OBJECTS_SQL), {"tool_schema": TOOL_SCHEMA}).all()
     objects = (CatalogObject(_RELKINDS.get(kind, kind), schema, name) for kind, schema, name in rows)
     return tuple(sorted(objects, key=lambda obj: (_KIND_ORDER.get(obj.kind, 99), obj)))
@@ -128,8 +129,6 @@ def is_blank(connection: Connection) -> bool:
     no version table, no tool record, and none of the rarer things pg_dump would carry (collations,
     text search configurations, operators, casts, foreign servers, event triggers; 16384 is
     PostgreSQL's first OID for objects made after initdb)."""
-    from sqlalchemy import text
-
     if list_objects(connection):
         return False
     return not connection.execute(text(_USER_MADE_SQL), {"tool_schema": TOOL_SCHEMA}).scalar()
@@ -142,8 +141,6 @@ def content_objects(objects: tuple[CatalogObject, ...]) -> tuple[CatalogObject, 
 
 def version_tables(connection: Connection, *, name: str) -> tuple[str, ...]:
     """Read-only: every version table called ``name`` (env.py's version_table), schema-qualified, in any schema."""
-    from sqlalchemy import text
-
     rows = connection.execute(
         text(
             "SELECT n.nspname || '.' || c.relname FROM pg_class c "
@@ -156,8 +153,6 @@ def version_tables(connection: Connection, *, name: str) -> tuple[str, ...]:
 
 
 def table_exists(connection: Connection, schema: str, table: str) -> bool:
-    from sqlalchemy import text
-
     found = connection.execute(
         text("SELECT to_regclass(quote_ident(:schema) || '.' || quote_ident(:table))"),
         {"schema": schema, "table": table},
@@ -198,8 +193,6 @@ SELECT n.nspname || '.' || c.relname || '.' || co.conname, pg_get_constraintdef(
 def schema_snapshot(connection: Connection, *, version_table: str) -> SchemaSnapshot:
     """Read-only: tables and columns (type, nullability, default), indexes, constraints,
     extensions, and the names of everything else."""
-    from sqlalchemy import text
-
     params = {"tool_schema": TOOL_SCHEMA, "version_table": version_table}
     columns: dict[str, dict[str, str]] = {}
     table_ids: dict[str, int] = {}
@@ -233,8 +226,6 @@ def schema_snapshot(connection: Connection, *, version_table: str) -> SchemaSnap
 
 def constraint_definition(connection: Connection, schema: str, table: str, name: str) -> str | None:
     """Read-only: a table's constraint as PostgreSQL prints it (pg_get_constraintdef); None when there is none."""
-    from sqlalchemy import text
-
     return connection.execute(
         text(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :name "
@@ -247,8 +238,6 @@ def constraint_definition(connection: Connection, schema: str, table: str, name:
 def column_exists(connection: Connection, schema: str, table: str, column: str) -> bool:
     """Read-only, and takes no lock: SQLAlchemy's inspector waits behind a lock held on the table
     (a long migration, a VACUUM FULL) where pg_attribute alone does not."""
-    from sqlalchemy import text
-
     found = connection.execute(
         text(
             "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(:schema) || '.' || "
@@ -268,9 +257,6 @@ def count_rows(
     planner's estimate instead, said to be one (for a column, scaled by its share of non-NULL
     values in pg_stats when the table has been analysed).
     """
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
-
     quoted = f"{quote_identifier(schema)}.{quote_identifier(table)}"
     where = f" WHERE {quote_identifier(non_null_column)} IS NOT NULL" if non_null_column else ""
     savepoint = connection.begin_nested() if connection.in_transaction() else connection.begin()
@@ -302,8 +288,6 @@ def sequence_values(connection: Connection) -> dict[str, int | None]:
 
     Reading a sequence waits behind an ALTER SEQUENCE in flight: for a second at most, then the driver's
     error (the caller skips what it wanted these for)."""
-    from sqlalchemy import text
-
     connection.exec_driver_sql("SET LOCAL lock_timeout = '1s'")
     rows = connection.execute(
         text(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Text, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+
 from hindsight_migrate.postgres.catalog.objects import _RELKINDS, TOOL_SCHEMA
 
 if TYPE_CHECKING:
@@ -26,8 +29,6 @@ class RoleContext:
 
 def role_context(connection: Connection) -> RoleContext:
     """Read-only: who the connection is, and whether it may create schemas in this database."""
-    from sqlalchemy import text
-
     role, superuser, database, on_database, schema = connection.execute(
         text(
             "SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
@@ -39,8 +40,6 @@ def role_context(connection: Connection) -> RoleContext:
 
 def schema_create_rights(connection: Connection, schemas: Iterable[str]) -> dict[str, bool | None]:
     """Read-only: whether this role may create in each schema; None for a schema the database lacks."""
-    from sqlalchemy import bindparam, text
-
     wanted = sorted(set(schemas))
     if not wanted:
         return {}
@@ -67,8 +66,6 @@ class RelationOwnership:
 def relation_ownership(connection: Connection, names: Iterable[str]) -> dict[str, RelationOwnership]:
     """Read-only: ownership of each relation named (quoted, optionally schema-qualified, resolved
     on this connection's search_path); a name that resolves to nothing is left out. Takes no lock."""
-    from sqlalchemy import bindparam, text
-
     wanted = sorted(set(names))
     if not wanted:
         return {}
@@ -91,8 +88,6 @@ def missing_table_privileges(
 ) -> tuple[str, ...] | None:
     """Read-only: which of ``privileges`` (SELECT, INSERT, UPDATE, ...) this role lacks on ``table``
     (quoted, optionally qualified), or may not grant with ``grant_option``; None when there is no such table."""
-    from sqlalchemy import text
-
     oid = connection.execute(text(f"SELECT {_regclass(':table')}::oid"), {"table": table}).scalar()
     if oid is None:
         return None
@@ -122,9 +117,6 @@ def _regclass(name: str) -> str:
 
 
 def _text_array() -> Any:
-    from sqlalchemy import Text
-    from sqlalchemy.dialects.postgresql import ARRAY
-
     return ARRAY(Text())
 
 
@@ -180,8 +172,6 @@ def privileges_script(connection: Connection, *, version_table: str) -> str:
     PUBLIC's, which the copy's defaults give) on every table, view, sequence, schema and function, and
     grants back exactly what the target lets it do, column privileges included.
     """
-    from sqlalchemy import text
-
     statements = []
     # PostgreSQL 14 gave the public schema to pg_database_owner: the copy's database owner holds it through that role.
     owner_role = connection.exec_driver_sql("SELECT to_regrole('pg_database_owner') IS NOT NULL").scalar()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
+
 from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.lock_modes import LockMode
 from hindsight_migrate.review.rehearsal.model import RevisionCost, StatementCost
@@ -41,8 +43,6 @@ class Meter:
         version_table: str,
         read_locks: bool = True,
     ) -> None:
-        from sqlalchemy import event
-
         self._target = target
         self._version_table = version_table
         self._per_statement = per_statement and read_locks
@@ -67,8 +67,6 @@ class Meter:
             event.listen(target, name, listener)
 
     def close(self) -> None:
-        from sqlalchemy import event
-
         for name, listener in self._listeners:
             event.remove(self._target, name, listener)
 

@@ -33,10 +33,12 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.config import DatabaseSource, normalize_url
 from hindsight_migrate.errors import ProjectCodeFailed, Refused, Section
 from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.database import (
     Database,
+    open_database,
 )
 from hindsight_migrate.postgres.scratch import ScratchInTheMaking, scratch_copy
 from hindsight_migrate.review.bootstrap import BootstrapPlan
@@ -130,9 +132,6 @@ def _rehearse(
                 words += f"; run as {role.role} with its privileges on the target"
             rehearsal = rehearse_committing(project, copy, work, RehearsalPlace.SCRATCH, words, with_data, sizes)
     else:
-        from hindsight_migrate.config import DatabaseSource, normalize_url
-        from hindsight_migrate.postgres.database import open_database
-
         url = normalize_url(options.where.url or "", "--rehearse-on")
         other = open_database(DatabaseSource(url=url, origin="--rehearse-on"))
         try:

@@ -4,8 +4,15 @@ the target's catalog."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from pglast import ast, parse_sql
+from pglast.enums import GrantTargetType, ObjectType, ReindexObjectType
+from pglast.keywords import RESERVED_KEYWORDS
+from pglast.parser import ParseError
 
 from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.masking import mask_secrets
@@ -34,12 +41,22 @@ if TYPE_CHECKING:
 # inside a DO block or a function are not followed: those the rehearsal on the target catches.
 
 
+class Needed(Enum):
+    """What a statement needs of the role that runs it."""
+
+    OWNER = "owner"  # of a relation (Need.name)
+    SCHEMA = "schema"  # CREATE on a schema (Need.name; None: the current one)
+    DATABASE = "database"  # CREATE on the database
+    EXTENSION = "extension"  # a trusted extension: CREATE on the database
+    GRANT = "grant"  # the grant option on a relation (Need.privileges)
+
+
 @dataclass(frozen=True)
 class Need:
-    what: str  # "owner" (name: a relation), "schema" (a schema, None: current), "database", "extension", "grant"
+    what: Needed
     name: str | None
     statement: str
-    privileges: tuple[str, ...] = ()  # "grant": the privileges granted on the relation (ALL: every one)
+    privileges: tuple[str, ...] = ()  # GRANT: the privileges granted on the relation (ALL: every one)
 
 
 def refuse_unless_the_apply_may_record(connection: Connection, role: catalog.RoleContext, work: Work) -> None:
@@ -87,8 +104,6 @@ def refuse_unless_the_apply_may_record(connection: Connection, role: catalog.Rol
 def with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catalog.RoleContext) -> Rehearsal:
     """Read-only on the target: the rehearsal, failed at the first revision whose statements need a
     privilege the role lacks on the target (when that comes before whatever else failed)."""
-    import dataclasses
-
     if rehearsal.failure is not None:
         rehearsal = dataclasses.replace(rehearsal, failure=_with_grant_advice(rehearsal.failure, role))
     needs = [(cost.revision, need) for cost in rehearsal.costs for st in cost.statements for need in needs_of(st.sql)]
@@ -101,13 +116,13 @@ def with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catalo
         change.name for change in rehearsal.diff if change.kind == "extension" and change.change is Change.ADDED
     }
     with target.connect() as connection:
-        owners = catalog.relation_ownership(connection, [n.name for _, n in needs if n.what == "owner" and n.name])
-        schemas = [n.name or role.default_schema or "" for _, n in needs if n.what == "schema"]
+        owners = catalog.relation_ownership(connection, [n.name for _, n in needs if n.what is Needed.OWNER and n.name])
+        schemas = [n.name or role.default_schema or "" for _, n in needs if n.what is Needed.SCHEMA]
         may_create = catalog.schema_create_rights(connection, [name for name in schemas if name])
         ungranted = {
             (revision, need.name): missing
             for revision, need in needs
-            if need.what == "grant" and need.name
+            if need.what is Needed.GRANT and need.name
             and (missing := catalog.missing_table_privileges(connection, need.name, need.privileges, grant_option=True))
         }
         connection.rollback()
@@ -132,7 +147,7 @@ def with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catalo
     )
     for revision, need in needs:
         problem = None
-        if need.what == "owner" and need.name in owners and not owners[need.name].owner_rights:
+        if need.what is Needed.OWNER and need.name in owners and not owners[need.name].owner_rights:
             found = owners[need.name]
             problem = (
                 f"must be owner of {found.kind} {found.relation}: on the target it belongs to {found.owner}, and "
@@ -140,7 +155,7 @@ def with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catalo
                 f"made, everything is its own). Apply as {found.owner} (or a member of it), or make {role.role} "
                 "(or a role it is a member of) the owner."
             )
-        elif need.what == "schema":
+        elif need.what is Needed.SCHEMA:
             schema = need.name or role.default_schema
             if schema and schema not in created and may_create.get(schema) is False:
                 problem = (
@@ -148,13 +163,13 @@ def with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catalo
                     f"the scratch copy it owns the database, and so {schema}). GRANT CREATE ON SCHEMA "
                     f"{sql_name(schema)} TO {sql_name(role.role)}, or create in a schema it may."
                 )
-        elif need.what == "extension" and need.name in added_extensions and not role.create_on_database:
+        elif need.what is Needed.EXTENSION and need.name in added_extensions and not role.create_on_database:
             problem = (
                 f"permission denied for database {role.database}: {role.role} may not create extension {need.name} "
                 f"on the target (the scratch copy is its own database). GRANT CREATE ON DATABASE "
                 f"{sql_name(role.database)} TO {sql_name(role.role)}, or have its owner create the extension first."
             )
-        elif need.what == "database" and not role.create_on_database:
+        elif need.what is Needed.DATABASE and not role.create_on_database:
             problem = (
                 f"permission denied for database {role.database}: {role.role} may not create schemas in it on the "
                 f"target (the scratch copy is its own database). GRANT CREATE ON DATABASE {sql_name(role.database)} "
@@ -188,8 +203,6 @@ def _needs_measured(rehearsal: Rehearsal) -> list[tuple[str, Need]]:
     dynamic SQL that no reading of the statements sees): to change a table of the target (a column, an
     index, a constraint, a rename, a drop), its owner's rights; to add a table, view or sequence to a
     schema, CREATE on that schema."""
-    import re
-
     tables_before = set(rehearsal.sizes)
     needs: list[tuple[str, Need]] = []
 
@@ -215,21 +228,17 @@ def _needs_measured(rehearsal: Rehearsal) -> list[tuple[str, Need]]:
             found = re.search(r" ON (?:ONLY )?([^ (]+)", definition)
             table = found.group(1).replace('"', "") if found else None
         if table and table in tables_before:
-            needs.append((changed_by(table), Need("owner", quoted(table), "(measured: the schema diff changes it)")))
+            measured = Need(Needed.OWNER, quoted(table), "(measured: the schema diff changes it)")
+            needs.append((changed_by(table), measured))
         if change.change is Change.ADDED and change.kind in ("table", "view", "materialized view", "sequence"):
             schema = change.name.partition(".")[0]
-            needs.append((changed_by(change.name), Need("schema", schema, "(measured: the schema diff adds it)")))
+            needs.append((changed_by(change.name), Need(Needed.SCHEMA, schema, "(measured: the schema diff adds it)")))
     return needs
 
 
 def needs_of(sql: str) -> list[Need]:
     """What privileges one statement needs beyond writing rows: whose relations it alters (ownership),
     where it creates (CREATE on a schema, on the database). Unparsable SQL needs nothing known."""
-    # pglast is a dependency: without it this fails loudly, never "needs nothing" (a guardrail that fails open).
-    from pglast import ast, parse_sql
-    from pglast.enums import GrantTargetType, ObjectType, ReindexObjectType
-    from pglast.parser import ParseError
-
     try:
         statements = parse_sql(sql)
     except ParseError:  # a statement with driver placeholders (%(name)s), or SQL PostgreSQL refused too
@@ -250,7 +259,7 @@ def needs_of(sql: str) -> list[Need]:
     def creating(range_var: Any) -> list[Need]:
         if not isinstance(range_var, ast.RangeVar) or range_var.relpersistence == "t":
             return []  # a temporary table goes to pg_temp, which needs no grant on a schema
-        return [Need("schema", range_var.schemaname, sql)]
+        return [Need(Needed.SCHEMA, range_var.schemaname, sql)]
 
     relations = {
         ObjectType.OBJECT_TABLE,
@@ -298,11 +307,11 @@ def needs_of(sql: str) -> list[Need]:
                 else (node.domainname if isinstance(node, ast.CreateDomainStmt) else node.funcname)
             )
             parts = [str(getattr(part, "sval", "")) for part in names or ()]
-            needs.append(Need("schema", parts[-2] if len(parts) > 1 else None, sql))
+            needs.append(Need(Needed.SCHEMA, parts[-2] if len(parts) > 1 else None, sql))
         elif isinstance(node, ast.CreateSchemaStmt):
-            needs.append(Need("database", None, sql))
+            needs.append(Need(Needed.DATABASE, None, sql))
         elif isinstance(node, ast.CreateExtensionStmt) and node.extname:
-            needs.append(Need("extension", node.extname, sql))  # a trusted one: CREATE on the database
+            needs.append(Need(Needed.EXTENSION, node.extname, sql))  # a trusted one: CREATE on the database
         elif (
             isinstance(node, ast.GrantStmt)
             and node.is_grant
@@ -312,15 +321,13 @@ def needs_of(sql: str) -> list[Need]:
             granted = tuple(
                 str(privilege.priv_name).upper() for privilege in node.privileges or () if privilege.priv_name
             ) or _TABLE_PRIVILEGES
-            needs += [Need("grant", name, sql, granted) for name in map(relation, node.objects or ()) if name]
-        needs += [Need("owner", name, sql) for name in owned if name]
+            needs += [Need(Needed.GRANT, name, sql, granted) for name in map(relation, node.objects or ()) if name]
+        needs += [Need(Needed.OWNER, name, sql) for name in owned if name]
     return needs
 
 
 def _with_grant_advice(failure: RehearsalFailure, role: catalog.RoleContext) -> RehearsalFailure:
     """A "permission denied" the rehearsal met (it ran with the role's privileges on the target): the GRANT to give."""
-    import re
-
     denied = re.match(
         r"permission denied for (schema|table|sequence|view|materialized view|function) (\S+)", failure.message
     )
@@ -351,16 +358,11 @@ _TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERE
 
 def _grantable(needs: list[tuple[str, Need]], revision: str, name: str) -> tuple[str, ...]:
     """Every privilege the revision's GRANTs name on relation ``name``."""
-    return tuple(
-        p for r, need in needs if r == revision and need.what == "grant" and need.name == name for p in need.privileges
-    )
+    grants = [need for r, need in needs if r == revision and need.what is Needed.GRANT and need.name == name]
+    return tuple(privilege for need in grants for privilege in need.privileges)
 
 
 def sql_name(name: str) -> str:
     """A name as it may be typed in a GRANT: bare when PostgreSQL would read it back unchanged."""
-    import re
-
-    from pglast.keywords import RESERVED_KEYWORDS
-
     bare = re.fullmatch(r"[a-z_][a-z0-9_]*", name) and name not in RESERVED_KEYWORDS
     return name if bare else catalog.quote_identifier(name)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.masking import mask_secrets
@@ -118,8 +120,6 @@ def _run_contained(
 ) -> Run:
     """Each revision commits, until one would change objects the whole server shares: from that revision on,
     the rest runs in one transaction that is rolled back (so nothing outside this database changes)."""
-    from sqlalchemy.exc import DBAPIError
-
     run = Run()
     bootstrapped = work.bootstrap is None
     try:
@@ -225,8 +225,6 @@ def rehearse_on_target(
     options: RehearsalOptions,
     sizes: dict[str, catalog.TableSize],
 ) -> Rehearsal:
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
     for revision in work.revisions:
         source = revision_source(project, revision)
         if "autocommit_block" in source:
@@ -310,8 +308,6 @@ def rehearse_on_target(
 
 def _sequence_values(target: Database) -> dict[str, int | None] | None:
     """Read-only: the target's sequences' last values; None when one is locked (the check is then skipped)."""
-    from sqlalchemy.exc import DBAPIError
-
     try:
         with target.connect() as connection:
             values = catalog.sequence_values(connection)
