@@ -23,6 +23,14 @@ class VersionTable:
     schema: str | None = None
 
 
+class RevisionState(Enum):
+    """Where a revision stands in the database; the value is what `history --format json` holds."""
+
+    CURRENT = "current"  # the version table holds it
+    APPLIED = "applied"  # an ancestor of what it holds
+    PENDING = "pending"
+
+
 class Direction(Enum):
     """Which way a plan goes: up applies revisions (upgrade()), down reverts them (downgrade())."""
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from hindsight_migrate import __version__, render
+from hindsight_migrate import __version__
 from hindsight_migrate.errors import BadArgument, ExitCode
 from hindsight_migrate.review.kinds import NoRehearsal
 
@@ -131,6 +131,7 @@ def bootstrap(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
         from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult, apply_bootstrap, plan_bootstrap
 
         document_can_be_printed(output, dry_run=dry_run, yes=yes)
@@ -193,6 +194,7 @@ def history(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
         from hindsight_migrate.reports.history import build_history
 
         shown = output_format(output, as_json)
@@ -457,6 +459,7 @@ def new(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
         from hindsight_migrate.authoring.autogen import new_revision
 
         result = with_database(
@@ -500,6 +503,7 @@ def status(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
         from hindsight_migrate.reports.status import read_status
 
         shown = output_format(output, as_json)
@@ -546,6 +550,7 @@ def check(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
         from hindsight_migrate.reports.check import run_checks
 
         shown = output_format(output, as_json)
@@ -589,6 +594,7 @@ def lint(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
         from hindsight_migrate.reports.check import lint_range
 
         shown = output_format(output, as_json)
@@ -626,6 +632,7 @@ def merge(
     options = _globals(ctx, config, url, debug)
 
     def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
         from hindsight_migrate.authoring.merge import merge_heads
 
         _, project = open_project(options)
@@ -642,6 +649,7 @@ def merge(
 
 def _print_offline_sql(options: GlobalOptions, target: str) -> None:
     """``up --sql``: Alembic's offline rendering of the range; touches no database."""
+    from hindsight_migrate import render
     from hindsight_migrate.reports.ranges import upgrade_range
 
     settings, project = open_project(options)
@@ -653,6 +661,8 @@ def _print_offline_sql(options: GlobalOptions, target: str) -> None:
 
 def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
     """``down --sql``: the downgrade SQL from the database's current revision; reads the version table only."""
+    from hindsight_migrate import render
+
     def read(project: AlembicProject, database: Database) -> tuple[AlembicProject, tuple[str, ...]]:
         with database.connect() as connection:
             current = project.env.current_heads(connection)

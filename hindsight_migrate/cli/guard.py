@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import typer
 
-from hindsight_migrate import render
 from hindsight_migrate.cli.options import GlobalOptions
 from hindsight_migrate.errors import ExitCode, HindsightMigrateError
 
@@ -26,6 +25,8 @@ class CommandRun:
 
 def guarded(options: GlobalOptions, body: Callable[[CommandRun], None]) -> None:
     """Run a command body; the one place that maps failures to messages and exit codes."""
+    from hindsight_migrate import render
+
     run = CommandRun()
     try:
         body(run)
@@ -66,5 +67,7 @@ def silence_stdout() -> None:
 
 def warn(notes: tuple[str, ...]) -> None:
     """What a report could not read, on stderr (a document on stdout stays whole), as written."""
+    from hindsight_migrate import render
+
     for note in notes:
         render.err().print(f"Warning: {note}", markup=False, highlight=False)

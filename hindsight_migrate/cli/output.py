@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hindsight_migrate import render
 from hindsight_migrate.errors import BadArgument
 
 if TYPE_CHECKING:
@@ -50,6 +49,8 @@ def show(
     markdown: Callable[[], str],
 ) -> None:
     """The one place a report command picks its format."""
+    from hindsight_migrate import render
+
     if output is OutputFormat.json:
         render.print_document(document())
     elif output is OutputFormat.markdown:

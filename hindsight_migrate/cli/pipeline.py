@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from hindsight_migrate import render
 from hindsight_migrate.cli.guard import CommandRun
 from hindsight_migrate.cli.options import GlobalOptions, OutputFormat
 from hindsight_migrate.cli.output import show
@@ -76,11 +75,15 @@ class TerminalReviewer:
     run: CommandRun
 
     def saved_plan_holds(self, path: Path) -> None:
+        from hindsight_migrate import render
+
         render.err().print(
             f"The saved plan {render.safe_markup(path)} still holds: nothing changed since it was reviewed."
         )
 
     def show(self, plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | None) -> None:
+        from hindsight_migrate import render
+
         render.migration_plan(plan, digest, sql_file=sql_file)
 
     def plan_document(self, document: str) -> None:
@@ -88,21 +91,29 @@ class TerminalReviewer:
         sys.stdout.flush()
 
     def plan_saved(self, path: Path) -> None:
+        from hindsight_migrate import render
+
         render.err().print(f"Plan saved to {render.safe_markup(path)}.")
 
     def dry_run_done(self, kind: ChangeKind, reasons: tuple[str, ...]) -> None:
+        from hindsight_migrate import render
+
         render.dry_run_done(kind, reasons, detailed=self.review.detailed_exitcode)
 
     def confirm(self, plan: MigrationPlan) -> None:
         confirm_by_typing(plan, yes=self.review.yes)
 
     def progress(self, revisions: int) -> ClosingProgress:
+        from hindsight_migrate import render
+
         return render.RichProgress(revisions)
 
     def committed(self) -> None:
         self.run.committed = True
 
     def applied(self, result: ApplyResult) -> None:
+        from hindsight_migrate import render
+
         render.migration_done(result, direction=self.review.direction)
 
 
@@ -113,6 +124,7 @@ def review_and_apply(
     review: Review,
 ) -> None:
     """Plan, show, check, confirm, apply: the one path up and down both take."""
+    from hindsight_migrate import render
     from hindsight_migrate.review import pipeline
 
     outcome = pipeline.ReviewOutcome()

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from hindsight_migrate import render
 from hindsight_migrate.errors import Aborted
 from hindsight_migrate.revisions import Direction
 from hindsight_migrate.untrusted import visible
@@ -48,6 +47,7 @@ def confirm_by_typing(plan: MigrationPlan, *, yes: bool) -> None:
     Right above the question, what is at stake (data destroyed, the longest blocking lock), so
     it is on screen when the answer is typed, whatever scrolled away.
     """
+    from hindsight_migrate import render
     if not someone_to_ask(yes):
         return
     render.stakes(plan)

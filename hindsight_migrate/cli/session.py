@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from hindsight_migrate import render
-
 if TYPE_CHECKING:
     from hindsight_migrate.alembic_api import AlembicProject
     from hindsight_migrate.config import Settings
@@ -40,6 +38,7 @@ def with_database(options: GlobalOptions, read: Callable[[AlembicProject, Databa
 
 
 def open_all(options: GlobalOptions) -> tuple[Settings, AlembicProject, Database]:
+    from hindsight_migrate import render
     from hindsight_migrate.postgres.database import open_database
 
     settings, project = open_project(options)

@@ -46,9 +46,8 @@ from hindsight_migrate.render.wording import (
     statement_counts,
     summary_lines,
 )
-from hindsight_migrate.reports.history import RevisionState
 from hindsight_migrate.review.kinds import ChangeKind, Level
-from hindsight_migrate.revisions import Direction
+from hindsight_migrate.revisions import Direction, RevisionState
 from hindsight_migrate.schema import Change
 from hindsight_migrate.untrusted import visible
 

@@ -13,8 +13,8 @@ from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.render.console import out, safe_markup
 from hindsight_migrate.render.layout import Column, grid
 from hindsight_migrate.render.wording import STATE_MARKS, history_marks, lint_dropped, lint_where
-from hindsight_migrate.reports.history import RevisionState
 from hindsight_migrate.review.kinds import Level
+from hindsight_migrate.revisions import RevisionState
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:

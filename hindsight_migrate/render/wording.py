@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.render.layout import plural
-from hindsight_migrate.reports.history import RevisionState
 from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, ChangeKind, Concern, NoRehearsal
-from hindsight_migrate.revisions import Direction
+from hindsight_migrate.revisions import Direction, RevisionState
 from hindsight_migrate.schema import Change
 from hindsight_migrate.words import human_bytes, human_rows
 

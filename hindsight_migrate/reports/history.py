@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import ConfigError, ConnectionFailed, Refused
 from hindsight_migrate.postgres.audit_records import ApplyRecord, BootstrapRecord
 from hindsight_migrate.reports.graph_cache import load_graph
-from hindsight_migrate.revisions import RevisionInfo
+from hindsight_migrate.revisions import RevisionInfo, RevisionState
 
 if TYPE_CHECKING:
     from hindsight_migrate.postgres.database import Database
-
-class RevisionState(Enum):
-    """Where a revision stands in the database; the value is what `history --format json` holds."""
-
-    CURRENT = "current"  # the version table holds it
-    APPLIED = "applied"  # an ancestor of what it holds
-    PENDING = "pending"
-
 
 @dataclass(frozen=True)
 class HistoryEntry:

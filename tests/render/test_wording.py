@@ -12,8 +12,8 @@ from hindsight_migrate.render.wording import (
     NO_REHEARSAL_WORDS,
     STATE_MARKS,
 )
-from hindsight_migrate.reports.history import RevisionState
 from hindsight_migrate.review.kinds import ChangeKind, Concern, NoRehearsal
+from hindsight_migrate.revisions import RevisionState
 from hindsight_migrate.schema import Change
 
 
