@@ -18,3 +18,17 @@ def human_bytes(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TB"
+
+
+def row_count(rows: int | None, exact: bool) -> str:
+    """A table's rows as a cell: counted (15), the planner's estimate (~2.0 M), or unknown (never analysed)."""
+    if rows is None:
+        return "unknown"
+    return f"{rows:,}" if exact else f"~{human_rows(rows)}"
+
+
+def rows_phrase(rows: int | None, exact: bool) -> str:
+    """A table's rows in a sentence: "15 rows", "an estimated 2,000,000 rows", "rows unknown"."""
+    if rows is None:
+        return "rows unknown (never analysed)"
+    return f"{rows:,} rows" if exact else f"an estimated {rows:,} rows"

@@ -16,7 +16,6 @@ from hindsight_migrate.render.layout import (
     count_by_kind,
     grid,
     human_bytes,
-    human_rows,
     plural,
     relative,
 )
@@ -40,6 +39,7 @@ from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.revisions import Direction
 from hindsight_migrate.schema import Change
 from hindsight_migrate.untrusted import visible
+from hindsight_migrate.words import rows_phrase
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.apply import ApplyResult, LockRetry
@@ -239,7 +239,7 @@ def stakes(plan: MigrationPlan) -> None:
         console.print("[yellow]Destroys: not measured[/] (no rehearsal).")
     blocking = plan.rehearsal.longest_blocking() if plan.rehearsal is not None else None
     if blocking is not None:
-        rows = f", {human_rows(blocking.size.estimated_rows)} rows" if blocking.size else ""
+        rows = f", {rows_phrase(blocking.size.estimated_rows, blocking.size.rows_exact)}" if blocking.size else ""
         rewrite = ", rewriting it" if blocking.rewritten else ""
         console.print(
             f"[bold]Longest blocking lock:[/] {blocking.mode.words} on {safe_markup(blocking.table)}{rows} "
@@ -253,7 +253,7 @@ def stakes(plan: MigrationPlan) -> None:
         sized = [
             row.table
             + (
-                f" ({human_rows(row.size.estimated_rows)} rows, {human_bytes(row.size.total_bytes)})"
+                f" ({rows_phrase(row.size.estimated_rows, row.size.rows_exact)}, {human_bytes(row.size.total_bytes)})"
                 if row.size
                 else ""
             )

@@ -8,7 +8,7 @@ from hindsight_migrate.render.layout import plural
 from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, ChangeKind, Concern, NoRehearsal
 from hindsight_migrate.revisions import Direction, RevisionState
 from hindsight_migrate.schema import Change
-from hindsight_migrate.words import human_bytes, human_rows
+from hindsight_migrate.words import human_bytes, row_count
 
 if TYPE_CHECKING:
     from hindsight_migrate.reports.history import HistoryEntry
@@ -48,7 +48,7 @@ DIFF_MARKS: dict[Change, tuple[str, str]] = {
     Change.RENAMED: ("→", "yellow"),
 }
 DIFF_ORDER = [Change.REMOVED, Change.RENAMED, Change.CHANGED, Change.ADDED]  # what destroys or breaks first
-IMPACT_COLUMNS = ("Revision", "Table", "Lock", "Blocks", "Rewritten", "Rows written", "Rows (est.)", "Size", "Took")
+IMPACT_COLUMNS = ("Revision", "Table", "Lock", "Blocks", "Rewritten", "Rows written", "Rows", "Size", "Took")
 BIG_DIFF = 40  # a longer diff, in a big plan, is counted by kind
 STATE_MARKS: dict[RevisionState, tuple[str, str]] = {
     RevisionState.CURRENT: ("●", "bold green"),
@@ -141,7 +141,7 @@ def impact_cells(impact: tuple[ImpactRow, ...]) -> list[list[str]]:
                 row.blocks.value,
                 "rewritten" if row.rewritten else "no",
                 f"{row.rows_written:,}" if row.rows_written else "",
-                human_rows(row.size.estimated_rows) if row.size else "new",
+                row_count(row.size.estimated_rows, row.size.rows_exact) if row.size else "new",
                 human_bytes(row.size.total_bytes) if row.size else "",
                 f"{row.seconds:.2f} s" if first else "",
             ]

@@ -263,7 +263,8 @@ def change_kind(plan: MigrationPlan, *, blocking_seconds: float) -> tuple[Change
     ]
     if plan.rehearsal is not None:
         impact, _ = plan.rehearsal.impact()
-        rewrites = {row.table for row in impact if row.rewritten and row.size and row.size.estimated_rows > 0}
+        # A table whose rows are unknown (never analysed, too big to count) may hold some: it counts.
+        rewrites = {row.table for row in impact if row.rewritten and row.size and row.size.estimated_rows != 0}
         reasons += [f"rewrites {table}, which holds rows" for table in sorted(rewrites)]
         reasons += [
             f"blocks {row.blocks.value} of {row.table} for {row.seconds:.2f} s ({row.revision}), "

@@ -20,7 +20,7 @@ from hindsight_migrate.review.plan import Dropped, MigrationPlan
 from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
 from hindsight_migrate.revisions import Direction, VersionTable
 from hindsight_migrate.schema import Change
-from hindsight_migrate.words import human_bytes
+from hindsight_migrate.words import human_bytes, rows_phrase
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.kinds import NoRehearsal
@@ -274,7 +274,7 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
         if written:
             facts.append(f"writes {written:,} rows")
         if size is not None:
-            facts.append(f"{size.estimated_rows:,} rows, {human_bytes(size.total_bytes)}")
+            facts.append(f"{rows_phrase(size.estimated_rows, size.rows_exact)}, {human_bytes(size.total_bytes)}")
         revisions = list(dict.fromkeys(row.revision for row in rows))
         ranked.append(
             (

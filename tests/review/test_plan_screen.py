@@ -6,6 +6,7 @@ for; a 288-revision first deployment is the case that must stay reviewable.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -95,7 +96,7 @@ def test_hindsight_plan_over_data_opens_with_the_summary_and_what_needs_attentio
     assert locks[0] == "public.agent_transcripts", attention
     assert re.search(
         r"public\.agent_transcripts: ACCESS EXCLUSIVE, blocks reads and writes; held \d\.\d\d s, rewrites it, "
-        r"160,000 rows",
+        r"an estimated 160,000 rows",
         attention,
     ), attention
     assert re.search(
@@ -116,7 +117,7 @@ def test_the_prompt_recap_names_the_rewrite_of_the_largest_table_and_the_rename(
     assert result.exit_code == 7, result.output
     out = flatten(result.output)
     recap = out[out.index("Plan fingerprint") : out.index("Type the")]
-    assert "Rewrites: public.agent_transcripts (160.0 k rows" in recap, recap
+    assert "Rewrites: public.agent_transcripts (an estimated 160,000 rows" in recap, recap
     assert recap.index("public.agent_transcripts") < recap.index("public.feedback_logs"), recap
     assert "Renames: column public.memory_blocks.memory_id → public.memory_blocks.id" in recap, recap
     assert dbstate.alembic_version(database_url) == ["cd3fb603795c"]
@@ -246,3 +247,30 @@ def test_a_table_too_wide_for_the_terminal_is_stacked_whole_not_folded() -> None
     shown = console.export_text()
     assert all(len(line) <= 40 for line in shown.splitlines()), shown
     assert "Revision: " + "a" * 12 in shown and "Table:    " + "b" * 24 in shown and "Lock:     " + "c" * 16 in shown
+
+
+def test_a_table_never_analysed_shows_the_rows_it_holds_not_zero(tmp_path: Path, database_url: str) -> None:
+    """The planner's reltuples of a table never analysed is -1 (0 before PostgreSQL 14): a small table is
+    counted instead, so a rewrite of 15 rows reads as 15 rows, as the data-loss report would count them."""
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE notes (id integer)")'),
+            Rev("cccc00000003", ("bbbb00000002",), upgrade='op.execute("ALTER TABLE notes ALTER id TYPE bigint")'),
+        ),
+        database_url,
+    )
+    assert invoke("-c", ini, "--url", database_url, "up", "bbbb00000002", "--yes").exit_code == 0
+    execute(database_url, "INSERT INTO notes SELECT g FROM generate_series(1, 15) g")
+    never_analysed = dbstate.query(database_url, "SELECT reltuples FROM pg_class WHERE relname = 'notes'")
+    assert never_analysed in ([(-1.0,)], [(0.0,)]), never_analysed
+
+    shown = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+    document = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--format", "json")
+
+    assert shown.exit_code == 0, shown.output
+    assert "rewrites it, 15 rows" in flatten(shown.output), shown.output
+    impact = next(line for line in shown.output.splitlines() if "public.notes" in line and "ACCESS EXCLUSIVE" in line)
+    assert " 15 " in impact and " 0 " not in impact, impact
+    notes = json.loads(document.stdout)["plan"]["rehearsal"]["sizes"]["public.notes"]
+    assert (notes["estimated_rows"], notes["rows_exact"]) == (15, True), notes

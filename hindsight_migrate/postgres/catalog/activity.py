@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from hindsight_migrate.postgres.catalog.objects import _NOT_APPLICATION, TOOL_SCHEMA
+from hindsight_migrate.postgres.catalog.objects import _NOT_APPLICATION, TOOL_SCHEMA, quote_identifier
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -81,22 +81,74 @@ def rows_written_in_transaction(raw: Any) -> tuple[object, dict[str, int]]:
 @dataclass(frozen=True)
 class TableSize:
     table: str
-    estimated_rows: int
+    # Rows: counted when rows_exact, else the planner's estimate scaled to the table's size now; None when
+    # nothing can say (a big table never analysed). The name is the plan document's, kept for its readers.
+    estimated_rows: int | None
     total_bytes: int
+    rows_exact: bool = False
+
+
+# A table whose heap is at most this is counted (count(*) reads it in milliseconds), as many as fit in
+# COUNTED_BYTES_AT_MOST together: a reviewer sees 15 rows, not the 0 a never-analysed table's reltuples says.
+COUNT_TABLES_UP_TO_BYTES = 8 * 1024 * 1024
+COUNTED_BYTES_AT_MOST = 64 * 1024 * 1024
+
+_TABLE_SIZES_SQL = f"""
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples, c.relpages,
+       pg_relation_size(c.oid), pg_total_relation_size(c.oid), current_setting('block_size')::int
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'm') AND {_NOT_APPLICATION}
+"""
 
 
 def table_sizes(connection: Connection) -> dict[str, TableSize]:
-    """Read-only: each application table's row estimate and size (table, indexes, TOAST)."""
-    rows = connection.execute(
-        text(
-            "SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint, "
-            "pg_total_relation_size(c.oid) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE c.relkind IN ('r', 'p', 'm') AND {_NOT_APPLICATION}"
-        ),
-        {"tool_schema": TOOL_SCHEMA},
-    )
-    return {name: TableSize(name, int(estimate), int(size)) for name, estimate, size in rows}
+    """Read-only: each application table's rows and size (table, indexes, TOAST).
+
+    Small tables are counted, each under a short lock and statement timeout in a savepoint (a table
+    this role may not read, or one busy under an ACCESS EXCLUSIVE lock, keeps its estimate). Other
+    tables get the planner's rows per page times their pages now, as PostgreSQL's planner scales
+    them; a table never analysed and too big to count has no figure (None), never 0.
+    """
+    found = connection.execute(text(_TABLE_SIZES_SQL), {"tool_schema": TOOL_SCHEMA}).all()
+    sizes: dict[str, TableSize] = {}
+    counted_bytes = 0
+    for _oid, schema, table, kind, reltuples, relpages, heap_bytes, total_bytes, block_size in found:
+        name = f"{schema}.{table}"
+        rows: int | None = None
+        exact = False
+        small = heap_bytes <= COUNT_TABLES_UP_TO_BYTES and counted_bytes + heap_bytes <= COUNTED_BYTES_AT_MOST
+        if kind != "p" and small:
+            rows = _count(connection, schema, table)
+            exact = rows is not None
+            counted_bytes += heap_bytes
+        if rows is None:
+            rows = _estimate(kind, float(reltuples), int(relpages), int(heap_bytes), int(block_size))
+        sizes[name] = TableSize(name, rows, int(total_bytes), exact)
+    return sizes
+
+
+def _count(connection: Connection, schema: str, table: str) -> int | None:
+    quoted = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+    savepoint = connection.begin_nested()
+    try:
+        connection.execute(text("SET LOCAL statement_timeout = '2s'"))
+        connection.execute(text("SET LOCAL lock_timeout = '100ms'"))
+        rows = int(connection.execute(text(f"SELECT count(*) FROM ONLY {quoted}")).scalar_one())
+    except DBAPIError:  # no SELECT on it, a lock held, a matview never populated: its estimate stands
+        rows = None
+    savepoint.rollback()  # also undoes the two SET LOCALs
+    return rows
+
+
+def _estimate(kind: str, reltuples: float, relpages: int, heap_bytes: int, block_size: int) -> int | None:
+    if kind == "p":  # a partitioned table holds no rows itself: its partitions' estimates, summed by the planner
+        return max(int(reltuples), 0) if reltuples >= 0 else None
+    if heap_bytes == 0:
+        return 0
+    if reltuples < 0 or relpages == 0:  # never analysed (or vacuumed) with pages: nothing to scale from
+        return None
+    return round(reltuples / relpages * (heap_bytes / block_size))
 
 
 def database_size(connection: Connection) -> int:
