@@ -87,7 +87,7 @@ def build_history(project: AlembicProject, database: Database | None) -> History
 def _database_state(project: AlembicProject, database: Database) -> DatabaseState:
     # The seam of `history --offline`: the database layer (SQLAlchemy, the audit ledger) loads only here.
     from hindsight_migrate.postgres import audit
-    from hindsight_migrate.review.bootstrap import read_bootstrap_sql, v1_drift
+    from hindsight_migrate.review.v1 import v1_checksum, v1_drift
 
     try:
         with database.read_only() as connection:
@@ -105,7 +105,7 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
     drift = None
     if record is not None and project.settings.bootstrap_sql is not None:
         try:
-            drift = v1_drift(record, read_bootstrap_sql(project.settings.bootstrap_sql))
+            drift = v1_drift(record, project.settings.bootstrap_sql, v1_checksum(project.settings.bootstrap_sql))
         except ConfigError as err:
             drift = f"The V1 file cannot be checked: {err.message}"
     return DatabaseState(

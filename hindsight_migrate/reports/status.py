@@ -16,7 +16,7 @@ from hindsight_migrate.errors import ConfigError, ExitCode
 from hindsight_migrate.postgres import audit
 from hindsight_migrate.postgres.audit_records import ApplyRecord
 from hindsight_migrate.postgres.database import Database
-from hindsight_migrate.review.bootstrap import read_bootstrap_sql, sha256_of_file, v1_drift
+from hindsight_migrate.review.v1 import sha256_of_file, v1_checksum, v1_drift
 
 UP_TO_DATE = "up to date"
 BEHIND = "behind"
@@ -102,7 +102,7 @@ def read_status(project: AlembicProject, database: Database) -> Status:
     drift = None
     if record is not None and project.settings.bootstrap_sql is not None:
         try:
-            drift = v1_drift(record, read_bootstrap_sql(project.settings.bootstrap_sql))
+            drift = v1_drift(record, project.settings.bootstrap_sql, v1_checksum(project.settings.bootstrap_sql))
         except ConfigError as err:
             drift = f"The V1 file cannot be checked: {err.message}"
     verdicts = []

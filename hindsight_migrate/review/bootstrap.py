@@ -8,7 +8,6 @@ catalog, so what the reviewer is shown is measured, not guessed from the SQL tex
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.errors import ConfigError, Refused, Section
 from hindsight_migrate.postgres import audit, catalog
-from hindsight_migrate.postgres.audit_records import BootstrapRecord, Outcome
+from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.postgres.catalog import CatalogObject
 from hindsight_migrate.postgres.database import Database, execute_as_written, statement_failed
 from hindsight_migrate.postgres.locking import HeldLock, migration_lock
@@ -27,6 +26,7 @@ from hindsight_migrate.postgres.sqlscript import (
     is_transaction_control,
     split_statements,
 )
+from hindsight_migrate.review.v1 import read_v1_text, sha256_of_file, sha256_of_text, v1_drift
 from hindsight_migrate.revisions import RevisionInfo
 
 if TYPE_CHECKING:
@@ -64,18 +64,7 @@ def read_bootstrap_sql(path: Path | None) -> BootstrapSql:
             "No bootstrap SQL file is configured. Set bootstrap_sql in the [hindsight-migrate] "
             "section of alembic.ini, or pass --sql PATH."
         )
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as err:
-        raise ConfigError(
-            f"The bootstrap SQL file {path} does not exist. Fix bootstrap_sql in alembic.ini or pass --sql PATH."
-        ) from err
-    except OSError as err:
-        raise ConfigError(f"Cannot read the bootstrap SQL file {path}: {err.strerror}.") from err
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"The bootstrap SQL file {path} is not UTF-8 text.") from err
+    text = read_v1_text(path)
     try:
         # An editor's byte-order mark is not SQL (psql skips it too); the checksum keeps it, as the file has it.
         statements = tuple(split_statements(text.removeprefix("\ufeff")))
@@ -92,16 +81,6 @@ def read_bootstrap_sql(path: Path | None) -> BootstrapSql:
                 "BEGIN/COMMIT/ROLLBACK from the file."
             )
     return BootstrapSql(path=path, sha256=sha256_of_text(text), statements=statements)
-
-
-def sha256_of_file(path: Path) -> str:
-    return sha256_of_text(path.read_text(encoding="utf-8"))
-
-
-def sha256_of_text(text: str) -> str:
-    """SHA-256 of a text file with normalised line endings, so a checkout's CRLF is no change."""
-    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
-    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 
 
 def plan_bootstrap(
@@ -207,7 +186,7 @@ def refuse_unless_empty(connection: Connection, sql: BootstrapSql, *, version_ta
         if name not in {f"{o.schema}.{o.name}" for o in found}
     ]
     sections = [Section("Found", "\n".join(listing))]
-    drift = v1_drift(record, sql)
+    drift = v1_drift(record, sql.path, sql.sha256)
     if drift:
         sections.append(Section("V1 file changed", drift))
     raise Refused(
@@ -215,18 +194,6 @@ def refuse_unless_empty(connection: Connection, sql: BootstrapSql, *, version_ta
         "database with no tables and no Alembic version table. If it was bootstrapped already, "
         "use `hindsight-migrate up`; otherwise point --url at an empty database.",
         sections=tuple(sections),
-    )
-
-
-def v1_drift(record: BootstrapRecord | None, sql: BootstrapSql) -> str | None:
-    """Words for a V1 file whose content differs from what bootstrapped the database, if so."""
-    if record is None or record.sql_sha256 == sql.sha256:
-        return None
-    return (
-        f"{sql.path.name} has changed since this database was bootstrapped from it on "
-        f"{record.bootstrapped_at:%Y-%m-%d %H:%M %Z} (recorded SHA-256 {record.sql_sha256[:12]}…, "
-        f"file now {sql.sha256[:12]}…). V1 is history: a schema change belongs in a new "
-        "revision, not in an edit of V1."
     )
 
 

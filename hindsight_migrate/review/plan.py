@@ -21,10 +21,11 @@ from hindsight_migrate.postgres import audit, catalog
 from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.postgres.scratch import scratch_made_in_advance
-from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, sha256_of_text
+from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap
 from hindsight_migrate.review.kinds import ChangeKind, NoRehearsal
 from hindsight_migrate.review.lint import LintResult, lint_sql
 from hindsight_migrate.review.rehearsal import Rehearsal, RehearsalOptions, RehearsalPlace, rehearse
+from hindsight_migrate.review.v1 import sha256_of_text
 from hindsight_migrate.revisions import Direction, RevisionInfo
 from hindsight_migrate.schema import Change
 
