@@ -143,9 +143,13 @@ def review_and_apply(
         finally:
             # Once a plan was made, its document is printed, whatever came next: a dry run's exit code, a
             # refusal (lint errors, a failed rehearsal), the apply's result or its failure (then result is null).
-            if review.output is not OutputFormat.text and outcome.change is not None:
-                plan, digest, change, result = outcome.plan, outcome.digest, outcome.change, outcome.result
-                assert plan is not None and digest is not None  # the change is judged after both are made
+            plan, digest, change, result = outcome.plan, outcome.digest, outcome.change, outcome.result
+            if (
+                review.output is not OutputFormat.text
+                and plan is not None
+                and digest is not None
+                and change is not None
+            ):
                 show(
                     review.output,
                     lambda: None,

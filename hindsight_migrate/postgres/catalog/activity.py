@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from hindsight_migrate.postgres.catalog.objects import _NOT_APPLICATION, TOOL_SCHEMA, quote_identifier
+from hindsight_migrate.postgres.catalog.objects import _NOT_APPLICATION, TOOL_SCHEMA, exact_count, quote_identifier
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -94,7 +94,7 @@ COUNT_TABLES_UP_TO_BYTES = 8 * 1024 * 1024
 COUNTED_BYTES_AT_MOST = 64 * 1024 * 1024
 
 _TABLE_SIZES_SQL = f"""
-SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples, c.relpages,
+SELECT n.nspname, c.relname, c.relkind, c.reltuples, c.relpages,
        pg_relation_size(c.oid), pg_total_relation_size(c.oid), current_setting('block_size')::int
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -113,32 +113,21 @@ def table_sizes(connection: Connection) -> dict[str, TableSize]:
     found = connection.execute(text(_TABLE_SIZES_SQL), {"tool_schema": TOOL_SCHEMA}).all()
     sizes: dict[str, TableSize] = {}
     counted_bytes = 0
-    for _oid, schema, table, kind, reltuples, relpages, heap_bytes, total_bytes, block_size in found:
+    for schema, table, kind, reltuples, relpages, heap_bytes, total_bytes, block_size in found:
         name = f"{schema}.{table}"
         rows: int | None = None
         exact = False
         small = heap_bytes <= COUNT_TABLES_UP_TO_BYTES and counted_bytes + heap_bytes <= COUNTED_BYTES_AT_MOST
         if kind != "p" and small:
-            rows = _count(connection, schema, table)
+            # No SELECT on it, a lock held, a matview never populated: its estimate stands.
+            quoted = f"ONLY {quote_identifier(schema)}.{quote_identifier(table)}"
+            rows = exact_count(connection, quoted, statement_timeout="2s", lock_timeout="100ms")
             exact = rows is not None
             counted_bytes += heap_bytes
         if rows is None:
             rows = _estimate(kind, float(reltuples), int(relpages), int(heap_bytes), int(block_size))
         sizes[name] = TableSize(name, rows, int(total_bytes), exact)
     return sizes
-
-
-def _count(connection: Connection, schema: str, table: str) -> int | None:
-    quoted = f"{quote_identifier(schema)}.{quote_identifier(table)}"
-    savepoint = connection.begin_nested()
-    try:
-        connection.execute(text("SET LOCAL statement_timeout = '2s'"))
-        connection.execute(text("SET LOCAL lock_timeout = '100ms'"))
-        rows = int(connection.execute(text(f"SELECT count(*) FROM ONLY {quoted}")).scalar_one())
-    except DBAPIError:  # no SELECT on it, a lock held, a matview never populated: its estimate stands
-        rows = None
-    savepoint.rollback()  # also undoes the two SET LOCALs
-    return rows
 
 
 def _estimate(kind: str, reltuples: float, relpages: int, heap_bytes: int, block_size: int) -> int | None:

@@ -259,14 +259,9 @@ def count_rows(
     """
     quoted = f"{quote_identifier(schema)}.{quote_identifier(table)}"
     where = f" WHERE {quote_identifier(non_null_column)} IS NOT NULL" if non_null_column else ""
-    savepoint = connection.begin_nested() if connection.in_transaction() else connection.begin()
-    try:
-        connection.execute(text("SET LOCAL statement_timeout = '5s'"))
-        rows = int(connection.execute(text(f"SELECT count(*) FROM {quoted}{where}")).scalar_one())
-        savepoint.rollback()
+    rows = exact_count(connection, f"{quoted}{where}", statement_timeout="5s")
+    if rows is not None:
         return rows, True
-    except DBAPIError:
-        savepoint.rollback()
     estimate = connection.execute(
         text(
             "SELECT GREATEST(c.reltuples, 0) * (1 - COALESCE(s.null_frac, 0)) FROM pg_class c "
@@ -276,6 +271,24 @@ def count_rows(
         {"schema": schema, "table": table, "column": non_null_column, "quoted": quoted},
     ).scalar()
     return int(estimate or 0), False
+
+
+def exact_count(
+    connection: Connection, relation_and_filter: str, *, statement_timeout: str, lock_timeout: str | None = None
+) -> int | None:
+    """``count(*)`` of a quoted relation (and its WHERE), in a savepoint under the timeouts given; None when
+    PostgreSQL refuses or gives up (no SELECT, a timeout, a lock not granted in time). The savepoint's
+    rollback also undoes its SET LOCALs."""
+    savepoint = connection.begin_nested() if connection.in_transaction() else connection.begin()
+    try:
+        connection.execute(text(f"SET LOCAL statement_timeout = '{statement_timeout}'"))
+        if lock_timeout is not None:
+            connection.execute(text(f"SET LOCAL lock_timeout = '{lock_timeout}'"))
+        rows: int | None = int(connection.execute(text(f"SELECT count(*) FROM {relation_and_filter}")).scalar_one())
+    except DBAPIError:
+        rows = None
+    savepoint.rollback()
+    return rows
 
 
 def quote_identifier(name: str) -> str:
