@@ -53,6 +53,9 @@ class ToolSettings:
     lock_timeout: Duration = FIVE_SECONDS  # every applying connection: give up instead of queueing traffic
     statement_timeout: Duration = A_MINUTE  # budget of a rehearsal on the target (--rehearse-on target)
     rehearsal_data_limit_mb: int = 200  # copy the data into the scratch database up to this size
+    # Over that, a sample of each table's rows up to this many MB in all, to predict lock times from; 0: the schema
+    # alone (lock times on tables with rows are then unknown).
+    rehearsal_sample_mb: int = 32
     lint_error_rules: tuple[str, ...] = ()  # Squawk rules whose findings block `up`
     # The tool sets lock_timeout itself and runs each revision in a transaction, which is what
     # these rules ask for; they would only add noise to every plan.
@@ -104,6 +107,7 @@ TOOL_KEYS = (
     "lock_timeout",
     "statement_timeout",
     "rehearsal_data_limit_mb",
+    "rehearsal_sample_mb",
     "lint_error_rules",
     "lint_ignore_rules",
     "refuse_noop_downgrades",
@@ -257,6 +261,7 @@ def settings_from(table: ToolTable) -> tuple[Path | None, str | None, ToolSettin
         lock_timeout=duration("lock_timeout", defaults.lock_timeout),
         statement_timeout=duration("statement_timeout", defaults.statement_timeout),
         rehearsal_data_limit_mb=whole_number("rehearsal_data_limit_mb", defaults.rehearsal_data_limit_mb, " of MB"),
+        rehearsal_sample_mb=whole_number("rehearsal_sample_mb", defaults.rehearsal_sample_mb, " of MB"),
         lint_error_rules=rules("lint_error_rules", defaults.lint_error_rules),
         lint_ignore_rules=rules("lint_ignore_rules", defaults.lint_ignore_rules),
         refuse_noop_downgrades=flag("refuse_noop_downgrades", defaults.refuse_noop_downgrades),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import json
 import re
 import socket
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ from sqlalchemy import text
 from hindsight_migrate import __version__
 from hindsight_migrate.errors import Refused, Section
 from hindsight_migrate.masking import mask_secrets
-from hindsight_migrate.postgres.audit_records import AppliedChecksum, ApplyRecord, BootstrapRecord, Outcome
+from hindsight_migrate.postgres.audit_records import (
+    AppliedChecksum,
+    ApplyRecord,
+    BootstrapRecord,
+    Outcome,
+    RecordedHold,
+)
 from hindsight_migrate.postgres.catalog import TOOL_SCHEMA, column_exists, constraint_definition
 
 if TYPE_CHECKING:
@@ -62,7 +69,8 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLY_LOG} (
     plan_fingerprint text,
     error            text,
     lock_attempts    integer,
-    warnings         text
+    warnings         text,
+    lock_holds       text
 )
 """
 
@@ -130,6 +138,7 @@ _SHAPES: dict[str, dict[str, str]] = {
         "error": _TEXT,
         "lock_attempts": _INTEGER,
         "warnings": _TEXT,
+        "lock_holds": _TEXT,
     },
     APPLIED_REVISIONS: {
         "revision": _TEXT,
@@ -140,7 +149,7 @@ _SHAPES: dict[str, dict[str, str]] = {
     },
 }
 # What a log an earlier version made lacks: it gains them on the next apply.
-_ADDED_LATER = {APPLY_LOG: frozenset({"lock_attempts", "warnings"})}
+_ADDED_LATER = {APPLY_LOG: frozenset({"lock_attempts", "warnings", "lock_holds"})}
 _TYPE_FAMILIES = {
     "smallint": _INTEGER,
     "integer": _INTEGER,
@@ -422,6 +431,8 @@ def _evolve_apply_log(connection: Connection) -> None:
         connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN lock_attempts integer"))
     if not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "warnings"):
         connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN warnings text"))
+    if not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_holds"):
+        connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN lock_holds text"))
 
 
 def record_applied(
@@ -494,14 +505,16 @@ def finish_apply(
     error: str | None = None,
     lock_attempts: int | None = None,
     warnings: tuple[str, ...] = (),
+    lock_holds: tuple[RecordedHold, ...] = (),
 ) -> None:
     """Writes: the outcome of an audited run (in the caller's transaction); ``warnings``: what PostgreSQL
-    warned about while it ran (a GRANT that granted nothing), one a line."""
+    warned about while it ran (a GRANT that granted nothing), one a line; ``lock_holds``: each lock the plan
+    predicted or measured, with how long the apply held it."""
     connection.execute(
         text(
             f"UPDATE {TOOL_SCHEMA}.{APPLY_LOG} SET finished_at = clock_timestamp(), outcome = :outcome, "
             "to_revisions = :to_revisions, duration_seconds = :seconds, error = :error, "
-            "lock_attempts = :attempts, warnings = :warnings WHERE id = :id"
+            "lock_attempts = :attempts, warnings = :warnings, lock_holds = :holds WHERE id = :id"
         ),
         {
             "id": audit_id,
@@ -511,6 +524,7 @@ def finish_apply(
             "error": mask_secrets(error) if error else None,
             "attempts": lock_attempts,
             "warnings": mask_secrets("\n".join(warnings)) if warnings else None,
+            "holds": json.dumps([dataclasses.asdict(hold) for hold in lock_holds]) if lock_holds else None,
         },
     )
 
@@ -528,21 +542,51 @@ def last_apply(connection: Connection) -> ApplyRecord | None:
     """Read-only: the most recent audited run on this database."""
     if not _readable(connection, APPLY_LOG):  # see audit_unreadable for why
         return None
-    # A log an earlier version made has no lock_attempts until this version's first apply adds it.
+    # A log an earlier version made has no lock_attempts (or lock_holds) until this version's first apply adds it.
     attempts = "lock_attempts" if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_attempts") else "NULL"
+    holds = "lock_holds" if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_holds") else "NULL"
     row = connection.execute(
         text(
             "SELECT id, command, started_at, finished_at, os_user, host, tool_version, database, from_revisions, "
-            f"to_revisions, duration_seconds, outcome, plan_fingerprint, error, {attempts} "
+            f"to_revisions, duration_seconds, outcome, plan_fingerprint, error, {attempts}, {holds} "
             f"FROM {TOOL_SCHEMA}.{APPLY_LOG} ORDER BY id DESC LIMIT 1"
         )
     ).one_or_none()
     if row is None:
         return None
-    record = ApplyRecord(*row)
+    record = dataclasses.replace(ApplyRecord(*row[:15]), lock_holds=_holds_of(row[15]))
     # Read as it is stored; a value this version does not know (a hand-edited row) reads as still running.
     known = {outcome.value: outcome for outcome in Outcome}
     return dataclasses.replace(record, outcome=known.get(str(row[11]), Outcome.RUNNING))
+
+
+def recorded_holds(connection: Connection, *, applies: int = 20) -> list[tuple[float, float]]:
+    """Read-only: (predicted, actual) seconds of the predicted lock holds the last ``applies`` successful
+    applies recorded, the newest first; none when the log is not there, not readable or older."""
+    if not _readable(connection, APPLY_LOG) or not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_holds"):
+        return []
+    rows = connection.execute(
+        text(
+            f"SELECT lock_holds FROM {TOOL_SCHEMA}.{APPLY_LOG} WHERE outcome = 'succeeded' AND lock_holds IS NOT NULL "
+            "ORDER BY id DESC LIMIT :applies"
+        ),
+        {"applies": applies},
+    ).scalars()
+    pairs = []
+    for stored in rows:
+        for hold in _holds_of(stored):
+            if hold.basis == "predicted" and hold.predicted_seconds is not None:
+                pairs.append((hold.predicted_seconds, hold.actual_seconds))
+    return pairs
+
+
+def _holds_of(stored: str | None) -> tuple[RecordedHold, ...]:
+    """The holds a row recorded; a value someone edited by hand into something else reads as none."""
+    try:
+        items = json.loads(stored or "[]")
+        return tuple(RecordedHold(**item) for item in items)
+    except (ValueError, TypeError):
+        return ()
 
 
 def _revisions_text(revisions: tuple[str, ...]) -> str:

@@ -29,6 +29,19 @@ class AppliedChecksum:
 
 
 @dataclass(frozen=True)
+class RecordedHold:
+    """One lock the plan predicted (or measured), and how long the apply then held it."""
+
+    revision: str
+    table: str
+    basis: str  # the plan's: measured, predicted or unknown
+    predicted_seconds: float | None
+    predicted_low: float | None
+    predicted_high: float | None
+    actual_seconds: float  # from the start of the statement that first named the table to the revision's commit
+
+
+@dataclass(frozen=True)
 class ApplyRecord:
     id: int
     command: str
@@ -45,6 +58,7 @@ class ApplyRecord:
     plan_fingerprint: str | None
     error: str | None
     lock_attempts: int | None = None  # attempts to take the locks the revisions needed, when more than one
+    lock_holds: tuple[RecordedHold, ...] = ()  # predicted against actual, per revision and table
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,11 @@ from hindsight_migrate.errors import ConfigError, RehearsalImpossible, Section
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.database import Database, connection_failed, open_engine_for_url, server_said
+from hindsight_migrate.postgres.sample import analyse, copy_sample, set_sequences
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sqlalchemy.engine import Connection
 
 
@@ -325,6 +328,7 @@ def scratch_copy(
     version_table: str,
     keep_owners: bool = False,
     privileges: str | None = None,
+    sample: Mapping[str, float] | None = None,
 ) -> Iterator[Database]:
     """A copy of the target on the same server (its data too with ``with_data``); dropped on exit.
 
@@ -333,7 +337,8 @@ def scratch_copy(
     target holds nothing (:func:`catalog.is_blank`), so the new database already is its copy.
     ``keep_owners``: restore the target's owners and grants (the role may: a superuser).
     ``privileges``: otherwise, the script (:func:`catalog.privileges_script`) that gives the role,
-    in its own copy, the privileges it has on the target.
+    in its own copy, the privileges it has on the target. ``sample``: without ``with_data``, the percent of
+    each table's pages to copy (:mod:`~hindsight_migrate.postgres.sample`).
     """
     with contextlib.ExitStack() as stack:
         if making is None:
@@ -341,7 +346,9 @@ def scratch_copy(
             stack.callback(making.discard)
         scratch = making.ready()
         # A first deployment, a CI database: pg_dump and psql would only add their start-up time.
-        if not blank:
+        if not blank and sample and not with_data:
+            _copy_database_with_sample(target, scratch, sample, keep_owners=keep_owners, version_table=version_table)
+        elif not blank:
             _copy_database(
                 target.engine.url,
                 scratch.engine.url,
@@ -393,6 +400,45 @@ def _drop_database(target: Database, name: str) -> None:
         )
 
 
+def _copy_database_with_sample(
+    target: Database, scratch: Database, shares: Mapping[str, float], *, keep_owners: bool, version_table: str
+) -> None:
+    """The schema without its indexes and constraints, a sample of each table's rows, then the indexes and
+    constraints, built on the sample (:mod:`~hindsight_migrate.postgres.sample`); the version table's rows and the
+    tool's records, and the sequences at the target's values."""
+    dump, psql = _pg_binary("pg_dump"), _pg_binary("psql")
+    dump_env = {**os.environ, **_libpq_env(target.engine.url)}
+    restore_env = {**os.environ, **_libpq_env(scratch.engine.url)}
+    base = _dump_command(dump, keep_owners=keep_owners)
+    restore = [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
+    _run([*base, "--section=pre-data"], restore, dump_env, restore_env)
+    copy_sample(target, scratch, shares)
+    _run([*base, "--section=post-data"], restore, dump_env, restore_env)
+    _run(_bookkeeping_rows(base, version_table), restore, dump_env, restore_env)
+    with target.connect() as connection:
+        try:
+            sequences = catalog.sequence_values(connection)
+        except DBAPIError:  # one is being altered: the copy's sequences start where they were made
+            sequences = {}
+        connection.rollback()
+    set_sequences(scratch, sequences)
+    analyse(scratch)
+
+
+def _dump_command(dump: Path, *, keep_owners: bool) -> list[str]:
+    base = [str(dump), "--no-publications", "--no-subscriptions"]
+    if not keep_owners:
+        # A role that is not a superuser cannot give objects to other roles: the copy is its own.
+        base += ["--no-owner", "--no-privileges"]
+    return base
+
+
+def _bookkeeping_rows(base: list[str], version_table: str) -> list[str]:
+    """The version table's rows and the tool's own records: the rehearsal needs both. (A quoted name is matched
+    as it is written: env.py's version_table, whatever its case.)"""
+    return [*base, "--data-only", "--table", f'*."{version_table}"', "--table", "hindsight_migrate.*"]
+
+
 def _copy_database(
     source_url: Any, target_url: Any, *, with_data: bool, version_table: str, keep_owners: bool = False
 ) -> None:
@@ -402,19 +448,8 @@ def _copy_database(
     psql = _pg_binary("psql")
     dump_env = {**os.environ, **_libpq_env(source_url)}
     restore_env = {**os.environ, **_libpq_env(target_url)}
-    base = [str(dump), "--no-publications", "--no-subscriptions"]
-    if not keep_owners:
-        # A role that is not a superuser cannot give objects to other roles: the copy is its own.
-        base += ["--no-owner", "--no-privileges"]
-    if with_data:
-        passes = [base]
-    else:
-        passes = [
-            [*base, "--schema-only"],
-            # The version table's rows and the tool's own records: the rehearsal needs both.
-            # (A quoted name is matched as it is written: env.py's version_table, whatever its case.)
-            [*base, "--data-only", "--table", f'*."{version_table}"', "--table", "hindsight_migrate.*"],
-        ]
+    base = _dump_command(dump, keep_owners=keep_owners)
+    passes = [base] if with_data else [[*base, "--schema-only"], _bookkeeping_rows(base, version_table)]
     restore = [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
     for dump_command in passes:
         _run(dump_command, restore, dump_env, restore_env)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pglast import ast
-from pglast.enums import ObjectType, TransactionStmtKind
+from pglast.enums import AlterTableType, ConstrType, ObjectType, TransactionStmtKind
 from pglast.parser import ParseError, parse_sql, scan, split
 
 _COMMENT_TOKENS = frozenset({"SQL_COMMENT", "C_COMMENT"})
@@ -530,3 +530,110 @@ def _functions_called(node: object) -> set[str]:
         elif isinstance(current, (tuple, list)):
             pending.extend(current)
     return found
+
+
+# -- what a statement reads or writes --------------------------------------------------------
+
+# ALTER TABLE subcommands that read every row of the table (a scan to validate, a rewrite, an index build):
+# their time grows with the table. The others change the catalog only, unless the table is rewritten anyway
+# (ADD COLUMN with a volatile default), which the rehearsal sees as a new storage file.
+_SCANNING_SUBCOMMANDS = frozenset(
+    {
+        AlterTableType.AT_SetNotNull,
+        AlterTableType.AT_AlterColumnType,
+        AlterTableType.AT_ValidateConstraint,
+        AlterTableType.AT_SetLogged,
+        AlterTableType.AT_SetUnLogged,
+        AlterTableType.AT_SetAccessMethod,
+        AlterTableType.AT_SetTableSpace,
+        AlterTableType.AT_AddIdentity,
+        AlterTableType.AT_SetExpression,
+        AlterTableType.AT_DropExpression,
+        AlterTableType.AT_AttachPartition,
+    }
+)
+# Constraints whose ADD checks every row (unless NOT VALID) or builds an index.
+_SCANNING_CONSTRAINTS = frozenset(
+    {
+        ConstrType.CONSTR_CHECK,
+        ConstrType.CONSTR_PRIMARY,
+        ConstrType.CONSTR_UNIQUE,
+        ConstrType.CONSTR_EXCLUSION,
+        ConstrType.CONSTR_FOREIGN,
+        ConstrType.CONSTR_NOTNULL,
+    }
+)
+
+
+@dataclass(frozen=True)
+class StatementTables:
+    """The tables one statement names, and those whose rows it reads or writes, as written (``schema.table`` or
+    ``table``): a statement's time grows with the second kind only."""
+
+    named: frozenset[str]
+    processed: frozenset[str]
+    altered: frozenset[str]  # the tables an ALTER TABLE changes: processed too when the rehearsal saw them rewritten
+    parsed: bool = True  # False: PostgreSQL's grammar could not read it alone (nothing is known of it)
+
+
+def statement_tables(text: str) -> StatementTables:
+    """What a statement the rehearsal ran names and processes, read with PostgreSQL's grammar."""
+    node = _parsed_alone(text)
+    if node is None:
+        return StatementTables(frozenset(), frozenset(), frozenset(), parsed=False)
+    named = frozenset(_dotted(range_var) for range_var in _range_vars(node))
+    processed: set[str] = set()
+    altered: set[str] = set()
+    if isinstance(node, (ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, ast.CreateTableAsStmt, ast.SelectStmt)):
+        processed |= named  # DML and queries: every table they read or write
+    elif isinstance(node, ast.InsertStmt):
+        if node.selectStmt is not None and not _values_only(node.selectStmt):
+            processed |= named
+    elif isinstance(node, (ast.IndexStmt, ast.ClusterStmt, ast.ReindexStmt)) and node.relation is not None:
+        processed.add(_dotted(node.relation))
+    elif isinstance(node, (ast.VacuumStmt, ast.RefreshMatViewStmt)):
+        processed |= named
+    elif isinstance(node, ast.AlterTableStmt) and node.relation is not None:
+        table = _dotted(node.relation)
+        altered.add(table)
+        for command in node.cmds or ():
+            if not isinstance(command, ast.AlterTableCmd):
+                continue
+            if command.subtype in _SCANNING_SUBCOMMANDS:
+                processed.add(table)
+            definition = command.def_
+            if (
+                isinstance(definition, ast.Constraint)
+                and command.subtype is AlterTableType.AT_AddConstraint
+                and definition.contype in _SCANNING_CONSTRAINTS
+                and not definition.skip_validation
+            ):
+                processed.add(table)
+                if definition.pktable is not None:
+                    processed.add(_dotted(definition.pktable))
+            if isinstance(definition, ast.ColumnDef) and command.subtype is AlterTableType.AT_AddColumn:
+                constraints = definition.constraints or ()
+                if any(isinstance(c, ast.Constraint) and c.contype in _SCANNING_CONSTRAINTS for c in constraints):
+                    processed.add(table)
+    return StatementTables(named, frozenset(processed), frozenset(altered))
+
+
+def _range_vars(node: object) -> Iterator[ast.RangeVar]:
+    pending: list[object] = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ast.RangeVar):
+            yield current
+        if isinstance(current, ast.Node):
+            slots: tuple[str, ...] = getattr(current, "__slots__", ())
+            pending.extend(getattr(current, slot) for slot in slots if getattr(current, slot, None))
+        elif isinstance(current, (tuple, list)):
+            pending.extend(current)
+
+
+def _dotted(range_var: ast.RangeVar) -> str:
+    return f"{range_var.schemaname}.{range_var.relname}" if range_var.schemaname else str(range_var.relname)
+
+
+def _values_only(select: object) -> bool:
+    return isinstance(select, ast.SelectStmt) and bool(select.valuesLists) and not select.fromClause

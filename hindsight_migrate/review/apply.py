@@ -23,13 +23,14 @@ from hindsight_migrate.duration import Duration
 from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres import audit
-from hindsight_migrate.postgres.audit_records import Outcome
+from hindsight_migrate.postgres.audit_records import Outcome, RecordedHold
 from hindsight_migrate.postgres.catalog import Blocker, invalid_indexes
 from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said, set_lock_timeout
 from hindsight_migrate.postgres.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
 from hindsight_migrate.review.bootstrap import bootstrap_under_lock, drop_baseline_schema
 from hindsight_migrate.review.plan import MigrationPlan, PlannedRevision
 from hindsight_migrate.review.rehearsal import revision_source
+from hindsight_migrate.review.rehearsal.meter import HoldTimer
 from hindsight_migrate.revisions import Direction, RevisionInfo
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class ApplyResult:
     done_by_another: bool = False  # another run applied this very plan while this one waited for the lock
     lock_attempts: int = 1  # attempts the revisions took, lock retries included
     server_warnings: tuple[ServerWarning, ...] = ()  # what PostgreSQL warned about (a GRANT that granted nothing)
+    lock_holds: tuple[RecordedHold, ...] = ()  # each lock the plan timed, with how long the apply held it
 
 
 def apply_plan(
@@ -207,8 +209,10 @@ def _apply_under_lock(
         heard.revision = revision
         running.append((items[revision], time.monotonic()))
         progress.started(items[revision].info)
+        holds.start(revision)
 
     def after_each(revision: str, revision_connection: Connection) -> None:
+        holds.finish(revision)
         # Last thing before the commit: a run that lost its lock must not commit another revision.
         lock.verify(revision_connection, before=f"Revision {revision}")
         _record_checksum(revision_connection, items[revision], audit_id, downgrade)
@@ -219,6 +223,8 @@ def _apply_under_lock(
     waited_since = time.monotonic()
     audit_closed = False  # by _failed, which then raises its own error
     heard = ServerWarnings()
+    # What the plan predicted for each lock, against what the apply then held: the next plan's calibration.
+    holds = HoldTimer(connection, plan.rehearsal)
     try:
         with BlockerWatch(database, _backend_pid(connection)) as watch, heard.listening(connection):
             while True:
@@ -283,6 +289,8 @@ def _apply_under_lock(
             attempts=attempts,
         )
         raise
+    finally:
+        holds.close()
     if plan.drops_baseline:
         # Past the baseline: what V1 created goes too, with the version table, in one transaction.
         with connection.begin():
@@ -298,6 +306,7 @@ def _apply_under_lock(
             seconds=time.monotonic() - started,
             lock_attempts=attempts,
             warnings=tuple(f"{warning.revision}: {warning.message}" for warning in heard.heard),
+            lock_holds=tuple(holds.recorded),
         )
     return ApplyResult(
         database=plan.database,
@@ -308,6 +317,7 @@ def _apply_under_lock(
         seconds=time.monotonic() - started,
         lock_attempts=attempts,
         server_warnings=tuple(heard.heard),
+        lock_holds=tuple(holds.recorded),
     )
 
 

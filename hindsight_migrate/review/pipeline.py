@@ -111,6 +111,7 @@ def review_and_apply(
         rehearsal = RehearsalOptions(
             where=request.rehearse_on,
             data_limit_bytes=settings.tool.rehearsal_data_limit_mb * 1024 * 1024,
+            sample_bytes=settings.tool.rehearsal_sample_mb * 1024 * 1024,
             lock_timeout=settings.tool.lock_timeout,
             statement_timeout=settings.tool.statement_timeout,
         )

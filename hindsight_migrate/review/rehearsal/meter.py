@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 
 from hindsight_migrate.postgres import catalog
+from hindsight_migrate.postgres.audit_records import RecordedHold
 from hindsight_migrate.postgres.lock_modes import LockMode
-from hindsight_migrate.review.rehearsal.model import RevisionCost, StatementCost
+from hindsight_migrate.review.rehearsal.model import Hold, Rehearsal, RevisionCost, StatementCost
+from hindsight_migrate.review.rehearsal.predict import first_naming, read_statement
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -168,3 +170,62 @@ class Meter:
             if mode is not None:  # a predicate lock (SIReadLock, serializable transactions) locks out no one
                 now[table] = mode.stronger(now.get(table))
         return now
+
+
+# -- the apply: how long each lock was held ------------------------------------------------
+
+
+class HoldTimer:
+    """During an apply: how long each revision held its lock on each table the plan predicted (or measured) a
+    hold for, timed as the plan times it, from the start of the statement that first names the table (the
+    revision's start when none does) to the end of the revision's last statement, before its commit."""
+
+    def __init__(self, connection: Connection, rehearsal: Rehearsal | None) -> None:
+        self._connection = connection
+        self._predicted: dict[str, tuple[Hold, ...]] = {}
+        self._sizes = rehearsal.sizes if rehearsal is not None else {}
+        if rehearsal is not None:
+            self._predicted = {cost.revision: cost.holds for cost in rehearsal.costs if cost.holds}
+        self._statements: list[tuple[float, str]] = []
+        self._revision: str | None = None
+        self._started = 0.0
+        self.recorded: list[RecordedHold] = []
+        self._listening = bool(self._predicted)
+        if self._listening:
+            event.listen(connection, "before_cursor_execute", self._before)
+
+    def close(self) -> None:
+        if self._listening:
+            event.remove(self._connection, "before_cursor_execute", self._before)
+            self._listening = False
+
+    def start(self, revision: str) -> None:
+        self._revision = revision if revision in self._predicted else None
+        self._statements = []
+        self._started = time.perf_counter()
+
+    def finish(self, revision: str) -> None:
+        """After the revision's last statement, before its commit."""
+        if self._revision != revision:
+            return
+        ended = time.perf_counter()
+        tables = [read_statement(sql) for _, sql in self._statements]
+        for hold in self._predicted[revision]:
+            first = first_naming(tables, hold.table, self._sizes)
+            since = self._statements[first][0] if first is not None else self._started
+            self.recorded.append(
+                RecordedHold(
+                    revision,
+                    hold.table,
+                    hold.basis.value,
+                    hold.seconds,
+                    hold.seconds_low,
+                    hold.seconds_high,
+                    round(ended - since, 4),
+                )
+            )
+        self._revision = None
+
+    def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self._revision is not None:
+            self._statements.append((time.perf_counter(), statement))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
 
 from hindsight_migrate.duration import A_MINUTE, FIVE_SECONDS, Duration
 from hindsight_migrate.postgres import catalog
@@ -16,13 +15,33 @@ from hindsight_migrate.postgres.database import (
     ServerWarning,
 )
 from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
+from hindsight_migrate.postgres.sample import TableSample
 from hindsight_migrate.review.bootstrap import BootstrapPlan
 from hindsight_migrate.revisions import RevisionInfo
 from hindsight_migrate.schema import SchemaChange
 
-if TYPE_CHECKING:
-    pass
 
+class Basis(Enum):
+    """What a lock's time at the target's size rests on."""
+
+    MEASURED = "measured"  # timed on all of the table's rows: a full copy, the target itself, --rehearse-on URL
+    PREDICTED = "predicted"  # timed on a sample of its rows, scaled to the target's rows
+    UNKNOWN = "unknown"  # timed on none of its rows (a copy of the schema alone): says nothing of the target
+
+
+@dataclass(frozen=True)
+class Hold:
+    """How long a revision holds its lock on one of the target's tables, at the target's size: from the start of
+    the statement that first names the table (or the revision's first) to the revision's commit."""
+
+    table: str
+    seconds: float | None  # expected; None when unknown
+    seconds_low: float | None
+    seconds_high: float | None
+    basis: Basis
+    rehearsal_seconds: float  # what the rehearsal itself timed, on whatever rows it had
+    sample_percent: float | None = None  # PREDICTED: the share of the table's pages the sample held
+    calibration: float | None = None  # PREDICTED: the ratio of actual to predicted holds seen on earlier applies
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,7 @@ class RevisionCost:
     rewritten: tuple[str, ...]  # tables and indexes whose storage was rewritten
     statements: tuple[StatementCost, ...]
     rows_written: tuple[tuple[str, int], ...] = ()  # (table, rows updated or deleted): a backfill, a purge
+    holds: tuple[Hold, ...] = ()  # each of the target's tables it locks, at the target's size
 
 
 @dataclass(frozen=True)
@@ -64,6 +84,7 @@ class Rehearsal:
     not_rehearsed: tuple[NotRehearsed, ...] = ()  # statements not sent: no rollback would undo them
     server_wide: tuple[ServerWide, ...] = ()  # changes to what the whole server shares, rehearsed and rolled back
     server_warnings: tuple[ServerWarning, ...] = ()  # what PostgreSQL warned about while the revisions ran
+    samples: dict[str, TableSample] = field(default_factory=dict)  # what a sampled copy held of each table
 
     @property
     def ok(self) -> bool:
@@ -82,19 +103,30 @@ class Rehearsal:
             ]
             if not touched:
                 quiet.append(cost.seconds)
-            rows.extend(
-                ImpactRow(
-                    revision=cost.revision,
-                    table=table,
-                    mode=mode,
-                    blocks=mode.blocks,
-                    rewritten=table in cost.rewritten,
-                    size=self.sizes.get(table),
-                    seconds=cost.seconds,
-                    rows_written=dict(cost.rows_written).get(table, 0),
+            holds = {hold.table: hold for hold in cost.holds}
+            for table, mode in touched:
+                timed = cost.seconds
+                hold = holds.get(table) or Hold(table, timed, timed, timed, Basis.MEASURED, timed)
+                written = dict(cost.rows_written).get(table, 0)
+                sample = self.samples.get(table)
+                scaled = sample is not None and not sample.whole and written > 0
+                size = self.sizes.get(table)
+                if scaled and sample is not None and size is not None:
+                    written = round(written * scale_to_target(size, sample))
+                rows.append(
+                    ImpactRow(
+                        revision=cost.revision,
+                        table=table,
+                        mode=mode,
+                        blocks=mode.blocks,
+                        rewritten=table in cost.rewritten,
+                        size=size,
+                        seconds=hold.seconds if hold.seconds is not None else hold.rehearsal_seconds,
+                        rows_written=written,
+                        hold=hold,
+                        rows_written_exact=not scaled,
+                    )
                 )
-                for table, mode in touched
-            )
         return tuple(rows), tuple(quiet)
 
     def rewritten_tables(self) -> tuple[ImpactRow, ...]:
@@ -108,7 +140,7 @@ class Rehearsal:
     def longest_blocking(self) -> ImpactRow | None:
         """The lock that held traffic back most in the rehearsal: blocking reads beats blocking writes, then time."""
         blocking = [row for row in self.impact()[0] if row.blocks is not Blocks.NOTHING]
-        return max(blocking, key=lambda row: (row.blocks is Blocks.READS_AND_WRITES, row.seconds), default=None)
+        return max(blocking, key=lambda row: (row.blocks is Blocks.READS_AND_WRITES, row.worst_seconds), default=None)
 
 
 @dataclass(frozen=True)
@@ -121,8 +153,32 @@ class ImpactRow:
     blocks: Blocks  # what ordinary traffic it stops
     rewritten: bool  # its storage (or its indexes') was rewritten
     size: catalog.TableSize | None  # the target's rows and bytes, None for a table it does not have
-    seconds: float  # how long the revision that took the lock ran (the lock is held until it commits)
-    rows_written: int = 0  # rows the revision updated or deleted in it (in the rehearsal's copy of the data)
+    seconds: float  # how long the lock is held at the target's size, expected (see ``hold`` for what it rests on)
+    rows_written: int = 0  # rows the revision updated or deleted in it (scaled to the target's from a sample)
+    hold: Hold | None = None  # the expected time, its range and what it rests on
+    rows_written_exact: bool = True  # False: the sample's count, scaled to the target's rows
+
+    @property
+    def basis(self) -> Basis:
+        return self.hold.basis if self.hold is not None else Basis.MEASURED
+
+    @property
+    def worst_seconds(self) -> float:
+        """The high end of the range: what a reviewer must be ready for. An unknown time counts as endless."""
+        if self.hold is None:
+            return self.seconds
+        if self.hold.basis is Basis.UNKNOWN:
+            return float("inf")
+        return self.hold.seconds_high if self.hold.seconds_high is not None else self.seconds
+
+
+def scale_to_target(size: catalog.TableSize, sample: TableSample) -> float:
+    """How many times the target's table holds what its sample does: by rows when both are known, else by bytes."""
+    if size.estimated_rows and sample.rows:
+        return max(size.estimated_rows / sample.rows, 1.0)
+    if sample.total_bytes:
+        return max(size.total_bytes / sample.total_bytes, 1.0)
+    return 1.0
 
 
 class RehearsalPlace(Enum):
@@ -153,6 +209,7 @@ class RehearsalTarget:
 class RehearsalOptions:
     where: RehearsalTarget = RehearsalTarget(RehearsalPlace.SCRATCH)
     data_limit_bytes: int = 200 * 1024 * 1024
+    sample_bytes: int = 32 * 1024 * 1024  # over the data limit, the sample's budget; 0: the schema alone
     lock_timeout: Duration = FIVE_SECONDS
     statement_timeout: Duration = A_MINUTE
 

@@ -35,17 +35,20 @@ from typing import TYPE_CHECKING
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.config import DatabaseSource, normalize_url
 from hindsight_migrate.errors import ProjectCodeFailed, Refused, Section
-from hindsight_migrate.postgres import catalog
+from hindsight_migrate.postgres import audit, catalog
 from hindsight_migrate.postgres.database import (
     Database,
     open_database,
 )
+from hindsight_migrate.postgres.sample import TableSample, sample_shares, sampled_rows
 from hindsight_migrate.postgres.scratch import ScratchInTheMaking, scratch_copy
 from hindsight_migrate.review.bootstrap import BootstrapPlan
-from hindsight_migrate.review.rehearsal.model import Rehearsal, RehearsalOptions, RehearsalPlace, Work
+from hindsight_migrate.review.rehearsal.model import Basis, Rehearsal, RehearsalOptions, RehearsalPlace, Work
+from hindsight_migrate.review.rehearsal.predict import calibration, with_holds
 from hindsight_migrate.review.rehearsal.privileges import refuse_unless_the_apply_may_record, with_privileges_checked
 from hindsight_migrate.review.rehearsal.strategies import rehearse_committing, rehearse_on_target
 from hindsight_migrate.revisions import RevisionInfo
+from hindsight_migrate.words import human_bytes
 
 if TYPE_CHECKING:
     pass
@@ -102,6 +105,7 @@ def _rehearse(
         with_data = copying and catalog.database_size(connection) <= options.data_limit_bytes
         blank = copying and catalog.is_blank(connection)
         role = catalog.role_context(connection)
+        calibrated = calibration(audit.recorded_holds(connection)) if copying and not with_data else None
         # A role that is not a superuser owns everything in its copy: it gets back there exactly the
         # privileges it has on the target, so what the target would refuse fails in the rehearsal.
         mirrored = copying and not blank and not role.superuser
@@ -109,8 +113,11 @@ def _rehearse(
         connection.rollback()
     if options.where.place is RehearsalPlace.TARGET:
         # There the revisions meet the role's real privileges.
-        rehearsal = rehearse_on_target(project, target, work, options, sizes)
+        rehearsal = with_holds(rehearse_on_target(project, target, work, options, sizes), basis=Basis.MEASURED)
     elif options.where.place is RehearsalPlace.SCRATCH:
+        # Over the data limit, a sample of each table's rows: lock times are predicted from it.
+        budget = min(options.data_limit_bytes, options.sample_bytes)
+        shares = None if with_data or blank or not budget else sample_shares(sizes, budget)
         # A superuser restores the target's owners and grants, so the rehearsal meets them as the
         # apply will. Any other role's copy is its own: what that hides is checked on the target below.
         with scratch_copy(
@@ -121,16 +128,16 @@ def _rehearse(
             version_table=work.version_table,
             keep_owners=role.superuser,
             privileges=privileges,
+            sample=shares,
         ) as copy:
-            words = (
-                "a scratch copy of the target with its data"
-                if with_data
-                else f"a scratch copy of the target's schema only (the data is over "
-                f"{options.data_limit_bytes // (1024 * 1024)} MB), so data-dependent failures are not caught"
-            )
+            samples = sampled_rows(copy, shares) if shares else {}
+            words = _scratch_words(with_data, samples, sizes, options.data_limit_bytes)
             if privileges is not None:
                 words += f"; run as {role.role} with its privileges on the target"
             rehearsal = rehearse_committing(project, copy, work, RehearsalPlace.SCRATCH, words, with_data, sizes)
+        rehearsal = dataclasses.replace(rehearsal, samples=samples)
+        basis = Basis.MEASURED if with_data or blank else Basis.PREDICTED if samples else Basis.UNKNOWN
+        rehearsal = with_holds(rehearsal, basis=basis, calibrated=calibrated)
     else:
         url = normalize_url(options.where.url or "", "--rehearse-on")
         other = open_database(DatabaseSource(url=url, origin="--rehearse-on"))
@@ -141,12 +148,14 @@ def _rehearse(
                 other,
                 work,
                 RehearsalPlace.URL,
-                f"{other.masked_url} (--rehearse-on; now changed)",
+                f"{other.masked_url} (--rehearse-on; now changed), its figures taken as measured at full size",
                 True,
                 sizes,
             )
         finally:
             other.dispose()
+        # A full-size clone of production (a thin clone, a branch) times what the apply will: measured.
+        rehearsal = with_holds(rehearsal, basis=Basis.MEASURED)
     if role.superuser:
         return rehearsal  # nothing on the target is out of its reach
     if options.where.place is not RehearsalPlace.TARGET:
@@ -159,6 +168,31 @@ def _rehearse(
             refuse_unless_the_apply_may_record(connection, role, work)
             connection.rollback()
     return rehearsal
+
+
+def _scratch_words(
+    with_data: bool, samples: dict[str, TableSample], sizes: dict[str, catalog.TableSize], limit_bytes: int
+) -> str:
+    if with_data:
+        return "a scratch copy of the target with its data"
+    limit = f"{limit_bytes // (1024 * 1024)} MB"
+    partial = [sample for sample in samples.values() if not sample.whole]
+    if not samples:
+        return (
+            f"a scratch copy of the target's schema only (the data is over {limit}), so data-dependent failures "
+            "are not caught and lock times on tables with rows are unknown"
+        )
+    held = human_bytes(sum(sample.total_bytes for sample in samples.values()))
+    whole = human_bytes(sum(sizes[table].total_bytes for table in samples if table in sizes))
+    if not partial:
+        return f"a scratch copy of the target with all its rows ({held}), tables copied one by one"
+    percents = sorted(sample.percent for sample in partial)
+    spread = f"{percents[0]:.2g} %" if percents[0] == percents[-1] else f"{percents[0]:.2g}-{percents[-1]:.2g} %"
+    return (
+        f"a scratch copy of the target with a sample of its rows ({held} of {whole}; the data is over {limit}, "
+        f"so {len(partial)} table(s) were sampled at {spread} of their pages): lock times on them are predicted "
+        "from the sample, and data-dependent failures in the rows left out are not caught"
+    )
 
 
 def privileges_not_reproduced(mirrored: str | None) -> str:

@@ -1,0 +1,220 @@
+"""A sample of the target's rows in a scratch copy: what a rehearsal measures when the target is too big to copy.
+
+A copy of the schema alone times every statement on empty tables: a rewrite of a 550 MB table shows 0.03 s
+and holds its lock for 14.6 s. A copy of everything is out of reach above the data limit. So the scratch copy
+gets the target's schema without its indexes and constraints (``pg_dump --section=pre-data``), then a sample
+of each table's rows, then the indexes, constraints and triggers (``--section=post-data``), which are built on
+the sampled rows as PostgreSQL builds them on the target's:
+
+* each table gets a share of a byte budget (:func:`sample_shares`; ``rehearsal_sample_mb``, 32 MB: enough that a
+  rewrite or an index build on the sample takes long enough to time well, small enough that copying it and
+  building its indexes adds seconds to a plan): tables that fit their share whole are copied
+  whole, the bigger ones a random set of their pages (``TABLESAMPLE SYSTEM … REPEATABLE``), all in one snapshot
+  of the target (a read-only, repeatable-read transaction);
+* rows are streamed from the target to the copy with ``COPY … (FORMAT binary)``: they never land in a file;
+* before the constraints come back, a sampled row whose foreign key names a row the sample left out is deleted
+  (and so on down the chain), so that the constraints validate as they do on the target;
+* the sequences are set to the target's values, so a revision that inserts does not collide with sampled ids;
+* the copy is analysed, as the target is.
+
+How many rows of each table the copy holds is measured afterwards (:func:`sampled_rows`): a statement's time on
+the sample is scaled by the target's rows over the sample's (``review/rehearsal/predict.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from hindsight_migrate.postgres.catalog.objects import TOOL_SCHEMA, quote_identifier
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from hindsight_migrate.postgres.catalog import TableSize
+    from hindsight_migrate.postgres.database import Database
+
+# The seed of TABLESAMPLE: the same pages each time, so two plans of the same database agree.
+_SEED = 20261204
+
+
+@dataclass(frozen=True)
+class TableSample:
+    """What the copy holds of one of the target's tables."""
+
+    table: str  # schema.table
+    percent: float  # of the target's pages asked for (100: all of it)
+    rows: int  # rows the copy holds, counted after the orphans were removed
+    total_bytes: int  # the copy's bytes of it, with its indexes and TOAST
+
+    @property
+    def whole(self) -> bool:
+        return self.percent >= 100.0
+
+
+def sample_shares(sizes: Mapping[str, TableSize], budget_bytes: int) -> dict[str, float]:
+    """Per table, the percent of its pages to copy: the budget shared out from the smallest table up, each
+    taking all of itself when it fits its fair share of what is left, and the biggest ones sharing the rest."""
+    shares: dict[str, float] = {}
+    left = budget_bytes
+    ordered = sorted(sizes.values(), key=lambda size: size.total_bytes)
+    for index, size in enumerate(ordered):
+        fair = left / (len(ordered) - index)
+        if size.total_bytes <= fair:
+            shares[size.table] = 100.0
+            left -= size.total_bytes
+        else:
+            shares[size.table] = max(100.0 * fair / size.total_bytes, 0.0001)
+            left -= int(fair)
+    return shares
+
+
+_COLUMNS_SQL = """
+SELECT a.attname FROM pg_attribute a
+ WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ ORDER BY a.attnum
+"""
+
+# Foreign keys between application tables, as (child, its columns, parent, their columns); a partitioned
+# table's key once, on the table that declares it (conparentid = 0).
+_FOREIGN_KEYS_SQL = f"""
+SELECT cn.nspname, c.relname, p.nspname, pc.relname,
+       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+       ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i)
+  FROM pg_constraint k
+  JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  JOIN pg_class pc ON pc.oid = k.confrelid JOIN pg_namespace p ON p.oid = pc.relnamespace
+ WHERE k.contype = 'f' AND k.conparentid = 0 AND cn.nspname <> '{TOOL_SCHEMA}'
+"""
+
+
+def copy_sample(source: Database, copy: Database, shares: Mapping[str, float]) -> dict[str, str]:
+    """Writes (the copy, only): stream each table's share of rows from ``source`` into ``copy`` (whose schema is
+    there without its constraints yet), then delete the rows whose foreign keys the sample broke. Returns the
+    tables that could not be sampled, with what PostgreSQL said (no SELECT on one: the copy keeps it empty)."""
+    skipped: dict[str, str] = {}
+    with source.connect() as reading, copy.connect() as writing:
+        source_raw = _raw(reading)
+        copy_raw = _raw(writing)
+        source_raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        for table, percent in sorted(shares.items()):
+            schema, _, name = table.partition(".")
+            relation = sql.SQL("ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+            columns = [row[0] for row in source_raw.execute(_COLUMNS_SQL, (_quoted(table),)).fetchall()]
+            if not columns:
+                continue
+            listed = sql.SQL(", ").join(sql.Identifier(column) for column in columns)
+            sampled = (
+                sql.SQL("")
+                if percent >= 100.0
+                else sql.SQL(" TABLESAMPLE SYSTEM ({}) REPEATABLE ({})").format(
+                    sql.Literal(percent), sql.Literal(_SEED)
+                )
+            )
+            out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)").format(listed, relation, sampled)
+            into = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT binary)").format(
+                sql.Identifier(schema), sql.Identifier(name), listed
+            )
+            source_raw.execute("SAVEPOINT sample")
+            try:
+                with source_raw.cursor().copy(out) as rows_out, copy_raw.cursor().copy(into) as rows_in:
+                    for block in rows_out:
+                        rows_in.write(block)
+                source_raw.execute("RELEASE SAVEPOINT sample")
+                copy_raw.commit()
+            except psycopg.Error as err:  # no SELECT on it, a type the copy lacks: this table stays empty
+                source_raw.execute("ROLLBACK TO SAVEPOINT sample")
+                copy_raw.rollback()
+                skipped[table] = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        source_raw.execute("ROLLBACK")
+        keys = source_raw.execute(_FOREIGN_KEYS_SQL).fetchall()
+        source_raw.rollback()
+        _delete_orphans(copy_raw, keys)
+        copy_raw.commit()
+    return skipped
+
+
+def _delete_orphans(raw: Any, keys: list[tuple[str, str, str, str, list[str], list[str]]]) -> None:
+    """Delete sampled rows whose foreign key (all of its columns set: MATCH SIMPLE) finds no parent in the sample,
+    until none is left: a deleted parent can orphan its children in turn."""
+    for _ in range(32):  # a chain deeper than this is not a schema anyone keeps
+        deleted = 0
+        for child_schema, child, parent_schema, parent, child_columns, parent_columns in keys:
+            set_columns = sql.SQL(" AND ").join(
+                sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(column)) for column in child_columns
+            )
+            matching = sql.SQL(" AND ").join(
+                sql.SQL("p.{} = c.{}").format(sql.Identifier(p), sql.Identifier(c))
+                for c, p in zip(child_columns, parent_columns, strict=True)
+            )
+            statement = sql.SQL(
+                "DELETE FROM {}.{} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {}.{} p WHERE {})"
+            ).format(
+                sql.Identifier(child_schema),
+                sql.Identifier(child),
+                set_columns,
+                sql.Identifier(parent_schema),
+                sql.Identifier(parent),
+                matching,
+            )
+            deleted += raw.execute(statement).rowcount or 0
+        if not deleted:
+            return
+
+
+def set_sequences(copy: Database, values: Mapping[str, int | None]) -> None:
+    """Writes (the copy): each sequence at the target's last value, so that rows a revision inserts into the
+    sample get ids the sampled rows do not have."""
+    with copy.connect() as connection:
+        raw = _raw(connection)
+        for name, value in values.items():
+            if value is not None:
+                raw.execute("SELECT setval(to_regclass(%s), %s)", (_quoted(name), value))
+        raw.commit()
+
+
+def analyse(copy: Database) -> None:
+    """Writes (the copy's statistics): VACUUM ANALYZE, so that the sample is planned and scanned as a table
+    PostgreSQL keeps up does (no dead rows from the orphans' deletion, visibility map set)."""
+    with copy.connect() as connection:
+        raw = _raw(connection)
+        raw.rollback()
+        raw.autocommit = True
+        try:
+            raw.execute("VACUUM ANALYZE")
+        finally:
+            raw.autocommit = False
+
+
+def sampled_rows(copy: Database, shares: Mapping[str, float]) -> dict[str, TableSample]:
+    """Read-only (the copy): how many rows of each sampled table the copy holds, and their bytes."""
+    samples: dict[str, TableSample] = {}
+    with copy.connect() as connection:
+        raw = _raw(connection)
+        for table, percent in shares.items():
+            relation = _quoted(table)
+            found = raw.execute(
+                "SELECT to_regclass(%s) IS NOT NULL, pg_total_relation_size(to_regclass(%s))", (relation, relation)
+            ).fetchone()
+            if not found or not found[0]:
+                continue
+            rows = raw.execute(f"SELECT count(*) FROM ONLY {relation}").fetchone()
+            samples[table] = TableSample(table, percent, int(rows[0]) if rows else 0, int(found[1] or 0))
+        raw.rollback()
+    return samples
+
+
+def _quoted(table: str) -> str:
+    schema, _, name = table.partition(".")
+    return f"{quote_identifier(schema)}.{quote_identifier(name)}"
+
+
+def _raw(connection: Any) -> Any:
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    return raw
