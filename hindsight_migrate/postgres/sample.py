@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from hindsight_migrate.postgres.catalog import TableSize
     from hindsight_migrate.postgres.database import Database
 
+# A child table is read at up to this many times its share, to make up for the rows its parents' sample leaves
+# without a parent (they are deleted).
+MAX_INFLATION = 8.0
 # The seed of TABLESAMPLE: the same pages each time, so two plans of the same database agree.
 _SEED = 20261204
 
@@ -102,7 +105,8 @@ def copy_sample(source: Database, copy: Database, shares: Mapping[str, float]) -
         source_raw = _raw(reading)
         copy_raw = _raw(writing)
         source_raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        for table, percent in sorted(shares.items()):
+        keys = source_raw.execute(_FOREIGN_KEYS_SQL).fetchall()
+        for table, percent in sorted(_through_parents(shares, keys).items()):
             schema, _, name = table.partition(".")
             relation = sql.SQL("ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
             columns = [row[0] for row in source_raw.execute(_COLUMNS_SQL, (_quoted(table),)).fetchall()]
@@ -132,16 +136,28 @@ def copy_sample(source: Database, copy: Database, shares: Mapping[str, float]) -
                 copy_raw.rollback()
                 skipped[table] = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         source_raw.execute("ROLLBACK")
-        keys = source_raw.execute(_FOREIGN_KEYS_SQL).fetchall()
-        source_raw.rollback()
         _delete_orphans(copy_raw, keys)
-        copy_raw.commit()
     return skipped
+
+
+def _through_parents(shares: Mapping[str, float], keys: list[tuple[str, str, str, str, Any, Any]]) -> dict[str, float]:
+    """The percent of each table's pages to read, so that what is left of it once its rows without a sampled
+    parent are gone is about its share: a child of a table sampled at 5 % keeps about 5 % of what it read.
+    (Capped at all of it, and at MAX_INFLATION times its share, so that a plan stays quick.)"""
+    kept = {table: 1.0 for table in shares}
+    for child_schema, child, parent_schema, parent, _, _ in keys:
+        table, of = f"{child_schema}.{child}", f"{parent_schema}.{parent}"
+        if table in kept and of in shares and of != table:
+            kept[table] *= shares[of] / 100.0
+    return {table: min(100.0, percent / max(kept[table], 1 / MAX_INFLATION)) for table, percent in shares.items()}
 
 
 def _delete_orphans(raw: Any, keys: list[tuple[str, str, str, str, list[str], list[str]]]) -> None:
     """Delete sampled rows whose foreign key (all of its columns set: MATCH SIMPLE) finds no parent in the sample,
-    until none is left: a deleted parent can orphan its children in turn."""
+    until none is left: a deleted parent can orphan its children in turn. A table that lost rows is compacted
+    (VACUUM FULL, cheap before its indexes exist): its pages must hold rows as densely as the target's, or a
+    rewrite of the sample reads more pages per row than the target's will."""
+    shrunk: set[tuple[str, str]] = set()
     for _ in range(32):  # a chain deeper than this is not a schema anyone keeps
         deleted = 0
         for child_schema, child, parent_schema, parent, child_columns, parent_columns in keys:
@@ -162,9 +178,19 @@ def _delete_orphans(raw: Any, keys: list[tuple[str, str, str, str, list[str], li
                 sql.Identifier(parent),
                 matching,
             )
-            deleted += raw.execute(statement).rowcount or 0
+            gone = raw.execute(statement).rowcount or 0
+            if gone:
+                shrunk.add((child_schema, child))
+            deleted += gone
         if not deleted:
-            return
+            break
+    raw.commit()
+    raw.autocommit = True
+    try:
+        for schema, table in sorted(shrunk):
+            raw.execute(sql.SQL("VACUUM FULL {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+    finally:
+        raw.autocommit = False
 
 
 def set_sequences(copy: Database, values: Mapping[str, int | None]) -> None:

@@ -574,6 +574,7 @@ class StatementTables:
     processed: frozenset[str]
     altered: frozenset[str]  # the tables an ALTER TABLE changes: processed too when the rehearsal saw them rewritten
     parsed: bool = True  # False: PostgreSQL's grammar could not read it alone (nothing is known of it)
+    sorts: bool = False  # it builds a B-tree index (CREATE INDEX, a primary key or unique constraint): n log n
 
 
 def statement_tables(text: str) -> StatementTables:
@@ -584,6 +585,7 @@ def statement_tables(text: str) -> StatementTables:
     named = frozenset(_dotted(range_var) for range_var in _range_vars(node))
     processed: set[str] = set()
     altered: set[str] = set()
+    sorts = False
     if isinstance(node, (ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, ast.CreateTableAsStmt, ast.SelectStmt)):
         processed |= named  # DML and queries: every table they read or write
     elif isinstance(node, ast.InsertStmt):
@@ -591,6 +593,7 @@ def statement_tables(text: str) -> StatementTables:
             processed |= named
     elif isinstance(node, (ast.IndexStmt, ast.ClusterStmt, ast.ReindexStmt)) and node.relation is not None:
         processed.add(_dotted(node.relation))
+        sorts = not isinstance(node, ast.IndexStmt) or (node.accessMethod or "btree") == "btree"
     elif isinstance(node, (ast.VacuumStmt, ast.RefreshMatViewStmt)):
         processed |= named
     elif isinstance(node, ast.AlterTableStmt) and node.relation is not None:
@@ -609,13 +612,14 @@ def statement_tables(text: str) -> StatementTables:
                 and not definition.skip_validation
             ):
                 processed.add(table)
+                sorts = sorts or definition.contype in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE)
                 if definition.pktable is not None:
                     processed.add(_dotted(definition.pktable))
             if isinstance(definition, ast.ColumnDef) and command.subtype is AlterTableType.AT_AddColumn:
                 constraints = definition.constraints or ()
                 if any(isinstance(c, ast.Constraint) and c.contype in _SCANNING_CONSTRAINTS for c in constraints):
                     processed.add(table)
-    return StatementTables(named, frozenset(processed), frozenset(altered))
+    return StatementTables(named, frozenset(processed), frozenset(altered), sorts=sorts)
 
 
 def _range_vars(node: object) -> Iterator[ast.RangeVar]:

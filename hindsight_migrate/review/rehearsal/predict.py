@@ -23,6 +23,7 @@ predicted holds they recorded (:func:`calibration`) scales every new prediction.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import statistics
 from dataclasses import dataclass
@@ -71,8 +72,9 @@ def calibration(recorded: Iterable[tuple[float, float]]) -> Calibration | None:
 def with_holds(rehearsal: Rehearsal, *, basis: Basis, calibrated: Calibration | None = None) -> Rehearsal:
     """The rehearsal with each revision's holds at the target's size. ``basis``: what the rehearsal ran on
     (MEASURED: all the rows; PREDICTED: ``rehearsal.samples``; UNKNOWN: the schema alone)."""
+    floor = _fixed_cost(rehearsal.costs, rehearsal.sizes)
     costs = tuple(
-        dataclasses.replace(cost, holds=_holds(cost, rehearsal.sizes, rehearsal.samples, basis, calibrated))
+        dataclasses.replace(cost, holds=_holds(cost, rehearsal.sizes, rehearsal.samples, basis, calibrated, floor))
         for cost in rehearsal.costs
     )
     return dataclasses.replace(rehearsal, costs=costs)
@@ -84,6 +86,7 @@ def _holds(
     samples: Mapping[str, TableSample],
     basis: Basis,
     calibrated: Calibration | None,
+    floor: float,
 ) -> tuple[Hold, ...]:
     tables = [_read(statement.sql) for statement in cost.statements]
     holds = []
@@ -95,7 +98,7 @@ def _holds(
         if basis is Basis.MEASURED:
             holds.append(Hold(table, timed, timed, timed, Basis.MEASURED, timed))
             continue
-        holds.append(_predicted(table, cost, tables, first, timed, sizes, samples, basis, calibrated))
+        holds.append(_predicted(table, cost, tables, first, timed, sizes, samples, basis, calibrated, floor))
     return tuple(holds)
 
 
@@ -109,6 +112,7 @@ def _predicted(
     samples: Mapping[str, TableSample],
     basis: Basis,
     calibrated: Calibration | None,
+    floor: float,
 ) -> Hold:
     expected = low = high = 0.0
     scaled_from: list[float] = []
@@ -123,8 +127,14 @@ def _predicted(
             unknown = True
             continue
         factor = max(scale_to_target(sizes[name], samples[name]) for name in grows)
+        # A B-tree build sorts (n log n), and a rewrite rebuilds the table's indexes: each row costs more on
+        # the target's n than on the sample's.
+        if read.sorts or read.altered & _names_of(cost.rewritten):
+            factor *= max(_log_growth(sizes[name], samples[name]) for name in grows)
         ratio = calibrated.ratio if calibrated is not None else 1.0
-        seconds = statement.seconds * factor * ratio
+        # What any statement costs on this server (a round trip, a catalog change) does not grow with the rows.
+        fixed = min(floor, statement.seconds)
+        seconds = (fixed + (statement.seconds - fixed) * factor) * ratio
         expected, low, high = expected + seconds, low + seconds * LOW, high + seconds * HIGH
         scaled_from += [samples[name].percent for name in grows]
     if unknown:
@@ -141,6 +151,24 @@ def _predicted(
         sample_percent=min(scaled_from),
         calibration=calibrated.ratio if calibrated is not None else None,
     )
+
+
+def _fixed_cost(costs: Iterable[RevisionCost], sizes: Mapping[str, catalog.TableSize]) -> float:
+    """What a statement costs this server whatever the rows: the quickest of the rehearsal's DDL statements that
+    process no rows (a catalog change, a lock taken), 0 when it ran none."""
+    flat = []
+    for cost in costs:
+        for statement in cost.statements:
+            read = _read(statement.sql)
+            if read.parsed and read.named and not _resolved(read.processed, sizes):
+                flat.append(statement.seconds)
+    return min(flat) if flat else 0.0
+
+
+def _log_growth(size: catalog.TableSize, sample: TableSample) -> float:
+    """log n on the target over log n on the sample: how much more a sort pays per row there."""
+    rows = max(sample.rows, 2)
+    return max(math.log(max(rows * scale_to_target(size, sample), rows)) / math.log(rows), 1.0)
 
 
 def first_naming(tables: list[StatementTables], table: str, sizes: Mapping[str, catalog.TableSize]) -> int | None:
