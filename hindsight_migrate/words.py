@@ -32,3 +32,32 @@ def rows_phrase(rows: int | None, exact: bool) -> str:
     if rows is None:
         return "rows unknown (never analysed)"
     return f"{rows:,} rows" if exact else f"an estimated {rows:,} rows"
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration as people read it: 0.42 s, 14 s, 3.2 min."""
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def hold_cell(seconds: float | None, low: float | None, high: float | None, basis: str) -> str:
+    """A lock's hold at the target's size, as a cell: 0.42 s (measured), ~14 s (7.0 s-28 s), unknown."""
+    if basis == "unknown" or seconds is None:
+        return "unknown"
+    if basis == "predicted" and low is not None and high is not None:
+        return f"~{seconds_text(seconds)} ({seconds_text(low)}-{seconds_text(high)})"
+    return seconds_text(seconds)
+
+
+def hold_phrase(
+    seconds: float | None, low: float | None, high: float | None, basis: str, sample_percent: float | None
+) -> str:
+    """A lock's hold in a sentence, with what it rests on: "held 0.42 s, measured on all its rows", "held ~14 s
+    (7.0 s-28 s), predicted from a 4.2 % sample", "held for an unknown time (not measured on its rows)"."""
+    if basis == "unknown" or seconds is None:
+        return "held for an unknown time (timed on a copy without its rows)"
+    if basis == "predicted":
+        sample = f"a {sample_percent:.2g} % sample" if sample_percent is not None else "a sample"
+        return f"held {hold_cell(seconds, low, high, basis)}, predicted from {sample}"
+    return f"held {seconds_text(seconds)}, measured on all its rows"

@@ -34,11 +34,13 @@ from hindsight_migrate.render.wording import (
     DIFF_MARKS,
     DIFF_ORDER,
     IMPACT_COLUMNS,
+    IMPACT_TITLE,
     NO_REHEARSAL_WORDS,
     NOTHING_NEEDS_ATTENTION,
     STATE_MARKS,
     folded_line,
     history_marks,
+    hold_lines,
     impact_cells,
     impact_notes,
     lint_dropped,
@@ -329,7 +331,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> list[str]:
     impact_blocks = [table(list(IMPACT_COLUMNS), rows)] if rows else []
     impact_blocks += [text(note) for note in impact_notes(rehearsal, listed=bool(rows))]
     if impact_blocks:
-        blocks.append(details("Impact, measured: locks taken and storage rewritten", "\n\n".join(impact_blocks)))
+        blocks.append(details(IMPACT_TITLE, "\n\n".join(impact_blocks)))
     return blocks
 
 
@@ -564,6 +566,7 @@ def status_markdown(status: Status) -> str:
             f"- Last apply: {text(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by {text(run.os_user)}@"
             f"{text(run.host)}, {text(run.from_revisions)} → {text(run.to_revisions or '?')}, {text(run.outcome.value)}"
         )
+        facts += [f"  - {text(line)}" for line in hold_lines(run.lock_holds)]
     blocks.append(details("Records", "\n".join(facts)))
     blocks.append(MARKER.format(kind="status"))
     return _join(blocks)

@@ -27,6 +27,7 @@ from hindsight_migrate.render.wording import (
     DIFF_MARKS,
     DIFF_ORDER,
     IMPACT_COLUMNS,
+    IMPACT_TITLE,
     NO_REHEARSAL_WORDS,
     NOTHING_NEEDS_ATTENTION,
     folded_line,
@@ -39,7 +40,7 @@ from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.revisions import Direction
 from hindsight_migrate.schema import Change
 from hindsight_migrate.untrusted import visible
-from hindsight_migrate.words import rows_phrase
+from hindsight_migrate.words import hold_phrase, rows_phrase
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.apply import ApplyResult, LockRetry
@@ -241,10 +242,15 @@ def stakes(plan: MigrationPlan) -> None:
     if blocking is not None:
         rows = f", {rows_phrase(blocking.size.estimated_rows, blocking.size.rows_exact)}" if blocking.size else ""
         rewrite = ", rewriting it" if blocking.rewritten else ""
+        hold = blocking.hold
+        held = (
+            hold_phrase(hold.seconds, hold.seconds_low, hold.seconds_high, hold.basis.value, hold.sample_percent)
+            if hold is not None
+            else f"held {blocking.seconds:.2f} s"
+        )
         console.print(
             f"[bold]Longest blocking lock:[/] {blocking.mode.words} on {safe_markup(blocking.table)}{rows} "
-            f"(blocks {blocking.blocks.value}), about {blocking.seconds:.2f} s in the rehearsal "
-            f"({safe_markup(blocking.revision)}){rewrite}."
+            f"(blocks {blocking.blocks.value}), {held} ({safe_markup(blocking.revision)}){rewrite}."
         )
     elif plan.rehearsal is not None:
         console.print("Blocks no reads or writes of the tables the database has.")
@@ -357,7 +363,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
             styled[4] = Text(cells[4], style="red")
         rows.append(styled)
     if rows:
-        grid(console, "Impact, measured: locks taken and storage rewritten", [Column(c) for c in IMPACT_COLUMNS], rows)
+        grid(console, IMPACT_TITLE, [Column(c) for c in IMPACT_COLUMNS], rows)
     for note in impact_notes(rehearsal, listed=bool(rows)):
         console.print(f"  {safe_markup(note)}")
 

@@ -12,7 +12,7 @@ from hindsight_migrate.authoring.findings import Severity
 from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.render.console import out, safe_markup
 from hindsight_migrate.render.layout import Column, grid
-from hindsight_migrate.render.wording import STATE_MARKS, history_marks, lint_dropped, lint_where
+from hindsight_migrate.render.wording import STATE_MARKS, history_marks, hold_lines, lint_dropped, lint_where
 from hindsight_migrate.review.kinds import Level
 from hindsight_migrate.revisions import RevisionState
 from hindsight_migrate.untrusted import visible
@@ -215,6 +215,11 @@ def status(result: Status) -> None:
             f"{safe_markup(run.os_user)}@{safe_markup(run.host)}, {safe_markup(run.from_revisions)} → "
             f"{safe_markup(run.to_revisions or '?')}, {safe_markup(run.outcome.value)}"
         )
+        held = hold_lines(run.lock_holds)
+        if held:
+            console.print("  Its locks, the plan's figure against the apply's:")
+            for line in held:
+                console.print(f"    {safe_markup(line)}")
 
 
 def check_report(report: CheckReport) -> None:

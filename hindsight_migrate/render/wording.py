@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.render.layout import plural
-from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, ChangeKind, Concern, NoRehearsal
+from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, ChangeKind, Concern, NoRehearsal
 from hindsight_migrate.revisions import Direction, RevisionState
 from hindsight_migrate.schema import Change
-from hindsight_migrate.words import human_bytes, row_count
+from hindsight_migrate.words import hold_cell, human_bytes, row_count, seconds_text
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from hindsight_migrate.postgres.audit_records import RecordedHold
     from hindsight_migrate.reports.history import HistoryEntry
     from hindsight_migrate.review.lint import LintFinding, LintResult
     from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
+    from hindsight_migrate.review.rehearsal.model import Hold
     from hindsight_migrate.review.summary import PlanSummary
 
 # Severity in words and symbols, never colour alone (NO_COLOR, a CI log): (mark, words, style).
@@ -48,7 +52,8 @@ DIFF_MARKS: dict[Change, tuple[str, str]] = {
     Change.RENAMED: ("→", "yellow"),
 }
 DIFF_ORDER = [Change.REMOVED, Change.RENAMED, Change.CHANGED, Change.ADDED]  # what destroys or breaks first
-IMPACT_COLUMNS = ("Revision", "Table", "Lock", "Blocks", "Rewritten", "Rows written", "Rows", "Size", "Took")
+IMPACT_COLUMNS = ("Revision", "Table", "Lock", "Blocks", "Rewritten", "Rows written", "Rows", "Size", "Held", "Basis")
+IMPACT_TITLE = "Impact at the target's size: locks held (measured or predicted) and storage rewritten"
 BIG_DIFF = 40  # a longer diff, in a big plan, is counted by kind
 STATE_MARKS: dict[RevisionState, tuple[str, str]] = {
     RevisionState.CURRENT: ("●", "bold green"),
@@ -133,6 +138,7 @@ def impact_cells(impact: tuple[ImpactRow, ...]) -> list[list[str]]:
     rows = []
     for index, row in enumerate(impact):
         first = index == 0 or impact[index - 1].revision != row.revision
+        hold = row.hold
         rows.append(
             [
                 row.revision if first else "",
@@ -140,13 +146,45 @@ def impact_cells(impact: tuple[ImpactRow, ...]) -> list[list[str]]:
                 row.mode.words,
                 row.blocks.value,
                 "rewritten" if row.rewritten else "no",
-                f"{row.rows_written:,}" if row.rows_written else "",
+                (f"{row.rows_written:,}" if row.rows_written_exact else f"~{row.rows_written:,}")
+                if row.rows_written
+                else "",
                 row_count(row.size.estimated_rows, row.size.rows_exact) if row.size else "new",
                 human_bytes(row.size.total_bytes) if row.size else "",
-                f"{row.seconds:.2f} s" if first else "",
+                hold_cell(hold.seconds, hold.seconds_low, hold.seconds_high, hold.basis.value) if hold else "",
+                _basis_cell(hold),
             ]
         )
     return rows
+
+
+def _basis_cell(hold: Hold | None) -> str:
+    if hold is None or hold.basis is Basis.MEASURED:
+        return "measured"
+    if hold.basis is Basis.UNKNOWN:
+        return "no rows timed"
+    sample = f"{hold.sample_percent:.2g} % sample" if hold.sample_percent is not None else "sample"
+    return f"predicted, {sample}" + (f", x{hold.calibration:.2f} calibrated" if hold.calibration else "")
+
+
+# A lock held (or predicted) shorter than this is not worth a line in status: a catalog change, a commit.
+HEAVY_HOLD_SECONDS = 0.1
+
+
+def hold_lines(holds: Iterable[RecordedHold]) -> list[str]:
+    """The last apply's heavy locks, what the plan said against what the apply held: how far to trust a plan."""
+    lines = []
+    for hold in holds:
+        predicted = hold.predicted_seconds
+        if max(predicted or 0.0, hold.actual_seconds) < HEAVY_HOLD_SECONDS:
+            continue
+        said = hold_cell(predicted, hold.predicted_low, hold.predicted_high, hold.basis)
+        ratio = f" (actual/plan {hold.actual_seconds / predicted:.2f})" if predicted else ""
+        lines.append(
+            f"{hold.revision} {hold.table}: plan said {said} ({hold.basis}), held {seconds_text(hold.actual_seconds)}"
+            + ratio
+        )
+    return lines
 
 
 def impact_notes(rehearsal: Rehearsal, *, listed: bool) -> list[str]:

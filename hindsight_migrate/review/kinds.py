@@ -45,3 +45,11 @@ class Level(Enum):
 
     ERROR = "error"
     WARNING = "warning"
+
+
+class Basis(Enum):
+    """What a lock's time at the target's size rests on."""
+
+    MEASURED = "measured"  # timed on all of the table's rows: a full copy, the target itself, --rehearse-on URL
+    PREDICTED = "predicted"  # timed on a sample of its rows, scaled to the target's rows
+    UNKNOWN = "unknown"  # timed on none of its rows (a copy of the schema alone): says nothing of the target

@@ -267,11 +267,16 @@ def change_kind(plan: MigrationPlan, *, blocking_seconds: float) -> tuple[Change
         # A table whose rows are unknown (never analysed, too big to count) may hold some: it counts.
         rewrites = {row.table for row in impact if row.rewritten and row.size and row.size.estimated_rows != 0}
         reasons += [f"rewrites {table}, which holds rows" for table in sorted(rewrites)]
+        # A predicted hold counts at its range's high end, an unknown one as over any limit.
         reasons += [
-            f"blocks {row.blocks.value} of {row.table} for {row.seconds:.2f} s ({row.revision}), "
-            f"over {blocking_seconds:g} s"
+            f"blocks {row.blocks.value} of {row.table} for "
+            + (
+                f"an unknown time ({row.revision}), not measured on its rows"
+                if row.worst_seconds == float("inf")
+                else f"up to {row.worst_seconds:.2f} s ({row.revision}, {row.basis.value}), over {blocking_seconds:g} s"
+            )
             for row in impact
-            if row.blocks is not Blocks.NOTHING and row.seconds > blocking_seconds
+            if row.blocks is not Blocks.NOTHING and row.worst_seconds > blocking_seconds
         ]
     return (ChangeKind.DESTRUCTIVE if reasons else ChangeKind.CHANGES), tuple(reasons)
 

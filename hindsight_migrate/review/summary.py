@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
 from hindsight_migrate.postgres.sqlscript import statement_kinds
-from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Concern
+from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, Concern
 from hindsight_migrate.review.plan import Dropped, MigrationPlan
 from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
 from hindsight_migrate.revisions import Direction, VersionTable
 from hindsight_migrate.schema import Change
-from hindsight_migrate.words import human_bytes, rows_phrase
+from hindsight_migrate.words import hold_phrase, human_bytes, rows_phrase
 
 if TYPE_CHECKING:
     from hindsight_migrate.review.kinds import NoRehearsal
@@ -34,8 +34,11 @@ class Attention:
     subject: str  # the table, column or revision it is about
     revision: str | None  # the revision that does it, when one does
     text: str  # what happens, in words
-    seconds: float | None = None  # a lock: how long the rehearsal held it
+    seconds: float | None = None  # a lock: how long it is held at the target's size, expected (None: unknown)
     rows: int | None = None  # data loss: rows holding data; a lock: the table's rows
+    seconds_low: float | None = None  # a lock: the range of its hold (equal to seconds when measured)
+    seconds_high: float | None = None
+    basis: Basis | None = None  # a lock: measured on all its rows, predicted from a sample, or unknown
 
 
 @dataclass(frozen=True)
@@ -256,23 +259,25 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
     short: list[float] = []
     for table, rows in by_table.items():
         # The lock that matters most: one that blocks reads beats one that blocks writes, then the longest.
-        worst = max(rows, key=lambda row: (row.blocks is Blocks.READS_AND_WRITES, row.seconds))
-        longer = [row for row in rows if row.seconds > worst.seconds]  # a weaker lock held longer
+        worst = max(rows, key=lambda row: (row.blocks is Blocks.READS_AND_WRITES, row.worst_seconds))
+        longer = [row for row in rows if row.worst_seconds > worst.worst_seconds]  # a weaker lock held longer
         rewritten = any(row.rewritten for row in rows)
         written = sum(row.rows_written for row in rows)
-        longest = max(row.seconds for row in rows)
+        longest = max(row.worst_seconds for row in rows)
         if longest < SHORT_LOCK_SECONDS and not rewritten and not written:
             short.append(longest)
             continue
         size = worst.size
-        facts = [f"held {worst.seconds:.2f} s"]
+        hold = worst.hold
+        facts = [_hold_words(worst)]
         if longer:
-            other = max(longer, key=lambda row: row.seconds)
-            facts.append(f"{other.mode.words} (blocks {other.blocks.value}) {other.seconds:.2f} s")
+            other = max(longer, key=lambda row: row.worst_seconds)
+            facts.append(f"{other.mode.words} (blocks {other.blocks.value}) {_hold_words(other)}")
         if rewritten:
             facts.append("rewrites it")
         if written:
-            facts.append(f"writes {written:,} rows")
+            exact = all(row.rows_written_exact for row in rows)
+            facts.append(f"writes {written:,} rows" if exact else f"writes an estimated {written:,} rows")
         if size is not None:
             facts.append(f"{rows_phrase(size.estimated_rows, size.rows_exact)}, {human_bytes(size.total_bytes)}")
         revisions = list(dict.fromkeys(row.revision for row in rows))
@@ -286,8 +291,11 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
                     worst.revision,
                     f"{table}: {worst.mode.words}, blocks {worst.blocks.value}; " + ", ".join(facts)
                     + f" ({', '.join(revisions)})",
-                    seconds=longest,
+                    seconds=hold.seconds if hold is not None else worst.seconds,
                     rows=size.estimated_rows if size is not None else None,
+                    seconds_low=hold.seconds_low if hold is not None else worst.seconds,
+                    seconds_high=hold.seconds_high if hold is not None else worst.seconds,
+                    basis=worst.basis,
                 ),
             )
         )
@@ -296,8 +304,15 @@ def _locks(impact: tuple[ImpactRow, ...]) -> tuple[list[Attention], list[float]]
 
 
 def _held(rows: list[ImpactRow], blocks: Blocks) -> float:
-    """The longest any of ``rows`` held a lock that blocks ``blocks`` (0 when none did)."""
-    return max((row.seconds for row in rows if row.blocks is blocks), default=0.0)
+    """The longest any of ``rows`` may hold a lock that blocks ``blocks`` (its range's high end; 0: none does)."""
+    return max((row.worst_seconds for row in rows if row.blocks is blocks), default=0.0)
+
+
+def _hold_words(row: ImpactRow) -> str:
+    hold = row.hold
+    if hold is None:
+        return hold_phrase(row.seconds, row.seconds, row.seconds, Basis.MEASURED.value, None)
+    return hold_phrase(hold.seconds, hold.seconds_low, hold.seconds_high, hold.basis.value, hold.sample_percent)
 
 
 def _short_new_name(old: str | None, new: str | None) -> str:

@@ -81,7 +81,8 @@ def _at(document: Any, path: tuple[str | int, ...]) -> Any:
 
 def _is_map(document: dict[str, Any], path: tuple[str | int, ...]) -> bool:
     """Objects whose keys are data (table names, kinds of object), not fields."""
-    return (bool(path) and path[-1] == "sizes") or (document["kind"] == "bootstrap_plan" and path == ("counts",))
+    keyed_by_table = bool(path) and path[-1] in ("sizes", "samples")
+    return keyed_by_table or (document["kind"] == "bootstrap_plan" and path == ("counts",))
 
 
 def assert_schema_rejects_damage(document: dict[str, Any]) -> None:

@@ -156,7 +156,7 @@ def test_dry_run_shows_the_measured_plan_and_changes_nothing(hindsight_project: 
     assert len(renamed) == 1 and "→" in renamed[0].split("│")[1] and "public.memory_blocks.id" in renamed[0], out
     assert not any("public.memory_blocks.memory_id" in line and "-" in line.split("│")[1] for line in diff), out
     # The impact, measured: the type change rewrites agent_transcripts under ACCESS EXCLUSIVE.
-    impact = table_lines(out, "Impact, measured")
+    impact = table_lines(out, "Impact at the target")
     transcripts = [line for line in impact if "public.agent_transcripts" in line]
     assert len(transcripts) == 1, out
     assert HEAD in transcripts[0] and "ACCESS EXCLUSIVE" in transcripts[0] and "rewritten" in transcripts[0]
@@ -417,7 +417,7 @@ def test_locks_taken_before_an_autocommit_block_are_in_the_impact(tmp_path: Path
     result = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
 
     assert result.exit_code == 0, result.output
-    things = [line for line in table_lines(result.stdout, "Impact, measured") if "public.things" in line]
+    things = [line for line in table_lines(result.stdout, "Impact at the target") if "public.things" in line]
     assert len(things) == 1 and "bbbb00000002" in things[0] and "ACCESS EXCLUSIVE" in things[0], result.stdout
     assert scratch_databases(database_url) == []
 

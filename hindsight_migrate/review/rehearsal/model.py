@@ -17,16 +17,9 @@ from hindsight_migrate.postgres.database import (
 from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
 from hindsight_migrate.postgres.sample import TableSample
 from hindsight_migrate.review.bootstrap import BootstrapPlan
+from hindsight_migrate.review.kinds import Basis
 from hindsight_migrate.revisions import RevisionInfo
 from hindsight_migrate.schema import SchemaChange
-
-
-class Basis(Enum):
-    """What a lock's time at the target's size rests on."""
-
-    MEASURED = "measured"  # timed on all of the table's rows: a full copy, the target itself, --rehearse-on URL
-    PREDICTED = "predicted"  # timed on a sample of its rows, scaled to the target's rows
-    UNKNOWN = "unknown"  # timed on none of its rows (a copy of the schema alone): says nothing of the target
 
 
 @dataclass(frozen=True)

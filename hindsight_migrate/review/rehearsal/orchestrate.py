@@ -43,7 +43,8 @@ from hindsight_migrate.postgres.database import (
 from hindsight_migrate.postgres.sample import TableSample, sample_shares, sampled_rows
 from hindsight_migrate.postgres.scratch import ScratchInTheMaking, scratch_copy
 from hindsight_migrate.review.bootstrap import BootstrapPlan
-from hindsight_migrate.review.rehearsal.model import Basis, Rehearsal, RehearsalOptions, RehearsalPlace, Work
+from hindsight_migrate.review.kinds import Basis
+from hindsight_migrate.review.rehearsal.model import Rehearsal, RehearsalOptions, RehearsalPlace, Work
 from hindsight_migrate.review.rehearsal.predict import calibration, with_holds
 from hindsight_migrate.review.rehearsal.privileges import refuse_unless_the_apply_may_record, with_privileges_checked
 from hindsight_migrate.review.rehearsal.strategies import rehearse_committing, rehearse_on_target

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.postgres.sqlscript import StatementTables, statement_tables
-from hindsight_migrate.review.rehearsal.model import Basis, Hold, Rehearsal, RevisionCost, scale_to_target
+from hindsight_migrate.review.kinds import Basis
+from hindsight_migrate.review.rehearsal.model import Hold, Rehearsal, RevisionCost, scale_to_target
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
