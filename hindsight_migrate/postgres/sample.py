@@ -12,8 +12,9 @@ the sampled rows as PostgreSQL builds them on the target's:
   whole, the bigger ones a random set of their pages (``TABLESAMPLE SYSTEM … REPEATABLE``), all in one snapshot
   of the target (a read-only, repeatable-read transaction);
 * rows are streamed from the target to the copy with ``COPY … (FORMAT binary)``: they never land in a file;
-* before the constraints come back, a sampled row whose foreign key names a row the sample left out is deleted
-  (and so on down the chain), so that the constraints validate as they do on the target;
+* a row whose foreign key names a row its parent's sample left out is not copied (the child is read at up to
+  20 times its share to make up for it), and any left over down a longer chain is deleted before the constraints
+  come back, so that they validate as they do on the target;
 * the sequences are set to the target's values, so a revision that inserts does not collide with sampled ids;
 * the copy is analysed, as the target is.
 
@@ -32,14 +33,16 @@ from psycopg import sql
 from hindsight_migrate.postgres.catalog.objects import TOOL_SCHEMA, quote_identifier
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from hindsight_migrate.postgres.catalog import TableSize
     from hindsight_migrate.postgres.database import Database
 
 # A child table is read at up to this many times its share, to make up for the rows its parents' sample leaves
 # without a parent (they are deleted).
-MAX_INFLATION = 8.0
+MAX_INFLATION = 20.0
+# Rows are handed to the copy this many bytes at a time.
+_WRITE_BYTES = 1 << 20
 # The seed of TABLESAMPLE: the same pages each time, so two plans of the same database agree.
 _SEED = 20261204
 
@@ -106,29 +109,38 @@ def copy_sample(source: Database, copy: Database, shares: Mapping[str, float]) -
         copy_raw = _raw(writing)
         source_raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         keys = source_raw.execute(_FOREIGN_KEYS_SQL).fetchall()
-        for table, percent in sorted(_through_parents(shares, keys).items()):
+        reads = _through_parents(shares, keys)
+        for table, percent in sorted(reads.items()):
             schema, _, name = table.partition(".")
-            relation = sql.SQL("ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
             columns = [row[0] for row in source_raw.execute(_COLUMNS_SQL, (_quoted(table),)).fetchall()]
             if not columns:
                 continue
             listed = sql.SQL(", ").join(sql.Identifier(column) for column in columns)
-            sampled = (
-                sql.SQL("")
-                if percent >= 100.0
-                else sql.SQL(" TABLESAMPLE SYSTEM ({}) REPEATABLE ({})").format(
-                    sql.Literal(percent), sql.Literal(_SEED)
-                )
+            # Rows whose parent the parent's sample leaves out are left out here already (the same pages of the
+            # parent in the same snapshot): they would only be copied to be deleted.
+            kept = [_has_parent(key, reads) for key in keys if f"{key[0]}.{key[1]}" == table]
+            conditions = [condition for condition in kept if condition is not None]
+            where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+            out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)").format(
+                listed, _sampled(schema, name, percent, "c"), where
             )
-            out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)").format(listed, relation, sampled)
             into = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT binary)").format(
                 sql.Identifier(schema), sql.Identifier(name), listed
             )
             source_raw.execute("SAVEPOINT sample")
             try:
                 with source_raw.cursor().copy(out) as rows_out, copy_raw.cursor().copy(into) as rows_in:
+                    # psycopg hands out a row at a time: written a megabyte at a time instead.
+                    pending: list[memoryview] = []
+                    size = 0
                     for block in rows_out:
-                        rows_in.write(block)
+                        pending.append(block)
+                        size += len(block)
+                        if size >= _WRITE_BYTES:
+                            rows_in.write(b"".join(pending))
+                            pending, size = [], 0
+                    if pending:
+                        rows_in.write(b"".join(pending))
                 source_raw.execute("RELEASE SAVEPOINT sample")
                 copy_raw.commit()
             except psycopg.Error as err:  # no SELECT on it, a type the copy lacks: this table stays empty
@@ -138,6 +150,31 @@ def copy_sample(source: Database, copy: Database, shares: Mapping[str, float]) -
         source_raw.execute("ROLLBACK")
         _delete_orphans(copy_raw, keys)
     return skipped
+
+
+def _sampled(schema: str, name: str, percent: float, alias: str) -> sql.Composable:
+    """A table's rows, or its pages' share with the seed: the same rows wherever it is written, in one snapshot."""
+    relation = sql.SQL("ONLY {}.{} {}").format(sql.Identifier(schema), sql.Identifier(name), sql.Identifier(alias))
+    if percent >= 100.0:
+        return relation
+    return sql.SQL("{} TABLESAMPLE SYSTEM ({}) REPEATABLE ({})").format(
+        relation, sql.Literal(percent), sql.Literal(_SEED)
+    )
+
+
+def _has_parent(key: tuple[str, str, str, str, Any, Any], reads: Mapping[str, float]) -> sql.Composable | None:
+    """The condition that a row of the child (``c``) has its parent in the parent's sample, or one of the key's
+    columns null (MATCH SIMPLE: no parent needed); None when the parent is its own child or not sampled."""
+    child_schema, child, parent_schema, parent, child_columns, parent_columns = key
+    of = f"{parent_schema}.{parent}"
+    if of == f"{child_schema}.{child}" or of not in reads or reads[of] >= 100.0:
+        return None
+    unset = sql.SQL(" OR ").join(sql.SQL("c.{} IS NULL").format(sql.Identifier(column)) for column in child_columns)
+    mine = sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(column)) for column in child_columns)
+    theirs = sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(column)) for column in parent_columns)
+    return sql.SQL("({} OR ({}) IN (SELECT {} FROM {}))").format(
+        unset, mine, theirs, _sampled(parent_schema, parent, reads[of], "p")
+    )
 
 
 def _through_parents(shares: Mapping[str, float], keys: list[tuple[str, str, str, str, Any, Any]]) -> dict[str, float]:
@@ -204,15 +241,23 @@ def set_sequences(copy: Database, values: Mapping[str, int | None]) -> None:
         raw.commit()
 
 
-def analyse(copy: Database) -> None:
-    """Writes (the copy's statistics): VACUUM ANALYZE, so that the sample is planned and scanned as a table
-    PostgreSQL keeps up does (no dead rows from the orphans' deletion, visibility map set)."""
+def analyse(copy: Database, tables: Iterable[str]) -> None:
+    """Writes (the copy's statistics): VACUUM ANALYZE of the sampled tables (not the catalogs: they are as the
+    restore left them), so that the sample is planned and scanned as a table PostgreSQL keeps up is (hint bits
+    and visibility map set, statistics read)."""
+    names = [_quoted(table) for table in tables]
     with copy.connect() as connection:
         raw = _raw(connection)
         raw.rollback()
         raw.autocommit = True
         try:
-            raw.execute("VACUUM ANALYZE")
+            # One statement for all, each name quoted; a table the restore did not make is skipped.
+            found = raw.execute(
+                "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NOT NULL", (names,)
+            )
+            present = [row[0] for row in found.fetchall()]
+            if present:
+                raw.execute(f"VACUUM (ANALYZE) {', '.join(present)}")
         finally:
             raw.autocommit = False
 

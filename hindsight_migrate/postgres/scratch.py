@@ -329,6 +329,7 @@ def scratch_copy(
     keep_owners: bool = False,
     privileges: str | None = None,
     sample: Mapping[str, float] | None = None,
+    not_sampled: dict[str, str] | None = None,
 ) -> Iterator[Database]:
     """A copy of the target on the same server (its data too with ``with_data``); dropped on exit.
 
@@ -338,7 +339,8 @@ def scratch_copy(
     ``keep_owners``: restore the target's owners and grants (the role may: a superuser).
     ``privileges``: otherwise, the script (:func:`catalog.privileges_script`) that gives the role,
     in its own copy, the privileges it has on the target. ``sample``: without ``with_data``, the percent of
-    each table's pages to copy (:mod:`~hindsight_migrate.postgres.sample`).
+    each table's pages to copy (:mod:`~hindsight_migrate.postgres.sample`); ``not_sampled`` gets the tables that
+    could not be, with what PostgreSQL said.
     """
     with contextlib.ExitStack() as stack:
         if making is None:
@@ -347,7 +349,11 @@ def scratch_copy(
         scratch = making.ready()
         # A first deployment, a CI database: pg_dump and psql would only add their start-up time.
         if not blank and sample and not with_data:
-            _copy_database_with_sample(target, scratch, sample, keep_owners=keep_owners, version_table=version_table)
+            skipped = _copy_database_with_sample(
+                target, scratch, sample, keep_owners=keep_owners, version_table=version_table
+            )
+            if not_sampled is not None:
+                not_sampled.update(skipped)
         elif not blank:
             _copy_database(
                 target.engine.url,
@@ -402,7 +408,7 @@ def _drop_database(target: Database, name: str) -> None:
 
 def _copy_database_with_sample(
     target: Database, scratch: Database, shares: Mapping[str, float], *, keep_owners: bool, version_table: str
-) -> None:
+) -> dict[str, str]:
     """The schema without its indexes and constraints, a sample of each table's rows, then the indexes and
     constraints, built on the sample (:mod:`~hindsight_migrate.postgres.sample`); the version table's rows and the
     tool's records, and the sequences at the target's values."""
@@ -412,7 +418,7 @@ def _copy_database_with_sample(
     base = _dump_command(dump, keep_owners=keep_owners)
     restore = [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
     _run([*base, "--section=pre-data"], restore, dump_env, restore_env)
-    copy_sample(target, scratch, shares)
+    skipped = copy_sample(target, scratch, shares)
     _run([*base, "--section=post-data"], restore, dump_env, restore_env)
     _run(_bookkeeping_rows(base, version_table), restore, dump_env, restore_env)
     with target.connect() as connection:
@@ -422,7 +428,8 @@ def _copy_database_with_sample(
             sequences = {}
         connection.rollback()
     set_sequences(scratch, sequences)
-    analyse(scratch)
+    analyse(scratch, shares)
+    return skipped
 
 
 def _dump_command(dump: Path, *, keep_owners: bool) -> list[str]:

@@ -117,6 +117,7 @@ def _rehearse(
         rehearsal = with_holds(rehearse_on_target(project, target, work, options, sizes), basis=Basis.MEASURED)
     elif options.where.place is RehearsalPlace.SCRATCH:
         # Over the data limit, a sample of each table's rows: lock times are predicted from it.
+        not_sampled: dict[str, str] = {}
         budget = min(options.data_limit_bytes, options.sample_bytes)
         shares = None if with_data or blank or not budget else sample_shares(sizes, budget)
         # A superuser restores the target's owners and grants, so the rehearsal meets them as the
@@ -130,13 +131,18 @@ def _rehearse(
             keep_owners=role.superuser,
             privileges=privileges,
             sample=shares,
+            not_sampled=not_sampled,
         ) as copy:
             samples = sampled_rows(copy, shares) if shares else {}
             words = _scratch_words(with_data, samples, sizes, options.data_limit_bytes)
             if privileges is not None:
                 words += f"; run as {role.role} with its privileges on the target"
             rehearsal = rehearse_committing(project, copy, work, RehearsalPlace.SCRATCH, words, with_data, sizes)
-        rehearsal = dataclasses.replace(rehearsal, samples=samples)
+        warnings = [
+            f"No rows of {table} could be sampled ({said}): its lock times are unknown."
+            for table, said in sorted(not_sampled.items())
+        ]
+        rehearsal = dataclasses.replace(rehearsal, samples=samples, warnings=(*rehearsal.warnings, *warnings))
         basis = Basis.MEASURED if with_data or blank else Basis.PREDICTED if samples else Basis.UNKNOWN
         rehearsal = with_holds(rehearsal, basis=basis, calibrated=calibrated)
     else:
