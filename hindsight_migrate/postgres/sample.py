@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from hindsight_migrate.postgres.catalog.activity import partition_leaves
 from hindsight_migrate.postgres.catalog.objects import TOOL_SCHEMA, quote_identifier
 
 if TYPE_CHECKING:
@@ -266,16 +267,23 @@ def sampled_rows(copy: Database, shares: Mapping[str, float]) -> dict[str, Table
     """Read-only (the copy): how many rows of each sampled table the copy holds, and their bytes."""
     samples: dict[str, TableSample] = {}
     with copy.connect() as connection:
+        leaves = partition_leaves(connection)
+        connection.rollback()
         raw = _raw(connection)
         for table, percent in shares.items():
             relation = _quoted(table)
-            found = raw.execute(
-                "SELECT to_regclass(%s) IS NOT NULL, pg_total_relation_size(to_regclass(%s))", (relation, relation)
-            ).fetchone()
-            if not found or not found[0]:
+            if raw.execute("SELECT to_regclass(%s)", (relation,)).fetchone()[0] is None:
                 continue
-            rows = raw.execute(f"SELECT count(*) FROM ONLY {relation}").fetchone()
-            samples[table] = TableSample(table, percent, int(rows[0]) if rows else 0, int(found[1] or 0))
+            # A partitioned table holds its partitions' rows, sampled at their shares: all of them together.
+            parts = leaves.get(table, [])
+            share = min((shares.get(leaf, 100.0) for leaf in parts), default=percent)
+            found = raw.execute(
+                "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(to_regclass(%s))", (relation,)
+            ).fetchone()
+            rows = raw.execute(f"SELECT count(*) FROM {'' if parts else 'ONLY '}{relation}").fetchone()
+            samples[table] = TableSample(
+                table, share, int(rows[0]) if rows else 0, int(found[0] or 0) if found else 0
+            )
         raw.rollback()
     return samples
 

@@ -243,6 +243,11 @@ def _result_line(result: ApplyResult, direction: Direction) -> str:
         f"\n\n**PostgreSQL warned** ({text(warning.revision or 'bootstrap')}): {text(warning.message)}"
         for warning in result.server_warnings
     )
+    held = hold_lines(result.lock_holds)
+    if held:
+        warned += "\n\nLocks held, the plan's figure against the apply's:\n" + "\n".join(
+            f"- {text(line)}" for line in held
+        )
     return (
         f"**{verb}** {code(result.database)}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "
         f"from {text(', '.join(result.from_revisions) or 'an empty database')} to "

@@ -31,6 +31,7 @@ from hindsight_migrate.render.wording import (
     NO_REHEARSAL_WORDS,
     NOTHING_NEEDS_ATTENTION,
     folded_line,
+    hold_lines,
     impact_cells,
     impact_notes,
     statement_counts,
@@ -458,6 +459,11 @@ def migration_done(result: ApplyResult, *, direction: Direction) -> None:
             f"[bold yellow]PostgreSQL warned[/] ({safe_markup(warning.revision or 'bootstrap')}): "
             f"{safe_markup(warning.message)}"
         )
+    held = hold_lines(result.lock_holds)
+    if held:
+        console.print("Locks held, the plan's figure against the apply's (recorded for the next plans):")
+        for line in held:
+            console.print(f"  {safe_markup(line)}")
 
 
 def offline_sql(chunks: list[tuple[RevisionInfo, str]]) -> None:

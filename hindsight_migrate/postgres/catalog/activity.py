@@ -127,7 +127,40 @@ def table_sizes(connection: Connection) -> dict[str, TableSize]:
         if rows is None:
             rows = _estimate(kind, float(reltuples), int(relpages), int(heap_bytes), int(block_size))
         sizes[name] = TableSize(name, rows, int(total_bytes), exact)
+    # A partitioned table holds its partitions' rows and bytes: their sum, known when each one's is.
+    for parent, leaves in partition_leaves(connection).items():
+        parts = [sizes[leaf] for leaf in leaves if leaf in sizes]
+        if parent not in sizes or not parts:
+            continue
+        counts = [part.estimated_rows for part in parts]
+        rows_known = None if any(count is None for count in counts) else sum(count or 0 for count in counts)
+        sizes[parent] = TableSize(
+            parent,
+            rows_known if rows_known is not None else sizes[parent].estimated_rows,
+            sum(part.total_bytes for part in parts),
+            rows_known is not None and all(part.rows_exact for part in parts),
+        )
     return sizes
+
+
+_PARTITION_LEAVES_SQL = """
+SELECT pn.nspname || '.' || p.relname, ln.nspname || '.' || l.relname
+  FROM pg_class p
+  JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ CROSS JOIN LATERAL pg_partition_tree(p.oid) t
+  JOIN pg_class l ON l.oid = t.relid
+  JOIN pg_namespace ln ON ln.oid = l.relnamespace
+ WHERE p.relkind = 'p' AND t.isleaf
+   AND pn.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+
+
+def partition_leaves(connection: Connection) -> dict[str, list[str]]:
+    """Read-only: each partitioned table's leaf partitions (at any depth), by qualified name."""
+    leaves: dict[str, list[str]] = {}
+    for parent, leaf in connection.execute(text(_PARTITION_LEAVES_SQL)).all():
+        leaves.setdefault(str(parent), []).append(str(leaf))
+    return leaves
 
 
 def _estimate(kind: str, reltuples: float, relpages: int, heap_bytes: int, block_size: int) -> int | None:
