@@ -222,4 +222,5 @@ def _whole(table: str, samples: Mapping[str, TableSample]) -> bool:
 
 
 def _has_rows(size: catalog.TableSize) -> bool:
-    return size.estimated_rows != 0 or (size.total_bytes > 0 and size.estimated_rows is None)
+    """Whether the target's table may hold rows: counted or estimated above 0, or unknown."""
+    return size.estimated_rows != 0
