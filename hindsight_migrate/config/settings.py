@@ -65,7 +65,8 @@ class ToolSettings:
     # revision to undo itself set this to refuse such downgrades (and fail `check` on them).
     refuse_noop_downgrades: bool = False
     # --detailed-exitcode calls a plan destructive (exit 3) when a lock that blocks reads or writes
-    # of an existing table was held longer than this in the rehearsal.
+    # of an existing table is held longer than this at the target's size (a prediction's high end;
+    # a hold that is unknown counts as longer).
     destructive_lock: Duration = A_SECOND
     # A revision that hits lock_timeout (a long transaction holds a lock it needs) is retried this
     # many times, after a jittered, growing pause, resuming at that revision: each attempt holds

@@ -277,8 +277,11 @@ def sampled_rows(copy: Database, shares: Mapping[str, float]) -> dict[str, Table
             # A partitioned table holds its partitions' rows, sampled at their shares: all of them together.
             parts = leaves.get(table, [])
             share = min((shares.get(leaf, 100.0) for leaf in parts), default=percent)
+            # pg_partition_tree of a table that is not partitioned gives no rows: its own size then.
             found = raw.execute(
-                "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(to_regclass(%s))", (relation,)
+                "SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(to_regclass(%s))),"
+                " pg_total_relation_size(to_regclass(%s)))",
+                (relation, relation),
             ).fetchone()
             rows = raw.execute(f"SELECT count(*) FROM {'' if parts else 'ONLY '}{relation}").fetchone()
             samples[table] = TableSample(

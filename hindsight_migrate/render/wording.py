@@ -200,6 +200,14 @@ def impact_notes(rehearsal: Rehearsal, *, listed: bool) -> list[str]:
     rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})
     if rewritten_all:
         notes.append(f"Rewritten (tables and indexes): {', '.join(rewritten_all)}")
+    bases = {hold.basis for cost in rehearsal.costs for hold in cost.holds}
+    if bases & {Basis.PREDICTED, Basis.UNKNOWN}:
+        notes.append(
+            "Held: from the statement that first names the table to the revision's commit. Predicted times are "
+            "scaled from a sample to the target's rows, with their range; for times measured at full size, "
+            "rehearse on a copy-on-write clone of production (--rehearse-on URL: a Database Lab thin clone, a "
+            "Neon branch, an Aurora clone)."
+        )
     return notes
 
 

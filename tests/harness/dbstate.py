@@ -1,4 +1,4 @@
-"""Read a database's state for assertions, with SQL of the tests' own (not the tool's)."""
+"""Read a database's state for assertions, and set one up, with SQL of the tests' own (not the tool's)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
     try:
         with engine.connect() as connection:
             return [tuple(row) for row in connection.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, sql: str) -> None:
+    """Run a test's own SQL (several statements at once, no parameters) and commit it."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(sql)
     finally:
         engine.dispose()
 

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
 from hindsight_migrate.cli import prompts
 from tests.conftest import bootstrapped, flatten, invoke
@@ -34,15 +32,6 @@ INSERT INTO feedback_logs (memory_id, rating)
     SELECT memory_id, 1 + mod(g, 5) FROM memory_blocks, generate_series(1, 1) g;
 ANALYZE;
 """
-
-
-def execute(url: str, sql: str) -> None:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
 
 
 def cli(folder: Path, *args: str, columns: int = 100, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -68,7 +57,7 @@ def summary_block(stdout: str) -> list[str]:
 @pytest.fixture
 def hindsight_with_data(hindsight_project: Path, database_url: str) -> str:
     ini = bootstrapped(hindsight_project / "alembic.ini", database_url)
-    execute(database_url, HINDSIGHT_DATA)
+    dbstate.execute(database_url, HINDSIGHT_DATA)
     return ini
 
 
@@ -136,7 +125,7 @@ def test_an_upgrade_that_drops_a_column_with_rows_lists_the_loss_first(tmp_path:
         database_url,
     )
     assert invoke("-c", ini, "--url", database_url, "up", "bbbb00000002", "--yes").exit_code == 0
-    execute(database_url, "INSERT INTO things (name, note) SELECT 'n' || g, 'x' FROM generate_series(1, 30) g")
+    dbstate.execute(database_url, "INSERT INTO things (name, note) SELECT 'n' || g, 'x' FROM generate_series(1, 30) g")
 
     result = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--dry-run")
 
@@ -264,7 +253,7 @@ def test_a_table_never_analysed_shows_the_rows_it_holds_not_zero(tmp_path: Path,
         database_url,
     )
     assert invoke("-c", ini, "--url", database_url, "up", "bbbb00000002", "--yes").exit_code == 0
-    execute(database_url, "INSERT INTO notes SELECT g FROM generate_series(1, 15) g")
+    dbstate.execute(database_url, "INSERT INTO notes SELECT g FROM generate_series(1, 15) g")
     never_analysed = dbstate.query(database_url, "SELECT reltuples FROM pg_class WHERE relname = 'notes'")
     assert never_analysed in ([(-1.0,)], [(0.0,)]), never_analysed
 
@@ -305,11 +294,11 @@ def test_a_table_over_the_data_limit_shows_predicted_holds_with_a_range_that_hol
         database_url,
     )
     assert invoke("-c", ini, "--url", database_url, "up", "bbbb00000002", "--yes").exit_code == 0
-    execute(
+    dbstate.execute(
         database_url,
         "INSERT INTO big SELECT g, mod(g, 1000), md5(g::text) || md5((g * 3)::text) FROM generate_series(1, 300000) g",
     )
-    execute(database_url, "ANALYZE big")
+    dbstate.execute(database_url, "ANALYZE big")
 
     shown = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
     planned = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--format", "json")
@@ -318,7 +307,8 @@ def test_a_table_over_the_data_limit_shows_predicted_holds_with_a_range_that_hol
     said = flatten(shown.output)
     assert re.search(r"public\.big: ACCESS EXCLUSIVE, blocks reads and writes; held ~[\d.]+ s \([\d.]+ s-[\d.]+ s\), "
                      r"predicted from a [\d.]+ % sample", said), said
-    assert "a sample of its rows" in said, said
+    assert re.search(r"rehearsed on a scratch copy with a [\d.]+ [kM]B sample of the target.s [\d.]+ MB", said), said
+    assert "--rehearse-on URL" in said, said  # where measured figures come from
     document = valid_document(planned.stdout, "plan")
     (cost,) = [c for c in document["plan"]["rehearsal"]["costs"] if c["revision"] == "cccc00000003"]
     (hold,) = [h for h in cost["holds"] if h["table"] == "public.big"]

@@ -7,9 +7,6 @@ import json
 import re
 from pathlib import Path
 
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
-
 from hindsight_migrate.postgres.catalog import TableSize
 from hindsight_migrate.postgres.sample import sample_shares
 from hindsight_migrate.postgres.sqlscript import statement_tables
@@ -20,15 +17,6 @@ from tests.harness.projects import TINY_BASE, Rev, tiny_project
 from tests.render.test_formats import valid_document
 
 MB = 1024 * 1024
-
-
-def execute(url: str, sql: str) -> None:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
 
 
 def test_the_sample_budget_takes_small_tables_whole_and_shares_the_rest_among_the_big_ones() -> None:
@@ -91,7 +79,7 @@ def over_the_limit(tmp_path: Path, database_url: str, *revisions: Rev) -> str:
         database_url,
     )
     assert invoke("-c", ini, "--url", database_url, "up", "bbbb00000002", "--yes").exit_code == 0
-    execute(
+    dbstate.execute(
         database_url,
         "INSERT INTO parents SELECT g, md5(g::text) FROM generate_series(1, 50000) g;"
         "INSERT INTO children (id, parent_id, n, payload) SELECT g, 1 + mod(g, 50000), mod(g, 7), "
@@ -127,7 +115,7 @@ def test_a_sample_keeps_foreign_keys_generated_columns_and_partitions_as_the_tar
     rehearsal = document["plan"]["rehearsal"]
     assert not [warning for warning in rehearsal["warnings"] if "could be sampled" in warning], rehearsal["warnings"]
     samples = rehearsal["samples"]
-    assert 0 < samples["public.children"]["rows"] < 200000, samples
+    assert 0 < samples["public.children"]["rows"] < 200000 and samples["public.children"]["total_bytes"] > 0, samples
     assert samples["public.events_2026"]["rows"] > 0, samples
     (cost,) = [c for c in rehearsal["costs"] if c["revision"] == "cccc00000003"]
     (hold,) = [h for h in cost["holds"] if h["table"] == "public.children"]
@@ -160,7 +148,7 @@ def test_a_later_plan_scales_its_predictions_by_what_earlier_applies_held(tmp_pa
     )
     assert len(recorded) == 1 and "public.children" in recorded[0][0], recorded
     # What the apply held, as if it had taken twice what was predicted: the next plan aims at twice as long.
-    execute(
+    dbstate.execute(
         database_url,
         "UPDATE hindsight_migrate.apply_log SET lock_holds = '"
         + json.dumps(

@@ -131,14 +131,15 @@ class Rehearsal:
         return tuple(sorted(seen.values(), key=lambda row: -(row.size.total_bytes if row.size else 0)))
 
     def longest_blocking(self) -> ImpactRow | None:
-        """The lock that held traffic back most in the rehearsal: blocking reads beats blocking writes, then time."""
+        """The lock that holds traffic back most at the target's size: blocking reads beats blocking writes, then
+        the high end of its hold (an unknown one first)."""
         blocking = [row for row in self.impact()[0] if row.blocks is not Blocks.NOTHING]
         return max(blocking, key=lambda row: (row.blocks is Blocks.READS_AND_WRITES, row.worst_seconds), default=None)
 
 
 @dataclass(frozen=True)
 class ImpactRow:
-    """One table a revision locked on the target, as measured in the rehearsal."""
+    """One of the target's tables a revision locks, as the rehearsal saw it, with its hold at the target's size."""
 
     revision: str
     table: str

@@ -196,9 +196,9 @@ def _scratch_words(
     percents = sorted(sample.percent for sample in partial)
     spread = f"{percents[0]:.2g} %" if percents[0] == percents[-1] else f"{percents[0]:.2g}-{percents[-1]:.2g} %"
     return (
-        f"a scratch copy of the target with a sample of its rows ({held} of {whole}; the data is over {limit}, "
-        f"so {len(partial)} table(s) were sampled at {spread} of their pages): lock times on them are predicted "
-        "from the sample, and data-dependent failures in the rows left out are not caught"
+        f"a scratch copy with a {held} sample of the target's {whole} (over the {limit} data limit; "
+        f"{len(partial)} table(s) sampled at {spread}): their lock times are predicted, and failures in rows "
+        "left out are not caught"
     )
 
 
