@@ -73,68 +73,72 @@ def calibration(recorded: Iterable[tuple[float, float]]) -> Calibration | None:
 def with_holds(rehearsal: Rehearsal, *, basis: Basis, calibrated: Calibration | None = None) -> Rehearsal:
     """The rehearsal with each revision's holds at the target's size. ``basis``: what the rehearsal ran on
     (MEASURED: all the rows; PREDICTED: ``rehearsal.samples``; UNKNOWN: the schema alone)."""
-    floor = _fixed_cost(rehearsal.costs, rehearsal.sizes)
+    # Each statement read once, for the fixed cost and for every hold of its revision.
+    reads = [[read_statement(statement.sql) for statement in cost.statements] for cost in rehearsal.costs]
+    scaling = _Scaling(
+        rehearsal.sizes,
+        rehearsal.samples,
+        basis,
+        calibrated,
+        _fixed_cost(rehearsal.costs, reads, rehearsal.sizes),
+    )
     costs = tuple(
-        dataclasses.replace(cost, holds=_holds(cost, rehearsal.sizes, rehearsal.samples, basis, calibrated, floor))
-        for cost in rehearsal.costs
+        dataclasses.replace(cost, holds=_holds(cost, tables, scaling))
+        for cost, tables in zip(rehearsal.costs, reads, strict=True)
     )
     return dataclasses.replace(rehearsal, costs=costs)
 
 
-def _holds(
-    cost: RevisionCost,
-    sizes: Mapping[str, catalog.TableSize],
-    samples: Mapping[str, TableSample],
-    basis: Basis,
-    calibrated: Calibration | None,
-    floor: float,
-) -> tuple[Hold, ...]:
-    tables = [_read(statement.sql) for statement in cost.statements]
+@dataclass(frozen=True)
+class _Scaling:
+    """What every hold of a rehearsal is scaled with."""
+
+    sizes: Mapping[str, catalog.TableSize]  # the target's
+    samples: Mapping[str, TableSample]  # what the copy held of them
+    basis: Basis  # what the rehearsal ran on
+    calibrated: Calibration | None  # from earlier applies
+    fixed_seconds: float  # what any statement costs on this server, whatever the rows
+
+
+def _holds(cost: RevisionCost, tables: list[StatementTables], scaling: _Scaling) -> tuple[Hold, ...]:
     holds = []
     for table, _mode in cost.locks:
-        if table not in sizes:
+        if table not in scaling.sizes:
             continue  # a table the revisions create: it bothers no one yet
-        first = first_naming(tables, table, sizes) or 0
+        first = first_naming(tables, table, scaling.sizes) or 0
         timed = sum(statement.seconds for statement in cost.statements[first:])
-        if basis is Basis.MEASURED:
+        if scaling.basis is Basis.MEASURED:
             holds.append(Hold(table, timed, timed, timed, Basis.MEASURED, timed))
-            continue
-        holds.append(_predicted(table, cost, tables, first, timed, sizes, samples, basis, calibrated, floor))
+        else:
+            holds.append(_predicted(table, cost, tables, first, timed, scaling))
     return tuple(holds)
 
 
 def _predicted(
-    table: str,
-    cost: RevisionCost,
-    tables: list[StatementTables],
-    first: int,
-    timed: float,
-    sizes: Mapping[str, catalog.TableSize],
-    samples: Mapping[str, TableSample],
-    basis: Basis,
-    calibrated: Calibration | None,
-    floor: float,
+    table: str, cost: RevisionCost, tables: list[StatementTables], first: int, timed: float, scaling: _Scaling
 ) -> Hold:
+    sizes, samples, calibrated = scaling.sizes, scaling.samples, scaling.calibrated
+    ratio = calibrated.ratio if calibrated is not None else 1.0
+    rewritten = _names_of(cost.rewritten)
     expected = low = high = 0.0
     scaled_from: list[float] = []
     unknown = False
     for statement, read in zip(cost.statements[first:], tables[first:], strict=True):
-        processed = _resolved(read.processed | (read.altered & _names_of(cost.rewritten)), sizes)
+        processed = _resolved(read.processed | (read.altered & rewritten), sizes)
         grows = [name for name in processed if not _whole(name, samples) and _has_rows(sizes[name])]
         if not grows:  # the catalog alone, or tables the copy holds whole: as timed
             expected, low, high = expected + statement.seconds, low + statement.seconds, high + statement.seconds
             continue
-        if basis is Basis.UNKNOWN or any(name not in samples or not samples[name].rows for name in grows):
+        if scaling.basis is Basis.UNKNOWN or any(name not in samples or not samples[name].rows for name in grows):
             unknown = True
             continue
         factor = max(scale_to_target(sizes[name], samples[name]) for name in grows)
         # A B-tree build sorts (n log n), and a rewrite rebuilds the table's indexes: each row costs more on
         # the target's n than on the sample's.
-        if read.sorts or read.altered & _names_of(cost.rewritten):
+        if read.sorts or read.altered & rewritten:
             factor *= max(_log_growth(sizes[name], samples[name]) for name in grows)
-        ratio = calibrated.ratio if calibrated is not None else 1.0
         # What any statement costs on this server (a round trip, a catalog change) does not grow with the rows.
-        fixed = min(floor, statement.seconds)
+        fixed = min(scaling.fixed_seconds, statement.seconds)
         seconds = (fixed + (statement.seconds - fixed) * factor) * ratio
         expected, low, high = expected + seconds, low + seconds * LOW, high + seconds * HIGH
         scaled_from += [samples[name].percent for name in grows]
@@ -154,15 +158,17 @@ def _predicted(
     )
 
 
-def _fixed_cost(costs: Iterable[RevisionCost], sizes: Mapping[str, catalog.TableSize]) -> float:
+def _fixed_cost(
+    costs: Iterable[RevisionCost], reads: list[list[StatementTables]], sizes: Mapping[str, catalog.TableSize]
+) -> float:
     """What a statement costs this server whatever the rows: the quickest of the rehearsal's DDL statements that
     process no rows (a catalog change, a lock taken), 0 when it ran none."""
-    flat = []
-    for cost in costs:
-        for statement in cost.statements:
-            read = _read(statement.sql)
-            if read.parsed and read.named and not _resolved(read.processed, sizes):
-                flat.append(statement.seconds)
+    flat = [
+        statement.seconds
+        for cost, tables in zip(costs, reads, strict=True)
+        for statement, read in zip(cost.statements, tables, strict=True)
+        if read.parsed and read.named and not _resolved(read.processed, sizes)
+    ]
     return min(flat) if flat else 0.0
 
 
@@ -180,12 +186,8 @@ def first_naming(tables: list[StatementTables], table: str, sizes: Mapping[str, 
 
 
 def read_statement(sql: str) -> StatementTables:
-    """What a statement sent to the driver names and processes."""
-    return _read(sql)
-
-
-def _read(sql: str) -> StatementTables:
-    # What the driver was sent carries its placeholders: any value reads the same to the grammar.
+    """What a statement sent to the driver names and processes. It carries the driver's placeholders: any value
+    reads the same to the grammar."""
     return statement_tables(_PLACEHOLDER.sub("NULL", sql))
 
 
