@@ -56,6 +56,7 @@ class TableSample:
     percent: float  # of the target's pages asked for (100: all of it)
     rows: int  # rows the copy holds, counted after the orphans were removed
     total_bytes: int  # the copy's bytes of it, with its indexes and TOAST
+    partitioned: bool = False  # its partitions' samples together (which are listed too): never add both up
 
     @property
     def whole(self) -> bool:
@@ -64,10 +65,11 @@ class TableSample:
 
 def sample_shares(sizes: Mapping[str, TableSize], budget_bytes: int) -> dict[str, float]:
     """Per table, the percent of its pages to copy: the budget shared out from the smallest table up, each
-    taking all of itself when it fits its fair share of what is left, and the biggest ones sharing the rest."""
+    taking all of itself when it fits its fair share of what is left, and the biggest ones sharing the rest.
+    A partitioned table holds no rows of its own: its partitions take its share."""
     shares: dict[str, float] = {}
     left = budget_bytes
-    ordered = sorted(sizes.values(), key=lambda size: size.total_bytes)
+    ordered = sorted((size for size in sizes.values() if not size.partitioned), key=lambda size: size.total_bytes)
     for index, size in enumerate(ordered):
         fair = left / (len(ordered) - index)
         if size.total_bytes <= fair:
@@ -264,7 +266,8 @@ def analyse(copy: Database, tables: Iterable[str]) -> None:
 
 
 def sampled_rows(copy: Database, shares: Mapping[str, float]) -> dict[str, TableSample]:
-    """Read-only (the copy): how many rows of each sampled table the copy holds, and their bytes."""
+    """Read-only (the copy): how many rows of each sampled table the copy holds, and their bytes; a partitioned
+    table's are its sampled partitions' together, at the smallest of their shares."""
     samples: dict[str, TableSample] = {}
     with copy.connect() as connection:
         leaves = partition_leaves(connection)
@@ -272,22 +275,22 @@ def sampled_rows(copy: Database, shares: Mapping[str, float]) -> dict[str, Table
         raw = _raw(connection)
         for table, percent in shares.items():
             relation = _quoted(table)
-            if raw.execute("SELECT to_regclass(%s)", (relation,)).fetchone()[0] is None:
+            found = raw.execute("SELECT pg_total_relation_size(to_regclass(%s))", (relation,)).fetchone()
+            if found is None or found[0] is None:  # the restore did not make it
                 continue
-            # A partitioned table holds its partitions' rows, sampled at their shares: all of them together.
-            parts = leaves.get(table, [])
-            share = min((shares.get(leaf, 100.0) for leaf in parts), default=percent)
-            # pg_partition_tree of a table that is not partitioned gives no rows: its own size then.
-            found = raw.execute(
-                "SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(to_regclass(%s))),"
-                " pg_total_relation_size(to_regclass(%s)))",
-                (relation, relation),
-            ).fetchone()
-            rows = raw.execute(f"SELECT count(*) FROM {'' if parts else 'ONLY '}{relation}").fetchone()
-            samples[table] = TableSample(
-                table, share, int(rows[0]) if rows else 0, int(found[0] or 0) if found else 0
-            )
+            rows = raw.execute(f"SELECT count(*) FROM ONLY {relation}").fetchone()
+            samples[table] = TableSample(table, percent, int(rows[0]) if rows else 0, int(found[0]))
         raw.rollback()
+    for parent, parts in leaves.items():
+        sampled = [samples[leaf] for leaf in parts if leaf in samples]
+        if sampled:
+            samples[parent] = TableSample(
+                parent,
+                min(sample.percent for sample in sampled),
+                sum(sample.rows for sample in sampled),
+                sum(sample.total_bytes for sample in sampled),
+                partitioned=True,
+            )
     return samples
 
 

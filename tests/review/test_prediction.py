@@ -117,6 +117,9 @@ def test_a_sample_keeps_foreign_keys_generated_columns_and_partitions_as_the_tar
     samples = rehearsal["samples"]
     assert 0 < samples["public.children"]["rows"] < 200000 and samples["public.children"]["total_bytes"] > 0, samples
     assert samples["public.events_2026"]["rows"] > 0, samples
+    # The partitioned table's sample is its partition's, marked so that nobody adds the two up.
+    assert samples["public.events"]["partitioned"] and not samples["public.events_2026"]["partitioned"], samples
+    assert samples["public.events"]["rows"] == samples["public.events_2026"]["rows"], samples
     (cost,) = [c for c in rehearsal["costs"] if c["revision"] == "cccc00000003"]
     (hold,) = [h for h in cost["holds"] if h["table"] == "public.children"]
     assert hold["basis"] == "predicted", hold

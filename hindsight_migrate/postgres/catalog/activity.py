@@ -86,6 +86,7 @@ class TableSize:
     estimated_rows: int | None
     total_bytes: int
     rows_exact: bool = False
+    partitioned: bool = False  # its rows and bytes are its partitions' (which are listed too): never add both up
 
 
 # A table whose heap is at most this is counted (count(*) reads it in milliseconds), as many as fit in
@@ -126,7 +127,7 @@ def table_sizes(connection: Connection) -> dict[str, TableSize]:
             counted_bytes += heap_bytes
         if rows is None:
             rows = _estimate(kind, float(reltuples), int(relpages), int(heap_bytes), int(block_size))
-        sizes[name] = TableSize(name, rows, int(total_bytes), exact)
+        sizes[name] = TableSize(name, rows, int(total_bytes), exact, partitioned=kind == "p")
     # A partitioned table holds its partitions' rows and bytes: their sum, known when each one's is.
     for parent, leaves in partition_leaves(connection).items():
         parts = [sizes[leaf] for leaf in leaves if leaf in sizes]
@@ -139,6 +140,7 @@ def table_sizes(connection: Connection) -> dict[str, TableSize]:
             rows_known if rows_known is not None else sizes[parent].estimated_rows,
             sum(part.total_bytes for part in parts),
             rows_known is not None and all(part.rows_exact for part in parts),
+            partitioned=True,
         )
     return sizes
 

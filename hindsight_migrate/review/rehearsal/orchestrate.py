@@ -183,6 +183,7 @@ def _scratch_words(
     if with_data:
         return "a scratch copy of the target with its data"
     limit = f"{limit_bytes // (1024 * 1024)} MB"
+    samples = {table: sample for table, sample in samples.items() if not sample.partitioned}  # counted once
     partial = [sample for sample in samples.values() if not sample.whole]
     if not samples:
         return (
