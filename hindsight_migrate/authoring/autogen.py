@@ -109,7 +109,11 @@ def new_revision(
     danger_comments = write_danger_comments(full_path, findings)
     revision = _revision_in(project, path)
     sql = project.env.offline_sql(project.graph.resolve(revision)) if revision else None
-    lint = lint_sql({revision: sql}, project.settings.tool) if revision and sql is not None else None
+    lint = (
+        lint_sql({revision: sql}, project.settings.tool, version_table=project.env.version_table)
+        if revision and sql is not None
+        else None
+    )
     return NewRevision(
         message=message,
         compared_with=compared_with,

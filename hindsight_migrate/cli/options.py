@@ -125,4 +125,12 @@ ShowSqlOption = Annotated[
         help="Print every revision's SQL in the plan, also when the plan is big (it is then written to a file).",
     ),
 ]
+DetailsOption = Annotated[
+    bool,
+    typer.Option(
+        "--details",
+        help="Show every part of the plan in full: each revision with its file, the schema diff, the "
+        "impact table and lint's findings one by one with Squawk's advice.",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="The same as --format json.")]

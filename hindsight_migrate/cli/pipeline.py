@@ -45,6 +45,7 @@ class Review:
     detailed_exitcode: bool = False  # with --dry-run: 0 nothing to do, 2 changes, 3 destructive
     show_sql: bool = False  # every revision's SQL inline, also in a big plan
     lock_retries: int | None = None  # --lock-retries: instead of the lock_retries setting
+    details: bool = False  # --details: every part of the plan in full
     output: OutputFormat = OutputFormat.text  # --format: json and markdown print a document on stdout
 
     def request(self) -> ReviewRequest:
@@ -64,6 +65,7 @@ class Review:
             detailed_exitcode=self.detailed_exitcode,
             show_sql=self.show_sql,
             lock_retries=self.lock_retries,
+            details=self.details,
         )
 
 

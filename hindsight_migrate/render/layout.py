@@ -45,7 +45,9 @@ def _boxed_table(console: Console, columns: list[Column], rows: list[list[str | 
     ]
     flexible = {i for i, column in enumerate(columns) if column.flexible}
     frame = 3 * len(columns) + 1  # "│ " before each cell, " " after it, and the closing "│"
-    if flexible:
+    if flexible and console.is_terminal:
+        # Piped or logged, every cell keeps its content's width: a row is one line, however long (a CI log
+        # can be read wide; a cell folded over five lines cannot be read at all).
         # The flexible columns share what the others leave: the narrow ones keep their content's
         # width, the wide ones split the rest evenly (never below 20 cells).
         left = console.width - (sum(w for i, w in enumerate(widths) if i not in flexible) + frame)
@@ -139,6 +141,16 @@ def grid(console: Console, title: str | None, columns: list[Column], rows: Itera
     console.print(_boxed_table(console, columns, list(rows)), crop=False)
 
 
+def hanging(console: Console, label: Text, body: Text) -> None:
+    """``label`` then ``body``, a long body wrapped under itself (a hanging indent), so a list of labelled
+    items stays a column to scan at any width. Not a table: nothing is cut."""
+    indent = cell_len(label.plain)
+    lines = body.wrap(console, max(console.width - indent, 30), overflow="fold")
+    for number, line in enumerate(lines):
+        line.rstrip()  # in place: a wrapped line keeps no trailing space
+        console.print(Text.assemble(label if number == 0 else Text(" " * indent), line), soft_wrap=True)
+
+
 def _cell_lines(cell: str | Text) -> list[tuple[str | Text, int]]:
     """A cell's lines, each with its width in cells, measured on what is written: control characters made
     visible (a raw ESC measures 0 cells and would shift the border), tabs expanded as Rich's ``Text`` does."""
@@ -208,6 +220,7 @@ __all__ = [
     "Column",
     "count_by_kind",
     "grid",
+    "hanging",
     "human_bytes",
     "human_rows",
     "plural",

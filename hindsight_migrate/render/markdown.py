@@ -36,7 +36,6 @@ from hindsight_migrate.render.wording import (
     IMPACT_COLUMNS,
     IMPACT_TITLE,
     NO_REHEARSAL_WORDS,
-    NOTHING_NEEDS_ATTENTION,
     STATE_MARKS,
     folded_line,
     history_marks,
@@ -44,7 +43,9 @@ from hindsight_migrate.render.wording import (
     impact_cells,
     impact_notes,
     lint_dropped,
+    lint_title,
     lint_where,
+    nothing_needs_attention,
     statement_counts,
     summary_lines,
 )
@@ -162,7 +163,7 @@ def _header_markdown(header: str, database: str) -> str:
 
 def _needs_attention(summary: PlanSummary) -> str:
     if not summary.attention and not summary.folded:
-        lead, _, rest = NOTHING_NEEDS_ATTENTION.partition(":")
+        lead, _, rest = nothing_needs_attention(summary).partition(":")
         return f"**{lead}:**{text(rest)}"
     blocks = [f"**Needs attention ({len(summary.attention)})**"]
     if summary.attention:
@@ -397,28 +398,30 @@ def lint_section(lint: LintResult, *, statements: bool = False) -> str:
 
     if not lint.ran:
         return f"**Lint:** {text(lint.note or 'not run')}"
-    errors, warnings = len(lint.errors), len(lint.findings) - len(lint.errors)
-    title = f"Lint (Squawk): {errors} errors, {warnings} warnings"
+    title = lint_title(lint)
     dropped = _lint_dropped(lint)
     if not lint.findings:
         return f"**Lint (Squawk):** no findings.{' ' + dropped if dropped else ''}"
-    rows = [["error", e.revision, str(e.line), e.rule, e.message] for e in lint.errors]
-    by_rule: dict[str, list[LintFinding]] = {}
+    rows = [
+        ["error", e.revision, "whole" if e.statement_number is None else str(e.statement_number), e.rule, e.message]
+        for e in lint.errors
+    ]
+    by_rule: dict[tuple[str, bool], list[LintFinding]] = {}
     for finding in lint.findings:
         if finding.level is not Level.ERROR:
-            by_rule.setdefault(finding.rule, []).append(finding)
-    for rule, same in by_rule.items():
-        revision_cell, line_cell = lint_where(same)
-        level = "warning" if len(same) == 1 else f"warning, {len(same)} times"
-        rows.append([level, revision_cell, line_cell, rule, "\n".join(dict.fromkeys(f.message for f in same))])
-    body = [table(["Level", "Revision", "Line", "Rule", "Finding"], rows)]
+            by_rule.setdefault((finding.rule, finding.is_style), []).append(finding)
+    for (rule, is_style), same in by_rule.items():
+        revision_cell, statement_cell = lint_where(same)
+        level = ("style" if is_style else "warning") + (f", {len(same)} times" if len(same) > 1 else "")
+        rows.append([level, revision_cell, statement_cell, rule, "\n".join(dict.fromkeys(f.message for f in same))])
+    body = [table(["Level", "Revision", "Statement", "Rule", "Finding"], rows)]
     advice = lint.advice_by_rule()
     shown = [rule for rule in dict.fromkeys(row[3] for row in rows) if rule in advice]
     if shown:
         body.append("Squawk's advice:\n\n" + "\n".join(f"- **{text(rule)}**: {text(advice[rule])}" for rule in shown))
     if statements and lint.errors:
         for error in lint.errors:
-            body.append(f"{text(error.revision)}, line {error.line}, {text(error.rule)}:\n\n" + fence(error.statement))
+            body.append(f"{text(error.where)}, {text(error.rule)}:\n\n" + fence(error.statement))
     if dropped:
         body.append(dropped)
     return details(title, "\n\n".join(body))
@@ -436,14 +439,14 @@ def lint_markdown(report: LintReport) -> str:
     if not lint.ran:
         blocks += [f"**Lint:** {text(lint.note or 'not run')}", MARKER.format(kind="lint")]
         return _join(blocks)
-    errors, warnings = len(lint.errors), len(lint.findings) - len(lint.errors)
-    blocks.append(f"Lint (Squawk): {errors} {plural('error', errors)}, {warnings} {plural('warning', warnings)}.")
+    errors = len(lint.errors)
+    blocks.append(text(lint_title(lint)) + ".")
     if lint.errors:
         blocks.append(
             f"**Needs attention ({errors})**\n\n"
             + table(
                 ["", "Severity", "What"],
-                (["✖", "LINT ERROR", f"{e.rule}: {e.message} ({e.revision}, line {e.line})"] for e in lint.errors),
+                (["✖", "LINT ERROR", f"{e.rule}: {e.message} ({e.where})"] for e in lint.errors),
             )
         )
     else:

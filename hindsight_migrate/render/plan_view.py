@@ -15,11 +15,12 @@ from hindsight_migrate.render.layout import (
     Column,
     count_by_kind,
     grid,
+    hanging,
     human_bytes,
     plural,
     relative,
 )
-from hindsight_migrate.render.reports import lint_result
+from hindsight_migrate.render.reports import lint_lines, lint_result
 from hindsight_migrate.render.wording import (
     BIG_DIFF,
     CHANGE_WORDS,
@@ -29,11 +30,13 @@ from hindsight_migrate.render.wording import (
     IMPACT_COLUMNS,
     IMPACT_TITLE,
     NO_REHEARSAL_WORDS,
-    NOTHING_NEEDS_ATTENTION,
+    diff_line,
     folded_line,
     hold_lines,
     impact_cells,
+    impact_line,
     impact_notes,
+    nothing_needs_attention,
     statement_counts,
     summary_lines,
 )
@@ -90,22 +93,14 @@ def plan_summary(summary: PlanSummary) -> None:
     console.print(Text(visible(header), style="bold"))
     console.print(Text(visible(counts)))
     if not summary.attention and not summary.folded:
-        console.print(NOTHING_NEEDS_ATTENTION)
+        console.print(nothing_needs_attention(summary))
         return
     console.print(Text(f"Needs attention ({len(summary.attention)})", style="bold"))
     # The marks make a column to scan; a long item wraps under its own text (a hanging indent).
     label_width = 3 + max(len(words) for _, words, _ in CONCERN_WORDS.values()) + 1
     for item in summary.attention:
         mark, words, style = CONCERN_WORDS[item.concern]
-        lines = Text(visible(item.text)).wrap(console, max(console.width - label_width - 2, 30), overflow="fold")
-        for number, line in enumerate(lines):
-            label = (
-                Text(f"  {mark} {words}".ljust(label_width + 1), style=style)
-                if number == 0
-                else Text(" " * (label_width + 1))
-            )
-            line.rstrip()  # in place: a wrapped line keeps no trailing space
-            console.print(Text.assemble(label, line), soft_wrap=True)
+        hanging(console, Text(f"  {mark} {words}".ljust(label_width + 1), style=style), Text(visible(item.text)))
     if summary.folded:
         console.print(f"  {folded_line(summary)}")
 
@@ -113,8 +108,10 @@ def plan_summary(summary: PlanSummary) -> None:
 def migration_plan(plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | None = None) -> None:
     """The whole review: the summary first, then the details (revisions, diff, impact, data loss, lint, SQL).
 
-    A big plan's revisions are one line each, their statements counted by kind, and the whole SQL is in
-    ``sql_file``, unless the digest says the SQL is inline (--show-sql).
+    Without ``digest.details`` each detail is a few lines (a one-revision plan fits an 80x24 screen with
+    its SQL and the prompt's recap); --details shows each one in full, as tables. A big plan's revisions
+    are counted by kind, and the whole SQL is in ``sql_file``, unless the digest says the SQL is inline
+    (--show-sql).
     """
     console = out()
     plan_summary(digest.summary)
@@ -135,11 +132,17 @@ def migration_plan(plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | 
             f"{safe_markup(at)}."
         )
         return
-    _revisions(plan, digest)
-    _rehearsal(plan, summarised=digest.big)
+    if digest.details:
+        _revisions(plan, digest)
+    else:
+        _revision_lines(plan, digest)
+    _rehearsal(plan, summarised=digest.big, details=digest.details)
     if plan.direction is Direction.DOWN or plan.data_loss:  # going up, only when it drops something that holds data
         _data_loss(plan)
-    lint_result(plan.lint)
+    if digest.details:
+        lint_result(plan.lint)
+    else:
+        lint_lines(plan.lint)
     if digest.sql_inline:
         _sql(plan)
     elif sql_file is not None:
@@ -150,6 +153,38 @@ def migration_plan(plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | 
     for warning in plan.warnings:
         console.print(f"[bold yellow]Warning:[/] {safe_markup(warning)}")
     console.print(f"Plan fingerprint: {plan.fingerprint[:16]}")
+
+
+# A list of revisions longer than this shows its first and last ones only (--details lists every one).
+REVISIONS_LISTED = 12
+REVISIONS_AT_EACH_END = 5
+
+
+def _revision_lines(plan: MigrationPlan, digest: PlanDigest) -> None:
+    """The revisions one line each (number, id, message; a big plan's statements counted by kind); a long
+    list folded to its ends, since the summary above already names every revision that needs a look."""
+    console = out()
+    down = plan.direction is Direction.DOWN
+    verb = "to revert, in the order they are reverted" if down else "pending, in the order they run"
+    console.print(Text(f"Revisions {verb} ({len(plan.revisions)})", style="bold"))
+    counts = digest.statement_counts or (None,) * len(plan.revisions)
+    width = len(str(len(plan.revisions)))
+    lines: list[tuple[str, str]] = []  # (number and revision, what it does)
+    for number, item, kinds in zip(range(1, len(plan.revisions) + 1), plan.revisions, counts, strict=True):
+        said = item.info.message + ("" if digest.sql_inline else f"  ({statement_counts(kinds)})")
+        lines.append((f"  {number:>{width}}  {item.info.revision}  ", said))
+    if len(lines) > REVISIONS_LISTED:
+        hidden = len(lines) - 2 * REVISIONS_AT_EACH_END
+        lines = [
+            *lines[:REVISIONS_AT_EACH_END],
+            ("  ", f"… {hidden} more {plural('revision', hidden)} (--details lists every one, with its file)"),
+            *lines[-REVISIONS_AT_EACH_END:],
+        ]
+    for label, said in lines:
+        if console.is_terminal:
+            hanging(console, Text(visible(label)), Text(visible(said)))
+        else:  # a log: one line per revision, however long
+            console.print(Text(visible(label + said)), soft_wrap=True)
 
 
 def _revisions(plan: MigrationPlan, digest: PlanDigest) -> None:
@@ -299,7 +334,11 @@ def _data_loss(plan: MigrationPlan) -> None:
     )
 
 
-def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
+# A diff longer than this is counted by kind outside --details.
+DIFF_LISTED = 10
+
+
+def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool) -> None:
 
     console = out()
     rehearsal = plan.rehearsal
@@ -317,17 +356,24 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
             console.print(f"  Statement: {safe_markup(rehearsal.failure.statement)}")
     for warning in rehearsal.warnings:
         console.print(f"  [yellow]Warning:[/] {safe_markup(warning)}")
-    if rehearsal.diff and summarised and len(rehearsal.diff) > BIG_DIFF:
+    counted = len(rehearsal.diff) > (BIG_DIFF if details else DIFF_LISTED) and (summarised or not details)
+    if rehearsal.diff and counted:
         # A first deployment changes hundreds of objects: counted by kind, one line each.
         counts: dict[tuple[Change, str], int] = {}
         for change in rehearsal.diff:
             counts[(change.change, change.kind)] = counts.get((change.change, change.kind), 0) + 1
         console.print(
             f"[bold]Schema diff, measured[/]: {len(rehearsal.diff)} changes, by kind "
-            "(--plan-out FILE holds each one, as --format json does):"
+            f"({'' if details or (summarised and len(rehearsal.diff) > BIG_DIFF) else '--details lists each one; '}"
+            "--plan-out FILE holds each one, as --format json does):"
         )
         for (how, kind), count in sorted(counts.items(), key=lambda item: (DIFF_ORDER.index(item[0][0]), item[0][1])):
             console.print(f"  {DIFF_MARKS[how][0]} {count} {safe_markup(plural(kind, count))} {how.value}")
+    elif rehearsal.diff and not details:
+        console.print(Text("Schema diff, measured", style="bold"))
+        for change in rehearsal.diff:
+            mark, style = DIFF_MARKS[change.change]
+            console.print(Text.assemble(("  " + mark, style), " " + visible(diff_line(change))))
     elif rehearsal.diff:
         grid(
             console,
@@ -354,6 +400,13 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> None:
         console.print("  The schema does not change.")
 
     impact, _ = rehearsal.impact()
+    if not details:
+        said = impact_line(impact)
+        if said is not None:
+            console.print(f"{safe_markup(said)}")
+        for note in impact_notes(rehearsal, listed=bool(impact), brief=True):
+            console.print(f"  {safe_markup(note)}")
+        return
     rows: list[list[Any]] = []
     for row, cells in zip(impact, impact_cells(impact), strict=True):
         styled: list[Any] = list(cells)

@@ -11,8 +11,17 @@ from rich.text import Text
 from hindsight_migrate.authoring.findings import Severity
 from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.render.console import out, safe_markup
-from hindsight_migrate.render.layout import Column, grid
-from hindsight_migrate.render.wording import STATE_MARKS, history_marks, hold_lines, lint_dropped, lint_where
+from hindsight_migrate.render.layout import Column, grid, hanging
+from hindsight_migrate.render.wording import (
+    STATE_MARKS,
+    history_marks,
+    hold_lines,
+    lint_dropped,
+    lint_places,
+    lint_style_line,
+    lint_title,
+    lint_where,
+)
 from hindsight_migrate.review.kinds import Level
 from hindsight_migrate.revisions import RevisionState
 from hindsight_migrate.untrusted import visible
@@ -258,8 +267,41 @@ def merged(revision: str, path: Path) -> None:
 
 
 
-def lint_result(lint: LintResult) -> None:
+def lint_lines(lint: LintResult) -> None:
+    """Lint in a few lines: each error, each warning rule once (how often, where), style notes on what the plan
+    creates counted in one line, and what was not shown and why. --details shows the table and the advice."""
+    console = out()
+    if not lint.ran:
+        console.print(f"[yellow]Lint:[/] {safe_markup(lint.note or 'not run')}")
+        return
+    if not lint.findings:
+        console.print("[green]Lint (Squawk):[/] no findings.")
+        _lint_dropped(lint)
+        return
+    console.print(Text(lint_title(lint), style="bold"))
+    # Errors one by one: each blocks `up`. Warnings once per rule, with how often and where, so two hundred
+    # identical lines do not bury the one that matters.
+    groups: list[tuple[Text, str, list[LintFinding]]] = [
+        (Text("  ✖ error   ", style="bold red"), error.rule, [error]) for error in lint.errors
+    ]
+    by_rule: dict[str, list[LintFinding]] = {}
+    for finding in lint.warnings:
+        by_rule.setdefault(finding.rule, []).append(finding)
+    groups += [(Text("  ▲ warning ", style="yellow"), rule, same) for rule, same in by_rule.items()]
+    for label, rule, same in groups:
+        times = f", {len(same)} times" if len(same) > 1 else ""
+        messages = " / ".join(dict.fromkeys(f.message for f in same))
+        said = visible(f"{times}: {messages} ({lint_places(same)})")
+        hanging(console, label, Text.assemble((visible(rule), "bold"), said))
+    style = lint_style_line(lint)
+    if style is not None:
+        hanging(console, Text("  ● style   ", style="dim"), Text(visible(style + " (--details lists them)")))
+    _lint_dropped(lint)
 
+
+def lint_result(lint: LintResult) -> None:
+    """Lint in full (--details and the lint command): a table of errors and warnings by rule, style notes
+    included, with the revision and statement of each, then Squawk's advice once per rule."""
     console = out()
     if not lint.ran:
         console.print(f"[yellow]Lint:[/] {safe_markup(lint.note or 'not run')}")
@@ -269,26 +311,28 @@ def lint_result(lint: LintResult) -> None:
         _lint_dropped(lint)
         return
     rows: list[list[str | Text]] = []
-    # Errors one by one: each blocks `up`, so each gets its revision and line. Warnings once per
+    # Errors one by one: each blocks `up`, so each gets its revision and statement. Warnings once per
     # rule, with how often and where, so two hundred identical lines do not bury the one that matters.
     for error in lint.errors:
-        rows.append([Text("error", style="bold red"), error.revision, str(error.line), error.rule, error.message])
-    warnings: dict[str, list[LintFinding]] = {}
+        number = "whole" if error.statement_number is None else str(error.statement_number)
+        rows.append([Text("error", style="bold red"), error.revision, number, error.rule, error.message])
+    warnings: dict[tuple[str, bool], list[LintFinding]] = {}
     for finding in lint.findings:
         if finding.level is not Level.ERROR:
-            warnings.setdefault(finding.rule, []).append(finding)
-    for rule, same in warnings.items():
-        revision_cell, line_cell = lint_where(same)
-        level = "warning" if len(same) == 1 else f"warning, {len(same)} times"
+            warnings.setdefault((finding.rule, finding.is_style), []).append(finding)
+    for (rule, is_style), same in warnings.items():
+        revision_cell, statement_cell = lint_where(same)
+        level = "style" if is_style else "warning"
+        level += f", {len(same)} times" if len(same) > 1 else ""
         messages = "\n".join(dict.fromkeys(f.message for f in same))
-        rows.append([Text(level, style="yellow"), revision_cell, line_cell, rule, messages])
+        rows.append([Text(level, style="dim" if is_style else "yellow"), revision_cell, statement_cell, rule, messages])
     grid(
         console,
-        f"Lint (Squawk): {len(lint.errors)} errors, {len(lint.findings) - len(lint.errors)} warnings",
+        lint_title(lint),
         [
             Column("Level"),
             Column("Revision", flexible=True),
-            Column("Line"),
+            Column("Statement"),
             Column("Rule"),
             Column("Finding", flexible=True),
         ],

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.render.layout import plural
 from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, ChangeKind, Concern, NoRehearsal
 from hindsight_migrate.revisions import Direction, RevisionState
-from hindsight_migrate.schema import Change
+from hindsight_migrate.schema import Change, SchemaChange
 from hindsight_migrate.words import hold_cell, human_bytes, row_count, seconds_text
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.review.lint import LintFinding, LintResult
     from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
     from hindsight_migrate.review.rehearsal.model import Hold
-    from hindsight_migrate.review.summary import PlanSummary
+    from hindsight_migrate.review.summary import Counts, PlanSummary
 
 # Severity in words and symbols, never colour alone (NO_COLOR, a CI log): (mark, words, style).
 # Keyed by the enums themselves, so that mypy sees a kind with no words (a test also checks every member).
@@ -86,13 +87,30 @@ def summary_lines(summary: PlanSummary) -> tuple[str, str]:
     lost = "not measured" if counts.rows_lost is None else f"{counts.rows_lost:,}"
     return header, (
         f"Plan: {counts.added} to add, {counts.changed} to change, {counts.renamed} to rename, "
-        f"{counts.dropped} to drop; rows of data lost: {lost}; "
-        f"lint: {counts.lint_errors} {plural('error', counts.lint_errors)}, "
-        f"{counts.lint_warnings} {plural('warning', counts.lint_warnings)}."
+        f"{counts.dropped} to drop; rows of data lost: {lost}; {lint_counts(counts)}."
     )
 
 
-NOTHING_NEEDS_ATTENTION = "Needs attention: nothing — no blocking lock over 0.05 s, no data lost, no rename, no error."
+def lint_counts(counts: Counts) -> str:
+    """Lint's part of the count line: errors, warnings and style notes, or why it did not run."""
+    if counts.lint_not_run is not None:
+        return "lint: not run (" + counts.lint_not_run.rstrip(".") + ")"
+    said = (
+        f"lint: {counts.lint_errors} {plural('error', counts.lint_errors)}, "
+        f"{counts.lint_warnings} {plural('warning', counts.lint_warnings)}"
+    )
+    if counts.lint_style:
+        said += f", {counts.lint_style} style {plural('note', counts.lint_style)}"
+    return said
+
+
+def nothing_needs_attention(summary: PlanSummary) -> str:
+    """The line in place of the list when nothing needs attention; lint's warnings, if any, are pointed to."""
+    said = "Needs attention: nothing — no blocking lock over 0.05 s, no data lost, no rename, no error"
+    warnings = summary.counts.lint_warnings if summary.counts is not None else 0
+    if warnings:
+        said += f" ({warnings} lint {plural('warning', warnings)} below, none blocking)"
+    return said + "."
 
 
 def folded_line(summary: PlanSummary) -> str:
@@ -112,25 +130,70 @@ def statement_counts(kinds: dict[str, int] | None) -> str:
 
 
 def lint_where(same: list[LintFinding]) -> tuple[str, str]:
-    """The Revision and Line cells of one rule's warnings: each revision with its lines, or folded."""
-    lines: dict[str, list[str]] = {}
+    """The Revision and Statement cells of one rule's warnings: each revision with its statements, or folded."""
+    numbers: dict[str, list[str]] = {}
     for finding in same:
-        lines.setdefault(finding.revision, []).append(str(finding.line))
-    if len(lines) > SHOWN_ONE_BY_ONE:
-        more = len(lines) - SHOWN_ONE_BY_ONE
-        return ", ".join(list(lines)[:SHOWN_ONE_BY_ONE]) + f" and {more} more", ""
-    return "\n".join(lines), "\n".join(", ".join(numbers) for numbers in lines.values())
+        numbers.setdefault(finding.revision, []).append(
+            "whole" if finding.statement_number is None else str(finding.statement_number)
+        )
+    if len(numbers) > SHOWN_ONE_BY_ONE:
+        more = len(numbers) - SHOWN_ONE_BY_ONE
+        return ", ".join(list(numbers)[:SHOWN_ONE_BY_ONE]) + f" and {more} more", ""
+    return "\n".join(numbers), "\n".join(", ".join(dict.fromkeys(found)) for found in numbers.values())
+
+
+STATEMENT_EXCERPT = 48  # characters of a statement's first line that name it beside a finding
+
+
+def lint_places(same: list[LintFinding]) -> str:
+    """Where one rule's findings are, in terms the plan shows: the revision, its statement and how that
+    statement begins (one finding), or the revisions and statement numbers (several)."""
+    if len(same) == 1:
+        finding = same[0]
+        first_line = finding.statement.strip().split("\n", 1)[0]
+        excerpt = first_line if len(first_line) <= STATEMENT_EXCERPT else first_line[: STATEMENT_EXCERPT - 1] + "…"
+        return f"{finding.where}: {excerpt}" if finding.statement_number is not None else finding.where
+    places = list(dict.fromkeys(finding.where for finding in same))
+    if len(places) > SHOWN_ONE_BY_ONE:
+        return "; ".join(places[:SHOWN_ONE_BY_ONE]) + f" and {len(places) - SHOWN_ONE_BY_ONE} more"
+    return "; ".join(places)
+
+
+def lint_title(lint: LintResult) -> str:
+    """Lint's title: errors, warnings and style notes counted."""
+    errors, warnings, style = len(lint.errors), len(lint.warnings), len(lint.style)
+    title = f"Lint (Squawk): {errors} {plural('error', errors)}, {warnings} {plural('warning', warnings)}"
+    return title + (f", {style:,} style {plural('note', style)}" if style else "")
+
+
+def lint_style_line(lint: LintResult) -> str | None:
+    """Style notes on what the plan creates (see lint.STYLE_RULES), in one line with their rules counted."""
+    style = lint.style
+    if not style:
+        return None
+    by_rule: dict[str, int] = {}
+    for finding in style:
+        by_rule[finding.rule] = by_rule.get(finding.rule, 0) + 1
+    rules = ", ".join(f"{rule} {count}" for rule, count in sorted(by_rule.items(), key=lambda item: -item[1]))
+    return f"{len(style):,} {plural('note', len(style))} on the shape of what this plan creates: {rules}"
 
 
 def lint_dropped(lint: LintResult) -> str | None:
-    """The line that says how many lock warnings on tables the plan creates are not shown."""
+    """The lines that say which lock and client warnings are not shown, and why."""
+    said = []
+    if lint.not_applicable_empty:
+        count = lint.not_applicable_empty
+        said.append(
+            f"Lock and client rules do not apply to a first deployment into an empty database: no table has "
+            f"traffic and no client uses a name yet ({count} {plural('finding', count)} not shown)."
+        )
     count = lint.dropped_on_new_tables
-    if not count:
-        return None
-    return (
-        f"{count} {plural('warning', count)} about locks or existing clients, on tables created earlier "
-        f"in these revisions, {'is' if count == 1 else 'are'} not shown: nothing uses those tables yet."
-    )
+    if count:
+        said.append(
+            f"{count} {plural('warning', count)} about locks or existing clients, on tables created earlier "
+            f"in these revisions, {'is' if count == 1 else 'are'} not shown: nothing uses those tables yet."
+        )
+    return " ".join(said) or None
 
 
 def impact_cells(impact: tuple[ImpactRow, ...]) -> list[list[str]]:
@@ -187,18 +250,25 @@ def hold_lines(holds: Iterable[RecordedHold]) -> list[str]:
     return lines
 
 
-def impact_notes(rehearsal: Rehearsal, *, listed: bool) -> list[str]:
-    """The lines after the impact table: revisions that lock nothing the database has, and what was rewritten."""
+def impact_notes(rehearsal: Rehearsal, *, listed: bool, brief: bool = False) -> list[str]:
+    """The lines after the impact table: revisions that lock nothing the database has, and what was rewritten
+    (``brief``: the first only, the rest is in the summary's recap and under --details)."""
     _, quiet = rehearsal.impact()
     notes = []
     if quiet:
         others = "The other" if listed else "The"
-        notes.append(
-            f"{others} {len(quiet)} revision(s) lock no table the database has now (they only add new objects); "
-            f"{sum(quiet):.2f} s in all."
-        )
+        if len(quiet) == 1:
+            which = f"{others} revision locks" if listed else "The revision locks"
+            notes.append(
+                f"{which} no table the database has now (it only adds new objects); {sum(quiet):.2f} s in all."
+            )
+        else:
+            notes.append(
+                f"{others} {len(quiet)} revisions lock no table the database has now (they only add new objects); "
+                f"{sum(quiet):.2f} s in all."
+            )
     rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})
-    if rewritten_all:
+    if rewritten_all and not brief:
         notes.append(f"Rewritten (tables and indexes): {', '.join(rewritten_all)}")
     bases = {hold.basis for cost in rehearsal.costs for hold in cost.holds}
     if bases & {Basis.PREDICTED, Basis.UNKNOWN}:
@@ -209,6 +279,35 @@ def impact_notes(rehearsal: Rehearsal, *, listed: bool) -> list[str]:
             "Neon branch, an Aurora clone)."
         )
     return notes
+
+
+def impact_line(impact: tuple[ImpactRow, ...]) -> str | None:
+    """The impact table in one line, outside --details: how many of the target's tables are locked, rewritten
+    and written to (each lock that blocks is in Needs attention, with its hold)."""
+    if not impact:
+        return None
+    tables = {row.table for row in impact}
+    blocking = {row.table for row in impact if row.blocks is not Blocks.NOTHING}
+    rewritten = {row.table for row in impact if row.rewritten}
+    written = sum(row.rows_written for row in impact)
+    parts = [f"{len(tables)} {plural('table', len(tables))} the database has locked"]
+    parts.append(f"{len(blocking)} of them against reads or writes" if blocking else "none against reads or writes")
+    if rewritten:
+        parts.append(f"{len(rewritten)} rewritten")
+    if written:
+        exact = all(row.rows_written_exact for row in impact if row.rows_written)
+        parts.append(f"{'' if exact else '~'}{written:,} {plural('row', written)} written")
+    return f"Impact at the target's size: {', '.join(parts)} (--details shows the impact table)."
+
+
+def diff_line(change: SchemaChange) -> str:
+    """One change of the schema diff in a line, outside --details: what it is, and for a change or a rename
+    what it was and is (an added or removed object's whole definition is under --details)."""
+    if change.change is Change.RENAMED:
+        return f"{change.kind} {change.before} → {change.after}"
+    if change.change is Change.CHANGED:
+        return f"{change.kind} {change.name}: {change.before or '?'} → {change.after or '?'}"
+    return f"{change.kind} {change.name}"
 
 
 def history_marks(entry: HistoryEntry) -> list[str]:

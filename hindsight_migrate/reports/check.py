@@ -143,7 +143,11 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
         )
     if status.pending and not status.unknown:
         pending = project.graph.upgrade_path(status.current, "heads")
-        lint = lint_sql(project.env.offline_sql_path(pending, start=status.current), project.settings.tool)
+        lint = lint_sql(
+            project.env.offline_sql_path(pending, start=status.current),
+            project.settings.tool,
+            version_table=project.env.version_table,
+        )
         if lint.errors:
             problems.append(
                 CheckProblem.of(
@@ -151,7 +155,7 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
                     "Lint errors in revisions not applied yet:",
                     tuple(
                         CheckItem(
-                            f"{f.revision} line {f.line} {f.rule}: {f.message}",
+                            f"{f.where} {f.rule}: {f.message}",
                             revision=f.revision,
                             path=paths.get(f.revision),
                             rule=f.rule,
@@ -256,5 +260,9 @@ def lint_range(project: AlembicProject, database: Database | None, revision_rang
         wanted = upgrade_range(project, spec, start_when_missing=None)
         start, end = wanted.start, wanted.end
     revisions = project.graph.upgrade_path(start, end)
-    result = lint_sql(project.env.offline_sql_path(revisions, start=start), project.settings.tool)
+    result = lint_sql(
+        project.env.offline_sql_path(revisions, start=start),
+        project.settings.tool,
+        version_table=project.env.version_table,
+    )
     return LintReport(range=words, revisions=tuple(info.revision for info in revisions), result=result)

@@ -29,6 +29,7 @@ from pglast.parser import ParseError
 from hindsight_migrate import private_files
 from hindsight_migrate.config import ToolSettings
 from hindsight_migrate.review.kinds import Level
+from hindsight_migrate.revisions import VersionTable
 
 # Rules whose harm is traffic on a table that already has some: a lock that blocks its readers
 # or writers (or waits behind them), a scan or rewrite of its rows under that lock, or clients
@@ -67,6 +68,25 @@ RULES_ABOUT_TRAFFIC = frozenset(
         "renaming-table",
     }
 )
+# The shape a column is given (its type, its size): advice worth reading once, not a risk to this
+# deployment. On what the plan creates (a new table, a new column) these fold into one "style" line;
+# on an existing column they stay findings of their own.
+STYLE_RULES = frozenset(
+    {
+        "ban-char-field",
+        "prefer-bigint-over-int",
+        "prefer-bigint-over-smallint",
+        "prefer-identity",
+        "prefer-text-field",
+        "prefer-timestamp-tz",
+    }
+)
+# Squawk words prefer-text-field as a change of size, which reads wrong under a CREATE TABLE.
+_NEW_VARCHAR_MESSAGE = (
+    "A `varchar(n)` column: changing its size later requires an `ACCESS EXCLUSIVE` lock, which blocks all reads "
+    "and writes of the table."
+)
+
 # Kept on a new table, on purpose:
 # * the schema's shape (prefer-bigint-over-int, prefer-bigint-over-smallint, prefer-identity,
 #   prefer-text-field, prefer-timestamp-tz, ban-char-field, identifier-too-long): the table
@@ -86,8 +106,22 @@ class LintFinding:
     level: Level
     message: str
     advice: str | None
-    line: int  # 1-based, in the revision's SQL
-    statement: str
+    line: int  # 1-based, in the revision's SQL (as --show-sql and the SQL file print it)
+    statement: str  # the whole statement Squawk pointed into, as the plan shows it
+    statement_number: int | None = None  # 1-based among the revision's statements; None: the revision as a whole
+    on_new_object: bool = False  # the statement creates what it is about (a table, a column) or acts on a new table
+
+    @property
+    def is_style(self) -> bool:
+        """A style warning on something the plan creates: folded into one line with a count."""
+        return self.level is Level.WARNING and self.on_new_object and self.rule in STYLE_RULES
+
+    @property
+    def where(self) -> str:
+        """Where it is, in terms the plan shows: the revision and its statement."""
+        if self.statement_number is None:
+            return self.revision
+        return f"{self.revision} statement {self.statement_number}"
 
 
 @dataclass(frozen=True)
@@ -97,10 +131,23 @@ class LintResult:
     note: str | None = None
     # Findings of RULES_ABOUT_TRAFFIC on tables the same SQL created first: not in `findings`.
     dropped_on_new_tables: int = 0
+    # Findings of RULES_ABOUT_TRAFFIC in a first deployment into an empty database (no table has
+    # traffic, no client uses a name yet): not in `findings`.
+    not_applicable_empty: int = 0
 
     @property
     def errors(self) -> tuple[LintFinding, ...]:
         return tuple(f for f in self.findings if f.level is Level.ERROR)
+
+    @property
+    def style(self) -> tuple[LintFinding, ...]:
+        """Style warnings on what the plan creates (see STYLE_RULES): one line says how many."""
+        return tuple(f for f in self.findings if f.is_style)
+
+    @property
+    def warnings(self) -> tuple[LintFinding, ...]:
+        """The warnings shown one rule at a time: neither errors nor style."""
+        return tuple(f for f in self.findings if f.level is not Level.ERROR and not f.is_style)
 
     def advice_by_rule(self) -> dict[str, str]:
         """Squawk's advice for each rule found, once, in the order the rules are first found.
@@ -120,11 +167,20 @@ def squawk_binary() -> str | None:
     return str(beside_python) if beside_python.exists() else shutil.which("squawk")
 
 
-def lint_sql(sql_by_revision: dict[str, str], settings: ToolSettings) -> LintResult:
+def lint_sql(
+    sql_by_revision: dict[str, str],
+    settings: ToolSettings,
+    *,
+    version_table: VersionTable | None = None,
+    empty_database: bool = False,
+) -> LintResult:
     """Run Squawk over each revision's SQL; reads files only, touches no database.
 
     ``sql_by_revision`` is in the order the revisions run: a table one revision creates is new
     to the ones after it, and findings of RULES_ABOUT_TRAFFIC on it are dropped and counted.
+    Statements about ``version_table`` (Alembic's own bookkeeping, whose shape the project does
+    not choose) are not linted. With ``empty_database`` (a first deployment: no table has
+    traffic, no client uses any name) no finding of RULES_ABOUT_TRAFFIC applies: they are counted.
     """
     binary = squawk_binary()
     if binary is None:
@@ -152,30 +208,48 @@ def lint_sql(sql_by_revision: dict[str, str], settings: ToolSettings) -> LintRes
         raw = json.loads(result.stdout or "[]")
     except json.JSONDecodeError:
         return LintResult((), ran=False, note=f"Squawk failed: {(result.stderr or result.stdout).strip()[:500]}")
-    # Parsed only when a finding could be dropped: most plans have none, and parsing costs.
-    new_tables = (
-        _NewTableStatements(sql_by_revision)
-        if any(item.get("rule_name") in RULES_ABOUT_TRAFFIC for item in raw)
-        else None
-    )
+    # Parsed only when there is a finding to place: most plans have none, and parsing costs.
+    statements = _Statements(sql_by_revision, version_table or VersionTable()) if raw else None
     findings = []
-    dropped = 0
+    dropped = not_applicable = 0
     for item in raw:
         revision = paths.get(item.get("file", ""), Path(item.get("file", "")).stem)
         lines = sql_by_revision.get(revision, "").splitlines()
         first, last = int(item.get("line", 0)), int(item.get("line_end", item.get("line", 0)))
         statement = "\n".join(lines[first : last + 1]).strip()
         rule = item.get("rule_name", "?")
-        if new_tables is not None and rule in RULES_ABOUT_TRAFFIC and new_tables.only_new_tables(revision, item):
+        found = statements.locate(revision, item) if statements is not None else None
+        if found is not None and found.version_table:
+            continue  # Alembic's table, not the project's: its shape is not the project's choice
+        if rule in RULES_ABOUT_TRAFFIC and empty_database:
+            not_applicable += 1
+            continue
+        if found is not None and rule in RULES_ABOUT_TRAFFIC and found.only_new_tables:
             dropped += 1
             continue
         level = Level.ERROR if rule in settings.lint_error_rules or item.get("level") == "Error" else Level.WARNING
+        message = item.get("message", "")
+        new = found is not None and found.creates
+        if rule == "prefer-text-field" and new:
+            message = _NEW_VARCHAR_MESSAGE
         findings.append(
-            LintFinding(revision, rule, level, item.get("message", ""), item.get("help"), first + 1, statement)
+            LintFinding(
+                revision,
+                rule,
+                level,
+                message,
+                item.get("help"),
+                first + 1,
+                found.text if found is not None else statement,
+                statement_number=found.number if found is not None else None,
+                on_new_object=new,
+            )
         )
     order = {revision: i for i, revision in enumerate(sql_by_revision)}
     findings.sort(key=lambda f: (order.get(f.revision, 0), f.line, f.rule))
-    return LintResult(tuple(findings), ran=True, dropped_on_new_tables=dropped)
+    return LintResult(
+        tuple(findings), ran=True, dropped_on_new_tables=dropped, not_applicable_empty=not_applicable
+    )
 
 
 # -- which statements are only about tables the plan created ------------------------------------
@@ -260,8 +334,29 @@ class _Created:
             self.indexes.update(indexes)  # an index lives in its table's schema, and moves with it
 
 
-class _NewTableStatements:
-    """Each revision's statements, parsed by pglast, marked when they are only about tables created before them.
+@dataclass(frozen=True)
+class _Located:
+    """The statement a finding lies in, and what it is about."""
+
+    number: int  # 1-based among the revision's statements
+    text: str
+    only_new_tables: bool  # every table it acts on was created earlier in the plan
+    creates: bool  # it creates what it is about (a table, columns), or acts on new tables only
+    version_table: bool  # it is about the version table
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: int  # in characters of the revision's SQL
+    end: int
+    only_new_tables: bool
+    creates: bool
+    version_table: bool
+
+
+class _Statements:
+    """Each revision's statements, parsed by pglast: where each is, and whether it is only about tables
+    created before it, creates what it is about, or is about the version table.
 
     Matching a finding to its statement goes by position, not by text: a finding's
     ``statement`` is the lines Squawk pointed at, which can be part of a statement (a column
@@ -269,9 +364,9 @@ class _NewTableStatements:
     whose tables it cannot name, is not marked: a finding is never dropped on a guess.
     """
 
-    def __init__(self, sql_by_revision: dict[str, str]) -> None:
-        # revision → [(start, end, only about new tables)], in characters of that revision's SQL
-        self._spans: dict[str, list[tuple[int, int, bool]]] = {}
+    def __init__(self, sql_by_revision: dict[str, str], version_table: VersionTable) -> None:
+        self._sql = sql_by_revision
+        self._spans: dict[str, list[_Span]] = {}
         self._lines = {revision: sql.split("\n") for revision, sql in sql_by_revision.items()}
         self._line_starts = {revision: _line_starts(lines) for revision, lines in self._lines.items()}
         created = _Created()
@@ -292,22 +387,29 @@ class _NewTableStatements:
                 after = len(sql[end:]) - len(sql[end:].lstrip())
                 end += after + 1 if sql[end + after : end + after + 1] == ";" else 0
                 tables = _tables_of(raw.stmt, created)
-                spans.append((start, end, bool(tables) and all(t in created.tables for t in tables or ())))
+                only_new = bool(tables) and all(t in created.tables for t in tables or ())
+                creates = only_new or _creates(raw.stmt)
+                spans.append(_Span(start, end, only_new, creates, _is_version_table(raw.stmt, version_table)))
                 _record(raw.stmt, created)
 
-    def only_new_tables(self, revision: str, item: dict[str, Any]) -> bool:
-        """Whether Squawk's finding ``item`` lies inside one statement that is only about new tables."""
+    def locate(self, revision: str, item: dict[str, Any]) -> _Located | None:
+        """The one statement Squawk's finding ``item`` lies inside; None when it spans several, or none
+        (a finding about the revision as a whole), or the SQL could not be parsed."""
         spans = self._spans.get(revision)
         if not spans:
-            return False
+            return None
         lines, starts = self._lines[revision], self._line_starts[revision]
         try:
             line, column = int(item["line"]), int(item["column"])
             start = _character(lines, starts, line, column)
             end = _character(lines, starts, int(item.get("line_end", line)), int(item.get("column_end", column)))
         except (KeyError, TypeError, ValueError, IndexError):
-            return False
-        return any(first <= start and end <= last and new for first, last, new in spans)
+            return None
+        for number, span in enumerate(spans, start=1):
+            if span.start <= start and end <= span.end:
+                text = self._sql[revision][span.start : span.end].strip()
+                return _Located(number, text, span.only_new_tables, span.creates, span.version_table)
+        return None
 
 
 def _line_starts(lines: list[str]) -> list[int]:
@@ -322,6 +424,29 @@ def _character(lines: list[str], starts: list[int], line: int, column: int) -> i
     if not 0 <= line < len(lines):
         raise IndexError(line)
     return starts[line] + len(lines[line].encode("utf-8")[:column].decode("utf-8", errors="ignore"))
+
+
+def _creates(node: ast.Node) -> bool:
+    """Whether a statement creates what it is about: a table, or only new columns of one."""
+    if isinstance(node, (ast.CreateStmt, ast.CreateTableAsStmt)):
+        return True
+    if isinstance(node, ast.AlterTableStmt) and node.cmds:
+        return all(
+            isinstance(command, ast.AlterTableCmd) and command.subtype == AlterTableType.AT_AddColumn
+            for command in node.cmds
+        )
+    return False
+
+
+def _is_version_table(node: ast.Node, version_table: VersionTable) -> bool:
+    """Whether a statement creates or changes the version table (Alembic's, named by env.py)."""
+    relation = None
+    if isinstance(node, (ast.CreateStmt, ast.AlterTableStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)):
+        relation = node.relation
+    if not isinstance(relation, ast.RangeVar):
+        return False
+    schema_matches = version_table.schema is None or relation.schemaname in (None, version_table.schema)
+    return relation.relname == version_table.name and schema_matches
 
 
 def _tables_of(node: ast.Node, created: _Created) -> set[_Table] | None:

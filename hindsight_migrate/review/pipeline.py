@@ -45,6 +45,7 @@ class ReviewRequest:
     detailed_exitcode: bool = False  # with --dry-run: 0 nothing to do, 2 changes, 3 destructive
     show_sql: bool = False  # every revision's SQL inline, also in a big plan
     lock_retries: int | None = None  # --lock-retries: instead of the lock_retries setting
+    details: bool = False  # every part of the plan in full (the text view; JSON and markdown always are)
 
 
 @dataclass
@@ -119,7 +120,9 @@ def review_and_apply(
     if saved is not None and request.plan_in is not None:
         plan_file.refuse_unless_unchanged(saved, plan, plan_file.planned_database(database))
         reviewer.saved_plan_holds(request.plan_in)
-    shown = digest(plan, show_sql=request.show_sql, version_table=project.env.version_table)
+    shown = digest(
+        plan, show_sql=request.show_sql, details=request.details, version_table=project.env.version_table
+    )
     outcome.plan, outcome.digest = plan, shown
     # A big plan's SQL goes to a file, named on screen, unless --show-sql asks for it inline.
     sql_file = None if shown.sql_inline else plan_file.save_sql(plan)

@@ -133,7 +133,13 @@ def plan_upgrade(
     ):
         planned = _planned(project, revisions, start=start, downgrade=False)
         # Squawk runs in its own process while the rehearsal waits on the server.
-        linting = beside.submit(lint_sql, {p.info.revision: p.sql or "" for p in planned}, settings.tool)
+        linting = beside.submit(
+            lint_sql,
+            {p.info.revision: p.sql or "" for p in planned},
+            settings.tool,
+            version_table=project.env.version_table,
+            empty_database=is_empty,
+        )
         measured = None
         if rehearsal is not None:
             measured = rehearse(project, database, revisions, rehearsal, bootstrap=bootstrap, scratch=scratch)

@@ -51,7 +51,9 @@ class Counts:
     dropped: int
     rows_lost: int | None  # None: not measured (no rehearsal, or it failed)
     lint_errors: int
-    lint_warnings: int
+    lint_warnings: int  # neither errors nor style
+    lint_style: int = 0  # style warnings on what the plan creates, folded into one line
+    lint_not_run: str | None = None  # why lint did not run (downgrades, no Squawk); the counts are then 0
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,14 @@ class PlanDigest:
     # The statements of each revision counted by kind (CREATE TABLE: 2), in the plan's order, when the
     # SQL is not inline; None for a revision whose SQL cannot render offline.
     statement_counts: tuple[dict[str, int] | None, ...] = ()
+    # --details: every part in full (each revision with its file, the diff, impact and lint tables). Without
+    # it the text view is the screen a reviewer reads: the summary, each part in a few lines, the SQL.
+    details: bool = False
 
 
-def digest(plan: MigrationPlan, *, show_sql: bool, version_table: VersionTable) -> PlanDigest:
+def digest(
+    plan: MigrationPlan, *, show_sql: bool, version_table: VersionTable, details: bool = False
+) -> PlanDigest:
     """The summary, whether the plan is big, and a big plan's statements counted by kind (the version
     table's bookkeeping left out: env.py names that table)."""
     big = is_big(plan)
@@ -103,7 +110,7 @@ def digest(plan: MigrationPlan, *, show_sql: bool, version_table: VersionTable) 
         None if item.sql is None else statement_kinds(item.sql, version_table=version_table.name)
         for item in plan.revisions
     )
-    return PlanDigest(summarise(plan), big, inline, counts)
+    return PlanDigest(summarise(plan), big, inline, counts, details)
 
 
 def summarise(plan: MigrationPlan) -> PlanSummary:
@@ -172,7 +179,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
                 Concern.LINT_ERROR,
                 finding.rule,
                 finding.revision,
-                f"{finding.rule}: {finding.message} ({finding.revision}, line {finding.line})",
+                f"{finding.rule}: {finding.message} ({finding.where})",
             )
         )
     for warning in plan.warnings:
@@ -245,7 +252,9 @@ def _counts(plan: MigrationPlan) -> Counts | None:
         dropped=by_kind[Change.REMOVED],
         rows_lost=sum(loss.rows for loss in plan.data_loss) if rehearsal.ok else None,
         lint_errors=len(plan.lint.errors),
-        lint_warnings=len(plan.lint.findings) - len(plan.lint.errors),
+        lint_warnings=len(plan.lint.warnings),
+        lint_style=len(plan.lint.style),
+        lint_not_run=None if plan.lint.ran else (plan.lint.note or "not run"),
     )
 
 

@@ -212,7 +212,9 @@ def test_up_dry_run_json_is_one_plan_document_with_the_summary_the_screen_shows(
     counts = summary["counts"]
     human = flatten(result.stderr)
     assert f"Plan: {counts['added']} to add, {counts['changed']} to change" in human
-    assert f"lint: {counts['lint_errors']} errors, {counts['lint_warnings']} warnings" in human
+    errors, warnings, style = counts["lint_errors"], counts["lint_warnings"], counts["lint_style"]
+    said = f"lint: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    assert said + (f", {style} style note{'s' * (style != 1)}" if style else "") + "." in human, human
     assert "Dry run: nothing was changed." in human
     assert dbstate.tables(database_url) == set()  # a dry run
 
@@ -286,7 +288,8 @@ def test_up_markdown_puts_the_summary_first_and_the_details_folded(hindsight_pro
     summaries = [t.content for t in tokens if t.type == "html_block" and t.content.startswith("<details>")]
     assert any("Revisions pending, in the order they run (7)" in s for s in summaries)
     assert any("Schema diff, measured" in s for s in summaries)
-    assert any("Lint (Squawk): 0 errors, 14 warnings" in s for s in summaries)
+    # A first deployment: no lock or client finding applies; the new tables' varchar columns are style notes.
+    assert any("Lint (Squawk): 0 errors, 1 warning, 3 style notes" in s for s in summaries), summaries
     assert sum("SQL of " in s for s in summaries) == 7
     sql = fences(tokens)
     assert len(sql) == 7 and "ALTER TABLE agent_transcripts ALTER COLUMN token_count TYPE BIGINT" in sql[-1]

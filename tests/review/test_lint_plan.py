@@ -8,6 +8,7 @@ The unit tests run the real Squawk on SQL strings; the last ones go through ``up
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -235,24 +236,28 @@ def test_dry_run_shows_lock_warnings_on_existing_tables_only(tmp_path: Path, dat
         database_url,
     )
 
-    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--details")
 
     assert result.exit_code == 0, result.output
     out = result.stdout
     # One row for the rule: the index on `things` (cccc's 4th statement), not the two on `gadgets`.
     index_rows = rows_of(out, "require-concurrent-index-creation")
     assert len(index_rows) == 1, out
-    level, revision, line, rule = (cell.strip() for cell in index_rows[0].split("│")[1:5])
-    assert (level, revision, rule) == ("warning", "cccc00000003", "require-concurrent-index-creation"), out
-    assert line.isdigit(), out  # one finding, one line
+    level, revision, statement, rule = (cell.strip() for cell in index_rows[0].split("│")[1:5])
+    assert (level, revision, statement, rule) == (
+        "warning",
+        "cccc00000003",
+        "4",
+        "require-concurrent-index-creation",
+    ), out
     assert "CREATE INDEX ix_things_weight ON things (weight)" in out and "CREATE INDEX ix_gadgets_size" in out
     assert (
         "2 warnings about locks or existing clients, on tables created earlier in these revisions, are not shown"
         in flatten(out)
     ), out
-    # One row per rule, with its count: the three int columns, in both revisions.
+    # The shape of new columns is style, one row per rule with its count: the three int columns, in both revisions.
     bigint_rows = rows_of(out, "prefer-bigint-over-int")
-    assert len(bigint_rows) == 1 and "warning, 3 times" in bigint_rows[0], out
+    assert len(bigint_rows) == 1 and "style, 3 times" in bigint_rows[0], out
     # Each rule's advice once, under the table, not in every row.
     flat = flatten(out)
     for rule, sample in (
@@ -261,6 +266,19 @@ def test_dry_run_shows_lock_warnings_on_existing_tables_only(tmp_path: Path, dat
     ):
         advice = advice_for(rule, sample)
         assert flat.count(flatten(advice)) == 1, (advice, out)
+
+    # Without --details: the warning points at the revision and the statement the SQL below shows, and the
+    # style notes are one line with their count.
+    brief = flatten(invoke("-c", ini, "--url", database_url, "up", "--dry-run").stdout)
+    assert "lint: 0 errors, 1 warning, 4 style notes." in brief, brief
+    assert re.search(
+        r"▲ warning require-concurrent-index-creation: .+ \(cccc00000003 statement 4: CREATE INDEX ix_things_weight",
+        brief,
+    ), brief
+    assert "● style 4 notes on the shape of what this plan creates: prefer-bigint-over-int 3, prefer-identity 1" in (
+        brief
+    ), brief
+    assert "Line" not in brief and "line " not in brief.replace("line per", ""), brief
 
 
 def test_a_warning_in_more_revisions_than_shown_one_by_one_is_folded(tmp_path: Path, database_url: str) -> None:
@@ -276,12 +294,12 @@ def test_a_warning_in_more_revisions_than_shown_one_by_one_is_folded(tmp_path: P
         database_url,
     )
 
-    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--details")
 
     assert result.exit_code == 0, result.output
     rows = rows_of(result.stdout, "prefer-bigint-over-int")
     assert len(rows) == 1, result.stdout
-    assert "warning, 5 times" in rows[0] and "bbbb00000002, bbbb00000003, bbbb00000004 and 2 more" in rows[0], rows
+    assert "style, 5 times" in rows[0] and "bbbb00000002, bbbb00000003, bbbb00000004 and 2 more" in rows[0], rows
     assert "not shown" not in result.stdout  # nothing here is on a new table
 
 

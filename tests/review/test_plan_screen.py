@@ -169,10 +169,12 @@ READS_DATA_EVERY = 22  # 13 of the 288 read the database from Python, and cannot
 
 
 def long_chain(folder: Path) -> Path:
+    """288 revisions as a team writes them: a table each, with the column types style rules flag (serial,
+    varchar, timestamp), an index, and messages as long as real ones; 13 read the database from Python."""
     revisions = [Rev("r0000", ())]
     for n in range(1, CHAIN + 1):
         upgrade = (
-            f'op.execute("CREATE TABLE t{n} (id bigint PRIMARY KEY, name text, created_at timestamptz)")\n'
+            f'op.execute("CREATE TABLE t{n} (id serial PRIMARY KEY, name varchar(80), created_at timestamp)")\n'
             f'op.execute("CREATE INDEX ix_t{n}_name ON t{n} (name)")'
         )
         if n % READS_DATA_EVERY == 0:
@@ -181,39 +183,71 @@ def long_chain(folder: Path) -> Path:
                 f'count = op.get_bind().execute(sa.text("SELECT count(*) FROM t{n}")).scalar()\n'
                 f"op.execute(f\"COMMENT ON TABLE t{n} IS '{{int(count)}} rows'\")"
             )
-        revisions.append(Rev(f"r{n:04d}", (revisions[-1].revision,), message=f"table t{n}", upgrade=upgrade))
+        message = f"add table t{n} for the reporting pipeline, with an index on its name column"
+        revisions.append(Rev(f"r{n:04d}", (revisions[-1].revision,), message=message, upgrade=upgrade))
     return write_project(folder, revisions, baseline="r0000")
 
 
 def test_a_288_revision_first_deployment_stays_reviewable(tmp_path: Path, database_url: str) -> None:
+    """Piped at 80 columns (a CI log): the summary, the revisions folded to their ends, the diff counted by
+    kind, no lock warning (the database is empty) and the style notes in one line: under 150 lines."""
     ini = str(long_chain(tmp_path / "p"))
 
     result = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--dry-run", columns=80)
 
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) < 400, f"{len(lines)} lines"
+    assert len(lines) < 150, f"{len(lines)} lines:\n{result.stdout}"
     summary = summary_block(result.stdout)
     assert len(summary) <= 40, "\n".join(summary)
     said = flatten("\n".join(summary))
     assert f"bootstrap, then {CHAIN} revisions" in said
     assert "13 revision(s) cannot render offline SQL" in said, said
-    # One line per revision, its statements counted by kind; the whole SQL is in the file named.
-    rows = [line for line in lines if re.match(r"│ \d+ +│ r\d{4} ", line)]
-    assert len(rows) == CHAIN, result.stdout
-    assert "1 CREATE TABLE, 1 CREATE INDEX" in rows[0], rows[0]
-    named = re.search(r"SQL of every revision, in the order it runs: (\S+\.sql)", flatten(result.stdout))
+    # The list folded to its ends, each revision one line with its statements counted by kind.
+    listed = [line for line in lines if re.match(r" +\d+  r\d{4}  ", line)]
+    assert [line.split()[1] for line in listed] == [f"r{n:04d}" for n in (1, 2, 3, 4, 5, 284, 285, 286, 287, 288)]
+    assert "(1 CREATE TABLE, 1 CREATE INDEX)" in listed[0], listed[0]
+    assert f"… {CHAIN - 10} more revisions (--details lists every one, with its file)" in result.stdout
+    # Lint: a first deployment has no traffic to lock out and no client to break; the shape of the new
+    # tables (serial, varchar, timestamp) is one style line with its count.
+    text = flatten(result.stdout)
+    assert "Lock and client rules do not apply to a first deployment into an empty database" in text, text
+    assert "require-concurrent-index-creation" not in text and "warning" not in text.replace("0 warnings", "")
+    style = re.search(r"● style (\d[\d,]*) notes on the shape of what this plan creates: (.+?) \(--details", text)
+    assert style is not None, text
+    linted = CHAIN - 13  # the 13 that cannot render offline SQL have none to lint
+    assert int(style.group(1).replace(",", "")) == 4 * linted  # serial: identity and bigint; varchar; timestamp
+    assert f"prefer-text-field {linted}" in style.group(2) and f"prefer-timestamp-tz {linted}" in style.group(2)
+    named = re.search(r"SQL of every revision, in the order it runs: (\S+\.sql)", text)
     assert named is not None, result.stdout
     sql = Path(named.group(1)).read_text()
     assert sql.count("CREATE TABLE t") == CHAIN - 13 and "CREATE TABLE t288 " in sql
     assert "CREATE TABLE t1 " not in result.stdout  # not inline
-    # The diff of a first deployment is counted by kind.
     assert re.search(r"\+ 289 tables added", result.stdout), result.stdout  # V1's things, and one per revision
     assert dbstate.alembic_version(database_url) is None  # no version table: nothing was applied
 
     inline = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--dry-run", "--show-sql", columns=80)
     assert inline.returncode == 0, inline.stderr
-    assert "CREATE TABLE t1 (id bigint PRIMARY KEY" in inline.stdout
+    assert "CREATE TABLE t1 (id serial PRIMARY KEY" in inline.stdout
+
+
+def test_details_list_every_revision_one_line_each_when_piped(tmp_path: Path, database_url: str) -> None:
+    """--details piped at 80 columns: a table whose rows are never wrapped inside a cell (a CI log can be
+    read wide), every revision a row with its whole message."""
+    ini = str(long_chain(tmp_path / "p"))
+
+    result = cli(tmp_path, "-c", ini, "--url", database_url, "up", "--dry-run", "--details", columns=80)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if re.match(r"│ \d+ +│ r\d{4} ", line)]
+    assert len(rows) == CHAIN, result.stdout
+    assert "add table t1 for the reporting pipeline, with an index on its name column" in rows[0], rows[0]
+    assert "1 CREATE TABLE, 1 CREATE INDEX" in rows[0], rows[0]
+    # No cell continues on a line of its own: each table line is a row, a rule or the header.
+    table_lines = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert all(re.match(r"│ (\d+|\S.*?) +│", line) for line in table_lines), result.stdout
+    continued = [line for line in table_lines if re.match(r"│ +│", line)]
+    assert continued == [], continued[:5]
 
 
 def test_up_yes_on_a_long_chain_does_not_list_every_revision_twice(tmp_path: Path, database_url: str) -> None:
