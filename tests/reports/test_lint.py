@@ -41,3 +41,36 @@ def test_lint_a_range_exits_by_severity(tmp_path: Path) -> None:
 
     bad = invoke("-c", str(ini), "lint", "nonsense")
     assert_failure(bad, ExitCode.USAGE, "is not a range")
+
+
+def test_the_version_table_is_not_linted_and_a_new_column_s_shape_is_a_style_note(tmp_path: Path) -> None:
+    """Alembic's own ``alembic_version (version_num VARCHAR(32))`` is not the project's choice: no finding.
+    A varchar in a CREATE TABLE is worded as what it is (not "changing the size"), marked as on a new object,
+    and pointed at by its revision and statement."""
+    ini = write_project(
+        tmp_path / "p",
+        [
+            Rev("aaaa00000001", ()),
+            Rev(
+                "bbbb00000002",
+                ("aaaa00000001",),
+                upgrade='op.execute("CREATE TABLE notes (id bigint PRIMARY KEY, title varchar(200))")',
+            ),
+        ],
+    )
+
+    result = invoke("-c", str(ini), "lint", "base:heads", "--json")
+
+    assert result.exit_code == 0, result.output
+    findings = json.loads(result.stdout)["result"]["findings"]
+    assert not [f for f in findings if "alembic_version" in f["statement"]], findings
+    varchar = [f for f in findings if f["rule"] == "prefer-text-field"]
+    assert len(varchar) == 1, findings
+    assert varchar[0]["revision"] == "bbbb00000002" and varchar[0]["statement_number"] == 1, varchar
+    assert varchar[0]["statement"].startswith("CREATE TABLE notes") and varchar[0]["on_new_object"] is True
+    assert "changing its size later" in varchar[0]["message"] and "Changing the size" not in varchar[0]["message"]
+
+    shown = invoke("-c", str(ini), "lint", "base:heads")
+    assert shown.exit_code == 0, shown.output
+    assert "alembic_version" not in shown.stdout and "Line" not in shown.stdout, shown.stdout
+    assert "1 style note" in shown.stdout, shown.stdout

@@ -81,6 +81,9 @@ def test_down_to_baseline_restores_the_baseline_schema_and_reports_data_loss(hea
     assert "column public.agents.slug 3" in out
     assert "column public.memory_blocks.owner_id 0" in out
     assert "public.memory_blocks.id" not in out.split("Data loss", 1)[1].split("Rehearsal", 1)[0]
+    # Downgrades are not linted, and the count line says so rather than "0 errors, 0 warnings".
+    assert "lint: not run (downgrades are not linted: dropping is what they are for)." in out, out
+    assert "lint: 0 errors" not in out
     assert dbstate.alembic_version(database_url) == [HEAD]
 
     result = invoke("-c", head.ini, "--url", database_url, "down", "--to", BASELINE, "--yes")

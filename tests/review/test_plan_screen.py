@@ -17,7 +17,7 @@ import pytest
 from hindsight_migrate.cli import prompts
 from tests.conftest import bootstrapped, flatten, invoke
 from tests.harness import dbstate
-from tests.harness.processes import subprocess_env
+from tests.harness.processes import cli_command, on_terminal, subprocess_env
 from tests.harness.projects import TINY_BASE, Rev, tiny_project, write_project
 from tests.render.test_formats import valid_document
 
@@ -366,3 +366,35 @@ def test_a_table_over_the_data_limit_shows_predicted_holds_with_a_range_that_hol
     assert re.search(r"cccc00000003 public\.big: plan said ~[\d.]+ s .*held [\d.]+ s", flatten(status.output)), (
         status.output
     )
+
+
+# -- one revision, on a person's terminal ---------------------------------------------------------
+
+
+def test_a_one_revision_up_fits_an_80x24_terminal_up_to_the_prompt(
+    hindsight_with_data: str, hindsight_project: Path, database_url: str
+) -> None:
+    """Header, counts, Needs attention, the revision, its SQL and the recap: at most 40 lines before the
+    question, so the summary has not scrolled far past the top of an 80x24 screen when the answer is typed."""
+    assert invoke("-c", hindsight_with_data, "--url", database_url, "up", "0823327d9dc6", "--yes").exit_code == 0
+    before = dbstate.snapshot(database_url)
+
+    shown = on_terminal(
+        cli_command(hindsight_with_data, database_url, "up"), cwd=hindsight_project, until="Type the target revision"
+    )
+
+    before_prompt = shown[: shown.index("Type the target revision")].rstrip("\n").split("\n")
+    assert len(before_prompt) <= 40, f"{len(before_prompt)} lines:\n" + "\n".join(before_prompt)
+    assert all(len(line) <= 80 for line in before_prompt), "\n".join(before_prompt)
+    said = flatten("\n".join(before_prompt))
+    assert "0823327d9dc6 → 461838d94bcb, 1 revision," in said, said
+    assert re.search(r"▲ LOCK +public\.agent_transcripts: ACCESS EXCLUSIVE", said), said
+    assert "1 461838d94bcb widen agent_transcripts.token_count to bigint" in said, said
+    assert "ALTER TABLE agent_transcripts ALTER COLUMN token_count TYPE BIGINT;" in said, said
+    assert "Longest blocking lock: ACCESS EXCLUSIVE on public.agent_transcripts" in said, said  # the recap
+    assert dbstate.snapshot(database_url) == before  # killed at the prompt: nothing changed
+
+    # The same plan with --details: the tables, more than a screen, for whoever wants them.
+    detailed = cli(hindsight_project, "-c", hindsight_with_data, "--url", database_url, "up", "--dry-run", "--details")
+    assert detailed.returncode == 0, detailed.stderr
+    assert "Impact at the target's size: locks held" in detailed.stdout and "┃ Statement ┃" in detailed.stdout
