@@ -124,8 +124,12 @@ def test_history_offline_shows_them_escaped_from_the_files_and_from_the_cache(tm
 def test_up_plan_shows_message_file_name_sql_and_catalog_escaped(database_url: str, tmp_path: Path) -> None:
     ini = hostile_project(tmp_path / "project")
 
-    result = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run")
+    brief = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run")
+    result = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run", "--details")
 
+    assert brief.exit_code == 0, brief.output
+    assert_nothing_raw(brief.output)
+    assert_shown(brief.output)
     assert result.exit_code == 0, result.output
     assert_nothing_raw(result.output)
     assert_shown(result.output)
