@@ -215,7 +215,7 @@ def history(
     Example:
 
     \b
-        hindsight-migrate history --json | jq '.entries[] | select(.state == "pending")'
+        hindsight-migrate history --json | jq '.database.current'
     """
     options = _globals(ctx, config, url, debug)
 
@@ -345,7 +345,7 @@ def down(
     relative: Annotated[
         str | None,
         typer.Argument(
-            metavar="[-N|REVISION]",
+            metavar="-N|REVISION",
             help="As in alembic downgrade: -N reverts N revisions, or a revision to go back to (as --to).",
             show_default=False,
         ),

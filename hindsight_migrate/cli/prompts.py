@@ -19,7 +19,7 @@ TRIES = 3
 
 NO_TERMINAL = (
     "Nothing was changed: this command asks for confirmation, and there is no terminal to ask on. "
-    "Run it in a terminal, or pass --yes to apply without asking (review first with --dry-run)."
+    "Run it in a terminal, or pass --yes to go ahead without asking (review first with --dry-run)."
 )
 
 
