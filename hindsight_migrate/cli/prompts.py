@@ -28,11 +28,6 @@ def stdin_is_interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def ask(question: str) -> str:
-    """One line typed at the terminal, on stderr (stdout may carry a document). Tests replace this one function."""
-    return str(typer.prompt(question, err=True))
-
-
 def refuse_early_without_terminal(*, asks: bool) -> None:
     """Before any planning: a run that would ask, with no one to ask, stops here.
 
@@ -90,7 +85,7 @@ def confirm_by_typing(plan: MigrationPlan, *, yes: bool) -> None:
     wrong: list[str] = []
     while len(wrong) < TRIES:
         try:
-            answer = ask(question).strip()
+            answer = str(typer.prompt(question, err=True)).strip()
         except (typer.Abort, KeyboardInterrupt, EOFError):  # Ctrl-C, or the input ended: nothing was done
             raise _interrupted_at_prompt() from None
         if answer in (expected, expected[:8]):

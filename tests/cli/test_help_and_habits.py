@@ -12,6 +12,7 @@ from hindsight_migrate.cli import prompts
 from hindsight_migrate.errors import ExitCode
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
 from tests.harness import dbstate
+from tests.harness.processes import cli_command, in_terminal, subprocess_env
 from tests.harness.projects import TINY_BASE, Rev, tiny_project
 
 COMMANDS = ("bootstrap", "history", "up", "down", "new", "status", "check", "lint", "merge")
@@ -166,24 +167,20 @@ def test_without_a_terminal_the_modes_that_never_ask_still_work(tmp_path: Path, 
     assert "CREATE TABLE t4" in sql.output
 
 
-def test_ctrl_c_at_the_prompt_starts_the_message_on_a_line_of_its_own(
-    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import sys
-
-    def interrupted(question: str) -> str:
-        # What a terminal shows: the question, then the ^C it echoed, the cursor still on that line.
-        sys.stderr.write(f"{question}: ^C")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
-    monkeypatch.setattr(prompts, "ask", interrupted)
+def test_ctrl_c_at_the_prompt_starts_the_message_on_a_line_of_its_own(tmp_path: Path, database_url: str) -> None:
     ini = bootstrapped(chain(tmp_path / "p"), database_url)
     before = dbstate.snapshot(database_url)
 
-    result = invoke("-c", ini, "--url", database_url, "up", "--no-rehearsal")
+    code, shown = in_terminal(
+        cli_command(ini, database_url, "up", "--no-rehearsal"),
+        env=subprocess_env(),
+        when="Type the target revision",
+        keys=b"\x03",  # Ctrl-C, as typed: the terminal echoes ^C and sends SIGINT
+    )
 
-    assert_failure(result, ExitCode.ABORTED, "Nothing was changed", "the confirmation was not given")
-    after_interrupt = result.output.split("^C", 1)[1]
-    assert after_interrupt.startswith("\n"), repr(result.output[-400:])
+    assert code == ExitCode.ABORTED, shown
+    assert "^C" in shown, shown
+    after_interrupt = shown.split("^C", 1)[1]
+    assert after_interrupt.startswith("\r\n"), repr(shown[-300:])  # not "^C╭─ Aborted ──…" on one line
+    assert "the confirmation was not given" in flatten(after_interrupt), shown
     assert dbstate.snapshot(database_url) == before
