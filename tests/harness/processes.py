@@ -27,7 +27,9 @@ def subprocess_env(*, plain: bool = True, **extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **settings, **extra}
 
 
-def in_terminal(argv: list[str], *, env: dict[str, str], when: str, keys: bytes, timeout: float = 120) -> tuple[int, str]:
+def in_terminal(
+    argv: list[str], *, env: dict[str, str], when: str, keys: bytes, timeout: float = 120
+) -> tuple[int, str]:
     """Run ``argv`` on a pseudo-terminal of its own (its controlling terminal, so Ctrl-C is a real SIGINT
     from the line discipline); type ``keys`` once ``when`` appears. Returns the exit code and everything
     the terminal showed (the program's stdout and stderr, and the terminal's own echo, such as ``^C``)."""
