@@ -405,8 +405,10 @@ def down(
         from hindsight_migrate.review.plan import plan_downgrade
 
         given = _relative_target(relative)
-        if sum(option is not None for option in (given, to, steps)) > 1:
-            raise BadArgument("Give one of -N (or a revision), --to or --steps, not two.")
+        if to is not None and steps is not None:
+            raise BadArgument("Give either --to or --steps, not both.")
+        if given is not None and (to is not None or steps is not None):
+            raise BadArgument(f"{given} already says where to go: give it, or --to or --steps, not both.")
         to_target = given if given is not None else to
         if to_target is None and steps is None and plan_in is not None:
             from hindsight_migrate.review.plan_file import load_plan

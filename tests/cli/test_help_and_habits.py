@@ -85,7 +85,7 @@ def test_down_minus_one_goes_where_down_to_minus_one_goes(tmp_path: Path, make_d
 def test_down_with_a_mistyped_option_is_a_usage_error_that_names_the_habit(tmp_path: Path) -> None:
     ini = chain(tmp_path / "p")
     assert_failure(invoke("-c", ini, "down", "-x"), ExitCode.USAGE, "No such option: -x", "-N")
-    assert_failure(invoke("-c", ini, "down", "-1", "--to", "-2"), ExitCode.USAGE, "not two")
+    assert_failure(invoke("-c", ini, "down", "-1", "--to", "-2"), ExitCode.USAGE, "-1 already says where to go")
 
 
 def test_up_plus_two_applies_two_revisions(tmp_path: Path, database_url: str) -> None:
