@@ -8,10 +8,12 @@ errors become messages and exit codes.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -45,9 +47,11 @@ from hindsight_migrate.cli.options import (
 )
 from hindsight_migrate.cli.output import document_can_be_printed, no_document_with_sql, output_format, show
 from hindsight_migrate.cli.pipeline import Review, review_and_apply
-from hindsight_migrate.cli.prompts import confirm
+from hindsight_migrate.cli.prompts import confirm, refuse_early_without_terminal
 from hindsight_migrate.cli.session import open_all, open_project, with_database
 from hindsight_migrate.revisions import Direction
+
+CommandFunction = TypeVar("CommandFunction", bound=Callable[..., None])
 
 app = typer.Typer(
     name="hindsight-migrate",
@@ -58,8 +62,27 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Click's plain help, not Typer's Rich panels: the panels cut any word wider than their help
+    # column with "…" (a URL at 80 columns), label every flag <bool>, and read "[alembic]" as markup.
+    # Click wraps to the terminal, shows a flag as a flag and prints text as written.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def command(**settings: Any) -> Callable[[CommandFunction], CommandFunction]:
+    """app.command, with the docstring's whole first paragraph as the line under Commands.
+
+    Click shortens that line to what fits on one (cutting it with "..."); given as short_help,
+    it is wrapped instead, so nothing of it is lost at 80 columns.
+    """
+
+    def register(function: CommandFunction) -> CommandFunction:
+        summary = " ".join((function.__doc__ or "").split("\n\n")[0].split())
+        app.command(short_help=summary, **settings)(function)
+        return function
+
+    return register
 
 
 def _version_callback(value: bool) -> None:
@@ -96,7 +119,7 @@ def _globals(ctx: typer.Context, config: Path | None, url: str | None, debug: bo
     )
 
 
-@app.command()
+@command()
 def bootstrap(
     ctx: typer.Context,
     sql: Annotated[
@@ -127,6 +150,7 @@ def bootstrap(
 
     Example:
 
+    \b
         hindsight-migrate --url postgresql://app@localhost/hindsight bootstrap
     """
     options = _globals(ctx, config, url, debug)
@@ -136,6 +160,7 @@ def bootstrap(
         from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult, apply_bootstrap, plan_bootstrap
 
         document_can_be_printed(output, dry_run=dry_run, yes=yes)
+        refuse_early_without_terminal(asks=not (dry_run or yes))  # before V1 is measured
         plan: BootstrapPlan | None = None
         done: BootstrapResult | None = None
         # With a document on stdout, what people read (the plan, the result) goes to stderr.
@@ -170,7 +195,7 @@ def bootstrap(
     guarded(options, body)
 
 
-@app.command()
+@command()
 def history(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
@@ -190,7 +215,8 @@ def history(
 
     Example:
 
-        hindsight-migrate history --json | jq '.entries[] | select(.state == "pending")'
+    \b
+        hindsight-migrate history --json | jq '.database.current'
     """
     options = _globals(ctx, config, url, debug)
 
@@ -217,7 +243,7 @@ def history(
     guarded(options, body)
 
 
-@app.command()
+@command()
 def up(
     ctx: typer.Context,
     target: Annotated[
@@ -268,6 +294,7 @@ def up(
 
     Example:
 
+    \b
         hindsight-migrate up --dry-run
         hindsight-migrate up 461838d9 --rehearse-on target
         hindsight-migrate up --dry-run --format markdown > plan.md
@@ -313,9 +340,19 @@ def up(
     guarded(options, body)
 
 
-@app.command()
+# Alembic's habit, `alembic downgrade -1`: a dash and a number is a step count, not an option, so
+# unknown options reach the command, which refuses any but -N itself (_relative_target).
+@command(context_settings={"ignore_unknown_options": True})
 def down(
     ctx: typer.Context,
+    relative: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="-N|REVISION",
+            help="As in alembic downgrade: -N reverts N revisions, or a revision to go back to (as --to).",
+            show_default=False,
+        ),
+    ] = None,
     to: Annotated[
         str | None,
         typer.Option("--to", help="Revision to go back to: an id or unique prefix, -N, or base."),
@@ -362,7 +399,8 @@ def down(
 
     Example:
 
-        hindsight-migrate down --dry-run
+    \b
+        hindsight-migrate down -1 --dry-run
         hindsight-migrate down --to cd3fb603
     """
     options = _globals(ctx, config, url, debug)
@@ -370,14 +408,18 @@ def down(
     def body(run: CommandRun) -> None:
         from hindsight_migrate.review.plan import plan_downgrade
 
+        given = _relative_target(relative)
         if to is not None and steps is not None:
             raise BadArgument("Give either --to or --steps, not both.")
-        if to is None and steps is None and plan_in is not None:
+        if given is not None and (to is not None or steps is not None):
+            raise BadArgument(f"{given} already says where to go: give it, or --to or --steps, not both.")
+        to_target = given if given is not None else to
+        if to_target is None and steps is None and plan_in is not None:
             from hindsight_migrate.review.plan_file import load_plan
 
             target = load_plan(plan_in, direction=Direction.DOWN).target  # the saved plan says where it goes
         else:
-            target = to if to is not None else f"-{steps or 1}"
+            target = to_target if to_target is not None else f"-{steps or 1}"
         if sql:
             no_document_with_sql(output)
             _print_offline_downgrade_sql(options, target)
@@ -421,7 +463,7 @@ def down(
     guarded(options, body)
 
 
-@app.command()
+@command()
 def new(
     ctx: typer.Context,
     message: Annotated[str, typer.Argument(help="What the revision does; it also names the file.")],
@@ -459,6 +501,7 @@ def new(
 
     Example:
 
+    \b
         hindsight-migrate new "add memory_blocks.pinned" --strict
     """
     options = _globals(ctx, config, url, debug)
@@ -485,7 +528,7 @@ def new(
     guarded(options, body)
 
 
-@app.command()
+@command()
 def status(
     ctx: typer.Context,
     as_json: JsonOption = False,
@@ -503,6 +546,7 @@ def status(
 
     Example:
 
+    \b
         hindsight-migrate status || echo "the database needs attention"
     """
     options = _globals(ctx, config, url, debug)
@@ -525,7 +569,7 @@ def status(
     guarded(options, body)
 
 
-@app.command()
+@command()
 def check(
     ctx: typer.Context,
     as_json: JsonOption = False,
@@ -550,6 +594,7 @@ def check(
 
     Example:
 
+    \b
         hindsight-migrate check --json
     """
     options = _globals(ctx, config, url, debug)
@@ -574,7 +619,7 @@ def check(
     guarded(options, body)
 
 
-@app.command()
+@command()
 def lint(
     ctx: typer.Context,
     revision_range: Annotated[
@@ -594,6 +639,7 @@ def lint(
 
     Example:
 
+    \b
         hindsight-migrate lint base:heads
     """
     options = _globals(ctx, config, url, debug)
@@ -619,7 +665,7 @@ def lint(
     guarded(options, body)
 
 
-@app.command()
+@command()
 def merge(
     ctx: typer.Context,
     message: Annotated[str, typer.Option("--message", "-m", help="What the merge joins.")] = "merge heads",
@@ -632,6 +678,7 @@ def merge(
 
     Example:
 
+    \b
         hindsight-migrate merge -m "merge search and billing branches"
     """
     options = _globals(ctx, config, url, debug)
@@ -650,6 +697,13 @@ def merge(
         )
 
     guarded(options, body)
+
+
+def _relative_target(given: str | None) -> str | None:
+    """down's positional target: -N or a revision; anything else that starts with a dash was a mistyped option."""
+    if given is None or not given.startswith("-") or re.fullmatch(r"-[1-9][0-9]*", given):
+        return given
+    raise BadArgument(f"No such option: {given}. To go back N revisions, give -N (as alembic downgrade -1).")
 
 
 def _print_offline_sql(options: GlobalOptions, target: str) -> None:

@@ -21,8 +21,9 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
+        metavar="PATH",
         help="Path to alembic.ini or pyproject.toml (default: ./alembic.ini, else ./pyproject.toml's "
-        "\\[tool.alembic]).",  # \\[: Typer's help is Rich markup, where [tool.alembic] would be a tag
+        "[tool.alembic]).",
         show_default=False,
         dir_okay=False,
     ),
@@ -31,6 +32,7 @@ UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url",
+        metavar="URL",
         help="Database URL (postgresql://USER:PASSWORD@HOST:PORT/DB). Overrides DATABASE_URL "
         "and sqlalchemy.url; with none of them set, the embedded server is used.",
         show_default=False,
@@ -41,7 +43,8 @@ NameOption = Annotated[
     typer.Option(
         "--name",
         "-n",
-        help="The ini section to read instead of \\[alembic] (as alembic -n).",
+        metavar="SECTION",
+        help="The ini section to read instead of [alembic] (as alembic -n).",
         show_default=False,
     ),
 ]

@@ -14,7 +14,7 @@ import typer
 from hindsight_migrate.cli.guard import CommandRun
 from hindsight_migrate.cli.options import GlobalOptions, OutputFormat
 from hindsight_migrate.cli.output import show
-from hindsight_migrate.cli.prompts import confirm_by_typing
+from hindsight_migrate.cli.prompts import confirm_by_typing, refuse_early_without_terminal
 from hindsight_migrate.cli.session import open_all
 from hindsight_migrate.review.kinds import ChangeKind, NoRehearsal
 from hindsight_migrate.revisions import Direction
@@ -135,6 +135,8 @@ def review_and_apply(
     with render.stdout_for_data(review.plan_out == Path("-") or review.output is not OutputFormat.text):
         try:
             saved = pipeline.saved_plan_of(request)
+            # Before the project or the database is opened: no rehearsal for a question no one can answer.
+            refuse_early_without_terminal(asks=not (review.dry_run or review.yes))
             settings, project, database = open_all(options)
             try:
                 pipeline.review_and_apply(

@@ -73,3 +73,43 @@ def on_terminal(
         stop(process)  # type: ignore[arg-type]
         os.close(leader)
     return ANSI_SEQUENCE.sub("", seen.decode(errors="replace")).replace("\r\n", "\n").replace("\r", "")
+
+
+def in_terminal(
+    argv: list[str], *, env: dict[str, str], when: str, keys: bytes, timeout: float = 120
+) -> tuple[int, str]:
+    """Run ``argv`` on a pseudo-terminal of its own (its controlling terminal, so Ctrl-C is a real SIGINT
+    from the line discipline); type ``keys`` once ``when`` appears. Returns the exit code and everything
+    the terminal showed (the program's stdout and stderr, and the terminal's own echo, such as ``^C``)."""
+    import pty
+    import select
+    import time
+
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: become the command
+        os.execvpe(argv[0], argv, env)
+    shown = b""
+    typed = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([terminal], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # EIO: the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not typed and when.encode() in shown:
+                os.write(terminal, keys)
+                typed = True
+        else:
+            os.kill(pid, 9)
+            raise AssertionError(f"still running after {timeout} s:\n{shown.decode(errors='replace')}")
+    finally:
+        os.close(terminal)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")

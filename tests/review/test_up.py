@@ -578,7 +578,7 @@ def test_no_terminal_and_no_yes_refuses(tmp_path: Path, database_url: str) -> No
     result = invoke("-c", ini, "--url", database_url, "up")
 
     assert_failure(result, ExitCode.ABORTED, "there is no terminal to ask on", "--yes")
-    assert "public.widgets" in result.stdout  # the plan was shown first
+    assert "public.widgets" not in result.stdout  # refused before planning: no question anyone can answer
     assert dbstate.snapshot(database_url) == before
     assert up_runs(database_url) == []
     assert scratch_databases(database_url) == []
