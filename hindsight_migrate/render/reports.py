@@ -11,7 +11,7 @@ from rich.text import Text
 from hindsight_migrate.authoring.findings import Severity
 from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.render.console import out, safe_markup
-from hindsight_migrate.render.layout import Column, grid
+from hindsight_migrate.render.layout import Column, grid, plural
 from hindsight_migrate.render.wording import STATE_MARKS, history_marks, hold_lines, lint_dropped, lint_where
 from hindsight_migrate.review.kinds import Level
 from hindsight_migrate.revisions import RevisionState
@@ -161,7 +161,9 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
         console.print(Syntax(visible(result.sql.strip()) or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
     todo = "fix what is flagged above" if result.findings else "write what it should do" if not rows else "check it"
     marked = (
-        f" {result.danger_comments} danger(s) are marked in it with a # DANGER: comment above the operation."
+        f" {result.danger_comments} {plural('danger', result.danger_comments)} "
+        f"{'is' if result.danger_comments == 1 else 'are'} marked in it with a # DANGER: comment above the "
+        "operation."
         if result.danger_comments
         else ""
     )
@@ -170,8 +172,9 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
         f"Open it, {todo}, then review and apply it with [bold]hindsight-migrate up[/]."
     )
     if result.strict_failed:
-        left = [f"{len(result.dangers)} danger(s)"] if result.dangers else []
-        left += [f"{len(result.lint_errors)} lint error(s)"] if result.lint_errors else []
+        left = [f"{len(result.dangers)} {plural('danger', len(result.dangers))}"] if result.dangers else []
+        errors = len(result.lint_errors)
+        left += [f"{errors} lint {plural('error', errors)}"] if errors else []
         console.print(
             f"[bold red]--strict: exit 13[/], {' and '.join(left)} left in {safe_markup(result.path)}; "
             "the file is written, to be edited (or change the models and run new again)."
