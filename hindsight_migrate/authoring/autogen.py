@@ -189,8 +189,9 @@ def write_danger_comments(path: Path, findings: tuple[ReviewFinding, ...]) -> in
     """Writes the revision file: a ``# DANGER:`` comment above each upgrade() call a danger is about.
 
     Returns how many ``# DANGER:`` comments were written (an ``#   instead:`` line under one is not another
-    danger: counted, a rename read as four dangers where three were written and shown). The file is left as Alembic wrote it when it cannot be read
-    as Python, when no call is found, or when the commented text would not compile.
+    danger: counted, a rename read as four dangers where three were written and shown). The file is left as
+    Alembic wrote it when it cannot be read as Python, when no call is found, or when the commented text would
+    not compile.
     """
     dangers = [f for f in findings if f.level is DANGER]
     if not dangers:

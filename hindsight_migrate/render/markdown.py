@@ -37,14 +37,18 @@ from hindsight_migrate.render.wording import (
     IMPACT_TITLE,
     NO_REHEARSAL_WORDS,
     NOTHING_NEEDS_ATTENTION,
+    OUTCOME_WORDS,
     STATE_MARKS,
     folded_line,
     history_marks,
     hold_lines,
     impact_cells,
     impact_notes,
+    last_apply_words,
     lint_dropped,
     lint_where,
+    nothing_to_do_line,
+    revisions_count,
     statement_counts,
     summary_lines,
 )
@@ -209,8 +213,7 @@ def plan_markdown(
     if result is not None:
         blocks.append(_result_line(result, plan.direction))
     if plan.nothing_to_do:
-        at = ", ".join(plan.current) or "base (no revision)"
-        blocks.append(f"**Nothing to do:** {text(plan.target)} is already reached; the database is at {text(at)}.")
+        blocks.append(f"**Nothing to do:** {text(nothing_to_do_line(plan))}")
         blocks.append(MARKER.format(kind="plan"))
         return _join(blocks)
     blocks.append(_revisions(plan, digest))
@@ -560,17 +563,15 @@ def status_markdown(status: Status) -> str:
                 ),
             )
         )
-    facts = [f"- V1: {text(status.v1_drift or 'as bootstrapped (or not bootstrapped)')}"]
+    # V1 is this tool's bootstrap file: a project without bootstrap_sql has none to speak of.
+    facts = [f"- V1: {text(status.v1_drift or 'as bootstrapped (or not bootstrapped)')}"] if status.bootstraps else []
     if status.unrecorded:
         facts.append(
             f"- No checksum recorded (applied before this tool kept them): {text(', '.join(status.unrecorded))}"
         )
     if status.last_apply is not None:
         run = status.last_apply
-        facts.append(
-            f"- Last apply: {text(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by {text(run.os_user)}@"
-            f"{text(run.host)}, {text(run.from_revisions)} → {text(run.to_revisions or '?')}, {text(run.outcome.value)}"
-        )
+        facts.append(f"- Last apply: {text(last_apply_words(run))}, {OUTCOME_WORDS[run.outcome]}")
         facts += [f"  - {text(line)}" for line in hold_lines(run.lock_holds)]
     blocks.append(details("Records", "\n".join(facts)))
     blocks.append(MARKER.format(kind="status"))
@@ -584,7 +585,7 @@ def history_markdown(history: History) -> str:
     blocks = [
         "## Revisions, newest first",
         text(
-            f"{len(history.entries)} revisions; head(s): {', '.join(history.heads) or 'none'}; "
+            f"{revisions_count(len(history.entries))}; head(s): {', '.join(history.heads) or 'none'}; "
             f"base(s): {', '.join(history.bases) or 'none'}."
         ),
     ]
@@ -598,7 +599,8 @@ def history_markdown(history: History) -> str:
             f"Database {code(state.database)} is at {text(', '.join(state.current))}; {len(history.pending)} pending."
         )
     else:
-        blocks.append(f"Database {code(state.database)} has no revision applied (not bootstrapped).")
+        unbooted = " (not bootstrapped)" if history.bootstraps else ""
+        blocks.append(f"Database {code(state.database)} has no revision applied{unbooted}.")
     if state is not None and state.unknown:
         blocks.append(
             f"**The database is at {text(', '.join(state.unknown))}, which no revision file of this project has.** "

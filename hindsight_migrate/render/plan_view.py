@@ -34,6 +34,7 @@ from hindsight_migrate.render.wording import (
     hold_lines,
     impact_cells,
     impact_notes,
+    nothing_to_do_line,
     statement_counts,
     summary_lines,
 )
@@ -129,11 +130,7 @@ def migration_plan(plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | 
             "version table: the database ends empty."
         )
     if plan.nothing_to_do:
-        at = ", ".join(plan.current) or "base (no revision)"
-        console.print(
-            f"[green]Nothing to do:[/] {safe_markup(plan.target)} is already reached; the database is at "
-            f"{safe_markup(at)}."
-        )
+        console.print(f"[green]Nothing to do:[/] {safe_markup(nothing_to_do_line(plan))}")
         return
     _revisions(plan, digest)
     _rehearsal(plan, summarised=digest.big)

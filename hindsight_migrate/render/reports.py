@@ -12,7 +12,16 @@ from hindsight_migrate.authoring.findings import Severity
 from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.render.console import out, safe_markup
 from hindsight_migrate.render.layout import Column, grid, plural
-from hindsight_migrate.render.wording import STATE_MARKS, history_marks, hold_lines, lint_dropped, lint_where
+from hindsight_migrate.render.wording import (
+    OUTCOME_WORDS,
+    STATE_MARKS,
+    history_marks,
+    hold_lines,
+    last_apply_words,
+    lint_dropped,
+    lint_where,
+    revisions_count,
+)
 from hindsight_migrate.review.kinds import Level
 from hindsight_migrate.revisions import RevisionState
 from hindsight_migrate.untrusted import visible
@@ -29,14 +38,19 @@ if TYPE_CHECKING:
 
 
 
-# How the last apply ended, as history shows it (every outcome: mypy checks the keys against Outcome).
-OUTCOME_WORDS: dict[Outcome, str] = {
-    Outcome.RUNNING: "[yellow]still running, or was killed[/]",
-    Outcome.SUCCEEDED: "[green]succeeded[/]",
-    Outcome.FAILED: "[red]failed[/]",
-    Outcome.INTERRUPTED: "[yellow]interrupted (Ctrl-C or SIGTERM)[/]",
-    Outcome.NOTHING_TO_DO: "[green]nothing to do[/]",
+# How the last apply's outcome is coloured (every outcome: mypy checks the keys against Outcome).
+OUTCOME_STYLES: dict[Outcome, str] = {
+    Outcome.RUNNING: "yellow",
+    Outcome.SUCCEEDED: "green",
+    Outcome.FAILED: "red",
+    Outcome.INTERRUPTED: "yellow",
+    Outcome.NOTHING_TO_DO: "green",
 }
+
+
+def _outcome(outcome: Outcome) -> str:
+    return f"[{OUTCOME_STYLES[outcome]}]{OUTCOME_WORDS[outcome]}[/]"
+
 
 def history(history: History) -> None:
 
@@ -72,7 +86,7 @@ def history(history: History) -> None:
         rows.append(row)
     grid(console, "Revisions, newest first", columns, rows)
     console.print(
-        f"{len(history.entries)} revisions; head(s): {safe_markup(', '.join(history.heads) or 'none')}; "
+        f"{revisions_count(len(history.entries))}; head(s): {safe_markup(', '.join(history.heads) or 'none')}; "
         f"base(s): {safe_markup(', '.join(history.bases) or 'none')}."
     )
     state = history.database
@@ -89,7 +103,9 @@ def history(history: History) -> None:
                 f"{len(history.pending)} pending."
             )
         elif not state.unknown:
-            console.print(f"Database {safe_markup(state.database)} has no revision applied (not bootstrapped).")
+            # "Bootstrapped" is this tool's word for a project whose V1 file it runs: none without bootstrap_sql.
+            unbooted = " (not bootstrapped)" if history.bootstraps else ""
+            console.print(f"Database {safe_markup(state.database)} has no revision applied{unbooted}.")
         if state.unknown:
             console.print(
                 f"[red]The database is at {safe_markup(', '.join(state.unknown))}, which no revision file of "
@@ -104,12 +120,7 @@ def history(history: History) -> None:
             )
         if state.last_apply is not None:
             run = state.last_apply
-            outcome = OUTCOME_WORDS[run.outcome]
-            console.print(
-                f"Last apply: {safe_markup(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by "
-                f"{safe_markup(run.os_user)}@{safe_markup(run.host)}, {safe_markup(run.from_revisions)} → "
-                f"{safe_markup(run.to_revisions or '?')}, {outcome}."
-            )
+            console.print(f"Last apply: {safe_markup(last_apply_words(run))}, {_outcome(run.outcome)}.")
         if state.v1_drift:
             console.print(f"[yellow]Warning:[/] {safe_markup(state.v1_drift)}")
 
@@ -208,16 +219,12 @@ def status(result: Status) -> None:
             "  [dim]No checksum recorded (applied before this tool kept them): "
             f"{safe_markup(', '.join(result.unrecorded))}[/]"
         )
-    console.print(
-        f"  V1:       {safe_markup(result.v1_drift) if result.v1_drift else 'as bootstrapped (or not bootstrapped)'}"
-    )
+    if result.bootstraps:  # V1 is this tool's bootstrap file: a project without bootstrap_sql has none
+        v1 = safe_markup(result.v1_drift) if result.v1_drift else "as bootstrapped (or not bootstrapped)"
+        console.print(f"  V1:       {v1}")
     if result.last_apply is not None:
         run = result.last_apply
-        console.print(
-            f"  Last apply: {safe_markup(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by "
-            f"{safe_markup(run.os_user)}@{safe_markup(run.host)}, {safe_markup(run.from_revisions)} → "
-            f"{safe_markup(run.to_revisions or '?')}, {safe_markup(run.outcome.value)}"
-        )
+        console.print(f"  Last apply: {safe_markup(last_apply_words(run))}, {_outcome(run.outcome)}")
         held = hold_lines(run.lock_holds)
         if held:
             console.print("  Its locks, the plan's figure against the apply's:")
