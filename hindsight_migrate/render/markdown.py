@@ -620,6 +620,9 @@ def history_markdown(history: History) -> str:
         rows.append(row)
     headers = ["Revision", "Parent(s)", "Message", "Created", "Marks"]
     blocks.append(table(["State", *headers] if show_state else headers, rows))
+    if state is not None and state.last_apply is not None:  # as the text view says it
+        run = state.last_apply
+        blocks.append(f"Last apply: {text(last_apply_words(run))}, {OUTCOME_WORDS[run.outcome]}.")
     if state is not None and state.v1_drift:
         blocks.append(f"**Warning:** {text(state.v1_drift)}")
     blocks.append(MARKER.format(kind="history"))

@@ -26,8 +26,8 @@ from hindsight_migrate.config import resolve_settings
 from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.database import open_database
-from hindsight_migrate.review.plan import plan_upgrade
 from hindsight_migrate.render.wording import IMPACT_COLUMNS
+from hindsight_migrate.review.plan import plan_upgrade
 from hindsight_migrate.review.rehearsal import RehearsalOptions, RehearsalPlace
 from hindsight_migrate.schema import diff_schemas
 from tests.conftest import assert_failure, bootstrapped, flatten, invoke
