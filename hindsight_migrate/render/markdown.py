@@ -252,7 +252,7 @@ def _result_line(result: ApplyResult, direction: Direction) -> str:
             f"- {text(line)}" for line in held
         )
     return (
-        f"**{verb}** {code(result.database)}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "
+        f"**{verb}** {code(result.database)}: {revisions_count(len(result.applied))} in {result.seconds:.2f} s, "
         f"from {text(', '.join(result.from_revisions) or 'an empty database')} to "
         f"{text(', '.join(result.to_revisions) or 'base (no revision)')}.{warned}"
     )
@@ -386,7 +386,8 @@ def _sql(plan: MigrationPlan) -> list[str]:
         blocks.append(details(title, body))
     if left:
         blocks.append(
-            f"SQL of {len(left)} more revision(s) not shown, to keep the comment within GitHub's limit: "
+            f"SQL of {len(left)} more {plural('revision', len(left))} not shown, to keep the comment within "
+            "GitHub's limit: "
             f"{text(', '.join(left))} (`hindsight-migrate {plan.direction.value} --sql` prints it)."
         )
     return blocks
@@ -434,7 +435,9 @@ def _lint_dropped(lint: LintResult) -> str:
 def lint_markdown(report: LintReport) -> str:
     """``lint``: what was linted, the counts, the errors visible; every finding folded, with the statements."""
     lint = report.result
-    header = f"Linted {len(report.revisions)} revision(s) ({report.range}): {', '.join(report.revisions) or 'none'}"
+    header = (
+        f"Linted {revisions_count(len(report.revisions))} ({report.range}): {', '.join(report.revisions) or 'none'}"
+    )
     blocks = ["## Lint (Squawk)", text(header)]
     if not lint.ran:
         blocks += [f"**Lint:** {text(lint.note or 'not run')}", MARKER.format(kind="lint")]

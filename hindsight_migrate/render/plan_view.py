@@ -35,6 +35,7 @@ from hindsight_migrate.render.wording import (
     impact_cells,
     impact_notes,
     nothing_to_do_line,
+    revisions_count,
     statement_counts,
     summary_lines,
 )
@@ -447,7 +448,7 @@ def migration_done(result: ApplyResult, *, direction: Direction) -> None:
         return
     verb = "Downgraded" if direction is Direction.DOWN else "Upgraded"
     console.print(
-        f"[green]{verb}[/] {safe_markup(result.database)}: {len(result.applied)} revision(s) in "
+        f"[green]{verb}[/] {safe_markup(result.database)}: {revisions_count(len(result.applied))} in "
         f"{result.seconds:.2f} s, from {safe_markup(', '.join(result.from_revisions) or 'an empty database')} to "
         f"{safe_markup(', '.join(result.to_revisions) or 'base (no revision)')}."
     )

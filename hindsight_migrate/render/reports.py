@@ -253,7 +253,7 @@ def check_report(report: CheckReport) -> None:
 def lint_report(report: LintReport) -> None:
     console = out()
     console.print(
-        f"Linted {len(report.revisions)} revision(s) ({safe_markup(report.range)}): "
+        f"Linted {revisions_count(len(report.revisions))} ({safe_markup(report.range)}): "
         f"{safe_markup(', '.join(report.revisions) or 'none')}"
     )
     lint_result(report.result)

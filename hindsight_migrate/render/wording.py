@@ -197,7 +197,8 @@ def impact_notes(rehearsal: Rehearsal, *, listed: bool) -> list[str]:
     if quiet:
         others = "The other" if listed else "The"
         notes.append(
-            f"{others} {len(quiet)} revision(s) lock no table the database has now (they only add new objects); "
+            f"{others} {revisions_count(len(quiet))} {'locks' if len(quiet) == 1 else 'lock'} no table the database "
+            f"has now ({'it only adds' if len(quiet) == 1 else 'they only add'} new objects); "
             f"{sum(quiet):.2f} s in all."
         )
     rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})

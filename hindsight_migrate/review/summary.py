@@ -106,6 +106,10 @@ def digest(plan: MigrationPlan, *, show_sql: bool, version_table: VersionTable) 
     return PlanDigest(summarise(plan), big, inline, counts)
 
 
+def _revisions(count: int) -> str:
+    return f"{count} {'revision' if count == 1 else 'revisions'}"
+
+
 def _holding(loss: DataLoss) -> str:
     """What a dropped table or column holds now: "3 rows", "1 row holds a value in it", "no row holds a value in it"."""
     estimate = "" if loss.exact else " (the planner's estimate)"
@@ -164,7 +168,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
                 Concern.NOT_OFFLINE,
                 ", ".join(item.info.revision for item in not_offline),
                 None,
-                f"{len(not_offline)} revision(s) cannot render offline SQL, so the SQL shown is not what runs: "
+                f"{_revisions(len(not_offline))} cannot render offline SQL, so the SQL shown is not what runs: "
                 + ", ".join(item.info.revision for item in not_offline),
             )
         )
@@ -175,7 +179,8 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
                 Concern.RUNS_PYTHON,
                 ", ".join(item.info.revision for item in python),
                 None,
-                f"{len(python)} revision(s) read the database from Python (get_bind), so their SQL shown is not "
+                f"{_revisions(len(python))} {'reads' if len(python) == 1 else 'read'} the database from Python "
+                "(get_bind), so their SQL shown is not "
                 "all they do: " + ", ".join(item.info.revision for item in python),
             )
         )

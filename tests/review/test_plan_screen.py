@@ -197,7 +197,7 @@ def test_a_288_revision_first_deployment_stays_reviewable(tmp_path: Path, databa
     assert len(summary) <= 40, "\n".join(summary)
     said = flatten("\n".join(summary))
     assert f"bootstrap, then {CHAIN} revisions" in said
-    assert "13 revision(s) cannot render offline SQL" in said, said
+    assert "13 revisions cannot render offline SQL" in said, said
     # One line per revision, its statements counted by kind; the whole SQL is in the file named.
     rows = [line for line in lines if re.match(r"│ \d+ +│ r\d{4} ", line)]
     assert len(rows) == CHAIN, result.stdout
