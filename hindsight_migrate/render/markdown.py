@@ -471,7 +471,8 @@ def check_markdown(report: CheckReport) -> str:
     if report.ok:
         blocks.append(f"**check passed** for {code(report.database)}: {text('; '.join(report.checked))}.")
     else:
-        blocks.append(f"**check found {len(report.problems)} problem(s)** ({code(report.database)}):")
+        found = f"{len(report.problems)} {plural('problem', len(report.problems))}"
+        blocks.append(f"**check found {found}** ({code(report.database)}):")
     problems, warnings = len(report.problems), len(report.warnings)
     blocks.append(f"{problems} {plural('problem', problems)}, {warnings} {plural('warning', warnings)}.")
     listed = [("✖", "PROBLEM", p) for p in report.problems] + [("●", "WARNING", w) for w in report.warnings]
@@ -647,7 +648,7 @@ def new_revision_markdown(result: NewRevision) -> str:
     dangers = len(result.dangers)
     blocks.append(
         f"Detected operations ({len(result.operations)}); {dangers} {plural('danger', dangers)}, "
-        f"{len(result.findings) - dangers} caution(s); lint: "
+        f"{len(result.findings) - dangers} {plural('caution', len(result.findings) - dangers)}; lint: "
         + (
             f"{len(result.lint.errors)} errors, {len(result.lint.findings) - len(result.lint.errors)} warnings."
             if result.lint is not None and result.lint.ran

@@ -243,7 +243,8 @@ def check_report(report: CheckReport) -> None:
             f"[green]check passed[/] for {safe_markup(report.database)}: {safe_markup('; '.join(report.checked))}."
         )
         return
-    console.print(f"[bold red]check found {len(report.problems)} problem(s)[/] ({safe_markup(report.database)}):")
+    found = f"{len(report.problems)} {plural('problem', len(report.problems))}"
+    console.print(f"[bold red]check found {found}[/] ({safe_markup(report.database)}):")
     for problem in report.problems:
         console.print(f"  [red]✗ {problem.kind}:[/] {safe_markup(problem.message)}")
         for detail in problem.details:
