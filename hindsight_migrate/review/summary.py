@@ -133,11 +133,13 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
             # The label already says FAILED: the text is what failed, not the word again.
             Attention(Concern.REHEARSAL_FAILED, failure.revision, failure.revision, failure.message)
         )
+    # Counted to be empty, a drop loses no data: it is shown as a drop, after the locks and renames (it breaks
+    # code that reads it, as a rename does), not as data loss. An estimate of 0 (a table never analysed) is
+    # no such proof, and stays data loss.
+    drops: list[Attention] = []
     for loss in plan.data_loss:
-        # Counted to be empty, a drop loses no data: it is shown as a drop, not as data loss. An estimate
-        # of 0 (a table never analysed) is no such proof, and stays data loss.
         empty = loss.exact and loss.rows == 0
-        attention.append(
+        (drops if empty else attention).append(
             Attention(
                 Concern.DROP if empty else Concern.DATA_LOSS,
                 loss.name,
@@ -161,6 +163,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
                         "code that still uses the old name breaks once this is applied",
                     )
                 )
+    attention += drops
     not_offline = [item for item in plan.revisions if item.sql is None]
     if not_offline:
         attention.append(
