@@ -192,8 +192,10 @@ _MARKED_CALLS = frozenset({"drop_table", "drop_column", "alter_column", "add_col
 def write_danger_comments(path: Path, findings: tuple[ReviewFinding, ...]) -> int:
     """Writes the revision file: a ``# DANGER:`` comment above each upgrade() call a danger is about.
 
-    Returns how many were written. The file is left as Alembic wrote it when it cannot be read
-    as Python, when no call is found, or when the commented text would not compile.
+    Returns how many ``# DANGER:`` comments were written (an ``#   instead:`` line under one is not another
+    danger: counted, a rename read as four dangers where three were written and shown). The file is left as
+    Alembic wrote it when it cannot be read as Python, when no call is found, or when the commented text would
+    not compile.
     """
     dangers = [f for f in findings if f.level is DANGER]
     if not dangers:
@@ -226,7 +228,7 @@ def write_danger_comments(path: Path, findings: tuple[ReviewFinding, ...]) -> in
     except (SyntaxError, ValueError):
         return 0
     path.write_bytes(commented.encode("utf-8"))
-    return sum(len(c) for c in comments.values())
+    return sum(comment.startswith("# DANGER:") for written in comments.values() for comment in written)
 
 
 def _one_line(comment: str) -> str:

@@ -539,7 +539,12 @@ def record_nothing_to_do(
 
 
 def last_apply(connection: Connection) -> ApplyRecord | None:
-    """Read-only: the most recent audited run on this database."""
+    """Read-only: the most recent audited run on this database that changed it, or tried to.
+
+    A run that found nothing to do is left out (a succeeded row from X to X, as an older version wrote it,
+    too): shown as the last apply, it hid the apply that actually brought the database where it is.
+    A failed, interrupted or killed run stays, even when it changed nothing: that it did not finish matters.
+    """
     if not _readable(connection, APPLY_LOG):  # see audit_unreadable for why
         return None
     # A log an earlier version made has no lock_attempts (or lock_holds) until this version's first apply adds it.
@@ -549,8 +554,11 @@ def last_apply(connection: Connection) -> ApplyRecord | None:
         text(
             "SELECT id, command, started_at, finished_at, os_user, host, tool_version, database, from_revisions, "
             f"to_revisions, duration_seconds, outcome, plan_fingerprint, error, {attempts}, {holds} "
-            f"FROM {TOOL_SCHEMA}.{APPLY_LOG} ORDER BY id DESC LIMIT 1"
-        )
+            f"FROM {TOOL_SCHEMA}.{APPLY_LOG} WHERE outcome <> :nothing_to_do "
+            "AND NOT (outcome = :succeeded AND from_revisions IS NOT DISTINCT FROM to_revisions) "
+            "ORDER BY id DESC LIMIT 1"
+        ),
+        {"nothing_to_do": Outcome.NOTHING_TO_DO.value, "succeeded": Outcome.SUCCEEDED.value},
     ).one_or_none()
     if row is None:
         return None

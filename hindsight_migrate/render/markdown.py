@@ -36,16 +36,20 @@ from hindsight_migrate.render.wording import (
     IMPACT_COLUMNS,
     IMPACT_TITLE,
     NO_REHEARSAL_WORDS,
+    OUTCOME_WORDS,
     STATE_MARKS,
     folded_line,
     history_marks,
     hold_lines,
     impact_cells,
     impact_notes,
+    last_apply_words,
     lint_dropped,
     lint_title,
     lint_where,
     nothing_needs_attention,
+    nothing_to_do_line,
+    revisions_count,
     statement_counts,
     summary_lines,
 )
@@ -210,8 +214,7 @@ def plan_markdown(
     if result is not None:
         blocks.append(_result_line(result, plan.direction))
     if plan.nothing_to_do:
-        at = ", ".join(plan.current) or "base (no revision)"
-        blocks.append(f"**Nothing to do:** {text(plan.target)} is already reached; the database is at {text(at)}.")
+        blocks.append(f"**Nothing to do:** {text(nothing_to_do_line(plan))}")
         blocks.append(MARKER.format(kind="plan"))
         return _join(blocks)
     blocks.append(_revisions(plan, digest))
@@ -250,7 +253,7 @@ def _result_line(result: ApplyResult, direction: Direction) -> str:
             f"- {text(line)}" for line in held
         )
     return (
-        f"**{verb}** {code(result.database)}: {len(result.applied)} revision(s) in {result.seconds:.2f} s, "
+        f"**{verb}** {code(result.database)}: {revisions_count(len(result.applied))} in {result.seconds:.2f} s, "
         f"from {text(', '.join(result.from_revisions) or 'an empty database')} to "
         f"{text(', '.join(result.to_revisions) or 'base (no revision)')}.{warned}"
     )
@@ -384,7 +387,8 @@ def _sql(plan: MigrationPlan) -> list[str]:
         blocks.append(details(title, body))
     if left:
         blocks.append(
-            f"SQL of {len(left)} more revision(s) not shown, to keep the comment within GitHub's limit: "
+            f"SQL of {len(left)} more {plural('revision', len(left))} not shown, to keep the comment within "
+            "GitHub's limit: "
             f"{text(', '.join(left))} (`hindsight-migrate {plan.direction.value} --sql` prints it)."
         )
     return blocks
@@ -434,7 +438,9 @@ def _lint_dropped(lint: LintResult) -> str:
 def lint_markdown(report: LintReport) -> str:
     """``lint``: what was linted, the counts, the errors visible; every finding folded, with the statements."""
     lint = report.result
-    header = f"Linted {len(report.revisions)} revision(s) ({report.range}): {', '.join(report.revisions) or 'none'}"
+    header = (
+        f"Linted {revisions_count(len(report.revisions))} ({report.range}): {', '.join(report.revisions) or 'none'}"
+    )
     blocks = ["## Lint (Squawk)", text(header)]
     if not lint.ran:
         blocks += [f"**Lint:** {text(lint.note or 'not run')}", MARKER.format(kind="lint")]
@@ -468,7 +474,8 @@ def check_markdown(report: CheckReport) -> str:
     if report.ok:
         blocks.append(f"**check passed** for {code(report.database)}: {text('; '.join(report.checked))}.")
     else:
-        blocks.append(f"**check found {len(report.problems)} problem(s)** ({code(report.database)}):")
+        found = f"{len(report.problems)} {plural('problem', len(report.problems))}"
+        blocks.append(f"**check found {found}** ({code(report.database)}):")
     problems, warnings = len(report.problems), len(report.warnings)
     blocks.append(f"{problems} {plural('problem', problems)}, {warnings} {plural('warning', warnings)}.")
     listed = [("✖", "PROBLEM", p) for p in report.problems] + [("●", "WARNING", w) for w in report.warnings]
@@ -563,17 +570,15 @@ def status_markdown(status: Status) -> str:
                 ),
             )
         )
-    facts = [f"- V1: {text(status.v1_drift or 'as bootstrapped (or not bootstrapped)')}"]
+    # V1 is this tool's bootstrap file: a project without bootstrap_sql has none to speak of.
+    facts = [f"- V1: {text(status.v1_drift or 'as bootstrapped (or not bootstrapped)')}"] if status.bootstraps else []
     if status.unrecorded:
         facts.append(
             f"- No checksum recorded (applied before this tool kept them): {text(', '.join(status.unrecorded))}"
         )
     if status.last_apply is not None:
         run = status.last_apply
-        facts.append(
-            f"- Last apply: {text(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by {text(run.os_user)}@"
-            f"{text(run.host)}, {text(run.from_revisions)} → {text(run.to_revisions or '?')}, {text(run.outcome.value)}"
-        )
+        facts.append(f"- Last apply: {text(last_apply_words(run))}, {OUTCOME_WORDS[run.outcome]}")
         facts += [f"  - {text(line)}" for line in hold_lines(run.lock_holds)]
     blocks.append(details("Records", "\n".join(facts)))
     blocks.append(MARKER.format(kind="status"))
@@ -587,7 +592,7 @@ def history_markdown(history: History) -> str:
     blocks = [
         "## Revisions, newest first",
         text(
-            f"{len(history.entries)} revisions; head(s): {', '.join(history.heads) or 'none'}; "
+            f"{revisions_count(len(history.entries))}; head(s): {', '.join(history.heads) or 'none'}; "
             f"base(s): {', '.join(history.bases) or 'none'}."
         ),
     ]
@@ -601,7 +606,8 @@ def history_markdown(history: History) -> str:
             f"Database {code(state.database)} is at {text(', '.join(state.current))}; {len(history.pending)} pending."
         )
     else:
-        blocks.append(f"Database {code(state.database)} has no revision applied (not bootstrapped).")
+        unbooted = " (not bootstrapped)" if history.bootstraps else ""
+        blocks.append(f"Database {code(state.database)} has no revision applied{unbooted}.")
     if state is not None and state.unknown:
         blocks.append(
             f"**The database is at {text(', '.join(state.unknown))}, which no revision file of this project has.** "
@@ -621,6 +627,9 @@ def history_markdown(history: History) -> str:
         rows.append(row)
     headers = ["Revision", "Parent(s)", "Message", "Created", "Marks"]
     blocks.append(table(["State", *headers] if show_state else headers, rows))
+    if state is not None and state.last_apply is not None:  # as the text view says it
+        run = state.last_apply
+        blocks.append(f"Last apply: {text(last_apply_words(run))}, {OUTCOME_WORDS[run.outcome]}.")
     if state is not None and state.v1_drift:
         blocks.append(f"**Warning:** {text(state.v1_drift)}")
     blocks.append(MARKER.format(kind="history"))
@@ -642,7 +651,7 @@ def new_revision_markdown(result: NewRevision) -> str:
     dangers = len(result.dangers)
     blocks.append(
         f"Detected operations ({len(result.operations)}); {dangers} {plural('danger', dangers)}, "
-        f"{len(result.findings) - dangers} caution(s); lint: "
+        f"{len(result.findings) - dangers} {plural('caution', len(result.findings) - dangers)}; lint: "
         + (
             f"{len(result.lint.errors)} errors, {len(result.lint.findings) - len(result.lint.errors)} warnings."
             if result.lint is not None and result.lint.ran

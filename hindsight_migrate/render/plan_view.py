@@ -37,6 +37,8 @@ from hindsight_migrate.render.wording import (
     impact_line,
     impact_notes,
     nothing_needs_attention,
+    nothing_to_do_line,
+    revisions_count,
     statement_counts,
     summary_lines,
 )
@@ -126,11 +128,7 @@ def migration_plan(plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | 
             "version table: the database ends empty."
         )
     if plan.nothing_to_do:
-        at = ", ".join(plan.current) or "base (no revision)"
-        console.print(
-            f"[green]Nothing to do:[/] {safe_markup(plan.target)} is already reached; the database is at "
-            f"{safe_markup(at)}."
-        )
+        console.print(f"[green]Nothing to do:[/] {safe_markup(nothing_to_do_line(plan))}")
         return
     if digest.details:
         _revisions(plan, digest)
@@ -503,7 +501,7 @@ def migration_done(result: ApplyResult, *, direction: Direction) -> None:
         return
     verb = "Downgraded" if direction is Direction.DOWN else "Upgraded"
     console.print(
-        f"[green]{verb}[/] {safe_markup(result.database)}: {len(result.applied)} revision(s) in "
+        f"[green]{verb}[/] {safe_markup(result.database)}: {revisions_count(len(result.applied))} in "
         f"{result.seconds:.2f} s, from {safe_markup(', '.join(result.from_revisions) or 'an empty database')} to "
         f"{safe_markup(', '.join(result.to_revisions) or 'base (no revision)')}."
     )

@@ -11,16 +11,19 @@ from rich.text import Text
 from hindsight_migrate.authoring.findings import Severity
 from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.render.console import out, safe_markup
-from hindsight_migrate.render.layout import Column, grid, hanging
+from hindsight_migrate.render.layout import Column, grid, hanging, plural
 from hindsight_migrate.render.wording import (
+    OUTCOME_WORDS,
     STATE_MARKS,
     history_marks,
     hold_lines,
+    last_apply_words,
     lint_dropped,
     lint_places,
     lint_style_line,
     lint_title,
     lint_where,
+    revisions_count,
 )
 from hindsight_migrate.review.kinds import Level
 from hindsight_migrate.revisions import RevisionState
@@ -38,14 +41,19 @@ if TYPE_CHECKING:
 
 
 
-# How the last apply ended, as history shows it (every outcome: mypy checks the keys against Outcome).
-OUTCOME_WORDS: dict[Outcome, str] = {
-    Outcome.RUNNING: "[yellow]still running, or was killed[/]",
-    Outcome.SUCCEEDED: "[green]succeeded[/]",
-    Outcome.FAILED: "[red]failed[/]",
-    Outcome.INTERRUPTED: "[yellow]interrupted (Ctrl-C or SIGTERM)[/]",
-    Outcome.NOTHING_TO_DO: "[green]nothing to do[/]",
+# How the last apply's outcome is coloured (every outcome: mypy checks the keys against Outcome).
+OUTCOME_STYLES: dict[Outcome, str] = {
+    Outcome.RUNNING: "yellow",
+    Outcome.SUCCEEDED: "green",
+    Outcome.FAILED: "red",
+    Outcome.INTERRUPTED: "yellow",
+    Outcome.NOTHING_TO_DO: "green",
 }
+
+
+def _outcome(outcome: Outcome) -> str:
+    return f"[{OUTCOME_STYLES[outcome]}]{OUTCOME_WORDS[outcome]}[/]"
+
 
 def history(history: History) -> None:
 
@@ -81,7 +89,7 @@ def history(history: History) -> None:
         rows.append(row)
     grid(console, "Revisions, newest first", columns, rows)
     console.print(
-        f"{len(history.entries)} revisions; head(s): {safe_markup(', '.join(history.heads) or 'none')}; "
+        f"{revisions_count(len(history.entries))}; head(s): {safe_markup(', '.join(history.heads) or 'none')}; "
         f"base(s): {safe_markup(', '.join(history.bases) or 'none')}."
     )
     state = history.database
@@ -98,7 +106,9 @@ def history(history: History) -> None:
                 f"{len(history.pending)} pending."
             )
         elif not state.unknown:
-            console.print(f"Database {safe_markup(state.database)} has no revision applied (not bootstrapped).")
+            # "Bootstrapped" is this tool's word for a project whose V1 file it runs: none without bootstrap_sql.
+            unbooted = " (not bootstrapped)" if history.bootstraps else ""
+            console.print(f"Database {safe_markup(state.database)} has no revision applied{unbooted}.")
         if state.unknown:
             console.print(
                 f"[red]The database is at {safe_markup(', '.join(state.unknown))}, which no revision file of "
@@ -113,12 +123,7 @@ def history(history: History) -> None:
             )
         if state.last_apply is not None:
             run = state.last_apply
-            outcome = OUTCOME_WORDS[run.outcome]
-            console.print(
-                f"Last apply: {safe_markup(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by "
-                f"{safe_markup(run.os_user)}@{safe_markup(run.host)}, {safe_markup(run.from_revisions)} → "
-                f"{safe_markup(run.to_revisions or '?')}, {outcome}."
-            )
+            console.print(f"Last apply: {safe_markup(last_apply_words(run))}, {_outcome(run.outcome)}.")
         if state.v1_drift:
             console.print(f"[yellow]Warning:[/] {safe_markup(state.v1_drift)}")
 
@@ -170,7 +175,9 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
         console.print(Syntax(visible(result.sql.strip()) or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
     todo = "fix what is flagged above" if result.findings else "write what it should do" if not rows else "check it"
     marked = (
-        f" {result.danger_comments} danger(s) are marked in it with a # DANGER: comment above the operation."
+        f" {result.danger_comments} {plural('danger', result.danger_comments)} "
+        f"{'is' if result.danger_comments == 1 else 'are'} marked in it with a # DANGER: comment above the "
+        "operation."
         if result.danger_comments
         else ""
     )
@@ -179,8 +186,9 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
         f"Open it, {todo}, then review and apply it with [bold]hindsight-migrate up[/]."
     )
     if result.strict_failed:
-        left = [f"{len(result.dangers)} danger(s)"] if result.dangers else []
-        left += [f"{len(result.lint_errors)} lint error(s)"] if result.lint_errors else []
+        left = [f"{len(result.dangers)} {plural('danger', len(result.dangers))}"] if result.dangers else []
+        errors = len(result.lint_errors)
+        left += [f"{errors} lint {plural('error', errors)}"] if errors else []
         console.print(
             f"[bold red]--strict: exit 13[/], {' and '.join(left)} left in {safe_markup(result.path)}; "
             "the file is written, to be edited (or change the models and run new again)."
@@ -214,16 +222,12 @@ def status(result: Status) -> None:
             "  [dim]No checksum recorded (applied before this tool kept them): "
             f"{safe_markup(', '.join(result.unrecorded))}[/]"
         )
-    console.print(
-        f"  V1:       {safe_markup(result.v1_drift) if result.v1_drift else 'as bootstrapped (or not bootstrapped)'}"
-    )
+    if result.bootstraps:  # V1 is this tool's bootstrap file: a project without bootstrap_sql has none
+        v1 = safe_markup(result.v1_drift) if result.v1_drift else "as bootstrapped (or not bootstrapped)"
+        console.print(f"  V1:       {v1}")
     if result.last_apply is not None:
         run = result.last_apply
-        console.print(
-            f"  Last apply: {safe_markup(run.command)} {run.started_at:%Y-%m-%d %H:%M %Z} by "
-            f"{safe_markup(run.os_user)}@{safe_markup(run.host)}, {safe_markup(run.from_revisions)} → "
-            f"{safe_markup(run.to_revisions or '?')}, {safe_markup(run.outcome.value)}"
-        )
+        console.print(f"  Last apply: {safe_markup(last_apply_words(run))}, {_outcome(run.outcome)}")
         held = hold_lines(run.lock_holds)
         if held:
             console.print("  Its locks, the plan's figure against the apply's:")
@@ -242,7 +246,8 @@ def check_report(report: CheckReport) -> None:
             f"[green]check passed[/] for {safe_markup(report.database)}: {safe_markup('; '.join(report.checked))}."
         )
         return
-    console.print(f"[bold red]check found {len(report.problems)} problem(s)[/] ({safe_markup(report.database)}):")
+    found = f"{len(report.problems)} {plural('problem', len(report.problems))}"
+    console.print(f"[bold red]check found {found}[/] ({safe_markup(report.database)}):")
     for problem in report.problems:
         console.print(f"  [red]✗ {problem.kind}:[/] {safe_markup(problem.message)}")
         for detail in problem.details:
@@ -252,7 +257,7 @@ def check_report(report: CheckReport) -> None:
 def lint_report(report: LintReport) -> None:
     console = out()
     console.print(
-        f"Linted {len(report.revisions)} revision(s) ({safe_markup(report.range)}): "
+        f"Linted {revisions_count(len(report.revisions))} ({safe_markup(report.range)}): "
         f"{safe_markup(', '.join(report.revisions) or 'none')}"
     )
     lint_result(report.result)

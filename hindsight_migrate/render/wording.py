@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.render.layout import plural
 from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, ChangeKind, Concern, NoRehearsal
@@ -14,9 +15,10 @@ from hindsight_migrate.words import hold_cell, human_bytes, row_count, seconds_t
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from hindsight_migrate.postgres.audit_records import RecordedHold
+    from hindsight_migrate.postgres.audit_records import ApplyRecord, RecordedHold
     from hindsight_migrate.reports.history import HistoryEntry
     from hindsight_migrate.review.lint import LintFinding, LintResult
+    from hindsight_migrate.review.plan import MigrationPlan
     from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
     from hindsight_migrate.review.rehearsal.model import Hold
     from hindsight_migrate.review.summary import Counts, PlanSummary
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 CONCERN_WORDS: dict[Concern, tuple[str, str, str]] = {
     Concern.REHEARSAL_FAILED: ("✖", "FAILED", "bold red"),
     Concern.DATA_LOSS: ("✖", "DATA LOSS", "bold red"),
+    Concern.DROP: ("▲", "DROP", "yellow"),
     Concern.LOCK: ("▲", "LOCK", "red"),
     Concern.RENAME: ("▲", "RENAME", "yellow"),
     Concern.NOT_OFFLINE: ("●", "NO SQL", "yellow"),
@@ -208,7 +211,7 @@ def impact_cells(impact: tuple[ImpactRow, ...]) -> list[list[str]]:
                 row.table,
                 row.mode.words,
                 row.blocks.value,
-                "rewritten" if row.rewritten else "no",
+                "yes" if row.rewritten else "no",  # under "Rewritten": the word again would say nothing more
                 (f"{row.rows_written:,}" if row.rows_written_exact else f"~{row.rows_written:,}")
                 if row.rows_written
                 else "",
@@ -316,3 +319,39 @@ def history_marks(entry: HistoryEntry) -> list[str]:
     flags = ((info.is_head, "head"), (info.is_base, "base"), (info.is_branch_point, "branch point"))
     labels = [label for flag, label in (*flags, (info.is_merge_point, "merge")) if flag]
     return labels + [f"label {label}" for label in info.branch_labels]
+
+
+# How an audited run ended, in words (every outcome: mypy checks the keys against Outcome); never the raw
+# value a script reads in JSON (`nothing_to_do`).
+OUTCOME_WORDS: dict[Outcome, str] = {
+    Outcome.RUNNING: "still running, or was killed",
+    Outcome.SUCCEEDED: "succeeded",
+    Outcome.FAILED: "failed",
+    Outcome.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
+    Outcome.NOTHING_TO_DO: "found nothing to do",
+}
+
+
+def last_apply_words(run: ApplyRecord) -> str:
+    """The last apply without its outcome: "up 2026-12-04 20:41 UTC by ana@box, base → 1a2b3c4d5e6f"."""
+    return (
+        f"{run.command} {run.started_at:%Y-%m-%d %H:%M %Z} by {run.os_user}@{run.host}, "
+        f"{run.from_revisions} → {run.to_revisions or '?'}"
+    )
+
+
+def nothing_to_do_line(plan: MigrationPlan) -> str:
+    """Why a plan runs nothing, as its last line says it (after "Nothing to do: ")."""
+    at = ", ".join(plan.current)
+    if plan.target in ("head", "heads"):
+        return f"the database is already at {'its heads' if len(plan.current) > 1 else 'head'} ({at})."
+    if not plan.current:
+        return "the database is already at base (no revision applied)."
+    way = "down" if plan.direction is Direction.DOWN else "up"
+    return f"the database is at {at}, so going {way} to {plan.target} changes nothing."
+
+
+def revisions_count(count: int) -> str:
+    """"1 revision", "3 revisions"."""
+    return f"{count} {plural('revision', count)}"
+

@@ -112,9 +112,11 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
     status = read_status(project, database)
     # What could not be checked, for want of the tool's records (this role may not read them, or they are
     # not the tool's): a warning that says why, not a pass that claims it was checked.
+    # V1 is the project's bootstrap file: a project without bootstrap_sql has none, and hears nothing of it.
+    bootstraps = project.settings.bootstrap_sql is not None
     unchecked: tuple[tuple[CheckKind, str, str], ...] = (
         ("edited", audit.APPLIED_REVISIONS, "Applied files were not checked against their checksums"),
-        ("v1", audit.BOOTSTRAP_LOG, "V1 was not checked against its bootstrap record"),
+        *((("v1", audit.BOOTSTRAP_LOG, "V1 was not checked against its bootstrap record"),) if bootstraps else ()),
     )
     for kind, table, words in unchecked:
         why = status.unread(table)
@@ -186,9 +188,15 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
         "applied files against their checksums"
         if status.unread(audit.APPLIED_REVISIONS) is None
         else "applied files (skipped: the checksums cannot be read)",
-        "V1 against its bootstrap record"
-        if status.unread(audit.BOOTSTRAP_LOG) is None
-        else "V1 (skipped: the bootstrap record cannot be read)",
+        *(
+            (
+                "V1 against its bootstrap record"
+                if status.unread(audit.BOOTSTRAP_LOG) is None
+                else "V1 (skipped: the bootstrap record cannot be read)",
+            )
+            if bootstraps
+            else ()
+        ),
         "lint of pending revisions",
         ("models against the target" if against_target else "models against a scratch database at head")
         if models_checked

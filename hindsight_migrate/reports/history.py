@@ -42,6 +42,8 @@ class History:
     heads: tuple[str, ...]
     bases: tuple[str, ...]
     database: DatabaseState | None  # None with --offline
+    # Whether the project configures a bootstrap file (bootstrap_sql): only then are "bootstrapped" and V1 its words.
+    bootstraps: bool
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -62,6 +64,7 @@ def build_history(project: AlembicProject, database: Database | None) -> History
             heads=graph.heads,
             bases=graph.bases,
             database=None,
+            bootstraps=project.settings.bootstrap_sql is not None,
         )
     revisions = project.graph.revisions()
     state = _database_state(project, database)
@@ -81,6 +84,7 @@ def build_history(project: AlembicProject, database: Database | None) -> History
         heads=project.graph.heads(),
         bases=project.graph.bases(),
         database=state,
+        bootstraps=project.settings.bootstrap_sql is not None,
     )
 
 

@@ -45,6 +45,8 @@ class Status:
     v1_drift: str | None
     last_apply: ApplyRecord | None
     verdicts: tuple[str, ...]  # TAMPERED, DIVERGED, BEHIND; empty when up to date
+    # Whether the project configures a bootstrap file (bootstrap_sql): only then is there a V1 to speak of.
+    bootstraps: bool
     # What could not be read, and why, with the fix (the tool's records, when this role may not read them or
     # they are not the tool's): the tool's table -> why. Said under the report, and in its JSON.
     unreadable: Mapping[str, str] = field(default_factory=dict)
@@ -124,5 +126,6 @@ def read_status(project: AlembicProject, database: Database) -> Status:
         v1_drift=drift,
         last_apply=last_apply,
         verdicts=tuple(verdicts),
+        bootstraps=project.settings.bootstrap_sql is not None,
         unreadable=unreadable,
     )

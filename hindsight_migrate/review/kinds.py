@@ -30,6 +30,7 @@ class Concern(Enum):
 
     REHEARSAL_FAILED = "rehearsal_failed"
     DATA_LOSS = "data_loss"
+    DROP = "drop"  # drops a table or column counted to hold no data: no data lost, code that reads it breaks
     LOCK = "lock"
     RENAME = "rename"
     NOT_OFFLINE = "not_offline"  # its SQL cannot be rendered offline: the review does not show what runs

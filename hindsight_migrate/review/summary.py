@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
 from hindsight_migrate.postgres.sqlscript import statement_kinds
 from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, Concern
-from hindsight_migrate.review.plan import Dropped, MigrationPlan
+from hindsight_migrate.review.plan import DataLoss, Dropped, MigrationPlan
 from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
 from hindsight_migrate.revisions import Direction, VersionTable
 from hindsight_migrate.schema import Change
@@ -113,6 +113,23 @@ def digest(
     return PlanDigest(summarise(plan), big, inline, counts, details)
 
 
+def _revisions(count: int) -> str:
+    return f"{count} {'revision' if count == 1 else 'revisions'}"
+
+
+def _holding(loss: DataLoss) -> str:
+    """What a dropped table or column holds now: "3 rows", "1 row holds a value in it", "no row holds a value in it"."""
+    estimate = "" if loss.exact else " (the planner's estimate)"
+    if loss.kind is Dropped.TABLE:
+        if loss.exact and loss.rows == 0:
+            return "it has no rows"
+        return f"{loss.rows:,} {'row' if loss.rows == 1 else 'rows'}{estimate}"
+    if loss.exact and loss.rows == 0:
+        return "no row holds a value in it"
+    held = "row holds" if loss.rows == 1 else "rows hold"
+    return f"{loss.rows:,} {held} a value in it{estimate}"
+
+
 def summarise(plan: MigrationPlan) -> PlanSummary:
     rehearsal = plan.rehearsal
     attention: list[Attention] = []
@@ -120,17 +137,21 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
     if rehearsal is not None and rehearsal.failure is not None:
         failure = rehearsal.failure
         attention.append(
-            Attention(Concern.REHEARSAL_FAILED, failure.revision, failure.revision, f"failed: {failure.message}")
+            # The label already says FAILED: the text is what failed, not the word again.
+            Attention(Concern.REHEARSAL_FAILED, failure.revision, failure.revision, failure.message)
         )
+    # Counted to be empty, a drop loses no data: it is shown as a drop, after the locks and renames (it breaks
+    # code that reads it, as a rename does), not as data loss. An estimate of 0 (a table never analysed) is
+    # no such proof, and stays data loss.
+    drops: list[Attention] = []
     for loss in plan.data_loss:
-        holding = "rows" if loss.kind is Dropped.TABLE else "rows hold a value in it"
-        estimate = "" if loss.exact else " (the planner's estimate)"
-        attention.append(
+        empty = loss.exact and loss.rows == 0
+        (drops if empty else attention).append(
             Attention(
-                Concern.DATA_LOSS,
+                Concern.DROP if empty else Concern.DATA_LOSS,
                 loss.name,
                 _revision_dropping(plan, loss.name),
-                f"drops {loss.kind.value} {loss.name}: {loss.rows:,} {holding}{estimate}",
+                f"drops {loss.kind.value} {loss.name}: {_holding(loss)}",
                 rows=loss.rows,
             )
         )
@@ -149,6 +170,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
                         "code that still uses the old name breaks once this is applied",
                     )
                 )
+    attention += drops
     not_offline = [item for item in plan.revisions if item.sql is None]
     if not_offline:
         attention.append(
@@ -156,7 +178,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
                 Concern.NOT_OFFLINE,
                 ", ".join(item.info.revision for item in not_offline),
                 None,
-                f"{len(not_offline)} revision(s) cannot render offline SQL, so the SQL shown is not what runs: "
+                f"{_revisions(len(not_offline))} cannot render offline SQL, so the SQL shown is not what runs: "
                 + ", ".join(item.info.revision for item in not_offline),
             )
         )
@@ -167,7 +189,8 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
                 Concern.RUNS_PYTHON,
                 ", ".join(item.info.revision for item in python),
                 None,
-                f"{len(python)} revision(s) read the database from Python (get_bind), so their SQL shown is not "
+                f"{_revisions(len(python))} {'reads' if len(python) == 1 else 'read'} the database from Python "
+                "(get_bind), so their SQL shown is not "
                 "all they do: " + ", ".join(item.info.revision for item in python),
             )
         )

@@ -339,7 +339,7 @@ def test_lint_and_merge_work_on_the_stock_project(
 
     lint = invoke("-c", str(ini), "lint", "base:heads")
     assert lint.exit_code == 0, lint.output  # the stock revisions only draw warnings
-    assert "Linted 4 revision(s)" in flatten(lint.output), lint.output
+    assert "Linted 4 revisions" in flatten(lint.output), lint.output
     assert_clean_output(lint.output)
 
     merge = invoke("-c", str(ini), "merge", "-m", "join the branches")

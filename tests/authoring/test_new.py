@@ -249,8 +249,33 @@ def test_strict_exits_13_on_a_danger_and_still_writes_the_file(hindsight_project
         in out
     )
     last = flatten(result.stdout.split("hindsight-migrate up.")[-1])
-    assert last.startswith("--strict: exit 13, 1 danger(s) left in"), result.stdout
+    assert last.startswith("--strict: exit 13, 1 danger left in"), result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_dangers_said_are_the_dangers_shown_and_the_comments_written(
+    hindsight_project: Path, database_url: str
+) -> None:
+    # Three dangers, one of them a probable rename whose comment has an "instead:" line under it:
+    # that line is advice, not a fourth danger.
+    edit_models(hindsight_project, "    display_name: Mapped[str | None]", "    shown_name: Mapped[str | None]")
+    edit_models(hindsight_project, *DROP_DESCRIPTION)
+    edit_models(
+        hindsight_project,
+        "email: Mapped[str] = mapped_column(String(320))",
+        "email: Mapped[str] = mapped_column(String(100))",
+    )
+    before = revision_files(hindsight_project)
+
+    result = run(hindsight_project, "--url", database_url, "new", "three dangers")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = flatten(result.stdout)
+    printed = out.count("danger: ")
+    written = written_file(hindsight_project, before).read_text().count("# DANGER:")
+    assert printed == written == 3, result.stdout
+    assert "3 dangers are marked in it with a # DANGER: comment above the operation." in out
+    assert "4 danger" not in out and "danger(s)" not in out
 
 
 def test_strict_without_a_danger_exits_0(hindsight_project: Path, database_url: str) -> None:

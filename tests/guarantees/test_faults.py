@@ -239,7 +239,7 @@ def test_four_concurrent_ups_apply_each_revision_once(tmp_path: Path, database_u
     assert ExitCode.OK in codes, shown
     assert all("Traceback" not in out + err for _, out, err in outputs), shown
     upgraded = [out for code, out, _ in outputs if code == 0 and "Upgraded" in out]
-    assert len(upgraded) == 1 and "6 revision(s)" in flatten(upgraded[0]), shown
+    assert len(upgraded) == 1 and "6 revisions" in flatten(upgraded[0]), shown
     for code, out, err in outputs:
         if code == ExitCode.OK and "Upgraded" not in out:
             # A loser that planned before the winner finished says another run applied it; one that

@@ -574,7 +574,7 @@ def test_check_json_names_the_table_and_column_the_models_change(hindsight_proje
     tokens = pr_comment(shown.stdout)
     visible = summary_texts(tokens)
     assert visible[0] == "Check"
-    assert visible[1].startswith("check found 1 problem(s)")
+    assert visible[1].startswith("check found 1 problem ")
     needs = next(table for table in tables(tokens) if table[0] == ["", "Severity", "Kind", "What"])
     assert needs[1][1:3] == ["PROBLEM", "models"]
     items = next(table for table in tables(tokens) if table[0][0] == "Detail")

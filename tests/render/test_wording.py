@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from hindsight_migrate.postgres.audit_records import Outcome
-from hindsight_migrate.render.reports import OUTCOME_WORDS
+from hindsight_migrate.render.reports import OUTCOME_STYLES
 from hindsight_migrate.render.wording import (
     CHANGE_WORDS,
     CONCERN_WORDS,
     DIFF_MARKS,
     DIFF_ORDER,
     NO_REHEARSAL_WORDS,
+    OUTCOME_WORDS,
     STATE_MARKS,
 )
 from hindsight_migrate.review.kinds import ChangeKind, Concern, NoRehearsal
@@ -21,7 +22,7 @@ def test_every_concern_change_kind_reason_and_outcome_has_words() -> None:
     assert set(CONCERN_WORDS) == set(Concern)
     assert set(CHANGE_WORDS) == set(ChangeKind)
     assert set(NO_REHEARSAL_WORDS) == set(NoRehearsal)
-    assert set(OUTCOME_WORDS) == set(Outcome)
+    assert set(OUTCOME_WORDS) == set(OUTCOME_STYLES) == set(Outcome)
 
 
 def test_every_schema_change_and_revision_state_has_its_mark_and_place() -> None:

@@ -405,7 +405,7 @@ def test_colour_is_kept_on_a_terminal(hindsight_project: Path, monkeypatch: pyte
 
 
 def test_history_says_how_the_last_apply_ended_for_every_outcome(tmp_path: Path, database_url: str) -> None:
-    """An interrupted run, or one that found nothing to do, is not shown as "succeeded"."""
+    """An interrupted run is not shown as "succeeded"; a run that found nothing to do is not the last apply."""
     from tests.harness.projects import TINY_BASE, Rev, tiny_project
 
     ini = str(tiny_project(tmp_path / "p", Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("SELECT 1")')))
@@ -425,6 +425,6 @@ def test_history_says_how_the_last_apply_ended_for_every_outcome(tmp_path: Path,
     engine.dispose()
     interrupted = invoke("-c", ini, "--url", database_url, "history")
 
-    assert "nothing to do." in flatten(nothing.output), nothing.output
+    assert f"{TINY_BASE} → bbbb00000002, succeeded." in flatten(nothing.output), nothing.output
     assert "interrupted (Ctrl-C or SIGTERM)." in flatten(interrupted.output), interrupted.output
     assert "succeeded" not in flatten(interrupted.output).split("Last apply:")[1]

@@ -202,7 +202,7 @@ def test_a_288_revision_first_deployment_stays_reviewable(tmp_path: Path, databa
     assert len(summary) <= 40, "\n".join(summary)
     said = flatten("\n".join(summary))
     assert f"bootstrap, then {CHAIN} revisions" in said
-    assert "13 revision(s) cannot render offline SQL" in said, said
+    assert "13 revisions cannot render offline SQL" in said, said
     # The list folded to its ends, each revision one line with its statements counted by kind.
     listed = [line for line in lines if re.match(r" +\d+  r\d{4}  ", line)]
     assert [line.split()[1] for line in listed] == [f"r{n:04d}" for n in (1, 2, 3, 4, 5, 284, 285, 286, 287, 288)]

@@ -26,6 +26,7 @@ from hindsight_migrate.config import resolve_settings
 from hindsight_migrate.errors import ExitCode
 from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.database import open_database
+from hindsight_migrate.render.wording import IMPACT_COLUMNS
 from hindsight_migrate.review.plan import plan_upgrade
 from hindsight_migrate.review.rehearsal import RehearsalOptions, RehearsalPlace
 from hindsight_migrate.schema import diff_schemas
@@ -159,10 +160,12 @@ def test_dry_run_shows_the_measured_plan_and_changes_nothing(hindsight_project: 
     impact = table_lines(out, "Impact at the target")
     transcripts = [line for line in impact if "public.agent_transcripts" in line]
     assert len(transcripts) == 1, out
-    assert HEAD in transcripts[0] and "ACCESS EXCLUSIVE" in transcripts[0] and "rewritten" in transcripts[0]
+    rewritten = 1 + IMPACT_COLUMNS.index("Rewritten")  # the cell after the table's left border
+    assert HEAD in transcripts[0] and "ACCESS EXCLUSIVE" in transcripts[0]
+    assert transcripts[0].split("│")[rewritten].strip() == "yes", out
     # A rename changes the catalog only: nothing is rewritten.
     rename = next(line for line in impact if AFTER_BASELINE in line)
-    assert "public.memory_blocks" in rename and "rewritten" not in rename
+    assert "public.memory_blocks" in rename and rename.split("│")[rewritten].strip() == "no", out
     assert "Dry run" in result.stderr
     assert dbstate.snapshot(database_url) == before
     assert up_runs(database_url) == []
