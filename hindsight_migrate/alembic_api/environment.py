@@ -14,6 +14,7 @@ import io
 import logging
 import logging.config
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +65,25 @@ class EnvironmentRunner:
                 "SQL: restore it (alembic init writes one), or point script_location at the folder that has it."
             )
         self.workspace.directory.run_env()
+
+    # -- probing ------------------------------------------------------------------------
+
+    def url_env_py_asks_for(self) -> str | None:
+        """Connects nowhere, writes nothing: the URL env.py builds its engine with, or None if it names none.
+
+        env.py runs online, as ``alembic upgrade`` runs it, up to the engine factory it calls (see
+        :func:`.handoff.probe`); what it raises before that is the project's error, with its line.
+        """
+        def nothing(heads: Any, context: Any) -> list[Any]:
+            return []
+
+        # No bytecode written next to env.py (or a module it imports) by a run that only looks.
+        writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+        try:
+            with self._translated(), self._quiet_alembic(), self._environment(nothing):
+                return handoff.probe(self.env_py, self._run_env)
+        finally:
+            sys.dont_write_bytecode = writes_bytecode
 
     # -- online ---------------------------------------------------------------------------
 
