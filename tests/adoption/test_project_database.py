@@ -217,6 +217,21 @@ def test_a_url_flag_for_another_database_than_env_py_builds_is_still_refused(
     assert alembic_version(other) is None
 
 
+def test_the_embedded_server_is_used_only_when_env_py_names_no_database_either(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    ini = init_project(project, "generic")
+    # Alembic's own env.py, its sqlalchemy.url line deleted: engine_from_config on a section with no URL.
+    text, count = PLACEHOLDER_LINE.subn("", ini.read_text())
+    assert count == 1
+    ini.write_text(text)
+
+    result = invoke("-c", str(ini), "status")
+
+    assert_failure(result, 10)  # behind: R1..R3 pending on the new embedded database
+    assert "embedded PostgreSQL" in flatten(result.output), result.output
+    assert (project / ".hindsight" / "pgdata").is_dir()
+
+
 # -- the driver the project configured -------------------------------------------------------
 
 
