@@ -14,6 +14,7 @@ import io
 import logging
 import logging.config
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 from alembic import command
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import RevisionStep
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from hindsight_migrate.alembic_api import handoff
 from hindsight_migrate.alembic_api.translate import alembic_errors
-from hindsight_migrate.errors import ConfigError, Refused, Section
+from hindsight_migrate.errors import ConfigError, ProjectCodeFailed, Refused, Section
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.revisions import RevisionInfo, VersionTable
 
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
 
 # Offline rendering needs only the dialect; env.py files read the URL from sqlalchemy.url.
 _OFFLINE_URL = "postgresql+psycopg://"
+# Put in sqlalchemy.url while probing an env.py that refused to go on without one: never connected to.
+_STAND_IN_DATABASE = "hindsight_migrate_probe"
+_STAND_IN_URL = f"postgresql+psycopg://hindsight-migrate@localhost/{_STAND_IN_DATABASE}"
 
 
 class EnvironmentRunner:
@@ -64,6 +69,54 @@ class EnvironmentRunner:
                 "SQL: restore it (alembic init writes one), or point script_location at the folder that has it."
             )
         self.workspace.directory.run_env()
+
+    # -- probing ------------------------------------------------------------------------
+
+    def url_env_py_asks_for(self) -> str | None:
+        """Connects nowhere, writes nothing: the URL env.py builds its engine with, or None if it names none.
+
+        env.py runs online, as ``alembic upgrade`` runs it, up to the engine factory it calls (see
+        :func:`.handoff.probe`); what it raises before that is the project's error, with its line.
+        """
+        try:
+            return self._probe()
+        except ProjectCodeFailed as failed:
+            # Many env.py files stop when sqlalchemy.url is empty ("No database URL: set DATABASE_URL"),
+            # the URL the tool fills in. Given a stand-in there, such an env.py hands exactly it over: it
+            # names no database of its own. Any other outcome leaves env.py's error as it was.
+            with self._main_url(_STAND_IN_URL):
+                try:
+                    asked = self._probe()
+                except ProjectCodeFailed:
+                    raise failed from None
+            if asked is None or _database_of(asked) != _STAND_IN_DATABASE:
+                raise
+            return None
+
+    @contextmanager
+    def _main_url(self, url: str) -> Iterator[None]:
+        config = self.workspace.config
+        saved = config.get_main_option("sqlalchemy.url")
+        config.set_main_option("sqlalchemy.url", url)
+        try:
+            yield
+        finally:
+            if saved is None:
+                config.file_config.remove_option(config.config_ini_section, "sqlalchemy.url")
+            else:
+                config.set_main_option("sqlalchemy.url", saved.replace("%", "%%"))
+
+    def _probe(self) -> str | None:
+        def nothing(heads: Any, context: Any) -> list[Any]:
+            return []
+
+        # No bytecode written next to env.py (or a module it imports) by a run that only looks.
+        writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+        try:
+            with self._translated(), self._quiet_alembic(), self._environment(nothing):
+                return handoff.probe(self.env_py, self._run_env)
+        finally:
+            sys.dont_write_bytecode = writes_bytecode
 
     # -- online ---------------------------------------------------------------------------
 
@@ -342,6 +395,13 @@ class EnvironmentRunner:
         # instance's attributes, and it only knows EnvironmentContext itself, not subclasses.
         environment.configure = configure  # type: ignore[method-assign]
         return environment
+
+
+def _database_of(url: str) -> str | None:
+    try:
+        return make_url(url).database
+    except (ArgumentError, ValueError):
+        return None
 
 
 def _step(revision_map: Any, script: Any, *, downgrade: bool) -> Any:

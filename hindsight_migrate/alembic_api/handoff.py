@@ -58,6 +58,7 @@ class _Handoff:
     expected: ExpectedDatabase | None
     env_py: Path
     asked: list[str] = field(default_factory=list)  # masked URLs env.py asked for, for messages
+    probing: bool = False  # only finding out which database env.py names: the first factory call ends env.py
 
     def engine_for(self, url: Any) -> Engine:
         if self.connection is None:
@@ -95,6 +96,46 @@ def handed_over(connection: Connection, expected: ExpectedDatabase, env_py: Path
     finally:
         connection.__dict__.pop("connect", None)
         connection.__dict__.pop("close", None)
+
+
+class _Probed(BaseException):
+    """Ends env.py at the first engine it asks for while probing: nothing connects, no revision runs.
+
+    A BaseException, as KeyboardInterrupt: an env.py that wraps its work in ``except Exception``
+    (to log and re-raise, or to fall back) must not swallow it and go on.
+    """
+
+    def __init__(self, url: Any) -> None:
+        super().__init__("env.py probed")
+        self.url = url
+
+
+def probe(env_py: Path, run_env: Callable[[], None]) -> str | None:
+    """Connects nowhere, writes nothing: the URL env.py hands SQLAlchemy's engine factory (``create_engine``,
+    ``engine_from_config``, the async two), found by running env.py online until it asks for an engine.
+
+    None when env.py names no database: it builds no engine, or builds it from a configuration
+    with no URL in it. What env.py raises before it asks (its own errors) propagates.
+    """
+    try:
+        with _factories_installed(), _active(_Handoff(None, None, env_py, probing=True)):
+            run_env()
+    except _Probed as probed:
+        return _as_text(probed.url)
+    return None
+
+
+def _as_text(url: Any) -> str | None:
+    if url is None:
+        return None
+    if isinstance(url, str):
+        text = url
+    elif hasattr(url, "render_as_string"):  # a sqlalchemy URL env.py built with URL.create()
+        text = url.render_as_string(hide_password=False)
+    else:
+        text = str(url)
+    remember_secret_of(text)
+    return text
 
 
 @contextmanager
@@ -337,21 +378,28 @@ def _handing_over(original: Any, *, from_config: bool, asynchronous: bool) -> An
         handoff = _current.get()
         if handoff is None:
             return original(*args, **kwargs)
-        url = _url_from_config(args, kwargs) if from_config else (args[0] if args else kwargs.get("url"))
+        if handoff.probing:
+            raise _Probed(_url_from_config(args, kwargs, required=False) if from_config else _url_given(args, kwargs))
+        url = _url_from_config(args, kwargs) if from_config else _url_given(args, kwargs)
         engine = handoff.engine_for(url)
         return _BoundAsyncEngine(engine._lent, engine.url) if asynchronous else engine  # type: ignore[attr-defined]
 
     return factory
 
 
-def _url_from_config(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _url_given(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The URL create_engine(url, **kwargs) asks for."""
+    return args[0] if args else kwargs.get("url")
+
+
+def _url_from_config(args: tuple[Any, ...], kwargs: dict[str, Any], *, required: bool = True) -> Any:
     """The URL engine_from_config(configuration, prefix, **kwargs) asks for, read as SQLAlchemy reads it."""
     if "url" in kwargs:
         return kwargs["url"]
     configuration = args[0] if args else kwargs.get("configuration") or {}
     prefix = args[1] if len(args) > 1 else kwargs.get("prefix", "sqlalchemy.")
     url = configuration.get(f"{prefix}url")
-    if url is None:
+    if url is None and required:
         raise EnvAsksForAnotherDatabase(
             f"env.py called engine_from_config() with a configuration that has no {prefix}url, so it names no "
             "database. hindsight-migrate puts the database it resolved in sqlalchemy.url of the config section "

@@ -42,8 +42,29 @@ def open_all(options: GlobalOptions) -> tuple[Settings, AlembicProject, Database
     from hindsight_migrate.postgres.database import open_database
 
     settings, project = open_project(options)
+    if settings.database.ask_env_py:
+        settings, project = _database_env_py_names(settings, project)
     render.announce_database(settings)  # stderr: --json output on stdout stays clean
     database = open_database(settings.database)
     # env.py is handed this database, and may ask for no other (the embedded server's URL is known only now).
     project.bind_target(database.engine.url, settings.database.origin)
     return settings, project, database
+
+
+def _database_env_py_names(settings: Settings, project: AlembicProject) -> tuple[Settings, AlembicProject]:
+    """Nobody named a database: the one env.py connects to (as raw ``alembic upgrade`` would), if it names one.
+
+    Asked before the embedded server starts, so that it starts (and its folder is made) only for a
+    project whose env.py names no database either.
+    """
+    from dataclasses import replace
+
+    from hindsight_migrate.alembic_api import AlembicProject
+    from hindsight_migrate.config import from_env_py
+
+    env_py = project.env.env_py
+    source = from_env_py(settings.database, project.env.url_env_py_asks_for(), str(project.relative(env_py)))
+    if source is settings.database:
+        return settings, project
+    settings = replace(settings, database=source)
+    return settings, AlembicProject(settings)

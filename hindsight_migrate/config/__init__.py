@@ -33,7 +33,7 @@ from hindsight_migrate.config.settings import (
     Settings,
     ToolSettings,
 )
-from hindsight_migrate.config.urls import normalize_url
+from hindsight_migrate.config.urls import from_env_py, normalize_url
 
 __all__ = [
     "DEFAULT_INI",
@@ -44,6 +44,7 @@ __all__ = [
     "DatabaseSource",
     "Settings",
     "ToolSettings",
+    "from_env_py",
     "normalize_url",
     "resolve_settings",
 ]

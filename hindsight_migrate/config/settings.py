@@ -32,6 +32,12 @@ class DatabaseSource:
     # Why the URL that won cannot be used (Alembic's placeholder): said when a command needs the
     # database, so the commands that need none (history --offline, up --sql, lint RANGE) still run.
     unusable: str | None = None
+    # The URL as the project wrote it (its own driver: +asyncpg, +psycopg2), for showing: the tool
+    # connects with psycopg 3, but the reader knows the database by the URL they configured.
+    written: str | None = None
+    # Nobody named a database (no --url, DATABASE_URL, nor a real sqlalchemy.url): the target is the
+    # one env.py connects to, if it names one; the embedded server (or the refusal) only if not.
+    ask_env_py: bool = False
 
     @property
     def is_embedded(self) -> bool:
@@ -43,7 +49,15 @@ class DatabaseSource:
             return f"no usable database ({self.origin} holds Alembic's placeholder URL)"
         if self.url is None:
             return f"embedded PostgreSQL ({self.embedded_data_dir})"
-        return mask_secrets(self.url)
+        return mask_secrets(self.written or self.url)
+
+    @property
+    def other_driver(self) -> bool:
+        """The URL names a driver other than psycopg 3 (``+asyncpg``), while the tool connects with psycopg 3."""
+        if self.url is None or self.written is None:
+            return False
+        scheme = self.written.partition("://")[0].lower()
+        return "+" in scheme and scheme.partition("+")[2] != "psycopg"
 
 
 @dataclass(frozen=True)

@@ -33,28 +33,54 @@ def resolve_database(
             "--url was given an empty value. Give the database URL (postgresql://USER@HOST:PORT/DATABASE), "
             "or leave --url out to use DATABASE_URL, .env, sqlalchemy.url or the embedded server."
         )
-    candidates: list[tuple[str | None, str]] = [
+    named: list[tuple[str | None, str]] = [
         (flag_url, "--url"),
         (os.environ.get("DATABASE_URL"), "DATABASE_URL (environment)"),
     ]
     dotenv_path = _find_dotenv(cwd)
     if dotenv_path is not None:
-        candidates.append((_dotenv_database_url(dotenv_path), f"DATABASE_URL ({dotenv_path})"))
-    configured = _configured_url(ini, toml, section)
-    if configured is not None:
-        candidates.append(configured)
-
-    for raw, origin in candidates:
+        named.append((_dotenv_database_url(dotenv_path), f"DATABASE_URL ({dotenv_path})"))
+    for raw, origin in named:
         if raw is not None and raw.strip():
             if PLACEHOLDER.match(raw.strip()):
                 words = _placeholder_words(raw.strip(), origin, project_dir)
                 return DatabaseSource(url=None, origin=origin, unusable=words)
-            return DatabaseSource(url=normalize_url(raw.strip(), origin), origin=origin)
+            return _source(raw.strip(), origin)
+
+    embedded_data_dir = project_dir / EMBEDDED_DATA_DIR
+    configured = _configured_url(ini, toml, section)
+    if configured is not None and configured[0].strip():
+        raw, origin = configured[0].strip(), configured[1]
+        if not PLACEHOLDER.match(raw):
+            return _source(raw, origin)
+        # Many env.py files never read sqlalchemy.url (they build the URL from the app's settings): the
+        # placeholder is refused only if env.py names no database of its own (see from_env_py).
+        words = _placeholder_words(raw, origin, project_dir)
+        return DatabaseSource(
+            url=None, origin=origin, unusable=words, embedded_data_dir=embedded_data_dir, ask_env_py=True
+        )
     return DatabaseSource(
         url=None,
         origin="embedded server (no database URL configured)",
-        embedded_data_dir=project_dir / EMBEDDED_DATA_DIR,
+        embedded_data_dir=embedded_data_dir,
+        ask_env_py=True,
     )
+
+
+def from_env_py(source: DatabaseSource, asked: str | None, env_py: str) -> DatabaseSource:
+    """The database when nobody named one: the one env.py hands SQLAlchemy's engine factory, if it names one.
+
+    ``asked`` is that URL (None: env.py built no engine, or one from a configuration with no URL);
+    ``env_py`` is its path as shown. The placeholder, or no URL, leaves ``source`` as it was: the
+    embedded server, or the placeholder's refusal.
+    """
+    if asked is None or not asked.strip() or PLACEHOLDER.match(asked.strip()):
+        return source
+    return _source(asked.strip(), f"the URL env.py builds ({env_py})")
+
+
+def _source(raw: str, origin: str) -> DatabaseSource:
+    return DatabaseSource(url=normalize_url(raw, origin), origin=origin, written=raw)
 
 
 def _configured_url(ini: IniFile | None, toml: TomlFile | None, section: str) -> tuple[str, str] | None:

@@ -115,11 +115,15 @@ def announce_database(settings: Settings) -> None:
     if source.is_embedded:
         err().print(
             f"[bold]Database:[/] embedded PostgreSQL in {safe_markup(source.embedded_data_dir)} "
-            "[dim](no --url, DATABASE_URL or sqlalchemy.url is set; the server starts on demand "
-            "and stops when this command exits)[/]"
+            "[dim](no --url, DATABASE_URL or sqlalchemy.url is set, and env.py names no database; the server "
+            "starts on demand and stops when this command exits)[/]"
         )
     else:
-        err().print(f"[bold]Database:[/] {safe_markup(source.masked_url)} [dim](from {safe_markup(source.origin)})[/]")
+        # The URL is shown with the project's driver; said once that the tool's connection is psycopg 3's.
+        driver = "; connected with psycopg 3" if source.other_driver else ""
+        err().print(
+            f"[bold]Database:[/] {safe_markup(source.masked_url)} [dim](from {safe_markup(source.origin)}{driver})[/]"
+        )
 
 
 def error(problem: HindsightMigrateError) -> None:

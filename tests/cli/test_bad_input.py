@@ -194,7 +194,7 @@ def test_unreachable_server(hindsight_project: Path) -> None:
     assert_failure(
         result,
         ExitCode.CONNECTION,
-        "Cannot connect to postgresql+psycopg://postgres@127.0.0.1:1/postgres",
+        "Cannot connect to postgresql://postgres@127.0.0.1:1/postgres",  # the URL as given
         "The server could not be reached",
         "Database said",
     )

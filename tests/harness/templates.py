@@ -212,6 +212,20 @@ def raw_alembic(project_dir: Path, config_args: list[str], url: str, *args: str)
     return done
 
 
+def raw_alembic_as_written(folder: Path, *args: str, environment: dict[str, str] | None = None) -> None:
+    """Run the ``alembic`` command in ``folder`` on the project as it is, with ``environment`` added (an
+    env.py that builds its URL itself finds it there, or in files the project holds)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=folder,
+        env={**_env(), **(environment or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"alembic {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+
+
 def schema_of(url: str) -> dict[str, Any]:
     """A comparable description of the database's schemas (the tool's own ``hindsight_migrate``
     left out: raw Alembic has no such thing): tables with their columns, indexes, constraints,

@@ -237,7 +237,7 @@ def test_unreachable_database_still_shows_the_graph(hindsight_project: Path) -> 
     assert set(table_rows(result.stdout)) == ALL_REVISIONS
     out = flatten(result.output)
     assert "Database not reachable, so applied/pending is unknown" in out
-    assert "Cannot connect to postgresql+psycopg://postgres@127.0.0.1:1/nope" in out
+    assert "Cannot connect to postgresql://postgres@127.0.0.1:1/nope" in out
     assert "Database not consulted" not in out
 
     document = history_json("-c", ini, "--url", UNREACHABLE_URL, "history", "--json")
