@@ -171,7 +171,7 @@ def test_a_later_plan_scales_its_predictions_by_what_earlier_applies_held(tmp_pa
     )
 
     planned = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--format", "json")
-    shown = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+    shown = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--details")
 
     assert planned.exit_code == 0, planned.output
     (cost,) = [c for c in valid_document(planned.stdout, "plan")["plan"]["rehearsal"]["costs"]]

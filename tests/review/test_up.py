@@ -94,8 +94,10 @@ def columns(url: str, table: str) -> dict[str, tuple[str, str]]:
 
 
 def pending_order(stdout: str) -> list[str]:
-    """The revision ids of the 'Pending revisions' table, in the order shown."""
-    return re.findall(r"^│\s*\d+\s*│\s*([0-9a-f]{12})\s*│", stdout, flags=re.MULTILINE)
+    """The revision ids of the pending revisions, in the order shown: one line each ("  1  rev  message"),
+    or the rows of the table --details shows."""
+    listed = re.findall(r"^ +\d+  ([0-9a-f]{12})  ", stdout, flags=re.MULTILINE)
+    return listed or re.findall(r"^│\s*\d+\s*│\s*([0-9a-f]{12})\s*│", stdout, flags=re.MULTILINE)
 
 
 def table_lines(stdout: str, title: str) -> list[str]:
@@ -133,7 +135,7 @@ def test_dry_run_shows_the_measured_plan_and_changes_nothing(hindsight_project: 
     ini = bootstrapped(hindsight_project / "alembic.ini", database_url)
     before = dbstate.snapshot(database_url)
 
-    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--details")
 
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -417,7 +419,7 @@ def test_locks_taken_before_an_autocommit_block_are_in_the_impact(tmp_path: Path
         database_url,
     )
 
-    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--details")
 
     assert result.exit_code == 0, result.output
     things = [line for line in table_lines(result.stdout, "Impact at the target") if "public.things" in line]
@@ -462,7 +464,7 @@ def test_a_database_with_only_a_collation_is_copied_for_the_rehearsal(tmp_path: 
         Rev("bbbb00000002", (TINY_BASE,), upgrade='op.execute("CREATE TABLE labels (name text COLLATE app_c)")'),
     )
 
-    result = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run")
+    result = invoke("-c", str(ini), "--url", database_url, "up", "--dry-run", "--details")
 
     assert result.exit_code == 0, result.output
     assert any("public.labels" in line for line in table_lines(result.stdout, "Schema diff")), result.stdout
@@ -493,7 +495,7 @@ def test_rehearsal_on_the_target_rolls_back(tmp_path: Path, database_url: str) -
     )
     before = dbstate.snapshot(database_url)
 
-    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--rehearse-on", "target")
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--details", "--rehearse-on", "target")
 
     assert result.exit_code == 0, result.output
     assert "the target itself, in one transaction that was rolled back" in flatten(result.stdout)
