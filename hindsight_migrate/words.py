@@ -31,7 +31,8 @@ def rows_phrase(rows: int | None, exact: bool) -> str:
     """A table's rows in a sentence: "15 rows", "an estimated 2,000,000 rows", "rows unknown"."""
     if rows is None:
         return "rows unknown (never analysed)"
-    return f"{rows:,} rows" if exact else f"an estimated {rows:,} rows"
+    noun = "row" if rows == 1 else "rows"
+    return f"{rows:,} {noun}" if exact else f"an estimated {rows:,} {noun}"
 
 
 def seconds_text(seconds: float) -> str:

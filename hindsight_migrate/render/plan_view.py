@@ -262,16 +262,20 @@ def stakes(plan: MigrationPlan) -> None:
     """A few lines right above the confirmation: what is destroyed, the longest blocking lock, what is
     rewritten (the largest table first) and renamed."""
     console = err()
-    if plan.data_loss:
+    destroyed = [loss for loss in plan.data_loss if loss.holds_data]
+    empty = [loss for loss in plan.data_loss if not loss.holds_data]
+    if destroyed:
         losses = ", ".join(
-            f"{loss.kind.value} {loss.name} ({loss.rows:,} rows{'' if loss.exact else ', estimated'})"
-            for loss in plan.data_loss
+            f"{loss.kind.value} {loss.name} ({rows_phrase(loss.rows, loss.exact)})" for loss in destroyed
         )
         console.print(f"[bold red]Destroys:[/] {safe_markup(losses)}")
     elif plan.rehearsal is not None and plan.rehearsal.ok:
         console.print("Destroys: no table or column that holds data.")
     else:
         console.print("[yellow]Destroys: not measured[/] (no rehearsal).")
+    if empty:
+        drops = ", ".join(f"{loss.kind.value} {loss.name}" for loss in empty)
+        console.print(f"[bold]Drops, empty:[/] {safe_markup(drops)} (code that reads it breaks).")
     blocking = plan.rehearsal.longest_blocking() if plan.rehearsal is not None else None
     if blocking is not None:
         rows = f", {rows_phrase(blocking.size.estimated_rows, blocking.size.rows_exact)}" if blocking.size else ""
@@ -321,12 +325,16 @@ def _data_loss(plan: MigrationPlan) -> None:
         f"[bold red]Data loss:[/] what the {'downgrade' if plan.direction is Direction.DOWN else 'upgrade'} drops, "
         "and the rows that hold data in it now"
     )
+    # In red only what holds data: a drop counted to be empty loses nothing (it still breaks code that reads it).
     grid(
         console,
         None,
-        [Column("Drops", style="red"), Column("Name", style="red"), Column("Rows with data", style="red")],
+        [Column("Drops"), Column("Name"), Column("Rows with data")],
         (
-            [loss.kind.value, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)")]
+            [
+                Text(cell, style="red" if loss.holds_data else "")
+                for cell in (loss.kind.value, loss.name, f"{loss.rows:,}" + ("" if loss.exact else " (estimate)"))
+            ]
             for loss in plan.data_loss
         ),
     )

@@ -55,6 +55,11 @@ class DataLoss:
     rows: int  # rows of the table; for a column, rows where it is not NULL
     exact: bool  # False when counting took too long and this is the planner's estimate
 
+    @property
+    def holds_data(self) -> bool:
+        """Whether dropping it loses data: only an exact count of 0 proves it holds none (an estimate does not)."""
+        return self.rows > 0 or not self.exact
+
 
 @dataclass(frozen=True)
 class MigrationPlan:

@@ -145,7 +145,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
     # no such proof, and stays data loss.
     drops: list[Attention] = []
     for loss in plan.data_loss:
-        empty = loss.exact and loss.rows == 0
+        empty = not loss.holds_data
         (drops if empty else attention).append(
             Attention(
                 Concern.DROP if empty else Concern.DATA_LOSS,

@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from hindsight_migrate.cli import prompts
 from tests.conftest import bootstrapped, flatten, invoke
 from tests.harness import dbstate
 from tests.harness.projects import TINY_BASE, Rev, tiny_project
@@ -81,7 +84,9 @@ def test_one_revision_is_counted_as_one_revision(tmp_path: Path) -> None:
         assert "1 revisions" not in out
 
 
-def test_a_dropped_column_no_row_holds_a_value_in_is_a_drop_not_data_loss(tmp_path: Path, database_url: str) -> None:
+def test_a_dropped_column_no_row_holds_a_value_in_is_a_drop_not_data_loss(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ini = bootstrapped(
         tiny_project(
             tmp_path / "p",
@@ -100,6 +105,13 @@ def test_a_dropped_column_no_row_holds_a_value_in_is_a_drop_not_data_loss(tmp_pa
     out = flatten(result.output)
     assert "Needs attention (1) ▲ DROP drops column public.things.note: no row holds a value in it" in out, out
     assert "DATA LOSS" not in out and "0 rows hold a value" not in out
+
+    # Above the prompt too: nothing is destroyed, and the empty drop is named for the code that reads it.
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
+    asked = flatten(invoke("-c", ini, "--url", database_url, "up", input="no\nno\nno\n").output)
+    recap = asked[asked.index("Plan fingerprint") : asked.index("Type the")]
+    assert "Destroys: no table or column that holds data." in recap, recap
+    assert "Drops, empty: column public.things.note (code that reads it breaks)." in recap, recap
 
 
 def test_one_row_holding_a_value_is_one_row_of_data_loss(tmp_path: Path, database_url: str) -> None:
