@@ -200,6 +200,11 @@ def status(result: Status) -> None:
             f"  [red]Edited after it was applied:[/] {safe_markup(edited.revision)} {safe_markup(edited.path)} "
             f"(SHA-256 then {edited.recorded_sha256[:12]}…, now {edited.file_sha256[:12]}…)"
         )
+    for reformatted in result.reformatted:
+        console.print(
+            f"  Reformatted after it was applied: {safe_markup(reformatted.revision)} "
+            f"{safe_markup(reformatted.path)} (comments, docstrings or layout only: the same code, not an edit)"
+        )
     if result.unrecorded:
         console.print(
             "  [dim]No checksum recorded (applied before this tool kept them): "

@@ -179,7 +179,8 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
     checked = (
         "heads",
         "downgrades",
-        "applied files against their checksums"
+        "applied files against their checksums (comments, docstrings and layout do not count"
+        + (f"; {len(status.reformatted)} reformatted, the same code)" if status.reformatted else ")")
         if status.unread(audit.APPLIED_REVISIONS) is None
         else "applied files (skipped: the checksums cannot be read)",
         "V1 against its bootstrap record"
