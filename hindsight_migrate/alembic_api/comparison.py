@@ -134,3 +134,18 @@ def _install() -> None:
         return state.compare_server_default(self.connection, *args)
 
     PostgresqlImpl.compare_server_default = compare_server_default  # type: ignore[method-assign]
+
+    # A column the models leave without Identity() that the database made an identity (V1's SQL, say): the models
+    # leave its generator to the database, as a SERIAL's nextval() is left (Alembic compares neither unless asked;
+    # asked by the tool, it would write an alter_column dropping the identity). An identity the models declare is
+    # compared as Alembic does.
+    identity_as_alembic_does: Any = PostgresqlImpl._compare_identity_default  # untyped in Alembic
+
+    @functools.wraps(identity_as_alembic_does)
+    def compare_identity_default(self: PostgresqlImpl, metadata_identity: Any, inspector_identity: Any) -> Any:
+        state = _current.get()
+        if state is not None and state.server_defaults is ComparedBy.TOOL and metadata_identity is None:
+            return set(), set(), False
+        return identity_as_alembic_does(self, metadata_identity, inspector_identity)
+
+    PostgresqlImpl._compare_identity_default = compare_identity_default  # type: ignore[method-assign,assignment]
