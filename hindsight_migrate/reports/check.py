@@ -1,8 +1,9 @@
 """``check``: everything CI should refuse, in one list.
 
 The models differ from the schema at head (autogenerate would write something); the chain
-has more than one head; a revision cannot be reverted; a revision file was edited after it
-was applied; lint errors in revisions not applied yet.
+has more than one head; a revision cannot be reverted; a revision's code was edited after it
+was applied (a reformat is not); lint errors in revisions not applied yet. What autogenerate
+compared (types, server defaults) is said, and a server default it could not compare is a warning.
 """
 
 from __future__ import annotations
