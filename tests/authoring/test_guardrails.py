@@ -155,6 +155,22 @@ def test_what_env_py_turns_off_stays_off_and_is_said(tmp_path: Path, database_ur
     assert "Not compared: column types (env.py passes compare_type=False); server defaults (env.py passes " in said
 
 
+def test_env_pys_own_comparison_function_is_used(tmp_path: Path, database_url: str) -> None:
+    project = project_with_models(tmp_path / "proj")
+    # A function that finds every server default the same: the project's choice, used as it is, and said.
+    edit(
+        project / "migrations" / "env.py",
+        "connection=connection, target_metadata=target_metadata",
+        "connection=connection, target_metadata=target_metadata, compare_server_default=lambda *args: False",
+    )
+    edit(project / "migrations" / "models.py", NAME, NAME_WITH_DEFAULT)
+
+    checked = run(project, "--url", database_url, "check")
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "types compared, server defaults compared by env.py's own function" in flatten(checked.stdout)
+
+
 def test_a_default_postgresql_cannot_compare_is_listed_not_passed(tmp_path: Path, database_url: str) -> None:
     project = project_with_models(tmp_path / "proj")
     edit(
