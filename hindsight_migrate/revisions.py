@@ -78,3 +78,58 @@ class Operation:
     existing_type: str | None = None  # alter_column: the type before
     nullable: bool | None = None  # add_column: the column's; alter_column: the new nullability
     has_server_default: bool = False
+    # alter_column: the new server default as SQL ("NULL" when it is dropped); None when it does not change.
+    server_default: str | None = None
+
+
+class ComparedBy(Enum):
+    """Who decided whether autogenerate compares something (types, server defaults); the value is JSON's."""
+
+    TOOL = "tool"  # env.py asked for the comparison or left it to the tool: compared, the tool's way
+    ENV_PY = "env_py"  # env.py passed a function of its own: compared, its way
+    OFF = "off"  # env.py passed False: not compared
+
+
+@dataclass(frozen=True)
+class UncomparedDefault:
+    """A column whose server default could not be compared: what each side holds, and why."""
+
+    table: str
+    column: str
+    database: str | None  # the default in the database, as PostgreSQL shows it
+    models: str  # the models' default, as SQL
+    why: str  # what PostgreSQL said when the models' default was stored as it would store it
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What autogenerate compared between the models and the database, besides tables, columns, indexes and keys."""
+
+    types: ComparedBy
+    server_defaults: ComparedBy
+    uncompared_defaults: tuple[UncomparedDefault, ...] = ()  # compared, except these (said, never passed)
+
+    def not_compared(self) -> tuple[str, ...]:
+        """What was not compared, one phrase each: options env.py turned off, and each server default PostgreSQL
+        could not store as the models have it (with what it said)."""
+        said = ["column types (env.py passes compare_type=False)"] if self.types is ComparedBy.OFF else []
+        if self.server_defaults is ComparedBy.OFF:
+            said.append("server defaults (env.py passes compare_server_default=False)")
+        said += [
+            f"the server default of {d.table}.{d.column} (database {d.database or 'none'}, models {d.models}: {d.why})"
+            for d in self.uncompared_defaults
+        ]
+        return tuple(said)
+
+    def words(self) -> str:
+        """Whether types and server defaults were compared, in a few words, for the list of what was checked."""
+
+        def one(what: str, by: ComparedBy) -> str:
+            if by is ComparedBy.OFF:
+                return f"{what} not compared (env.py turned it off)"
+            return f"{what} compared" + (" by env.py's own function" if by is ComparedBy.ENV_PY else "")
+
+        words = f"{one('types', self.types)}, {one('server defaults', self.server_defaults)}"
+        if self.uncompared_defaults:
+            words += f" except {len(self.uncompared_defaults)} PostgreSQL could not compare"
+        return words

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from alembic import command
 from alembic.operations import ops as alembic_ops
 
+from hindsight_migrate.alembic_api.comparison import comparing
 from hindsight_migrate.alembic_api.translate import alembic_errors
 from hindsight_migrate.errors import ConfigError
-from hindsight_migrate.revisions import Operation
+from hindsight_migrate.revisions import Comparison, Operation
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -53,12 +54,14 @@ class Authoring:
         message: str,
         *,
         write: Callable[[tuple[Operation, ...]], bool],
-    ) -> tuple[tuple[Operation, ...], Path | None]:
+    ) -> tuple[tuple[Operation, ...], Path | None, Comparison]:
         """Compare the models with the database on ``connection`` (which must be at head).
 
         ``write`` sees the detected operations before anything is written and says whether to
-        write the revision file. Returns the operations and the new file's path (None when
-        nothing was written). Writes a file; reads the database only.
+        write the revision file. Returns the operations, the new file's path (None when
+        nothing was written) and what was compared (types, server defaults: see
+        :mod:`.comparison`). Writes a file; reads the database only (a temporary table in a
+        savepoint that is rolled back stores a default as PostgreSQL would).
         """
         workspace = self.workspace
         found: list[Operation] = []
@@ -75,7 +78,7 @@ class Authoring:
                 directives[:] = []  # Alembic then writes nothing
 
         # Alembic announces "Generating ... done" on stdout itself; the tool says it in its own words.
-        with self.env.online(connection), contextlib.redirect_stdout(workspace.output):
+        with self.env.online(connection), contextlib.redirect_stdout(workspace.output), comparing() as compared:
             result = command.revision(
                 workspace.config, message=message, autogenerate=True, process_revision_directives=review
             )
@@ -84,9 +87,9 @@ class Authoring:
         if any(decision):  # it was to be written, and there is no template to write it with
             self._require_template()
         if decision or script is None:
-            return tuple(found), None
+            return tuple(found), None, compared.result()
         self.on_written()  # a new file: later calls must see it
-        return tuple(found), workspace.relative(Path(script.path))
+        return tuple(found), workspace.relative(Path(script.path)), compared.result()
 
     def empty_revision(self, message: str) -> Path:
         """Writes a file: a revision with empty upgrade()/downgrade(), from the project's template (no database)."""
@@ -149,6 +152,7 @@ def _operations(ops: Iterable[Any]) -> list[Operation]:
                     existing_type=str(op.existing_type) if op.existing_type is not None else None,
                     nullable=op.modify_nullable,
                     has_server_default=bool(op.existing_server_default or op.modify_server_default),
+                    server_default=_default_sql(op.modify_server_default),
                 )
             )
         else:
@@ -165,3 +169,16 @@ def _operations(ops: Iterable[Any]) -> list[Operation]:
             }.get(type(op).__name__, type(op).__name__)
             result.append(Operation(kind, str(table_name), str(name)))
     return result
+
+
+def _default_sql(default: Any) -> str | None:
+    """An AlterColumnOp's new server default as SQL: False means unchanged, None dropped (DEFAULT NULL)."""
+    if default is False:
+        return None
+    if default is None:
+        return "NULL"
+    arg = getattr(default, "arg", default)
+    if isinstance(arg, str):
+        return "'" + arg.replace("'", "''") + "'"
+    text = getattr(arg, "text", None)  # text("now()")
+    return str(text) if text is not None else str(arg)

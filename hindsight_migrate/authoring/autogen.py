@@ -32,7 +32,7 @@ from hindsight_migrate.postgres.database import Database, server_said
 from hindsight_migrate.postgres.scratch import scratch_database
 from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, rehearse_bootstrap
 from hindsight_migrate.review.lint import LintFinding, LintResult, lint_sql
-from hindsight_migrate.revisions import Operation
+from hindsight_migrate.revisions import Comparison, Operation
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -52,6 +52,9 @@ class NewRevision:
     not_counted: str | None = None  # why the rows could not be counted on the target, when they could not
     danger_comments: int = 0  # `# DANGER:` comments written into the revision file
     strict: bool = False  # --strict: dangers or lint errors left in the file fail the command (exit 13)
+    # What was compared besides tables, columns, indexes and keys (types, server defaults), and what could not be;
+    # None when nothing was compared (no models).
+    comparison: Comparison | None = None
 
     @property
     def dangers(self) -> tuple[ReviewFinding, ...]:
@@ -88,7 +91,7 @@ def new_revision(
         with (
             database_at_head(project, database, against_target) as (connection, compared_with),
         ):
-            operations, path = project.authoring.autogenerate(
+            operations, path, comparison = project.authoring.autogenerate(
                 connection, _docstring_safe(message), write=lambda ops: bool(ops) or allow_empty
             )
             connection.rollback()
@@ -98,11 +101,14 @@ def new_revision(
         # No models (target_metadata = None, as alembic init writes it): a hand-written revision
         # needs none, as `alembic revision -m` needs none.
         operations, path, compared_with = (), project.authoring.empty_revision(_docstring_safe(message)), None
+        comparison = None
     findings = review_operations(operations)
     if path is None:
+        unsaid = comparison.not_compared() if comparison is not None else ()
         raise Refused(
             f"Autogenerate found no difference between the models and {compared_with}, so no revision was "
-            "written. For a hand-written data migration, pass --empty.",
+            "written. For a hand-written data migration, pass --empty."
+            + (" Not compared: " + "; ".join(unsaid) + "." if unsaid else ""),
         )
     findings, not_counted = count_affected_rows(database, findings)
     full_path = path if path.is_absolute() else project.settings.project_dir / path
@@ -127,8 +133,8 @@ def new_revision(
         not_counted=not_counted,
         danger_comments=danger_comments,
         strict=strict,
+        comparison=comparison,
     )
-
 
 # Alembic writes the message into the template as it is: stock templates open the module
 # docstring with `"""${message}`, so a message holding `"""` ends the docstring early, and a

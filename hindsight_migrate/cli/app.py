@@ -539,8 +539,9 @@ def status(
 ) -> None:
     """Whether the database and the code agree, in one screen; the exit code says it to scripts.
 
-    Current revision(s), head(s), pending revisions, revision files edited after they were
-    applied (their SHA-256 is recorded when applied), applied revisions whose file is gone,
+    Current revision(s), head(s), pending revisions, revision files whose code was edited after
+    they were applied (a comment, docstring or formatter's change is listed as reformatted, not
+    tampered), applied revisions whose file is gone,
     whether the V1 file still matches its bootstrap, and the last apply. Exit 0 when up to
     date; 10 behind, 11 diverged, 12 tampered (the most serious wins).
 

@@ -78,15 +78,18 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLY_LOG} (
 APPLIED_REVISIONS = "applied_revisions"
 
 # One row per applied revision: the SHA-256 of its file (normalised line endings) when it was
-# applied, so an edit afterwards is seen (Flyway's validate). Written in the revision's own
-# transaction, so the row exists exactly when the revision is applied.
+# applied, so an edit afterwards is seen (Flyway's validate), and the fingerprint of its code
+# (hindsight_migrate.code_fingerprint), so that a comment, a docstring or a formatter's pass is
+# told from a change to the code. Written in the revision's own transaction, so the row exists
+# exactly when the revision is applied.
 _CREATE_APPLIED_REVISIONS = f"""
 CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLIED_REVISIONS} (
-    revision    text        PRIMARY KEY,
-    file_sha256 text        NOT NULL,
-    file_path   text        NOT NULL,
-    applied_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    apply_id    bigint
+    revision         text        PRIMARY KEY,
+    file_sha256      text        NOT NULL,
+    file_path        text        NOT NULL,
+    applied_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    apply_id         bigint,
+    code_fingerprint text
 )
 """
 
@@ -146,10 +149,14 @@ _SHAPES: dict[str, dict[str, str]] = {
         "file_path": _TEXT,
         "applied_at": _TIMESTAMP,
         "apply_id": _INTEGER,
+        "code_fingerprint": _TEXT,
     },
 }
-# What a log an earlier version made lacks: it gains them on the next apply.
-_ADDED_LATER = {APPLY_LOG: frozenset({"lock_attempts", "warnings", "lock_holds"})}
+# What a table an earlier version made lacks: it gains them on the next apply.
+_ADDED_LATER = {
+    APPLY_LOG: frozenset({"lock_attempts", "warnings", "lock_holds"}),
+    APPLIED_REVISIONS: frozenset({"code_fingerprint"}),
+}
 _TYPE_FAMILIES = {
     "smallint": _INTEGER,
     "integer": _INTEGER,
@@ -366,7 +373,7 @@ def _refuse_unless_recordable(connection: Connection, *, bootstrapping: bool = F
         if lacking_on_table:
             privileges = ", ".join(lacking_on_table)
             missing.append(f"{privileges} on {qualified} ({_grant(privileges, qualified, role)})")
-        if name == APPLY_LOG and not table.owned and _needs_evolving(table):
+        if name in _ADDED_LATER and not table.owned and _needs_evolving(name, table):
             missing.append(
                 f"ownership of {qualified}: an earlier version made it, and this one adds to it (ALTER TABLE), "
                 "which only its owner may do; run hindsight-migrate once as that owner"
@@ -398,11 +405,13 @@ def refuse_unless_schema_usable(connection: Connection) -> None:
         _refuse_unless_recordable(connection)
 
 
-def _needs_evolving(table: _Table) -> bool:
-    """Whether _evolve_apply_log would ALTER the table (which needs its owner)."""
+def _needs_evolving(name: str, table: _Table) -> bool:
+    """Whether _evolve_apply_log (or _evolve_applied_revisions) would ALTER the table (which needs its owner)."""
+    missing = any(column not in table.columns for column in _ADDED_LATER[name])
+    if name != APPLY_LOG:
+        return missing
     check = table.outcome_check
-    outdated_check = check is None or any(f"'{outcome.value}'" not in check for outcome in Outcome)
-    return outdated_check or any(column not in table.columns for column in _ADDED_LATER[APPLY_LOG])
+    return missing or check is None or any(f"'{outcome.value}'" not in check for outcome in Outcome)
 
 
 def ensure_tool_tables(connection: Connection, *, bootstrapping: bool = False) -> None:
@@ -417,6 +426,7 @@ def ensure_tool_tables(connection: Connection, *, bootstrapping: bool = False) -
     connection.execute(text(_CREATE_APPLY_LOG))
     connection.execute(text(_CREATE_APPLIED_REVISIONS))
     _evolve_apply_log(connection)
+    _evolve_applied_revisions(connection)
 
 
 def _evolve_apply_log(connection: Connection) -> None:
@@ -435,18 +445,37 @@ def _evolve_apply_log(connection: Connection) -> None:
         connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN lock_holds text"))
 
 
+def _evolve_applied_revisions(connection: Connection) -> None:
+    """An applied_revisions made by an earlier version gains the code fingerprint, in place and only when
+    missing; its rows keep none (their code was never fingerprinted), and are judged by the file's SHA-256."""
+    if not column_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS, "code_fingerprint"):
+        connection.execute(text(f"ALTER TABLE {TOOL_SCHEMA}.{APPLIED_REVISIONS} ADD COLUMN code_fingerprint text"))
+
+
 def record_applied(
-    connection: Connection, *, revision: str, file_sha256: str, file_path: str, apply_id: int | None
+    connection: Connection,
+    *,
+    revision: str,
+    file_sha256: str,
+    file_path: str,
+    apply_id: int | None,
+    code_fingerprint: str | None,
 ) -> None:
-    """Writes: the checksum of a revision just applied (in its transaction)."""
+    """Writes: the checksum and code fingerprint of a revision just applied (in its transaction)."""
     # The driver's own placeholders: this runs once per revision, and SQLAlchemy's text()
     # machinery costs more than the round trip on a chain of small revisions.
     connection.exec_driver_sql(
-        f"INSERT INTO {TOOL_SCHEMA}.{APPLIED_REVISIONS} (revision, file_sha256, file_path, apply_id) "
-        "VALUES (%(revision)s, %(sha)s, %(path)s, %(apply_id)s) ON CONFLICT (revision) DO UPDATE SET "
-        "file_sha256 = EXCLUDED.file_sha256, file_path = EXCLUDED.file_path, "
-        "applied_at = clock_timestamp(), apply_id = EXCLUDED.apply_id",
-        {"revision": revision, "sha": file_sha256, "path": file_path, "apply_id": apply_id},
+        f"INSERT INTO {TOOL_SCHEMA}.{APPLIED_REVISIONS} (revision, file_sha256, file_path, apply_id, "
+        "code_fingerprint) VALUES (%(revision)s, %(sha)s, %(path)s, %(apply_id)s, %(fingerprint)s) "
+        "ON CONFLICT (revision) DO UPDATE SET file_sha256 = EXCLUDED.file_sha256, file_path = EXCLUDED.file_path, "
+        "applied_at = clock_timestamp(), apply_id = EXCLUDED.apply_id, code_fingerprint = EXCLUDED.code_fingerprint",
+        {
+            "revision": revision,
+            "sha": file_sha256,
+            "path": file_path,
+            "apply_id": apply_id,
+            "fingerprint": code_fingerprint,
+        },
     )
 
 
@@ -461,8 +490,15 @@ def applied_checksums(connection: Connection) -> dict[str, AppliedChecksum]:
     """Read-only: the recorded checksum of every revision the tool applied and did not revert."""
     if not _readable(connection, APPLIED_REVISIONS):  # see audit_unreadable for why
         return {}
+    # A table an earlier version made has no fingerprints until this version's first apply adds the column.
+    fingerprint = (
+        "code_fingerprint" if column_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS, "code_fingerprint") else "NULL"
+    )
     rows = connection.execute(
-        text(f"SELECT revision, file_sha256, file_path, applied_at FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS}")
+        text(
+            f"SELECT revision, file_sha256, file_path, applied_at, {fingerprint} "
+            f"FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS}"
+        )
     )
     return {row[0]: AppliedChecksum(*row) for row in rows}
 

@@ -26,6 +26,7 @@ class AppliedChecksum:
     file_sha256: str
     file_path: str
     applied_at: datetime
+    code_fingerprint: str | None = None  # None: applied by a version that did not fingerprint code
 
 
 @dataclass(frozen=True)

@@ -572,6 +572,11 @@ def status_markdown(status: Status) -> str:
         )
     # V1 is this tool's bootstrap file: a project without bootstrap_sql has none to speak of.
     facts = [f"- V1: {text(status.v1_drift or 'as bootstrapped (or not bootstrapped)')}"] if status.bootstraps else []
+    if status.reformatted:
+        facts.append(
+            "- Reformatted after they were applied (comments, docstrings or layout; the same code): "
+            + text(", ".join(f"{r.revision} {r.path}" for r in status.reformatted))
+        )
     if status.unrecorded:
         facts.append(
             f"- No checksum recorded (applied before this tool kept them): {text(', '.join(status.unrecorded))}"

@@ -134,7 +134,10 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     if result.compared_with is None:
         console.print("No models to compare (env.py sets no target_metadata): an empty revision, to write by hand.")
     else:
-        console.print(f"Compared the models with {safe_markup(result.compared_with)}.")
+        compared = f" ({result.comparison.words()})" if result.comparison is not None else ""
+        console.print(f"Compared the models with {safe_markup(result.compared_with)}{safe_markup(compared)}.")
+        for phrase in result.comparison.not_compared() if result.comparison is not None else ():
+            console.print(f"  [yellow]Not compared:[/] {safe_markup(phrase)}")
     flagged = {id(f.operation): f for f in result.findings}
     rows: list[list[str | Text]] = []
     for op in result.operations:
@@ -149,6 +152,8 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
         type_text = op.type or ""
         if op.kind == "alter_column" and op.existing_type and op.type:
             type_text = f"{op.existing_type} → {op.type}"
+        if op.server_default is not None:
+            type_text = ", ".join(filter(None, (type_text, f"server default {op.server_default}")))
         rows.append([mark, op.kind.replace("_", " "), op.table, op.name, type_text])
     if rows:
         grid(
@@ -216,6 +221,11 @@ def status(result: Status) -> None:
         console.print(
             f"  [red]Edited after it was applied:[/] {safe_markup(edited.revision)} {safe_markup(edited.path)} "
             f"(SHA-256 then {edited.recorded_sha256[:12]}…, now {edited.file_sha256[:12]}…)"
+        )
+    for reformatted in result.reformatted:
+        console.print(
+            f"  Reformatted after it was applied: {safe_markup(reformatted.revision)} "
+            f"{safe_markup(reformatted.path)} (comments, docstrings or layout only: the same code, not an edit)"
         )
     if result.unrecorded:
         console.print(

@@ -1,8 +1,9 @@
 """``check``: everything CI should refuse, in one list.
 
 The models differ from the schema at head (autogenerate would write something); the chain
-has more than one head; a revision cannot be reverted; a revision file was edited after it
-was applied; lint errors in revisions not applied yet.
+has more than one head; a revision cannot be reverted; a revision's code was edited after it
+was applied (a reformat is not); lint errors in revisions not applied yet. What autogenerate
+compared (types, server defaults) is said, and a server default it could not compare is a warning.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hindsight_migrate.reports.ranges import upgrade_range
 from hindsight_migrate.reports.status import read_status
 from hindsight_migrate.review.lint import LintResult, lint_sql
 from hindsight_migrate.review.plan import DowngradeProblem, downgrade_problem
-from hindsight_migrate.revisions import Operation
+from hindsight_migrate.revisions import Comparison, Operation
 
 CheckKind = Literal["models", "heads", "irreversible", "noop-downgrade", "edited", "lint", "v1", "diverged"]
 
@@ -168,11 +169,30 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
                 )
             )
     models_checked = len(heads) == 1
+    comparison: Comparison | None = None
     if models_checked:
         try:
-            operations = _models_against_head(project, database, against_target)
+            operations, comparison = _models_against_head(project, database, against_target)
         except NoTargetMetadata:
             operations, models_checked = (), False  # no models to compare: nothing autogenerate could write
+        if comparison is not None and comparison.uncompared_defaults:
+            # Not compared is not the same: said, for a person to look at, never counted as a pass in silence.
+            warnings.append(
+                CheckProblem.of(
+                    "models",
+                    "Server defaults PostgreSQL could not compare (the models' default could not be stored as the "
+                    "database would store it): look at them by hand.",
+                    tuple(
+                        CheckItem(
+                            f"{d.table}.{d.column}: database {d.database or 'none'}, models {d.models}: {d.why}",
+                            table=d.table,
+                            column=d.column,
+                            operation="alter_column",
+                        )
+                        for d in comparison.uncompared_defaults
+                    ),
+                )
+            )
         if operations:
             problems.append(
                 CheckProblem.of(
@@ -185,7 +205,8 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
     checked = (
         "heads",
         "downgrades",
-        "applied files against their checksums"
+        "applied files against their checksums (comments, docstrings and layout do not count"
+        + (f"; {len(status.reformatted)} reformatted, the same code)" if status.reformatted else ")")
         if status.unread(audit.APPLIED_REVISIONS) is None
         else "applied files (skipped: the checksums cannot be read)",
         *(
@@ -199,6 +220,7 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
         ),
         "lint of pending revisions",
         ("models against the target" if against_target else "models against a scratch database at head")
+        + (f" ({comparison.words()})" if comparison is not None else "")
         if models_checked
         else "models (skipped: several heads)"
         if len(heads) > 1
@@ -217,8 +239,9 @@ def _operation_item(op: Operation) -> CheckItem:
     """What autogenerate would write, with the table and the column (or index, constraint) it is about."""
     on_column = op.kind.endswith("_column")
     on_table = op.kind.endswith("_table")
+    default = f" (server default {op.server_default})" if op.server_default is not None else ""
     return CheckItem(
-        f"{op.kind.replace('_', ' ')} {op.table} {op.name}".strip(),
+        f"{op.kind.replace('_', ' ')} {op.table} {op.name}".strip() + default,
         table=op.table or None,
         column=op.name if on_column else None,
         name=(op.name or None) if not (on_column or on_table) else None,
@@ -228,12 +251,13 @@ def _operation_item(op: Operation) -> CheckItem:
 
 def _models_against_head(
     project: AlembicProject, database: Database, against_target: bool
-) -> tuple[Operation, ...]:
-    """What autogenerate would write: the models compared with a database at head (nothing is written)."""
+) -> tuple[tuple[Operation, ...], Comparison]:
+    """What autogenerate would write: the models compared with a database at head (nothing is written), and
+    what was compared."""
     with database_at_head(project, database, against_target=against_target) as (conn, _):
-        operations, _ = project.authoring.autogenerate(conn, "check", write=lambda ops: False)
+        operations, _, comparison = project.authoring.autogenerate(conn, "check", write=lambda ops: False)
         conn.rollback()
-    return operations
+    return operations, comparison
 
 
 @dataclass(frozen=True)

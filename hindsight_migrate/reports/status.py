@@ -1,9 +1,10 @@
 """Whether the code and the database agree, in one reading: ``status``.
 
 Behind (revisions pending), diverged (the database is at a revision no file has, or an
-applied revision's file is gone) and tampered (a revision file edited after it was applied,
-or the V1 file changed since bootstrap) each have an exit code, so CI and deploy scripts
-can gate on them.
+applied revision's file is gone) and tampered (a revision file whose code changed after it was
+applied, or the V1 file changed since bootstrap) each have an exit code, so CI and deploy
+scripts can gate on them. A file whose text changed but whose code did not (comments, its
+docstrings, a formatter's pass) is reformatted: said, and no verdict.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.code_fingerprint import code_fingerprint
 from hindsight_migrate.errors import ConfigError, ExitCode
 from hindsight_migrate.postgres import audit
 from hindsight_migrate.postgres.audit_records import ApplyRecord
 from hindsight_migrate.postgres.database import Database
-from hindsight_migrate.review.v1 import sha256_of_file, v1_checksum, v1_drift
+from hindsight_migrate.review.v1 import sha256_of_text, v1_checksum, v1_drift
 
 UP_TO_DATE = "up to date"
 BEHIND = "behind"
@@ -33,6 +35,17 @@ class EditedRevision:
 
 
 @dataclass(frozen=True)
+class ReformattedRevision:
+    """Applied, then its file changed, but not its code: comments, docstrings or layout only."""
+
+    revision: str
+    path: str
+    recorded_sha256: str  # when it was applied
+    file_sha256: str  # now
+    code_fingerprint: str  # the same then and now
+
+
+@dataclass(frozen=True)
 class Status:
     database: str  # masked URL
     current: tuple[str, ...]
@@ -40,7 +53,7 @@ class Status:
     pending: tuple[str, ...]  # in the order `up` would run them
     unknown: tuple[str, ...]  # in the version table, but no file has them
     missing: tuple[str, ...]  # applied by the tool (checksum recorded), but their file is gone
-    edited: tuple[EditedRevision, ...]  # applied, then their file changed
+    edited: tuple[EditedRevision, ...]  # applied, then their code changed (or could not be compared)
     unrecorded: tuple[str, ...]  # applied before the tool recorded checksums (e.g. by raw alembic)
     v1_drift: str | None
     last_apply: ApplyRecord | None
@@ -50,6 +63,7 @@ class Status:
     # What could not be read, and why, with the fix (the tool's records, when this role may not read them or
     # they are not the tool's): the tool's table -> why. Said under the report, and in its JSON.
     unreadable: Mapping[str, str] = field(default_factory=dict)
+    reformatted: tuple[ReformattedRevision, ...] = ()  # applied, then their text changed but not their code
 
     def unread(self, table: str) -> str | None:
         """Why the tool's ``table`` (audit.APPLY_LOG, ...) could not be read, with the fix; None when it was."""
@@ -88,14 +102,24 @@ def read_status(project: AlembicProject, database: Database) -> Status:
         pending = tuple(info.revision for info in project.graph.upgrade_path(known, "heads"))
     applied = project.graph.ancestors(known) if not unknown else frozenset(known)
     edited: list[EditedRevision] = []
+    reformatted: list[ReformattedRevision] = []
     missing: list[str] = []
     for revision, recorded in sorted(checksums.items()):
         if not project.graph.knows(revision):
             missing.append(revision)
             continue
-        path = project.settings.project_dir / project.graph.resolve(revision).path
-        now = sha256_of_file(path)
-        if now != recorded.file_sha256:
+        source = (project.settings.project_dir / project.graph.resolve(revision).path).read_text(encoding="utf-8")
+        now = sha256_of_text(source)
+        if now == recorded.file_sha256:
+            continue
+        # The text changed: the same code is a reformat. Without a fingerprint recorded (applied by an earlier
+        # version) or one to take now (the file no longer parses), nothing says the code is the same: tampered.
+        fingerprint = code_fingerprint(source)
+        if recorded.code_fingerprint is not None and fingerprint == recorded.code_fingerprint:
+            reformatted.append(
+                ReformattedRevision(revision, recorded.file_path, recorded.file_sha256, now, fingerprint)
+            )
+        else:
             edited.append(EditedRevision(revision, recorded.file_path, recorded.file_sha256, now))
     # Without the checksums, nothing is known to be unrecorded: the note says why they are missing.
     unrecorded = (
@@ -128,4 +152,5 @@ def read_status(project: AlembicProject, database: Database) -> Status:
         verdicts=tuple(verdicts),
         bootstraps=project.settings.bootstrap_sql is not None,
         unreadable=unreadable,
+        reformatted=tuple(reformatted),
     )

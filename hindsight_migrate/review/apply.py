@@ -416,6 +416,7 @@ def _record_checksum(connection: Connection, item: PlannedRevision, audit_id: in
             file_sha256=item.file_sha256,
             file_path=str(item.info.path),
             apply_id=audit_id,
+            code_fingerprint=item.code_fingerprint,
         )
 
 

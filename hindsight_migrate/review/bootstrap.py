@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.code_fingerprint import code_fingerprint
 from hindsight_migrate.errors import ConfigError, Refused, Section
 from hindsight_migrate.postgres import audit, catalog
 from hindsight_migrate.postgres.audit_records import Outcome
@@ -26,7 +27,7 @@ from hindsight_migrate.postgres.sqlscript import (
     is_transaction_control,
     split_statements,
 )
-from hindsight_migrate.review.v1 import read_v1_text, sha256_of_file, sha256_of_text, v1_drift
+from hindsight_migrate.review.v1 import read_v1_text, sha256_of_text, v1_drift
 from hindsight_migrate.revisions import RevisionInfo
 
 if TYPE_CHECKING:
@@ -135,12 +136,14 @@ def bootstrap_under_lock(
                 baseline=plan.baseline.revision,
             )
             project.env.stamp(connection, plan.baseline.revision)
+            baseline_source = (project.settings.project_dir / plan.baseline.path).read_text(encoding="utf-8")
             audit.record_applied(
                 connection,
                 revision=plan.baseline.revision,
-                file_sha256=sha256_of_file(project.settings.project_dir / plan.baseline.path),
+                file_sha256=sha256_of_text(baseline_source),
                 file_path=str(plan.baseline.path),
                 apply_id=None,
+                code_fingerprint=code_fingerprint(baseline_source),
             )
             # Audited in the same transaction: the row exists exactly when the bootstrap committed.
             audit_id = audit.start_apply(

@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Literal
 
 from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.code_fingerprint import code_fingerprint
 from hindsight_migrate.errors import Refused, Section, StatementFailed
 from hindsight_migrate.postgres import audit, catalog
 from hindsight_migrate.postgres.database import Database
@@ -37,6 +38,9 @@ class PlannedRevision:
     sql: str | None  # Alembic's offline rendering; None when the revision cannot render offline
     sql_problem: str | None  # why it could not, when it could not
     runs_python: bool = False  # it reads the database from Python (op.get_bind()): its SQL is not all it does
+    # Its code without comments, docstrings and layout (code_fingerprint): recorded with the checksum when
+    # applied, so that status tells a reformatted file from an edited one. None: the file does not parse.
+    code_fingerprint: str | None = None
 
 
 class Dropped(Enum):
@@ -408,7 +412,14 @@ def _planned_one(project: AlembicProject, info: RevisionInfo, sql: str | None, *
         except Exception as err:  # a revision that reads data through get_bind() cannot render offline
             sql, problem = None, f"{type(err).__name__}: {err}"
     runs_python = _reads_the_database(source, downgrade=downgrade)
-    return PlannedRevision(info=info, file_sha256=file_sha, sql=sql, sql_problem=problem, runs_python=runs_python)
+    return PlannedRevision(
+        info=info,
+        file_sha256=file_sha,
+        sql=sql,
+        sql_problem=problem,
+        runs_python=runs_python,
+        code_fingerprint=code_fingerprint(source),
+    )
 
 
 # What a revision calls to talk to the database from Python rather than through op's DDL:

@@ -627,7 +627,7 @@ def _tampered(p: Provoke) -> list[Result]:
     ini = bootstrapped(p.project(ADDS_T2), p.url)
     assert p.run(ini, "up", "--yes", "--no-rehearsal").exit_code == 0
     path = versions_of(ini) / f"{REV}.py"
-    path.write_text(path.read_text() + "# edited after it was applied\n")
+    path.write_text(path.read_text() + "\nEDITED_AFTER_IT_WAS_APPLIED = True\n")  # code: a comment is only reformatted
     return [p.run(ini, "status")]
 
 
