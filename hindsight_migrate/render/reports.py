@@ -282,16 +282,23 @@ def merged(revision: str, path: Path) -> None:
 
 
 
+def _nothing_to_list(lint: LintResult) -> bool:
+    """Says so when lint did not run or found nothing (and what it left out); False when there are findings."""
+    if not lint.ran:
+        out().print(f"[yellow]Lint:[/] {safe_markup(lint.note or 'not run')}")
+        return True
+    if not lint.findings:
+        out().print("[green]Lint (Squawk):[/] no findings.")
+        _lint_dropped(lint)
+        return True
+    return False
+
+
 def lint_lines(lint: LintResult) -> None:
     """Lint in a few lines: each error, each warning rule once (how often, where), style notes on what the plan
     creates counted in one line, and what was not shown and why. --details shows the table and the advice."""
     console = out()
-    if not lint.ran:
-        console.print(f"[yellow]Lint:[/] {safe_markup(lint.note or 'not run')}")
-        return
-    if not lint.findings:
-        console.print("[green]Lint (Squawk):[/] no findings.")
-        _lint_dropped(lint)
+    if _nothing_to_list(lint):
         return
     console.print(Text(lint_title(lint), style="bold"))
     # Errors one by one: each blocks `up`. Warnings once per rule, with how often and where, so two hundred
@@ -318,12 +325,7 @@ def lint_result(lint: LintResult) -> None:
     """Lint in full (--details and the lint command): a table of errors and warnings by rule, style notes
     included, with the revision and statement of each, then Squawk's advice once per rule."""
     console = out()
-    if not lint.ran:
-        console.print(f"[yellow]Lint:[/] {safe_markup(lint.note or 'not run')}")
-        return
-    if not lint.findings:
-        console.print("[green]Lint (Squawk):[/] no findings.")
-        _lint_dropped(lint)
+    if _nothing_to_list(lint):
         return
     rows: list[list[str | Text]] = []
     # Errors one by one: each blocks `up`, so each gets its revision and statement. Warnings once per
