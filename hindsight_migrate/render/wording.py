@@ -103,7 +103,7 @@ def lint_counts(counts: Counts) -> str:
         f"{counts.lint_warnings} {plural('warning', counts.lint_warnings)}"
     )
     if counts.lint_style:
-        said += f", {counts.lint_style} style {plural('note', counts.lint_style)}"
+        said += f", {counts.lint_style:,} style {plural('note', counts.lint_style)}"
     return said
 
 

@@ -218,6 +218,7 @@ def test_a_288_revision_first_deployment_stays_reviewable(tmp_path: Path, databa
     linted = CHAIN - 13  # the 13 that cannot render offline SQL have none to lint
     assert int(style.group(1).replace(",", "")) == 4 * linted  # serial: identity and bigint; varchar; timestamp
     assert f"prefer-text-field {linted}" in style.group(2) and f"prefer-timestamp-tz {linted}" in style.group(2)
+    assert f"lint: 0 errors, 0 warnings, {4 * linted:,} style notes." in text, text
     named = re.search(r"SQL of every revision, in the order it runs: (\S+\.sql)", text)
     assert named is not None, result.stdout
     sql = Path(named.group(1)).read_text()
