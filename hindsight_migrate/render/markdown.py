@@ -166,9 +166,10 @@ def _header_markdown(header: str, database: str) -> str:
 
 
 def _needs_attention(summary: PlanSummary) -> str:
-    if not summary.attention and not summary.folded:
+    if not summary.attention:
         lead, _, rest = nothing_needs_attention(summary).partition(":")
-        return f"**{lead}:**{text(rest)}"
+        said = f"**{lead}:**{text(rest)}"
+        return said + (f"\n\n{text(folded_line(summary))}" if summary.folded else "")
     blocks = [f"**Needs attention ({len(summary.attention)})**"]
     if summary.attention:
         rows = []

@@ -94,8 +94,11 @@ def plan_summary(summary: PlanSummary) -> None:
     header, counts = summary_lines(summary)
     console.print(Text(visible(header), style="bold"))
     console.print(Text(visible(counts)))
-    if not summary.attention and not summary.folded:
+    if not summary.attention:
+        # Short locks alone need no attention: said after the "nothing", not under a "(0)".
         console.print(nothing_needs_attention(summary))
+        if summary.folded:
+            console.print(f"  {folded_line(summary)}")
         return
     console.print(Text(f"Needs attention ({len(summary.attention)})", style="bold"))
     # The marks make a column to scan; a long item wraps under its own text (a hanging indent).

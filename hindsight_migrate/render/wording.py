@@ -118,8 +118,9 @@ def nothing_needs_attention(summary: PlanSummary) -> str:
 
 def folded_line(summary: PlanSummary) -> str:
     """The short locks not listed one by one, in one line."""
+    lead = f"and {summary.folded} more" if summary.attention else f"{summary.folded}"
     return (
-        f"and {summary.folded} more {plural('table', summary.folded)} locked under {SHORT_LOCK_SECONDS:.2f} s "
+        f"{lead} {plural('table', summary.folded)} locked under {SHORT_LOCK_SECONDS:.2f} s "
         f"each (longest {summary.folded_seconds:.2f} s), nothing rewritten."
     )
 
