@@ -460,7 +460,7 @@ def lint_markdown(report: LintReport) -> str:
         blocks.append("**Needs attention:** nothing — no lint error.")
     if lint.findings:
         blocks.append(lint_section(lint, statements=True))
-    elif lint.dropped_on_new_tables:
+    elif lint_dropped(lint):
         blocks.append(_lint_dropped(lint))
     blocks.append(MARKER.format(kind="lint"))
     return _join(blocks)

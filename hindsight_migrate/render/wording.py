@@ -104,6 +104,8 @@ def lint_counts(counts: Counts) -> str:
     )
     if counts.lint_style:
         said += f", {counts.lint_style:,} style {plural('note', counts.lint_style)}"
+    if counts.lint_not_linted:
+        said += f" ({counts.lint_not_linted} {plural('revision', counts.lint_not_linted)} not linted)"
     return said
 
 
@@ -190,6 +192,16 @@ def lint_dropped(lint: LintResult) -> str | None:
         said.append(
             f"Lock and client rules do not apply to a first deployment into an empty database: no table has "
             f"traffic and no client uses a name yet ({count} {plural('finding', count)} not shown)."
+        )
+    if lint.not_linted:
+        count = len(lint.not_linted)
+        reasons: dict[str, list[str]] = {}
+        for item in lint.not_linted:
+            reasons.setdefault(item.reason, []).append(item.revision)
+        said.append(
+            f"Not linted: {count} {plural('revision', count)} ("
+            + "; ".join(f"{', '.join(revisions)}: {reason}" for reason, revisions in reasons.items())
+            + "). PostgreSQL reads what runs: the rehearsal still runs them."
         )
     count = lint.dropped_on_new_tables
     if count:

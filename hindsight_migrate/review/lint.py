@@ -13,6 +13,7 @@ counted), after PostgreSQL's own parser (pglast) has shown which table each one 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,20 @@ class LintFinding:
 
 
 @dataclass(frozen=True)
+class NotLinted:
+    """A revision whose SQL Squawk could not parse as rendered offline, and why (in words)."""
+
+    revision: str
+    reason: str
+
+
+# Offline rendering leaves a statement's bind parameters as placeholders (op.bulk_insert, sa.text with
+# parameters): ":name" in the named paramstyle, "%(name)s" in pyformat. Not SQL any parser reads.
+_BIND_PLACEHOLDER = re.compile(r"%\([A-Za-z_]\w*\)s|(?<![:\w]):[A-Za-z_]\w*")
+SYNTAX_ERROR_RULE = "syntax-error"  # Squawk's own "rule" for what its parser cannot read
+
+
+@dataclass(frozen=True)
 class LintResult:
     findings: tuple[LintFinding, ...]
     ran: bool  # False when Squawk is not installed: say so, never pretend it passed
@@ -134,6 +149,9 @@ class LintResult:
     # Findings of RULES_ABOUT_TRAFFIC in a first deployment into an empty database (no table has
     # traffic, no client uses a name yet): not in `findings`.
     not_applicable_empty: int = 0
+    # Revisions whose SQL, as rendered offline, Squawk cannot parse (bind parameters left as placeholders,
+    # say): Squawk lints nothing else in such a file, so they are "not linted", never an error.
+    not_linted: tuple[NotLinted, ...] = ()
 
     @property
     def errors(self) -> tuple[LintFinding, ...]:
@@ -212,8 +230,14 @@ def lint_sql(
     statements = _Statements(sql_by_revision, version_table or VersionTable()) if raw else None
     findings = []
     dropped = not_applicable = 0
+    unparsed: dict[str, str] = {}
     for item in raw:
         revision = paths.get(item.get("file", ""), Path(item.get("file", "")).stem)
+        if item.get("rule_name") == SYNTAX_ERROR_RULE:
+            # The tool's rendering, not the project's SQL: PostgreSQL reads what actually runs (the rehearsal
+            # would fail on real bad SQL). Said once per revision, never an error that blocks `up`.
+            unparsed.setdefault(revision, _why_unparsed(sql_by_revision.get(revision, "")))
+            continue
         lines = sql_by_revision.get(revision, "").splitlines()
         first, last = int(item.get("line", 0)), int(item.get("line_end", item.get("line", 0)))
         statement = "\n".join(lines[first : last + 1]).strip()
@@ -248,8 +272,18 @@ def lint_sql(
     order = {revision: i for i, revision in enumerate(sql_by_revision)}
     findings.sort(key=lambda f: (order.get(f.revision, 0), f.line, f.rule))
     return LintResult(
-        tuple(findings), ran=True, dropped_on_new_tables=dropped, not_applicable_empty=not_applicable
+        tuple(findings),
+        ran=True,
+        dropped_on_new_tables=dropped,
+        not_applicable_empty=not_applicable,
+        not_linted=tuple(NotLinted(revision, reason) for revision, reason in unparsed.items()),
     )
+
+
+def _why_unparsed(sql: str) -> str:
+    if _BIND_PLACEHOLDER.search(sql):
+        return "its offline SQL holds bind parameters left as placeholders (op.bulk_insert, sa.text with parameters)"
+    return "Squawk cannot parse its SQL as rendered offline"
 
 
 # -- which statements are only about tables the plan created ------------------------------------

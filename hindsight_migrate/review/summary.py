@@ -54,6 +54,7 @@ class Counts:
     lint_warnings: int  # neither errors nor style
     lint_style: int = 0  # style warnings on what the plan creates, folded into one line
     lint_not_run: str | None = None  # why lint did not run (downgrades, no Squawk); the counts are then 0
+    lint_not_linted: int = 0  # revisions whose offline SQL Squawk cannot parse (bind placeholders, say)
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ def _counts(plan: MigrationPlan) -> Counts | None:
         lint_warnings=len(plan.lint.warnings),
         lint_style=len(plan.lint.style),
         lint_not_run=None if plan.lint.ran else (plan.lint.note or "not run"),
+        lint_not_linted=len(plan.lint.not_linted),
     )
 
 

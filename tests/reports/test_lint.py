@@ -74,3 +74,39 @@ def test_the_version_table_is_not_linted_and_a_new_column_s_shape_is_a_style_not
     assert shown.exit_code == 0, shown.output
     assert "alembic_version" not in shown.stdout and "Line" not in shown.stdout, shown.stdout
     assert "1 style note" in shown.stdout, shown.stdout
+
+
+def test_sql_squawk_cannot_parse_is_counted_as_not_linted_never_an_error(tmp_path: Path) -> None:
+    """Offline SQL that holds bind placeholders is the rendering's, not the project's: Squawk's parser fails on
+    it (and lints nothing else in that file), so the revision is "not linted", once, and never an error."""
+    ini = write_project(
+        tmp_path / "p",
+        [
+            Rev("aaaa00000001", ()),
+            Rev(
+                "bbbb00000002",
+                ("aaaa00000001",),
+                upgrade='op.execute("INSERT INTO things (name) VALUES (%(name)s)")\n'
+                'op.execute("INSERT INTO things (name) VALUES (%(other)s)")',
+            ),
+            Rev(
+                "cccc00000003",
+                ("bbbb00000002",),
+                upgrade='op.execute("CREATE TABLE notes (id bigint PRIMARY KEY, title varchar(200))")',
+            ),
+        ],
+    )
+
+    result = invoke("-c", str(ini), "lint", "base:heads", "--json")
+
+    assert result.exit_code == 0, result.output  # it was 13: Squawk calls a syntax error an error
+    report = json.loads(result.stdout)["result"]
+    assert [f["rule"] for f in report["findings"]] == ["prefer-text-field"], report  # the other revisions still are
+    assert [n["revision"] for n in report["not_linted"]] == ["bbbb00000002"], report
+    assert "bind parameters left as placeholders" in report["not_linted"][0]["reason"]
+
+    shown = invoke("-c", str(ini), "lint", "base:heads")
+    assert shown.exit_code == 0, shown.output
+    said = " ".join(shown.stdout.split())
+    assert "syntax-error" not in said, said
+    assert "Not linted: 1 revision (bbbb00000002: its offline SQL holds bind parameters left as placeholders" in said
