@@ -35,6 +35,7 @@ from hindsight_migrate.render.wording import (
     DIFF_ORDER,
     IMPACT_COLUMNS,
     IMPACT_TITLE,
+    LINT_COLUMNS,
     NO_REHEARSAL_WORDS,
     OUTCOME_WORDS,
     STATE_MARKS,
@@ -45,15 +46,15 @@ from hindsight_migrate.render.wording import (
     impact_notes,
     last_apply_words,
     lint_dropped,
+    lint_rows,
     lint_title,
-    lint_where,
     nothing_needs_attention,
     nothing_to_do_line,
     revisions_count,
     statement_counts,
     summary_lines,
 )
-from hindsight_migrate.review.kinds import ChangeKind, Level
+from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.revisions import Direction, RevisionState
 from hindsight_migrate.schema import Change
 from hindsight_migrate.untrusted import visible
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.reports.status import Status
     from hindsight_migrate.review.apply import ApplyResult
     from hindsight_migrate.review.bootstrap import BootstrapPlan, BootstrapResult
-    from hindsight_migrate.review.lint import LintFinding, LintResult
+    from hindsight_migrate.review.lint import LintResult
     from hindsight_migrate.review.plan import MigrationPlan
     from hindsight_migrate.review.summary import PlanDigest, PlanSummary
 
@@ -407,19 +408,8 @@ def lint_section(lint: LintResult, *, statements: bool = False) -> str:
     dropped = _lint_dropped(lint)
     if not lint.findings:
         return f"**Lint (Squawk):** no findings.{' ' + dropped if dropped else ''}"
-    rows = [
-        ["error", e.revision, "whole" if e.statement_number is None else str(e.statement_number), e.rule, e.message]
-        for e in lint.errors
-    ]
-    by_rule: dict[tuple[str, bool], list[LintFinding]] = {}
-    for finding in lint.findings:
-        if finding.level is not Level.ERROR:
-            by_rule.setdefault((finding.rule, finding.is_style), []).append(finding)
-    for (rule, is_style), same in by_rule.items():
-        revision_cell, statement_cell = lint_where(same)
-        level = ("style" if is_style else "warning") + (f", {len(same)} times" if len(same) > 1 else "")
-        rows.append([level, revision_cell, statement_cell, rule, "\n".join(dict.fromkeys(f.message for f in same))])
-    body = [table(["Level", "Revision", "Statement", "Rule", "Finding"], rows)]
+    rows = [list(row.cells) for row in lint_rows(lint)]
+    body = [table(list(LINT_COLUMNS), rows)]
     advice = lint.advice_by_rule()
     shown = [rule for rule in dict.fromkeys(row[3] for row in rows) if rule in advice]
     if shown:

@@ -365,7 +365,9 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool) -> None:
             console.print(f"  Statement: {safe_markup(rehearsal.failure.statement)}")
     for warning in rehearsal.warnings:
         console.print(f"  [yellow]Warning:[/] {safe_markup(warning)}")
-    counted = len(rehearsal.diff) > (BIG_DIFF if details else DIFF_LISTED) and (summarised or not details)
+    # --details lists the diff unless the plan is big and the diff long; the brief view lists DIFF_LISTED at most.
+    details_count = summarised and len(rehearsal.diff) > BIG_DIFF
+    counted = details_count if details else len(rehearsal.diff) > DIFF_LISTED
     if rehearsal.diff and counted:
         # A first deployment changes hundreds of objects: counted by kind, one line each.
         counts: dict[tuple[Change, str], int] = {}
@@ -373,7 +375,7 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool) -> None:
             counts[(change.change, change.kind)] = counts.get((change.change, change.kind), 0) + 1
         console.print(
             f"[bold]Schema diff, measured[/]: {len(rehearsal.diff)} changes, by kind "
-            f"({'' if details or (summarised and len(rehearsal.diff) > BIG_DIFF) else '--details lists each one; '}"
+            f"({'' if details or details_count else '--details lists each one; '}"
             "--plan-out FILE holds each one, as --format json does):"
         )
         for (how, kind), count in sorted(counts.items(), key=lambda item: (DIFF_ORDER.index(item[0][0]), item[0][1])):

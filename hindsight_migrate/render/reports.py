@@ -13,6 +13,7 @@ from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.render.console import out, safe_markup
 from hindsight_migrate.render.layout import Column, grid, hanging, plural
 from hindsight_migrate.render.wording import (
+    LINT_COLUMNS,
     OUTCOME_WORDS,
     STATE_MARKS,
     history_marks,
@@ -20,9 +21,9 @@ from hindsight_migrate.render.wording import (
     last_apply_words,
     lint_dropped,
     lint_places,
+    lint_rows,
     lint_style_line,
     lint_title,
-    lint_where,
     revisions_count,
 )
 from hindsight_migrate.review.kinds import Level
@@ -328,31 +329,13 @@ def lint_result(lint: LintResult) -> None:
     if _nothing_to_list(lint):
         return
     rows: list[list[str | Text]] = []
-    # Errors one by one: each blocks `up`, so each gets its revision and statement. Warnings once per
-    # rule, with how often and where, so two hundred identical lines do not bury the one that matters.
-    for error in lint.errors:
-        number = "whole" if error.statement_number is None else str(error.statement_number)
-        rows.append([Text("error", style="bold red"), error.revision, number, error.rule, error.message])
-    warnings: dict[tuple[str, bool], list[LintFinding]] = {}
-    for finding in lint.findings:
-        if finding.level is not Level.ERROR:
-            warnings.setdefault((finding.rule, finding.is_style), []).append(finding)
-    for (rule, is_style), same in warnings.items():
-        revision_cell, statement_cell = lint_where(same)
-        level = "style" if is_style else "warning"
-        level += f", {len(same)} times" if len(same) > 1 else ""
-        messages = "\n".join(dict.fromkeys(f.message for f in same))
-        rows.append([Text(level, style="dim" if is_style else "yellow"), revision_cell, statement_cell, rule, messages])
+    for row in lint_rows(lint):
+        colour = "bold red" if row.level is Level.ERROR else "dim" if row.style else "yellow"
+        rows.append([Text(row.cells[0], style=colour), *row.cells[1:]])
     grid(
         console,
         lint_title(lint),
-        [
-            Column("Level"),
-            Column("Revision", flexible=True),
-            Column("Statement"),
-            Column("Rule"),
-            Column("Finding", flexible=True),
-        ],
+        [Column(title, flexible=title in ("Revision", "Finding")) for title in LINT_COLUMNS],
         rows,
     )
     # Squawk gives the same advice under every finding of a rule: once per rule is enough.

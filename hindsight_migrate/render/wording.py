@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.render.layout import plural
-from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, ChangeKind, Concern, NoRehearsal
+from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, ChangeKind, Concern, Level, NoRehearsal
 from hindsight_migrate.revisions import Direction, RevisionState
 from hindsight_migrate.schema import Change, SchemaChange
 from hindsight_migrate.words import hold_cell, human_bytes, row_count, seconds_text
@@ -98,12 +99,7 @@ def lint_counts(counts: Counts) -> str:
     """Lint's part of the count line: errors, warnings and style notes, or why it did not run."""
     if counts.lint_not_run is not None:
         return "lint: not run (" + counts.lint_not_run.rstrip(".") + ")"
-    said = (
-        f"lint: {counts.lint_errors} {plural('error', counts.lint_errors)}, "
-        f"{counts.lint_warnings} {plural('warning', counts.lint_warnings)}"
-    )
-    if counts.lint_style:
-        said += f", {counts.lint_style:,} style {plural('note', counts.lint_style)}"
+    said = f"lint: {_lint_tally(counts.lint_errors, counts.lint_warnings, counts.lint_style)}"
     if counts.lint_not_linted:
         said += f" ({counts.lint_not_linted} {plural('revision', counts.lint_not_linted)} not linted)"
     return said
@@ -135,13 +131,46 @@ def statement_counts(kinds: dict[str, int] | None) -> str:
     return ", ".join(f"{count} {kind}" for kind, count in kinds.items()) or "no SQL"
 
 
+LINT_COLUMNS = ("Level", "Revision", "Statement", "Rule", "Finding")
+
+
+@dataclass(frozen=True)
+class LintRow:
+    """One row of lint's full table (LINT_COLUMNS): an error, or one rule's warnings or style notes gathered."""
+
+    level: Level
+    style: bool  # style notes on what the plan creates (lint.STYLE_RULES)
+    cells: tuple[str, str, str, str, str]
+
+
+def lint_rows(lint: LintResult) -> list[LintRow]:
+    """Errors one by one (each blocks `up`, so each gets its revision and statement); warnings and style notes
+    once per rule, with how often and where, so two hundred identical lines do not bury the one that matters."""
+    rows = [
+        LintRow(Level.ERROR, False, ("error", e.revision, _statement_cell(e), e.rule, e.message))
+        for e in lint.errors
+    ]
+    by_rule: dict[tuple[str, bool], list[LintFinding]] = {}
+    for finding in lint.findings:
+        if finding.level is not Level.ERROR:
+            by_rule.setdefault((finding.rule, finding.is_style), []).append(finding)
+    for (rule, style), same in by_rule.items():
+        revision_cell, statement_cell = lint_where(same)
+        level = ("style" if style else "warning") + (f", {len(same)} times" if len(same) > 1 else "")
+        messages = "\n".join(dict.fromkeys(f.message for f in same))
+        rows.append(LintRow(Level.WARNING, style, (level, revision_cell, statement_cell, rule, messages)))
+    return rows
+
+
+def _statement_cell(finding: LintFinding) -> str:
+    return "whole" if finding.statement_number is None else str(finding.statement_number)
+
+
 def lint_where(same: list[LintFinding]) -> tuple[str, str]:
     """The Revision and Statement cells of one rule's warnings: each revision with its statements, or folded."""
     numbers: dict[str, list[str]] = {}
     for finding in same:
-        numbers.setdefault(finding.revision, []).append(
-            "whole" if finding.statement_number is None else str(finding.statement_number)
-        )
+        numbers.setdefault(finding.revision, []).append(_statement_cell(finding))
     if len(numbers) > SHOWN_ONE_BY_ONE:
         more = len(numbers) - SHOWN_ONE_BY_ONE
         return ", ".join(list(numbers)[:SHOWN_ONE_BY_ONE]) + f" and {more} more", ""
@@ -167,9 +196,13 @@ def lint_places(same: list[LintFinding]) -> str:
 
 def lint_title(lint: LintResult) -> str:
     """Lint's title: errors, warnings and style notes counted."""
-    errors, warnings, style = len(lint.errors), len(lint.warnings), len(lint.style)
-    title = f"Lint (Squawk): {errors} {plural('error', errors)}, {warnings} {plural('warning', warnings)}"
-    return title + (f", {style:,} style {plural('note', style)}" if style else "")
+    return f"Lint (Squawk): {_lint_tally(len(lint.errors), len(lint.warnings), len(lint.style))}"
+
+
+def _lint_tally(errors: int, warnings: int, style: int) -> str:
+    """"2 errors, 1 warning, 1,100 style notes": the same words in lint's title and in the plan's count line."""
+    tally = f"{errors} {plural('error', errors)}, {warnings} {plural('warning', warnings)}"
+    return tally + (f", {style:,} style {plural('note', style)}" if style else "")
 
 
 def lint_style_line(lint: LintResult) -> str | None:
@@ -272,17 +305,12 @@ def impact_notes(rehearsal: Rehearsal, *, listed: bool, brief: bool = False) -> 
     _, quiet = rehearsal.impact()
     notes = []
     if quiet:
-        others = "The other" if listed else "The"
-        if len(quiet) == 1:
-            which = f"{others} revision locks" if listed else "The revision locks"
-            notes.append(
-                f"{which} no table the database has now (it only adds new objects); {sum(quiet):.2f} s in all."
-            )
-        else:
-            notes.append(
-                f"{others} {len(quiet)} revisions lock no table the database has now (they only add new objects); "
-                f"{sum(quiet):.2f} s in all."
-            )
+        one = len(quiet) == 1
+        which = ("The other" if listed else "The") + (" revision locks" if one else f" {len(quiet)} revisions lock")
+        notes.append(
+            f"{which} no table the database has now ({'it only adds' if one else 'they only add'} new objects); "
+            f"{sum(quiet):.2f} s in all."
+        )
     rewritten_all = sorted({name for cost in rehearsal.costs for name in cost.rewritten})
     if rewritten_all and not brief:
         notes.append(f"Rewritten (tables and indexes): {', '.join(rewritten_all)}")
