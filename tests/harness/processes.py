@@ -31,12 +31,20 @@ def subprocess_env(*, plain: bool = True, **extra: str) -> dict[str, str]:
 ANSI_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
-def on_terminal(
-    command: list[str], *, cwd: Path, until: str, columns: int = 80, rows: int = 24, timeout: float = 300
-) -> str:
-    """What ``command`` writes on a pseudo-terminal ``columns`` wide and ``rows`` high (stdin, stdout and stderr all on
-    it, as for a person at a terminal) until ``until`` appears; then it is killed. Escape sequences are
-    removed and line ends made ``\\n``, so the lines counted are the lines a person sees scroll by."""
+def in_terminal(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    when: str,
+    keys: bytes,
+    timeout: float = 120,
+    columns: int = 80,
+    rows: int = 24,
+) -> tuple[int, str]:
+    """Run ``argv`` on a pseudo-terminal of its own, ``columns`` wide and ``rows`` high (its controlling
+    terminal, so Ctrl-C is a real SIGINT from the line discipline); type ``keys`` once ``when`` appears.
+    Returns the exit code and everything the terminal showed (the program's stdout and stderr, and the
+    terminal's own echo, such as ``^C``)."""
     import fcntl
     import pty
     import select
@@ -44,49 +52,9 @@ def on_terminal(
     import termios
     import time
 
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    env = {k: v for k, v in subprocess_env(plain=False, NO_COLOR="1").items() if k not in ("COLUMNS", "LINES")}
-    env["TERM"] = "xterm"
-    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, cwd=cwd, env=env)
-    os.close(follower)
-    seen = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while until.encode() not in seen:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{until!r} did not appear in {timeout} s:\n{seen.decode(errors='replace')}")
-            ready, _, _ = select.select([leader], [], [], 0.5)
-            if not ready:
-                if process.poll() is not None:
-                    said = seen.decode(errors="replace")
-                    raise AssertionError(f"exited {process.returncode} before {until!r}:\n{said}")
-                continue
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the other end closed: the process is gone
-                chunk = b""
-            if not chunk:
-                raise AssertionError(f"the terminal closed before {until!r}:\n{seen.decode(errors='replace')}")
-            seen += chunk
-    finally:
-        stop(process)  # type: ignore[arg-type]
-        os.close(leader)
-    return ANSI_SEQUENCE.sub("", seen.decode(errors="replace")).replace("\r\n", "\n").replace("\r", "")
-
-
-def in_terminal(
-    argv: list[str], *, env: dict[str, str], when: str, keys: bytes, timeout: float = 120
-) -> tuple[int, str]:
-    """Run ``argv`` on a pseudo-terminal of its own (its controlling terminal, so Ctrl-C is a real SIGINT
-    from the line discipline); type ``keys`` once ``when`` appears. Returns the exit code and everything
-    the terminal showed (the program's stdout and stderr, and the terminal's own echo, such as ``^C``)."""
-    import pty
-    import select
-    import time
-
     pid, terminal = pty.fork()
-    if pid == 0:  # the child: become the command
+    if pid == 0:  # the child: its terminal's size set before it becomes the command, which reads it
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         os.execvpe(argv[0], argv, env)
     shown = b""
     typed = False
@@ -113,3 +81,8 @@ def in_terminal(
         os.close(terminal)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def as_seen(shown: str) -> str:
+    """What a terminal showed, as the lines a person reads: escape sequences removed, line ends ``\\n``."""
+    return ANSI_SEQUENCE.sub("", shown).replace("\r\n", "\n").replace("\r", "")

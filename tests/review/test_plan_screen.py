@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from hindsight_migrate.cli import prompts
+from hindsight_migrate.errors import ExitCode
 from tests.conftest import bootstrapped, flatten, invoke
 from tests.harness import dbstate
-from tests.harness.processes import cli_command, on_terminal, subprocess_env
+from tests.harness.processes import as_seen, cli_command, in_terminal, subprocess_env
 from tests.harness.projects import TINY_BASE, Rev, tiny_project, write_project
 from tests.render.test_formats import valid_document
 
@@ -384,9 +385,15 @@ def test_a_one_revision_up_fits_an_80x24_terminal_up_to_the_prompt(
     assert invoke("-c", hindsight_with_data, "--url", database_url, "up", "0823327d9dc6", "--yes").exit_code == 0
     before = dbstate.snapshot(database_url)
 
-    shown = on_terminal(
-        cli_command(hindsight_with_data, database_url, "up"), cwd=hindsight_project, until="Type the target revision"
+    env = {k: v for k, v in subprocess_env(plain=False, NO_COLOR="1").items() if k not in ("COLUMNS", "LINES")}
+    code, raw = in_terminal(
+        cli_command(hindsight_with_data, database_url, "up"),
+        env={**env, "TERM": "xterm"},
+        when="Type the target revision",
+        keys=b"\x03",  # Ctrl-C at the prompt: nothing is applied
     )
+    shown = as_seen(raw)
+    assert code == ExitCode.ABORTED, shown
 
     before_prompt = shown[: shown.index("Type the target revision")].rstrip("\n").split("\n")
     assert len(before_prompt) <= 40, f"{len(before_prompt)} lines:\n" + "\n".join(before_prompt)
