@@ -83,6 +83,12 @@ class ConfigError(HindsightMigrateError):
     title = "Configuration error"
 
 
+class VersionTableUnusable(ConfigError):
+    """Alembic could not create the version table env.py names (its schema does not exist, say): no revision ran."""
+
+    title = "Version table cannot be created"
+
+
 class ConnectionFailed(HindsightMigrateError):
     """The server is unreachable, the database does not exist, or the login was refused."""
 

@@ -7,7 +7,8 @@ tool's connection handed to env.py, with what Alembic prints kept out of the too
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,8 @@ from alembic.operations import ops as alembic_ops
 
 from hindsight_migrate.alembic_api.comparison import comparing
 from hindsight_migrate.alembic_api.translate import alembic_errors
-from hindsight_migrate.errors import ConfigError
+from hindsight_migrate.errors import ConfigError, HindsightMigrateError, Section
+from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.revisions import Comparison, Operation
 
 if TYPE_CHECKING:
@@ -48,6 +50,38 @@ class Authoring:
                 "control), then run the command again. Nothing was written."
             )
 
+    def _revision_files(self) -> set[Path]:
+        return {path for folder in self.workspace.files.revision_folders for path in folder.glob("*.py")}
+
+    @contextlib.contextmanager
+    def _no_file_left_behind(self) -> Iterator[None]:
+        """Whatever fails after Alembic wrote a revision file (a post-write hook it cannot find, the project's
+        own hook) removes that file: a command that failed has written nothing. A failure in a post-write hook is
+        the configuration's ([post_write_hooks] of the ini), and is said as such."""
+        before = self._revision_files()
+        try:
+            yield
+        except BaseException as err:
+            written = sorted(self._revision_files() - before)
+            for path in written:
+                path.unlink(missing_ok=True)
+            removed = (
+                Section("Removed", "\n".join(str(self.workspace.relative(path)) for path in written))
+                if written
+                else None
+            )
+            if _raised_in_post_write_hook(err):
+                problem: HindsightMigrateError = ConfigError(
+                    "A post-write hook of the ini ([post_write_hooks]) failed after Alembic wrote the revision file, "
+                    "so the file was removed and nothing was written. Fix the hook (its entrypoint, module or "
+                    "executable must exist), or remove it from the ini, then run the command again.",
+                    sections=(Section("Alembic said", mask_secrets(str(err.__cause__ or err))),),
+                )
+                raise (problem.with_section(removed) if removed else problem) from err
+            if isinstance(err, HindsightMigrateError) and removed is not None:
+                err.with_section(removed)
+            raise
+
     def autogenerate(
         self,
         connection: Connection,
@@ -78,7 +112,12 @@ class Authoring:
                 directives[:] = []  # Alembic then writes nothing
 
         # Alembic announces "Generating ... done" on stdout itself; the tool says it in its own words.
-        with self.env.online(connection), contextlib.redirect_stdout(workspace.output), comparing() as compared:
+        with (
+            self._no_file_left_behind(),
+            self.env.online(connection),
+            contextlib.redirect_stdout(workspace.output),
+            comparing() as compared,
+        ):
             result = command.revision(
                 workspace.config, message=message, autogenerate=True, process_revision_directives=review
             )
@@ -96,6 +135,7 @@ class Authoring:
         self._require_template()
         workspace = self.workspace
         with (
+            self._no_file_left_behind(),
             alembic_errors(workspace.files, lambda: "while Alembic wrote the revision file"),
             contextlib.redirect_stdout(workspace.output),
         ):
@@ -110,6 +150,7 @@ class Authoring:
         self._require_template()
         workspace = self.workspace
         with (
+            self._no_file_left_behind(),
             alembic_errors(workspace.files, lambda: "while Alembic wrote the merge revision"),
             contextlib.redirect_stdout(workspace.output),
         ):
@@ -182,3 +223,13 @@ def _default_sql(default: Any) -> str | None:
         return "'" + arg.replace("'", "''") + "'"
     text = getattr(arg, "text", None)  # text("now()")
     return str(text) if text is not None else str(arg)
+
+
+def _raised_in_post_write_hook(err: BaseException) -> bool:
+    """Whether Alembic's post-write hooks (``alembic/script/write_hooks.py``) raised ``err``, or its cause."""
+    while err is not None:
+        frames = traceback.extract_tb(err.__traceback__)
+        if any(Path(frame.filename).parts[-3:] == ("alembic", "script", "write_hooks.py") for frame in frames):
+            return True
+        err = err.__cause__  # type: ignore[assignment]
+    return False

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from hindsight_migrate.alembic_api.project import Workspace
 
 _CREATE_DATE = re.compile(r"^Create Date:\s*(?P<date>.+?)\s*$", re.MULTILINE)
+# The header `alembic revision` writes under the message: facts of the file, not words of its author.
+_HEADER_LINE = re.compile(r"^(?:Revision ID|Revises|Create Date):", re.IGNORECASE)
 _DUPLICATE = re.compile(r"Revision (?P<revision>\S+) is present more than once")
 
 
@@ -288,7 +290,7 @@ class RevisionGraph:
             revision=script.revision,
             parents=tuple(script._all_down_revisions),
             children=tuple(sorted(script.nextrev)),
-            message=script.doc,
+            message=message_of(script.doc),
             created=created.group("date") if created else None,
             path=self.workspace.relative(Path(script.path)),
             branch_labels=tuple(sorted(script.branch_labels)),
@@ -456,3 +458,11 @@ def _revision_in(err: Exception | None) -> str | None:
     """The revision a loading error is about, when Alembic says (a self-loop raised while loading the file)."""
     revisions = getattr(err, "revisions", None)
     return str(revisions[0]) if revisions else None
+
+
+def message_of(doc: str) -> str:
+    """A revision's message, on one line: its docstring's first paragraph as Alembic's ``history`` shows it
+    (``Script.doc``), less the header lines of a file written without a message (``Revision ID:``, ``Revises:``,
+    ``Create Date:``), which are not one; "" when nothing is left."""
+    lines = [line.strip() for line in doc.splitlines() if not _HEADER_LINE.match(line.strip())]
+    return " ".join(line for line in lines if line)

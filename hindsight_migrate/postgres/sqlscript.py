@@ -214,6 +214,13 @@ def _syntax_error(sql: str, err: ParseError) -> ScriptSyntaxError:
     return ScriptSyntaxError(message, line)
 
 
+def creates_version_table(text: str, version_table: str) -> bool:
+    """Whether ``text`` is the CREATE TABLE of the version table named ``version_table`` (Alembic's own, before any
+    revision runs), as PostgreSQL parses it."""
+    node = _parsed_alone(text)
+    return isinstance(node, ast.CreateStmt) and node.relation is not None and node.relation.relname == version_table
+
+
 def _parsed_alone(text: str) -> ast.Node | None:
     try:
         parsed = parse_sql(text)

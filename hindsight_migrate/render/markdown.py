@@ -53,6 +53,7 @@ from hindsight_migrate.render.wording import (
     revisions_count,
     statement_counts,
     summary_lines,
+    what_failed,
 )
 from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.revisions import Direction, RevisionState
@@ -302,12 +303,13 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> list[str]:
     blocks = [f"**Rehearsal** on {text(rehearsal.description)}:"]
     if rehearsal.failure is not None:
         failed = [
-            f"**Revision {text(rehearsal.failure.revision)} failed in the rehearsal**: "
+            f"**{text(what_failed(rehearsal.failure.revision, rehearsal.failure.at))} failed in the rehearsal**: "
             f"{text(rehearsal.failure.message)}"
         ]
         if rehearsal.failure.statement:
             failed.append("Statement:\n\n" + fence(rehearsal.failure.statement))
-        blocks.append(details(f"Rehearsal failure: {rehearsal.failure.revision}", "\n\n".join(failed)))
+        failing = rehearsal.failure.revision or "before the first revision"
+        blocks.append(details(f"Rehearsal failure: {failing}", "\n\n".join(failed)))
     for warning in rehearsal.warnings:
         blocks.append(f"**Warning:** {text(warning)}")
     if rehearsal.diff and summarised and len(rehearsal.diff) > BIG_DIFF:

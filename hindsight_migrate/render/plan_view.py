@@ -41,6 +41,7 @@ from hindsight_migrate.render.wording import (
     revisions_count,
     statement_counts,
     summary_lines,
+    what_failed,
 )
 from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.revisions import Direction
@@ -358,7 +359,8 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool) -> None:
     console.print(f"[bold]Rehearsal[/] on {safe_markup(rehearsal.description)}:")
     if rehearsal.failure is not None:
         console.print(
-            f"  [bold red]Revision {safe_markup(rehearsal.failure.revision)} failed in the rehearsal[/]: "
+            f"  [bold red]{safe_markup(what_failed(rehearsal.failure.revision, rehearsal.failure.at))} failed in "
+            "the rehearsal[/]: "
             f"{safe_markup(rehearsal.failure.message)}"
         )
         if rehearsal.failure.statement:

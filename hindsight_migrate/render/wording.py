@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from hindsight_migrate.postgres.audit_records import Outcome
 from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.render.layout import plural
-from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, ChangeKind, Concern, Level, NoRehearsal
+from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, ChangeKind, Concern, FailedAt, Level, NoRehearsal
 from hindsight_migrate.revisions import Direction, RevisionState
 from hindsight_migrate.schema import Change, SchemaChange
 from hindsight_migrate.words import hold_cell, human_bytes, row_count, seconds_text
@@ -396,3 +396,18 @@ def revisions_count(count: int) -> str:
     """"1 revision", "3 revisions"."""
     return f"{count} {plural('revision', count)}"
 
+
+
+# What failed, when a run failed before its first revision: Alembic creates the version table, and env.py runs
+# its own statements, before it asks for one.
+FAILED_BEFORE_REVISIONS_WORDS = {
+    FailedAt.VERSION_TABLE: "Creating the version table env.py names (before the first revision)",
+    FailedAt.ENV_PY: "A statement of env.py's own (before the first revision)",
+}
+
+
+def what_failed(revision: str | None, at: FailedAt) -> str:
+    """``Revision r1``, or what ran before any revision did."""
+    if revision is not None or at is FailedAt.REVISION:
+        return f"Revision {revision}"
+    return FAILED_BEFORE_REVISIONS_WORDS[at]

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.alembic_api import AlembicProject
 
 CACHE_DIR = Path(".hindsight") / "cache"
-FORMAT = 2  # bump whenever what is stored, or how it is read, changes
+FORMAT = 3  # bump whenever what is stored, or how it is read, changes
 
 # A file changed again within the same tick of the file system's clock keeps its mtime; if
 # that happens between our fingerprint and Alembic's read, the cache would keep the old

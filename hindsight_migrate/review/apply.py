@@ -27,8 +27,10 @@ from hindsight_migrate.postgres.audit_records import Outcome, RecordedHold
 from hindsight_migrate.postgres.catalog import Blocker, invalid_indexes
 from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said, set_lock_timeout
 from hindsight_migrate.postgres.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
+from hindsight_migrate.postgres.sqlscript import creates_version_table
 from hindsight_migrate.review.bootstrap import bootstrap_under_lock, drop_baseline_schema
-from hindsight_migrate.review.plan import MigrationPlan, PlannedRevision
+from hindsight_migrate.review.kinds import FailedAt
+from hindsight_migrate.review.plan import MigrationPlan, PlannedRevision, failed_before_the_first_revision
 from hindsight_migrate.review.rehearsal import revision_source
 from hindsight_migrate.review.rehearsal.meter import HoldTimer
 from hindsight_migrate.revisions import Direction, RevisionInfo
@@ -228,6 +230,7 @@ def _apply_under_lock(
     try:
         with BlockerWatch(database, _backend_pid(connection)) as watch, heard.listening(connection):
             while True:
+                started_before = len(running)  # a failure with none started since is not a revision's
                 try:
                     project.env.run_revisions(
                         connection, pending, downgrade=downgrade, before_each=before_each, after_each=after_each
@@ -239,6 +242,11 @@ def _apply_under_lock(
                 except DBAPIError as err:
                     connection.rollback()
                     uncommitted.clear()  # its transaction is gone: it is not applied
+                    if len(running) == started_before:
+                        audit_closed = True
+                        raise _failed_before_the_first_revision(
+                            project, connection, audit_id, err, started, attempts=attempts
+                        ) from err
                     failing = running[-1][0] if running else items[pending[0]]
                     retry = _retry_after(err, failing, project, retries, attempts, waited_since, watch.last_seen())
                     if retry is None:
@@ -469,6 +477,19 @@ def _failed(
         )
     sections.append(Section("Database now at", _words(now)))
     return StatementFailed(headline, sections=tuple(sections))
+
+
+def _failed_before_the_first_revision(
+    project: AlembicProject, connection: Connection, audit_id: int, err: DBAPIError, started: float, *, attempts: int
+) -> HindsightMigrateError:
+    """Alembic failed before it started a revision of this run: creating the version table, or env.py's own SQL."""
+    said = server_said(err)
+    now = _close_audit(project, connection, audit_id, started, error=said, attempts=attempts)
+    statement = mask_secrets(str(err.statement).strip()) if err.statement else None
+    version_table = project.env.version_table.name
+    at = FailedAt.VERSION_TABLE if statement and creates_version_table(statement, version_table) else FailedAt.ENV_PY
+    problem = failed_before_the_first_revision(at, said, statement, when="nothing was applied")
+    return problem.with_section(Section("Database now at", _words(now)))
 
 
 def _words(revisions: tuple[str, ...]) -> str:

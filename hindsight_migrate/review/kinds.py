@@ -17,6 +17,15 @@ class NoRehearsal(Enum):
     NOTHING_TO_RUN = "nothing_to_run"
 
 
+class FailedAt(Enum):
+    """Where a run failed: in a revision, or before the first one started (Alembic reads and creates the version
+    table, and env.py runs its own statements, before it asks for the first revision)."""
+
+    REVISION = "revision"
+    VERSION_TABLE = "version-table"  # creating the version table env.py names
+    ENV_PY = "env.py"  # env.py's own statements, before the first revision
+
+
 class ChangeKind(Enum):
     """What a plan does, for --detailed-exitcode (as Terraform's -detailed-exitcode): 0, 2 or 3."""
 

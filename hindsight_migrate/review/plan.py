@@ -17,13 +17,13 @@ from typing import Literal
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.code_fingerprint import code_fingerprint
-from hindsight_migrate.errors import Refused, Section, StatementFailed
+from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed, VersionTableUnusable
 from hindsight_migrate.postgres import audit, catalog
 from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.postgres.scratch import scratch_made_in_advance
 from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap
-from hindsight_migrate.review.kinds import ChangeKind, NoRehearsal
+from hindsight_migrate.review.kinds import ChangeKind, FailedAt, NoRehearsal
 from hindsight_migrate.review.lint import LintResult, lint_sql
 from hindsight_migrate.review.rehearsal import Rehearsal, RehearsalOptions, RehearsalPlace, rehearse
 from hindsight_migrate.review.v1 import sha256_of_text
@@ -300,6 +300,10 @@ def refuse_unless_applicable(plan: MigrationPlan, *, allow_lint: bool) -> None:
     """Read-only: refuse (before any prompt) a plan whose rehearsal failed, or with lint errors unless allowed."""
     if plan.rehearsal is not None and plan.rehearsal.failure is not None:
         failure = plan.rehearsal.failure
+        if failure.revision is None:
+            raise failed_before_the_first_revision(
+                failure.at, failure.message, failure.statement, when="in the rehearsal, so nothing was applied"
+            )
         raise StatementFailed(
             f"Revision {failure.revision} fails in the rehearsal, so nothing was applied. Fix it and run again.",
             sections=(Section("Database said", failure.message),),
@@ -310,6 +314,29 @@ def refuse_unless_applicable(plan: MigrationPlan, *, allow_lint: bool) -> None:
             "applied. Fix the revisions, or pass --allow-lint after reviewing them.",
             sections=(Section("Errors", "\n".join(f"{f.revision} {f.rule}: {f.message}" for f in plan.lint.errors)),),
         )
+
+
+def failed_before_the_first_revision(
+    at: FailedAt, said: str, statement: str | None, *, when: str
+) -> HindsightMigrateError:
+    """The error for a run that failed before Alembic started its first revision: creating the version table
+    env.py names (a configuration error: its schema does not exist, say), or a statement of env.py's own.
+    ``when``: where it happened and what that left, in words ("in the rehearsal, so nothing was applied")."""
+    sections = [Section("Database said", said)]
+    if statement:
+        sections.append(Section("Statement", statement))
+    if at is FailedAt.VERSION_TABLE:
+        return VersionTableUnusable(
+            f"Alembic could not create the version table env.py names, before the first revision ran ({when}). "
+            "env.py chooses it (version_table and version_table_schema in context.configure()): create its schema "
+            "first (in V1, or in env.py before run_migrations()), or name one that exists.",
+            sections=tuple(sections),
+        )
+    return StatementFailed(
+        f"A statement env.py runs before the first revision failed ({when}). It is env.py's own SQL, not a "
+        "revision's: fix env.py and run again.",
+        sections=tuple(sections),
+    )
 
 
 def downgrade_problem(info: RevisionInfo, project: AlembicProject) -> DowngradeProblem | None:

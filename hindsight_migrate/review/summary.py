@@ -121,6 +121,9 @@ def _revisions(count: int) -> str:
 def _holding(loss: DataLoss) -> str:
     """What a dropped table or column holds now: "3 rows", "1 row holds a value in it", "no row holds a value in it"."""
     estimate = "" if loss.exact else " (the planner's estimate)"
+    if not loss.exact and loss.rows == 0:
+        # No count (too big to count in time, or not readable), and an estimate of none: that proves nothing.
+        return "it could not be counted, and the planner's estimate of 0 rows does not prove it empty"
     if loss.kind is Dropped.TABLE:
         if loss.exact and loss.rows == 0:
             return "it has no rows"
@@ -139,7 +142,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
         failure = rehearsal.failure
         attention.append(
             # The label already says FAILED: the text is what failed, not the word again.
-            Attention(Concern.REHEARSAL_FAILED, failure.revision, failure.revision, failure.message)
+            Attention(Concern.REHEARSAL_FAILED, failure.revision or failure.at.value, failure.revision, failure.message)
         )
     # Counted to be empty, a drop loses no data: it is shown as a drop, after the locks and renames (it breaks
     # code that reads it, as a rename does), not as data loss. An estimate of 0 (a table never analysed) is

@@ -17,7 +17,7 @@ from hindsight_migrate.postgres.database import (
 from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
 from hindsight_migrate.postgres.sample import TableSample
 from hindsight_migrate.review.bootstrap import BootstrapPlan
-from hindsight_migrate.review.kinds import Basis
+from hindsight_migrate.review.kinds import Basis, FailedAt
 from hindsight_migrate.revisions import RevisionInfo
 from hindsight_migrate.schema import SchemaChange
 
@@ -57,9 +57,10 @@ class RevisionCost:
 
 @dataclass(frozen=True)
 class RehearsalFailure:
-    revision: str
+    revision: str | None  # None when it failed before the first revision started
     message: str  # what the database said
     statement: str | None
+    at: FailedAt = FailedAt.REVISION
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,10 @@ def _scratch_words(
     with_data: bool, samples: dict[str, TableSample], sizes: dict[str, catalog.TableSize], limit_bytes: int
 ) -> str:
     if with_data:
+        if not sizes:
+            return "a scratch copy of the target, which has no tables yet"
+        if all(size.estimated_rows == 0 and size.rows_exact for size in sizes.values()):
+            return "a scratch copy of the target, whose tables hold no rows"
         return "a scratch copy of the target with its data"
     limit = f"{limit_bytes // (1024 * 1024)} MB"
     samples = {table: sample for table, sample in samples.items() if not sample.partitioned}  # counted once

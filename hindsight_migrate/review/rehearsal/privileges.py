@@ -179,7 +179,10 @@ def with_privileges_checked(rehearsal: Rehearsal, target: Database, role: catalo
             continue
         failing = rehearsal.failure
         order = [cost.revision for cost in rehearsal.costs]
-        if failing is not None and failing.revision in order and order.index(failing.revision) < order.index(revision):
+        if failing is not None and (
+            failing.revision is None
+            or (failing.revision in order and order.index(failing.revision) < order.index(revision))
+        ):
             return rehearsal  # an earlier revision failed in the rehearsal itself: that is the one to fix first
         return dataclasses.replace(rehearsal, failure=RehearsalFailure(revision, problem, mask_secrets(need.statement)))
     return rehearsal

@@ -26,7 +26,9 @@ from hindsight_migrate.postgres.database import (
     set_lock_timeout,
     set_statement_timeout,
 )
+from hindsight_migrate.postgres.sqlscript import creates_version_table
 from hindsight_migrate.review.bootstrap import drop_baseline_schema, rehearse_bootstrap
+from hindsight_migrate.review.kinds import FailedAt
 from hindsight_migrate.review.rehearsal.meter import Meter
 from hindsight_migrate.review.rehearsal.model import (
     Rehearsal,
@@ -141,7 +143,7 @@ def _run_contained(
         reason = server_wide.what
         containment.abandon_transaction(connection)  # the revision that reached past the database: not committed
     except DBAPIError as err:
-        run.failure = RehearsalFailure(last_of(run.running), server_said(err), statement_of(err))
+        run.failure = failure_of(run.running, server_said(err), err, work.version_table)
         if run.costs and run.costs[-1].revision == run.failure.revision:
             run.costs.pop()  # measured, then its commit failed (a deferred constraint): it did not happen
         if connection.in_transaction():
@@ -176,7 +178,7 @@ def _run_contained(
     except LeftTransaction as left:
         raise _not_rehearsable(run.running, left, "in the transaction it had to be rolled back in") from None
     except DBAPIError as err:
-        run.failure = RehearsalFailure(last_of(run.running), server_said(err), statement_of(err))
+        run.failure = failure_of(run.running, server_said(err), err, work.version_table)
         run.after = None  # what the committed revisions left: read after the rollback
     finally:
         meter.close()
@@ -277,10 +279,10 @@ def rehearse_on_target(
                     )
                     after = before
                 else:
-                    failure = RehearsalFailure(last_of(running), said, statement_of(err))
+                    failure = failure_of(running, said, err, work.version_table)
                     after = before
             except DBAPIError as err:
-                failure = RehearsalFailure(last_of(running), server_said(err), statement_of(err))
+                failure = failure_of(running, server_said(err), err, work.version_table)
                 after = before
             finally:
                 meter.close()
@@ -384,6 +386,16 @@ def _run_measured(
     )
 
 
+def failure_of(running: list[str], said: str, err: Any, version_table: str) -> RehearsalFailure:
+    """What failed: the revision that was running, or, before the first one started, Alembic creating the version
+    table env.py names (its schema missing, say) or env.py's own statements."""
+    statement = statement_of(err)
+    if running:
+        return RehearsalFailure(running[-1], said, statement)
+    at = FailedAt.VERSION_TABLE if statement and creates_version_table(statement, version_table) else FailedAt.ENV_PY
+    return RehearsalFailure(None, said, statement, at)
+
+
 def last_of(running: list[str]) -> str:
     """The revision that was running when something failed ("?" when none had started)."""
     return running[-1] if running else "?"
@@ -399,4 +411,4 @@ def revision_source(project: AlembicProject, revision: RevisionInfo) -> str:
 
 def statement_of(err: Any) -> str | None:
     statement = getattr(err, "statement", None)
-    return mask_secrets(statement) if statement else None
+    return mask_secrets(str(statement).strip()) if statement else None
