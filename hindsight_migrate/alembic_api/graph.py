@@ -461,8 +461,8 @@ def _revision_in(err: Exception | None) -> str | None:
 
 
 def message_of(doc: str) -> str:
-    """A revision's message, on one line: its docstring's first paragraph as Alembic's ``history`` shows it
+    """A revision's message: its docstring's first paragraph as Alembic's ``history`` shows it
     (``Script.doc``), less the header lines of a file written without a message (``Revision ID:``, ``Revises:``,
     ``Create Date:``), which are not one; "" when nothing is left."""
-    lines = [line.strip() for line in doc.splitlines() if not _HEADER_LINE.match(line.strip())]
-    return " ".join(line for line in lines if line)
+    lines = [line.strip(" ") for line in doc.split("\n") if not _HEADER_LINE.match(line.strip())]
+    return "\n".join(lines).strip()
