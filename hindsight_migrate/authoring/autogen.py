@@ -32,6 +32,8 @@ from hindsight_migrate.postgres.database import Database, server_said
 from hindsight_migrate.postgres.scratch import scratch_database
 from hindsight_migrate.review.bootstrap import BootstrapPlan, plan_bootstrap, rehearse_bootstrap
 from hindsight_migrate.review.lint import LintFinding, LintResult, lint_sql
+from hindsight_migrate.review.plan import failed_before_the_first_revision
+from hindsight_migrate.review.rehearsal.strategies import failure_of
 from hindsight_migrate.revisions import Comparison, Operation
 
 if TYPE_CHECKING:
@@ -368,6 +370,11 @@ def _build_at_head(
             _build_steps(project, connection, bootstrap, running)
             containment.verify_inside()
     except DBAPIError as err:
+        if not running:  # Alembic creating the version table env.py names, or env.py's own SQL
+            failure = failure_of([], server_said(err), err, project.env.version_table.name)
+            raise failed_before_the_first_revision(
+                failure.at, failure.message, failure.statement, when="building a scratch database at head from nothing"
+            ) from err
         raise Refused(
             f"Building a scratch database at head from nothing failed at revision "
             f"{running[-1] if running else '?'}, so the models could not be compared. Chains whose schema was "

@@ -47,6 +47,10 @@ def test_a_version_table_in_a_schema_that_does_not_exist_is_a_configuration_erro
     failure = json.loads(document.stdout)["plan"]["rehearsal"]["failure"]
     assert (failure["revision"], failure["at"]) == (None, "version-table"), failure
 
+    checked = invoke("-c", str(ini), "--url", database_url, "check")  # the scratch database built at head
+    assert_failure(checked, 3, "could not create the version table env.py names, before the first revision ran")
+    assert "revision ?" not in checked.output
+
     applied = invoke("-c", str(ini), "--url", database_url, "up", "--yes", "--no-rehearsal")
     assert_failure(applied, 3, "could not create the version table env.py names", "Database now at")
     assert f"Revision {R1}" not in applied.output  # R1 never started: it is not the one to fix
