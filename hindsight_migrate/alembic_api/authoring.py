@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alembic import autogenerate as autogen
 from alembic import command
 from alembic.operations import ops as alembic_ops
+from alembic.runtime.environment import EnvironmentContext
 
 from hindsight_migrate.alembic_api.comparison import comparing
 from hindsight_migrate.alembic_api.translate import alembic_errors
@@ -98,18 +100,26 @@ class Authoring:
         savepoint that is rolled back stores a default as PostgreSQL would).
         """
         workspace = self.workspace
-        found: list[Operation] = []
-        decision: list[bool] = []
-        # Comparing needs no template (check compares and writes nothing); writing does.
-        no_template = not self._template().is_file()
+        directory = workspace.directory
+        # What `alembic revision --autogenerate` does (command.revision), in two steps: compare (env.py runs, and
+        # its own process_revision_directives hook shapes the result, as Alembic hands it to it), then write,
+        # only if ``write`` says so. Alembic's check compares the same way and writes nothing.
+        arguments: dict[str, Any] = {
+            "message": message,
+            "autogenerate": True,
+            "sql": False,
+            "head": "head",
+            "splice": False,
+            "branch_label": None,
+            "version_path": None,
+            "rev_id": None,
+            "depends_on": None,
+        }
+        revision_context = autogen.RevisionContext(workspace.config, directory, arguments)
 
-        def review(context: Any, revision: Any, directives: list[Any]) -> None:
-            script = directives[0]
-            found.extend(_operations(script.upgrade_ops.ops))
-            wanted = write(tuple(found))
-            if not wanted or no_template:
-                decision.append(wanted)  # True: to be written, but there is no template to write it with
-                directives[:] = []  # Alembic then writes nothing
+        def compare(revision: Any, context: Any) -> list[Any]:
+            revision_context.run_autogenerate(revision, context)
+            return []
 
         # Alembic announces "Generating ... done" on stdout itself; the tool says it in its own words.
         with (
@@ -118,17 +128,33 @@ class Authoring:
             contextlib.redirect_stdout(workspace.output),
             comparing() as compared,
         ):
-            result = command.revision(
-                workspace.config, message=message, autogenerate=True, process_revision_directives=review
+            with EnvironmentContext(
+                workspace.config,
+                directory,
+                fn=compare,
+                as_sql=False,
+                template_args=revision_context.template_args,
+                revision_context=revision_context,
+            ):
+                self.env._run_env()  # env.py, after checking it is there
+            # The project's hook may have emptied the list (nothing to write) or reshaped it: what it left is
+            # what Alembic would write.
+            found = tuple(
+                operation
+                for script in revision_context.generated_revisions
+                for upgrade_ops in script.upgrade_ops_list
+                for operation in _operations(upgrade_ops.ops)
             )
-        # Alembic returns a Script, a list of them, or an empty list when the hook cleared the directives.
-        script = (result[0] if result else None) if isinstance(result, list) else result
-        if any(decision):  # it was to be written, and there is no template to write it with
+            if not revision_context.generated_revisions or not write(found):
+                return found, None, compared.result()
+            # Comparing needs no template (check compares and writes nothing); writing does.
             self._require_template()
-        if decision or script is None:
-            return tuple(found), None, compared.result()
+            scripts = list(revision_context.generate_scripts())
+        written = next((script for script in scripts if script is not None), None)
+        if written is None:
+            return found, None, compared.result()
         self.on_written()  # a new file: later calls must see it
-        return tuple(found), workspace.relative(Path(script.path)), compared.result()
+        return found, workspace.relative(Path(written.path)), compared.result()
 
     def empty_revision(self, message: str) -> Path:
         """Writes a file: a revision with empty upgrade()/downgrade(), from the project's template (no database)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from hindsight_migrate import __version__
-from hindsight_migrate.errors import BadArgument, ExitCode
+from hindsight_migrate.errors import BadArgument, ExitCode, HindsightMigrateError
 from hindsight_migrate.review.kinds import NoRehearsal
 
 if TYPE_CHECKING:
@@ -605,9 +605,14 @@ def check(
         from hindsight_migrate.reports.check import run_checks
 
         shown = output_format(output, as_json)
-        report = with_database(
-            options, lambda project, database: run_checks(project, database, against_target=against_target)
-        )
+        try:
+            report = with_database(
+                options, lambda project, database: run_checks(project, database, against_target=against_target)
+            )
+        except HindsightMigrateError as problem:
+            if shown is OutputFormat.json:  # a CI step that parses stdout gets a document whatever happened
+                render.print_document(render.check_error_document(problem))
+            raise
         show(
             shown,
             lambda: render.check_report(report),

@@ -25,6 +25,7 @@ from hindsight_migrate.render.console import (
 from hindsight_migrate.render.data import (
     bootstrap_document,
     check_document,
+    check_error_document,
     history_document,
     jsonable,
     lint_document,
@@ -74,6 +75,7 @@ __all__ = [
     "bootstrap_markdown",
     "bootstrap_plan",
     "check_document",
+    "check_error_document",
     "check_markdown",
     "check_report",
     "debug_traceback",

@@ -17,6 +17,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from hindsight_migrate.errors import HindsightMigrateError
+from hindsight_migrate.masking import mask_secrets
+
 if TYPE_CHECKING:
     from hindsight_migrate.authoring.autogen import NewRevision
     from hindsight_migrate.reports.check import CheckReport, LintReport
@@ -124,7 +127,20 @@ def merge_document(revision: str, path: Path, heads: tuple[str, ...]) -> dict[st
 
 
 def check_document(report: CheckReport) -> dict[str, Any]:
-    return _document("check", {**jsonable(report), "ok": report.ok})
+    return _document("check", {**jsonable(report), "ok": report.ok, "error": None})
+
+
+def check_error_document(problem: HindsightMigrateError) -> dict[str, Any]:
+    """``check`` that could not finish: still a document (a CI step that parses stdout gets one), with the error
+    that stopped it and its exit code; nothing checked, nothing passed."""
+    error = {
+        "title": problem.title,
+        "message": mask_secrets(problem.message),
+        "exit_code": int(problem.exit_code),
+        "sections": [{"title": s.title, "body": mask_secrets(s.body)} for s in problem.sections],
+    }
+    fields = {"database": "", "problems": [], "checked": [], "warnings": [], "target": "", "ok": False, "error": error}
+    return _document("check", fields)
 
 
 def status_document(status: Status) -> dict[str, Any]:

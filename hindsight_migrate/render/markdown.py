@@ -479,6 +479,8 @@ def check_markdown(report: CheckReport) -> str:
         )
     else:
         blocks.append("**Needs attention:** nothing.")
+    if report.target:
+        blocks.append(f"**Target:** {text(report.target)}.")
     for _, words, problem in listed:
         if problem.details:
             blocks.append(details(f"{words.lower()}: {problem.kind} ({len(problem.details)})", _check_items(problem)))

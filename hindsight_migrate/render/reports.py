@@ -248,6 +248,8 @@ def status(result: Status) -> None:
 
 def check_report(report: CheckReport) -> None:
     console = out()
+    if report.target:
+        console.print(f"Target: {safe_markup(report.target)}.")
     for warning in report.warnings:
         console.print(f"  [yellow]! {warning.kind}:[/] {safe_markup(warning.message)}")
         for detail in warning.details:

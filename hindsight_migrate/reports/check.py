@@ -19,7 +19,7 @@ from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.reports.ranges import upgrade_range
 from hindsight_migrate.reports.status import read_status
 from hindsight_migrate.review.lint import LintResult, lint_sql
-from hindsight_migrate.review.plan import DowngradeProblem, downgrade_problem
+from hindsight_migrate.review.plan import DowngradeProblem, downgrade_problem, planned_revisions
 from hindsight_migrate.revisions import Comparison, Operation
 
 CheckKind = Literal["models", "heads", "irreversible", "noop-downgrade", "edited", "lint", "v1", "diverged"]
@@ -63,6 +63,10 @@ class CheckReport:
     problems: tuple[CheckProblem, ...]
     checked: tuple[str, ...]  # what was looked at, for the reader
     warnings: tuple[CheckProblem, ...] = ()  # reported, but check still passes
+    # Where the target stands, and so what check compared: the models are compared with a scratch database built
+    # at head (or the target itself with --against-target), whatever the target's revision; lint reads what the
+    # target has not applied. Words, e.g. "2 revisions behind head (at r1; pending r2, r3)".
+    target: str = ""
 
     @property
     def ok(self) -> bool:
@@ -144,13 +148,31 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
                 ),
             )
         )
+    not_linted: tuple[tuple[str, str], ...] = ()
     if status.pending and not status.unknown:
         pending = project.graph.upgrade_path(status.current, "heads")
+        # Rendered as `up` renders its plan: a revision that cannot render offline (an env.py without an offline
+        # branch, a revision that reads the database through get_bind()) is not linted, and said so; the project
+        # is not blamed for what its own commands never do.
+        planned = planned_revisions(project, pending, start=status.current, downgrade=False)
         lint = lint_sql(
-            project.env.offline_sql_path(pending, start=status.current),
+            {item.info.revision: item.sql or "" for item in planned},
             project.settings.tool,
             version_table=project.env.version_table,
         )
+        not_linted = (
+            *((item.info.revision, item.sql_problem or "no SQL") for item in planned if item.sql is None),
+            *((item.revision, item.reason) for item in lint.not_linted),
+        )
+        if not_linted:
+            warnings.append(
+                CheckProblem.of(
+                    "lint",
+                    f"Not linted ({len(not_linted)} of {len(planned)} pending revisions): their SQL could not be "
+                    "rendered without a database, or Squawk could not read it. The other checks ran.",
+                    _not_linted_items(not_linted, paths),
+                )
+            )
         if lint.errors:
             problems.append(
                 CheckProblem.of(
@@ -218,7 +240,7 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
             if bootstraps
             else ()
         ),
-        "lint of pending revisions",
+        "lint of pending revisions" + (f" ({len(not_linted)} not linted)" if not_linted else ""),
         ("models against the target" if against_target else "models against a scratch database at head")
         + (f" ({comparison.words()})" if comparison is not None else "")
         if models_checked
@@ -227,8 +249,27 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
         else "models (skipped: env.py sets no target_metadata)",
     )
     return CheckReport(
-        database=database.masked_url, problems=tuple(problems), checked=checked, warnings=tuple(warnings)
+        database=database.masked_url,
+        problems=tuple(problems),
+        checked=checked,
+        warnings=tuple(warnings),
+        target=_target_words(status.current, status.pending, against_target),
     )
+
+
+def _target_words(current: tuple[str, ...], pending: tuple[str, ...], against_target: bool) -> str:
+    """Where the target stands, and what that means for what was compared."""
+    at = ", ".join(current)
+    compared = (
+        "the models were compared with it"
+        if against_target
+        else "the models were compared with a scratch database built at head, not with it"
+    )
+    if not pending:
+        return f"at head ({at or 'no revision: the chain is empty'}); {compared}"
+    behind = f"{len(pending)} {'revision' if len(pending) == 1 else 'revisions'} behind head"
+    where = f"at {at}" if current else "no revision applied"
+    return f"{behind} ({where}), which `up` would apply and lint read; {compared}"
 
 
 def _downgrade_item(problem: DowngradeProblem, paths: dict[str, str]) -> CheckItem:
@@ -247,6 +288,21 @@ def _operation_item(op: Operation) -> CheckItem:
         name=(op.name or None) if not (on_column or on_table) else None,
         operation=op.kind,
     )
+
+
+def _not_linted_items(not_linted: tuple[tuple[str, str], ...], paths: dict[str, str]) -> tuple[CheckItem, ...]:
+    """One item per revision; a reason many share (env.py without an offline branch: every one) is one line."""
+    by_reason: dict[str, list[str]] = {}
+    for revision, why in not_linted:
+        by_reason.setdefault(why, []).append(revision)
+    items: list[CheckItem] = []
+    for why, revisions in by_reason.items():
+        if len(revisions) > 3:
+            named = f"{', '.join(revisions[:3])} and {len(revisions) - 3} more"
+            items.append(CheckItem(f"{named}: {why}", reason=why))
+        else:
+            items += [CheckItem(f"{r}: {why}", revision=r, path=paths.get(r), reason=why) for r in revisions]
+    return tuple(items)
 
 
 def _models_against_head(

@@ -17,7 +17,14 @@ from typing import Literal
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.code_fingerprint import code_fingerprint
-from hindsight_migrate.errors import HindsightMigrateError, Refused, Section, StatementFailed, VersionTableUnusable
+from hindsight_migrate.errors import (
+    EnvIgnoresConnection,
+    HindsightMigrateError,
+    Refused,
+    Section,
+    StatementFailed,
+    VersionTableUnusable,
+)
 from hindsight_migrate.postgres import audit, catalog
 from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.postgres.lock_modes import Blocks
@@ -140,7 +147,7 @@ def plan_upgrade(
         scratch_made_in_advance(database, wanted=_on_a_scratch_copy(rehearsal)) as scratch,
         ThreadPoolExecutor(1, "hindsight-lint") as beside,
     ):
-        planned = _planned(project, revisions, start=start, downgrade=False)
+        planned = planned_revisions(project, revisions, start=start, downgrade=False)
         # Squawk runs in its own process while the rehearsal waits on the server.
         linting = beside.submit(
             lint_sql,
@@ -228,7 +235,7 @@ def plan_downgrade(
     if not (revisions or drops_baseline):
         rehearsal = None
     with scratch_made_in_advance(database, wanted=_on_a_scratch_copy(rehearsal)) as scratch:
-        planned = _planned(project, revisions, start=current, downgrade=True)
+        planned = planned_revisions(project, revisions, start=current, downgrade=True)
         measured = None
         if rehearsal is not None:
             measured = rehearse(
@@ -417,28 +424,51 @@ def _data_loss(database: Database, rehearsal: Rehearsal) -> tuple[DataLoss, ...]
     return tuple(losses)
 
 
-def _planned(
+def planned_revisions(
     project: AlembicProject, revisions: tuple[RevisionInfo, ...], *, start: tuple[str, ...], downgrade: bool
 ) -> tuple[PlannedRevision, ...]:
-    """Each revision with its file's checksum and its offline SQL, rendered in one pass from ``start``."""
+    """Each revision with its file's checksum and its offline SQL, rendered in one pass from ``start``; a revision
+    that cannot render offline has ``sql`` None and ``sql_problem`` saying why."""
     try:
         sqls = project.env.offline_sql_path(revisions, start=start, downgrade=downgrade)
+    except EnvIgnoresConnection:
+        # env.py has no offline branch (it builds an engine whatever the mode, as most env.py files in the wild
+        # do): no revision can render, and trying each alone would run env.py once per revision to learn that.
+        return tuple(
+            _planned_one(project, info, None, downgrade=downgrade, problem=NO_OFFLINE_BRANCH) for info in revisions
+        )
     except Exception:  # one revision cannot render offline: render each alone to say which, and why
         sqls = {}
     return tuple(_planned_one(project, info, sqls.get(info.revision), downgrade=downgrade) for info in revisions)
 
 
-def _planned_one(project: AlembicProject, info: RevisionInfo, sql: str | None, *, downgrade: bool) -> PlannedRevision:
+# Why a revision's SQL could not be rendered, when env.py is the reason: said once, in words.
+NO_OFFLINE_BRANCH = (
+    "env.py has no offline branch (it builds an engine even under --sql), so Alembic cannot render SQL without a "
+    "database"
+)
+
+
+def _planned_one(
+    project: AlembicProject, info: RevisionInfo, sql: str | None, *, downgrade: bool, problem: str | None = None
+) -> PlannedRevision:
     # Read once: its checksum, and whether it reads the database from Python.
     source = (project.settings.project_dir / info.path).read_text(encoding="utf-8")
     file_sha = sha256_of_text(source)
-    problem = None
-    if sql is None:
+    runs_python = _reads_the_database(source, downgrade=downgrade)
+    if sql is None and problem is None:
         try:
             sql = project.env.offline_sql(info, downgrade=downgrade)
+        except EnvIgnoresConnection:
+            problem = NO_OFFLINE_BRANCH
         except Exception as err:  # a revision that reads data through get_bind() cannot render offline
-            sql, problem = None, f"{type(err).__name__}: {err}"
-    runs_python = _reads_the_database(source, downgrade=downgrade)
+            said = err.message if isinstance(err, HindsightMigrateError) else f"{type(err).__name__}: {err}"
+            problem = (
+                "it reads the database from Python (get_bind()), which SQL rendered without a database cannot "
+                f"do: {said}"
+                if runs_python
+                else said
+            )
     return PlannedRevision(
         info=info,
         file_sha256=file_sha,

@@ -173,7 +173,7 @@ def add_revision(
     assert written is not None and written.revision == revision
     path = Path(written.path)
     text = path.read_text()
-    assert "op.drop_" in text, f"the operations did not reach {path}:\n{text}"
+    assert upgrades[0] in text, f"the operations did not reach {path}:\n{text}"
     return path
 
 
