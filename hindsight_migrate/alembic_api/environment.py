@@ -257,9 +257,13 @@ class EnvironmentRunner:
         config = self.workspace.config
         target = self.workspace.target
         assert target is not None, "bind_target() comes before any online run"
-        config.attributes["connection"] = connection
         try:
-            with handoff.handed_over(connection, target, self.env_py), self._translated(), self._quiet_alembic():
+            with (
+                handoff.handed_over(connection, target, self.env_py) as lent,
+                self._translated(),
+                self._quiet_alembic(),
+            ):
+                config.attributes["connection"] = lent
                 yield
         finally:
             config.attributes.pop("connection", None)

@@ -77,22 +77,24 @@ _current: contextvars.ContextVar[_Handoff | None] = contextvars.ContextVar("hind
 
 
 @contextmanager
-def handed_over(connection: Connection, expected: ExpectedDatabase, env_py: Path) -> Iterator[None]:
+def handed_over(connection: Connection, expected: ExpectedDatabase, env_py: Path) -> Iterator[Connection]:
     """While env.py runs online: every engine it builds is bound to ``connection``.
 
-    ``config.attributes["connection"]`` (set by the caller) is ``connection`` itself; an env.py
-    that treats it as an Engine (``.connect()``, as pytest-alembic hands one) gets it back,
-    and closing it (``with connection:``) leaves it open for the tool.
+    Yields what the caller puts in ``config.attributes["connection"]``: ``connection`` itself, seen through
+    :func:`lent`, so that an env.py that treats it as an Engine (``.connect()``, as pytest-alembic hands one) or
+    as an AsyncEngine (``async with connectable.connect()``) gets it back; closing it (``with connection:``)
+    leaves it open for the tool.
     """
     handoff = _Handoff(connection, expected, env_py)
-    # Instance attributes, removed afterwards: Connection has no connect() of its own in
-    # SQLAlchemy 2, and `with engine.connect() as c:` ends with c.close(), which must not end
-    # the tool's transaction, release its lock or lose its session settings.
-    connection.__dict__["connect"] = lambda: connection
+    shared = lent(connection)
+    # Instance attributes (of both: they share them), removed afterwards: Connection has no connect() of its
+    # own in SQLAlchemy 2, and `with engine.connect() as c:` ends with c.close(), which must not end the tool's
+    # transaction, release its lock or lose its session settings.
+    connection.__dict__["connect"] = lambda: shared
     connection.__dict__["close"] = _not_closed
     try:
         with _factories_installed(), _active(handoff):
-            yield
+            yield shared
     finally:
         connection.__dict__.pop("connect", None)
         connection.__dict__.pop("close", None)
@@ -292,6 +294,46 @@ class _BoundAsyncConnection:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+def lent(connection: Connection) -> Connection:
+    """``connection`` as env.py finds it in ``config.attributes["connection"]``: the same connection (one object's
+    state, shared), which env.py may also use as an engine, sync or async, as env.py files in the wild do with what
+    they find there: ``async with connectable.connect() as c: await c.run_sync(...)``, ``await
+    connectable.dispose()``, ``with connectable.connect() as c:``."""
+    shared = object.__new__(_lent_connection_class(type(connection)))  # type: ignore[arg-type]
+    shared.__dict__ = connection.__dict__  # not a copy: one connection, one transaction, seen through both
+    return shared
+
+
+class _AlreadyDone:
+    """An awaitable that does nothing, and warns of nothing when no one awaits it (a sync env.py's dispose())."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield from ()
+
+
+@functools.cache
+def _lent_connection_class(base: type[Connection]) -> type[Connection]:
+    class LentConnection(base):  # type: ignore[valid-type, misc]
+        """The tool's connection, lent: also an engine (``connect()`` is itself) and an async one."""
+
+        def connect(self) -> LentConnection:
+            return self
+
+        def dispose(self, close: bool = True) -> _AlreadyDone:
+            return _AlreadyDone()
+
+        async def __aenter__(self) -> _BoundAsyncConnection:
+            return _BoundAsyncConnection(self)
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        async def run_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return fn(self, *args, **kwargs)
+
+    return LentConnection
 
 
 class _BoundAsyncEngine:
