@@ -22,6 +22,12 @@ class VersionTable:
     name: str = "alembic_version"  # Alembic's default, used until env.py has configured a run
     schema: str | None = None
 
+    @property
+    def environment(self) -> str:
+        """What the tool's records say an environment is, in a database several may share: its version table
+        ("alembic_version", "tenant.alembic_version"), which two environments of one database never share."""
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
 
 class RevisionState(Enum):
     """Where a revision stands in the database; the value is what `history --format json` holds."""

@@ -145,6 +145,19 @@ def check_layout(ini: IniFile | None, toml: TomlFile | None, section: str) -> No
             if toml.alembic is None
             else f"{toml.path} has no script_location in [tool.alembic]"
         )
+    parser = ini.parser if ini is not None else None
+    others = [
+        name
+        for name in (parser.sections() if parser is not None else [])
+        if parser is not None and parser.get(name, "script_location", raw=True, fallback="").strip()
+    ]
+    if others:
+        # Several environments in one file (alembic -n NAME): the reader is one -n away from the right one.
+        named = ", ".join(f"[{name}]" for name in others)
+        raise ConfigError(
+            f"{'; '.join(found)}. Its sections with a script_location: {named}. Name one with -n NAME "
+            f"(hindsight-migrate -n {others[0]} ...), as alembic -n NAME does."
+        )
     raise ConfigError(f"{'; '.join(found)}, so nothing says where the migrations are. {LAYOUTS}")
 
 

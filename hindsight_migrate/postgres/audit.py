@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLY_LOG} (
     error            text,
     lock_attempts    integer,
     warnings         text,
-    lock_holds       text
+    lock_holds       text,
+    environment      text
 )
 """
 
@@ -89,7 +90,8 @@ CREATE TABLE IF NOT EXISTS {TOOL_SCHEMA}.{APPLIED_REVISIONS} (
     file_path        text        NOT NULL,
     applied_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
     apply_id         bigint,
-    code_fingerprint text
+    code_fingerprint text,
+    environment      text
 )
 """
 
@@ -142,6 +144,7 @@ _SHAPES: dict[str, dict[str, str]] = {
         "lock_attempts": _INTEGER,
         "warnings": _TEXT,
         "lock_holds": _TEXT,
+        "environment": _TEXT,
     },
     APPLIED_REVISIONS: {
         "revision": _TEXT,
@@ -150,13 +153,19 @@ _SHAPES: dict[str, dict[str, str]] = {
         "applied_at": _TIMESTAMP,
         "apply_id": _INTEGER,
         "code_fingerprint": _TEXT,
+        "environment": _TEXT,
     },
 }
 # What a table an earlier version made lacks: it gains them on the next apply.
 _ADDED_LATER = {
-    APPLY_LOG: frozenset({"lock_attempts", "warnings", "lock_holds"}),
-    APPLIED_REVISIONS: frozenset({"code_fingerprint"}),
+    APPLY_LOG: frozenset({"lock_attempts", "warnings", "lock_holds", "environment"}),
+    APPLIED_REVISIONS: frozenset({"code_fingerprint", "environment"}),
 }
+# Several Alembic environments may share one database (two ini sections, each with a version table of its own):
+# every record says whose it is, by the environment's version table ("alembic_version", "tenant.alembic_version"),
+# which is what keeps two environments apart in the database itself. Rows an earlier version wrote have none:
+# they are read by every environment, as they were before.
+_OF_THIS_ENVIRONMENT = "(environment = :environment OR environment IS NULL)"
 _TYPE_FAMILIES = {
     "smallint": _INTEGER,
     "integer": _INTEGER,
@@ -443,6 +452,8 @@ def _evolve_apply_log(connection: Connection) -> None:
         connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN warnings text"))
     if not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_holds"):
         connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN lock_holds text"))
+    if not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "environment"):
+        connection.execute(text(f"ALTER TABLE {qualified} ADD COLUMN environment text"))
 
 
 def _evolve_applied_revisions(connection: Connection) -> None:
@@ -450,6 +461,8 @@ def _evolve_applied_revisions(connection: Connection) -> None:
     missing; its rows keep none (their code was never fingerprinted), and are judged by the file's SHA-256."""
     if not column_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS, "code_fingerprint"):
         connection.execute(text(f"ALTER TABLE {TOOL_SCHEMA}.{APPLIED_REVISIONS} ADD COLUMN code_fingerprint text"))
+    if not column_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS, "environment"):
+        connection.execute(text(f"ALTER TABLE {TOOL_SCHEMA}.{APPLIED_REVISIONS} ADD COLUMN environment text"))
 
 
 def record_applied(
@@ -460,21 +473,25 @@ def record_applied(
     file_path: str,
     apply_id: int | None,
     code_fingerprint: str | None,
+    environment: str,
 ) -> None:
     """Writes: the checksum and code fingerprint of a revision just applied (in its transaction)."""
     # The driver's own placeholders: this runs once per revision, and SQLAlchemy's text()
     # machinery costs more than the round trip on a chain of small revisions.
     connection.exec_driver_sql(
         f"INSERT INTO {TOOL_SCHEMA}.{APPLIED_REVISIONS} (revision, file_sha256, file_path, apply_id, "
-        "code_fingerprint) VALUES (%(revision)s, %(sha)s, %(path)s, %(apply_id)s, %(fingerprint)s) "
+        "code_fingerprint, environment) VALUES (%(revision)s, %(sha)s, %(path)s, %(apply_id)s, %(fingerprint)s, "
+        "%(environment)s) "
         "ON CONFLICT (revision) DO UPDATE SET file_sha256 = EXCLUDED.file_sha256, file_path = EXCLUDED.file_path, "
-        "applied_at = clock_timestamp(), apply_id = EXCLUDED.apply_id, code_fingerprint = EXCLUDED.code_fingerprint",
+        "applied_at = clock_timestamp(), apply_id = EXCLUDED.apply_id, code_fingerprint = EXCLUDED.code_fingerprint, "
+        "environment = EXCLUDED.environment",
         {
             "revision": revision,
             "sha": file_sha256,
             "path": file_path,
             "apply_id": apply_id,
             "fingerprint": code_fingerprint,
+            "environment": environment,
         },
     )
 
@@ -486,10 +503,11 @@ def forget_applied(connection: Connection, *, revision: str) -> None:
     )
 
 
-def applied_checksums(connection: Connection) -> dict[str, AppliedChecksum]:
-    """Read-only: the recorded checksum of every revision the tool applied and did not revert."""
+def applied_checksums(connection: Connection, *, environment: str) -> dict[str, AppliedChecksum]:
+    """Read-only: the recorded checksum of every revision the tool applied in ``environment`` and did not revert."""
     if not _readable(connection, APPLIED_REVISIONS):  # see audit_unreadable for why
         return {}
+    mine = _OF_THIS_ENVIRONMENT if column_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS, "environment") else "true"
     # A table an earlier version made has no fingerprints until this version's first apply adds the column.
     fingerprint = (
         "code_fingerprint" if column_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS, "code_fingerprint") else "NULL"
@@ -497,14 +515,21 @@ def applied_checksums(connection: Connection) -> dict[str, AppliedChecksum]:
     rows = connection.execute(
         text(
             f"SELECT revision, file_sha256, file_path, applied_at, {fingerprint} "
-            f"FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS}"
-        )
+            f"FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS} WHERE {mine}"
+        ),
+        {"environment": environment},
     )
     return {row[0]: AppliedChecksum(*row) for row in rows}
 
 
 def start_apply(
-    connection: Connection, *, command: str, database: str, from_revisions: tuple[str, ...], fingerprint: str | None
+    connection: Connection,
+    *,
+    command: str,
+    database: str,
+    from_revisions: tuple[str, ...],
+    fingerprint: str | None,
+    environment: str,
 ) -> int:
     """Writes: a 'running' audit row; the caller commits it before changing anything.
 
@@ -515,8 +540,8 @@ def start_apply(
         connection.execute(
             text(
                 f"INSERT INTO {TOOL_SCHEMA}.{APPLY_LOG} (command, os_user, host, tool_version, database, "
-                "from_revisions, outcome, plan_fingerprint) VALUES (:command, :user, :host, :version, "
-                ":database, :from_revisions, 'running', :fingerprint) RETURNING id"
+                "from_revisions, outcome, plan_fingerprint, environment) VALUES (:command, :user, :host, :version, "
+                ":database, :from_revisions, 'running', :fingerprint, :environment) RETURNING id"
             ),
             {
                 "command": command,
@@ -526,6 +551,7 @@ def start_apply(
                 "database": mask_secrets(database),
                 "from_revisions": _revisions_text(from_revisions),
                 "fingerprint": fingerprint,
+                "environment": environment,
             },
         ).scalar_one()
     )
@@ -566,16 +592,29 @@ def finish_apply(
 
 
 def record_nothing_to_do(
-    connection: Connection, *, command: str, database: str, at: tuple[str, ...], fingerprint: str | None
+    connection: Connection,
+    *,
+    command: str,
+    database: str,
+    at: tuple[str, ...],
+    fingerprint: str | None,
+    environment: str,
 ) -> None:
     """Writes: one finished row for a run that found the database where it was going (in the caller's transaction)."""
     ensure_tool_tables(connection)
-    audit_id = start_apply(connection, command=command, database=database, from_revisions=at, fingerprint=fingerprint)
+    audit_id = start_apply(
+        connection,
+        command=command,
+        database=database,
+        from_revisions=at,
+        fingerprint=fingerprint,
+        environment=environment,
+    )
     finish_apply(connection, audit_id, outcome=Outcome.NOTHING_TO_DO, to_revisions=at, seconds=0.0)
 
 
-def last_apply(connection: Connection) -> ApplyRecord | None:
-    """Read-only: the most recent audited run on this database that changed it, or tried to.
+def last_apply(connection: Connection, *, environment: str) -> ApplyRecord | None:
+    """Read-only: the most recent audited run of ``environment`` on this database that changed it, or tried to.
 
     A run that found nothing to do is left out (a succeeded row from X to X, as an older version wrote it,
     too): shown as the last apply, it hid the apply that actually brought the database where it is.
@@ -586,15 +625,20 @@ def last_apply(connection: Connection) -> ApplyRecord | None:
     # A log an earlier version made has no lock_attempts (or lock_holds) until this version's first apply adds it.
     attempts = "lock_attempts" if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_attempts") else "NULL"
     holds = "lock_holds" if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_holds") else "NULL"
+    mine = _OF_THIS_ENVIRONMENT if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "environment") else "true"
     row = connection.execute(
         text(
             "SELECT id, command, started_at, finished_at, os_user, host, tool_version, database, from_revisions, "
             f"to_revisions, duration_seconds, outcome, plan_fingerprint, error, {attempts}, {holds} "
-            f"FROM {TOOL_SCHEMA}.{APPLY_LOG} WHERE outcome <> :nothing_to_do "
+            f"FROM {TOOL_SCHEMA}.{APPLY_LOG} WHERE {mine} AND outcome <> :nothing_to_do "
             "AND NOT (outcome = :succeeded AND from_revisions IS NOT DISTINCT FROM to_revisions) "
             "ORDER BY id DESC LIMIT 1"
         ),
-        {"nothing_to_do": Outcome.NOTHING_TO_DO.value, "succeeded": Outcome.SUCCEEDED.value},
+        {
+            "nothing_to_do": Outcome.NOTHING_TO_DO.value,
+            "succeeded": Outcome.SUCCEEDED.value,
+            "environment": environment,
+        },
     ).one_or_none()
     if row is None:
         return None

@@ -99,7 +99,7 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
             # The records this role cannot read (or that are not the tool's) are left out, and said why.
             unreadable = audit.audit_unreadable(connection, audit.BOOTSTRAP_LOG, audit.APPLY_LOG)
             record = audit.last_bootstrap(connection)
-            last_apply = audit.last_apply(connection)
+            last_apply = audit.last_apply(connection, environment=project.env.version_table.environment)
             connection.rollback()
     except (ConnectionFailed, Refused) as err:
         # history is useful without a database, and with a version table no revision can be read from

@@ -91,9 +91,10 @@ def read_status(project: AlembicProject, database: Database) -> Status:
         unreadable = audit.audit_unreadable(
             connection, audit.APPLIED_REVISIONS, audit.BOOTSTRAP_LOG, audit.APPLY_LOG
         )
-        checksums = audit.applied_checksums(connection)
+        environment = project.env.version_table.environment  # learned by current_heads(), from env.py
+        checksums = audit.applied_checksums(connection, environment=environment)
         record = audit.last_bootstrap(connection)
-        last_apply = audit.last_apply(connection)
+        last_apply = audit.last_apply(connection, environment=environment)
         connection.rollback()
     known = tuple(h for h in current if project.graph.knows(h))
     unknown = tuple(h for h in current if not project.graph.knows(h))

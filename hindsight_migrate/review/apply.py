@@ -135,7 +135,7 @@ def apply_plan(
         return _apply_under_lock(plan, project, database, connection, lock, lock_timeout, retries, progress, started)
 
 
-def record_nothing_to_do(plan: MigrationPlan, database: Database) -> None:
+def record_nothing_to_do(plan: MigrationPlan, project: AlembicProject, database: Database) -> None:
     """Writes: the audit row of a run that found nothing to do (every applying run leaves one)."""
     with database.connect() as connection, connection.begin():
         audit.record_nothing_to_do(
@@ -144,6 +144,7 @@ def record_nothing_to_do(plan: MigrationPlan, database: Database) -> None:
             database=plan.database,
             at=plan.current,
             fingerprint=plan.fingerprint,
+            environment=project.env.version_table.environment,
         )
 
 
@@ -167,7 +168,12 @@ def _apply_under_lock(
         connection.rollback()
         with connection.begin():
             audit.record_nothing_to_do(
-                connection, command=plan.direction.value, database=plan.database, at=now, fingerprint=plan.fingerprint
+                connection,
+                command=plan.direction.value,
+                database=plan.database,
+                at=now,
+                fingerprint=plan.fingerprint,
+                environment=project.env.version_table.environment,
             )
         return ApplyResult(plan.database, now, now, (), False, time.monotonic() - started, done_by_another=True)
     if now != expected:
@@ -183,6 +189,7 @@ def _apply_under_lock(
         database=plan.database,
         from_revisions=now,
         fingerprint=plan.fingerprint,
+        environment=project.env.version_table.environment,
     )
     invalid_before = invalid_indexes(connection)
     connection.commit()
@@ -217,7 +224,9 @@ def _apply_under_lock(
         holds.finish(revision)
         # Last thing before the commit: a run that lost its lock must not commit another revision.
         lock.verify(revision_connection, before=f"Revision {revision}")
-        _record_checksum(revision_connection, items[revision], audit_id, downgrade)
+        _record_checksum(
+            revision_connection, items[revision], audit_id, downgrade, project.env.version_table.environment
+        )
         uncommitted.append(items[revision])
 
     attempts = 1
@@ -413,7 +422,9 @@ def _signals_held() -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def _record_checksum(connection: Connection, item: PlannedRevision, audit_id: int, downgrade: bool) -> None:
+def _record_checksum(
+    connection: Connection, item: PlannedRevision, audit_id: int, downgrade: bool, environment: str
+) -> None:
     """In the revision's own transaction: its file's checksum, or its removal."""
     if downgrade:
         audit.forget_applied(connection, revision=item.info.revision)
@@ -425,6 +436,7 @@ def _record_checksum(connection: Connection, item: PlannedRevision, audit_id: in
             file_path=str(item.info.path),
             apply_id=audit_id,
             code_fingerprint=item.code_fingerprint,
+            environment=environment,
         )
 
 

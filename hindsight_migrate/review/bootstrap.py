@@ -144,10 +144,16 @@ def bootstrap_under_lock(
                 file_path=str(plan.baseline.path),
                 apply_id=None,
                 code_fingerprint=code_fingerprint(baseline_source),
+                environment=project.env.version_table.environment,
             )
             # Audited in the same transaction: the row exists exactly when the bootstrap committed.
             audit_id = audit.start_apply(
-                connection, command="bootstrap", database=plan.database, from_revisions=(), fingerprint=plan.sql.sha256
+                connection,
+                command="bootstrap",
+                database=plan.database,
+                from_revisions=(),
+                fingerprint=plan.sql.sha256,
+                environment=project.env.version_table.environment,
             )
             audit.finish_apply(
                 connection,

@@ -136,7 +136,7 @@ def review_and_apply(
     outcome.change = kind, reasons
     if plan.nothing_to_do:
         if not request.dry_run and saved is None:
-            record_nothing_to_do(plan, database)  # every applying run leaves its row, this one too
+            record_nothing_to_do(plan, project, database)  # every applying run leaves its row, this one too
         return outcome
     refuse_unless_applicable(plan, allow_lint=request.allow_lint)
     if request.dry_run:

@@ -288,3 +288,49 @@ def schema_of(url: str) -> dict[str, Any]:
 def _env() -> dict[str, str]:
     """The environment for a subprocess: no DATABASE_URL (a stock env.py never reads it anyway)."""
     return {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+
+
+def two_environments(folder: Path) -> Path:
+    """Two Alembic environments in one database, as ``alembic -n NAME`` runs them: an alembic.ini with no
+    [alembic] section but [shared] and [tenant], each with its migrations folder (``alembic init``'s generic
+    env.py) and a version table of its own; one revision each (S1 creates plans, T1 creates widgets)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("shared", "tenant"):
+        done = subprocess.run(
+            [sys.executable, "-m", "alembic", "init", "-t", "generic", name],
+            cwd=folder,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        (folder / "alembic.ini").rename(folder / f"{name}.ini")
+        env_py = folder / name / "env.py"
+        configure = "connection=connection, target_metadata=target_metadata"
+        text = env_py.read_text()
+        assert configure in text
+        env_py.write_text(text.replace(configure, f'{configure}, version_table="{name}_version"'))
+    generated = (folder / "shared.ini").read_text()
+    (folder / "tenant.ini").unlink()
+    (folder / "shared.ini").unlink()
+    _, _, logging = generated.partition("\n[post_write_hooks]")
+    sections = "".join(
+        f"[{name}]\nscript_location = %(here)s/{name}\nsqlalchemy.url = {PLACEHOLDER_URL}\n\n"
+        for name in ("shared", "tenant")
+    )
+    ini = folder / "alembic.ini"
+    ini.write_text(sections + "[post_write_hooks]" + logging)
+    for name, revision, table in (("shared", S1, "plans"), ("tenant", T1, "widgets")):
+        (folder / name / "versions" / f"{revision}_create_{table}.py").write_text(
+            f'"""create {table}\n\nRevision ID: {revision}\nRevises:\n"""\n'
+            "from alembic import op\nimport sqlalchemy as sa\n\n"
+            f'revision = "{revision}"\ndown_revision = None\nbranch_labels = None\ndepends_on = None\n\n\n'
+            f'def upgrade():\n    op.create_table("{table}", sa.Column("id", sa.BigInteger(), primary_key=True))\n\n\n'
+            f'def downgrade():\n    op.drop_table("{table}")\n'
+        )
+    return ini
+
+
+S1 = "5a0000000001"  # the shared environment's one revision
+T1 = "7e0000000001"  # the tenant environment's one revision
