@@ -56,7 +56,8 @@ def test_tenant_schemas_get_one_grouped_plan_and_the_schema_raw_alembic_builds(
         execute(database_url, f"CREATE SCHEMA {tenant}")
     project = tmp_path / "project"
     ini = str(schema_project(project, tenants=TENANTS))
-    assert invoke("-c", ini, "--url", database_url, "up", S1, "--yes").exit_code == 0
+    first = invoke("-c", ini, "--url", database_url, "up", S1, "--yes")
+    assert first.exit_code == 0, first.output
 
     plan = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
     assert plan.exit_code == 0, plan.output
