@@ -43,8 +43,13 @@ class SchemaChange:
     change: Change
     before: str | None  # the shape before; for a rename, the old name
     after: str | None  # the shape after; for a rename, the new name
-    # Set by group_across_schemas only: the schemas where this same change happens ("*." in its texts
-    # stands for each of them). Empty for a change read from the catalog.
+
+
+@dataclass(frozen=True)
+class GroupedChange(SchemaChange):
+    """One change made alike in several schemas, for reading (text, markdown) only: ``*.`` in its name and
+    shapes stands for each of ``schemas``. Documents never hold one: they list each change per schema."""
+
     schemas: tuple[str, ...] = ()
 
 
@@ -158,7 +163,7 @@ def group_across_schemas(changes: tuple[SchemaChange, ...], schemas: tuple[str, 
         kind, name, how, before, after = item
         assert isinstance(kind, str) and isinstance(name, str) and isinstance(how, Change)
         grouped.append(
-            SchemaChange(
+            GroupedChange(
                 kind,
                 name,
                 how,

@@ -10,7 +10,7 @@ from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.render.layout import plural
 from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, ChangeKind, Concern, Level, NoRehearsal
 from hindsight_migrate.revisions import Direction, RevisionState
-from hindsight_migrate.schema import Change, SchemaChange
+from hindsight_migrate.schema import Change, GroupedChange, SchemaChange
 from hindsight_migrate.words import hold_cell, human_bytes, row_count, seconds_text
 
 if TYPE_CHECKING:
@@ -351,7 +351,7 @@ SCHEMAS_NAMED = 5  # a change grouped across more schemas than this names the fi
 
 def in_schemas(change: SchemaChange) -> str:
     """ " (in 40 schemas: t1, t2, t3, t4, t5, …)" for a change grouped across schemas; "" for one that is not."""
-    if not change.schemas:
+    if not isinstance(change, GroupedChange):
         return ""
     named = ", ".join(change.schemas[:SCHEMAS_NAMED]) + (", …" if len(change.schemas) > SCHEMAS_NAMED else "")
     return f" (in {len(change.schemas)} schemas: {named})"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import flatten, invoke
+from tests.conftest import assert_failure, flatten, invoke
 from tests.harness.dbstate import execute, query
 from tests.harness.templates import S1, S2, raw_alembic, schema_of, schema_project
 
@@ -67,11 +67,14 @@ def test_tenant_schemas_get_one_grouped_plan_and_the_schema_raw_alembic_builds(
     assert f"{S1[:8]} → {S2[:8]} in 3 schemas" in flat or f"{S1} → {S2} in 3 schemas" in flat, plan.output
     assert flat.count("t2.gadgets") == 0, plan.output  # grouped: *.gadgets, not once per tenant
     assert "t1, t2, t3" in flat, plan.output
-    data = json.loads(invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--format", "json").stdout)["plan"][
-        "rehearsal"
-    ]
-    added = {c["name"] for c in data["diff"] if c["kind"] == "table"}
-    assert added == {f"{tenant}.gadgets" for tenant in TENANTS}, data["diff"]
+    document = json.loads(invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--format", "json").stdout)
+    assert document["plan"]["schemas"] == list(TENANTS) and document["summary"]["schemas"] == list(TENANTS)
+    diff = document["plan"]["rehearsal"]["diff"]
+    added = {c["name"] for c in diff if c["kind"] == "table"}
+    assert added == {f"{tenant}.gadgets" for tenant in TENANTS}, diff  # JSON lists each schema's change
+    assert not any(c["name"].startswith("*") for c in diff), diff
+    markdown = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--format", "markdown").stdout
+    assert "in 3 schemas" in markdown and "*.gadgets" in markdown and "t2.gadgets" not in markdown, markdown
 
     done = invoke("-c", ini, "--url", database_url, "up", "--yes")
     assert done.exit_code == 0, done.output
@@ -86,3 +89,9 @@ def test_tenant_schemas_get_one_grouped_plan_and_the_schema_raw_alembic_builds(
     for tenant in TENANTS:
         assert query(other, f"SELECT version_num FROM {tenant}.alembic_version") == [(S2,)]
     assert ours == theirs
+
+    # Tenants left at different revisions cannot be one plan: refused, naming each version table.
+    execute(database_url, f"UPDATE t2.alembic_version SET version_num = '{S1}'")
+    split = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
+    assert_failure(split, 6, "env.py migrates 3 schemas", "not at the same revisions", f"t2.alembic_version: {S1}")
+    assert schema_of(database_url)["tables"] == ours["tables"]
