@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hindsight_migrate.render.wording import diff_line
+from hindsight_migrate.schema import Change, SchemaChange, group_across_schemas
 from tests.conftest import assert_failure, flatten, invoke
 from tests.harness.dbstate import execute, query
 from tests.harness.templates import S1, S2, raw_alembic, schema_of, schema_project
@@ -95,3 +97,29 @@ def test_tenant_schemas_get_one_grouped_plan_and_the_schema_raw_alembic_builds(
     split = invoke("-c", ini, "--url", database_url, "up", "--dry-run")
     assert_failure(split, 6, "env.py migrates 3 schemas", "not at the same revisions", f"t2.alembic_version: {S1}")
     assert schema_of(database_url)["tables"] == ours["tables"]
+
+
+def test_grouping_across_schemas_keeps_what_differs_and_what_is_outside_them() -> None:
+    """Pure: alike changes (the schema's own name in their shapes too) become one line; a change in one
+    schema only, one whose shape differs, and one outside the tenants stay as they are."""
+    fk = "FOREIGN KEY (widget_id) REFERENCES {}.widgets(id)"
+    changes = (
+        *(
+            SchemaChange("constraint", f"{t}.gadgets.gadgets_widget_id_fkey", Change.ADDED, None, fk.format(t))
+            for t in TENANTS
+        ),
+        SchemaChange("column", "t1.widgets.color", Change.CHANGED, "text", "integer"),
+        SchemaChange("column", "t2.widgets.color", Change.CHANGED, "text", "bigint"),
+        SchemaChange("table", "t3.extra", Change.ADDED, None, "id integer"),
+        SchemaChange("table", "public.audit", Change.ADDED, None, "id integer"),
+    )
+    grouped = group_across_schemas(changes, TENANTS)
+    assert [diff_line(c) for c in grouped] == [
+        "constraint *.gadgets.gadgets_widget_id_fkey (in 3 schemas: t1, t2, t3)",
+        "column t1.widgets.color: text → integer",
+        "column t2.widgets.color: text → bigint",
+        "table t3.extra",
+        "table public.audit",
+    ]
+    assert grouped[0].after == "FOREIGN KEY (widget_id) REFERENCES *.widgets(id)"
+    assert group_across_schemas(changes, ("t1",)) == changes  # one version table: nothing to group
