@@ -6,7 +6,8 @@ rehearsal compares the one before with the one after (:func:`diff_schemas`), ren
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 
@@ -42,6 +43,14 @@ class SchemaChange:
     change: Change
     before: str | None  # the shape before; for a rename, the old name
     after: str | None  # the shape after; for a rename, the new name
+
+
+@dataclass(frozen=True)
+class GroupedChange(SchemaChange):
+    """One change made alike in several schemas, for reading (text, markdown) only: ``*.`` in its name and
+    shapes stands for each of ``schemas``. Documents never hold one: they list each change per schema."""
+
+    schemas: tuple[str, ...] = ()
 
 
 def diff_schemas(before: SchemaSnapshot, after: SchemaSnapshot) -> tuple[SchemaChange, ...]:
@@ -113,3 +122,54 @@ def _dict_changes(kind: str, old: dict[str, str], new: dict[str, str], prefix: s
         change = Change.ADDED if before is None else Change.REMOVED if after is None else Change.CHANGED
         changes.append(SchemaChange(kind, prefix + name, change, before, after))
     return changes
+
+
+def group_across_schemas(changes: tuple[SchemaChange, ...], schemas: tuple[str, ...]) -> tuple[SchemaChange, ...]:
+    """The diff of an env.py that migrates ``schemas`` one after the other, with each change that
+    happens alike in more than one of them shown once: ``*.widgets.color`` and the schemas, in the
+    order of its first appearance. A change in one schema only, or outside them, stays as it is.
+    For reading only (text, markdown): documents keep every change, schema by schema."""
+    if len(schemas) < 2:
+        return changes
+    known = set(schemas)
+    groups: dict[tuple[object, ...], list[tuple[str, SchemaChange]]] = {}
+    order: list[tuple[object, ...] | SchemaChange] = []
+    for change in changes:
+        schema = change.name.split(".", 1)[0]
+        if schema not in known or "." not in change.name:
+            order.append(change)
+            continue
+        own = re.compile(rf"(?<![\w$.\"]){re.escape(schema)}\.")
+        general = replace(
+            change,
+            name="*." + change.name.split(".", 1)[1],
+            before=None if change.before is None else own.sub("*.", change.before),
+            after=None if change.after is None else own.sub("*.", change.after),
+        )
+        key = (general.kind, general.name, general.change, general.before, general.after)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append((schema, change))
+    grouped: list[SchemaChange] = []
+    for item in order:
+        if isinstance(item, SchemaChange):
+            grouped.append(item)
+            continue
+        members = groups[item]
+        if len(members) == 1:
+            grouped.append(members[0][1])
+            continue
+        kind, name, how, before, after = item
+        assert isinstance(kind, str) and isinstance(name, str) and isinstance(how, Change)
+        grouped.append(
+            GroupedChange(
+                kind,
+                name,
+                how,
+                before if isinstance(before, str) else None,
+                after if isinstance(after, str) else None,
+                tuple(schema for schema, _ in members),
+            )
+        )
+    return tuple(grouped)

@@ -126,28 +126,49 @@ class EnvironmentRunner:
         A version table Alembic could not have written (the same revision twice, a revision and
         one it stands on, a value that is not a revision id) is refused here, naming the table and
         its rows: every command would otherwise act on, or report, a position that does not exist.
+        An env.py that migrates several schemas (one version table each) is at the revisions all
+        its version tables hold; see :meth:`version_schemas`.
         """
-        found: list[Any] = []
+        return self.current_position(connection)[0]
+
+    def current_position(self, connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Read-only: :meth:`current_heads`, and the schemas of the version tables in the order env.py
+        configures them when it configures more than one (a multi-tenant env.py that loops over its
+        schemas, one version table each; all at the same revisions, or refused), else ()."""
+        rows_of: dict[str, list[Any]] = {}  # version table -> its rows, one entry per context.configure()
+        schemas: list[str] = []
         table: list[str] = []
 
         def read(heads: Any, context: Any) -> list[Any]:
             schema = context.version_table_schema
             table.append(f"{schema}.{context.version_table}" if schema else context.version_table)
-            found.extend(context.get_current_heads())
+            schemas.append(schema or "")
+            rows_of.setdefault(table[-1], []).extend(context.get_current_heads())
             return []
 
         # dont_mutate: without it, Alembic creates a missing version table even on a read.
         try:
             self._run_online(connection, read, dont_mutate=True)
         except DBAPIError as err:
-            refused = _unreadable_version_table(err, table[0] if table else "alembic_version", _role_of(connection))
+            refused = _unreadable_version_table(err, table[-1] if table else "alembic_version", _role_of(connection))
             if refused is None:
                 raise
             raise refused from err
-        problem = self._version_rows_problem(found, table[0] if table else "alembic_version")
-        if problem is not None:
-            raise problem
-        return tuple(sorted(found))
+        for name, rows in rows_of.items():
+            problem = self._version_rows_problem(rows, name)
+            if problem is not None:
+                raise problem
+        positions = {tuple(sorted(rows)) for rows in rows_of.values()}
+        if len(positions) > 1:
+            shown = "\n".join(f"{name}: {', '.join(sorted(rows)) or '(empty)'}" for name, rows in rows_of.items())
+            raise Refused(
+                f"env.py migrates {len(rows_of)} schemas, and their version tables are not at the same revisions: "
+                "one plan cannot move them all. Nothing was changed. Bring them to one revision first (with "
+                "Alembic, one schema at a time), then plan again.",
+                sections=(Section("Version tables", shown),),
+            )
+        current = positions.pop() if positions else ()
+        return current, tuple(schemas) if len(rows_of) > 1 else ()
 
     def _version_rows_problem(self, rows: list[Any], table: str) -> Refused | None:
         """Why the version table's rows cannot be a position in the graph, or None when they can."""

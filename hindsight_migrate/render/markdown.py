@@ -44,6 +44,7 @@ from hindsight_migrate.render.wording import (
     hold_lines,
     impact_cells,
     impact_notes,
+    in_schemas,
     last_apply_words,
     lint_dropped,
     lint_rows,
@@ -57,7 +58,7 @@ from hindsight_migrate.render.wording import (
 )
 from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.revisions import Direction, RevisionState
-from hindsight_migrate.schema import Change
+from hindsight_migrate.schema import Change, group_across_schemas
 from hindsight_migrate.untrusted import visible
 
 if TYPE_CHECKING:
@@ -312,9 +313,11 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> list[str]:
         blocks.append(details(f"Rehearsal failure: {failing}", "\n\n".join(failed)))
     for warning in rehearsal.warnings:
         blocks.append(f"**Warning:** {text(warning)}")
-    if rehearsal.diff and summarised and len(rehearsal.diff) > BIG_DIFF:
+    # An env.py that migrates many schemas: a change made alike in several is shown once (JSON keeps each).
+    diff = group_across_schemas(rehearsal.diff, plan.schemas)
+    if diff and summarised and len(diff) > BIG_DIFF:
         counts: dict[tuple[Change, str], int] = {}
-        for change in rehearsal.diff:
+        for change in diff:
             counts[(change.change, change.kind)] = counts.get((change.change, change.kind), 0) + 1
         ordered = sorted(counts.items(), key=lambda item: (DIFF_ORDER.index(item[0][0]), item[0][1]))
         body = "\n".join(
@@ -323,17 +326,20 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> list[str]:
         )
         blocks.append(
             details(
-                f"Schema diff, measured: {len(rehearsal.diff)} changes, by kind",
+                f"Schema diff, measured: {len(diff)} changes, by kind",
                 body + "\n\n(--plan-out FILE holds each one, as --format json does.)",
             )
         )
-    elif rehearsal.diff:
+    elif diff:
         blocks.append(
             details(
-                f"Schema diff, measured (+ added, - removed, ~ changed, → renamed) ({len(rehearsal.diff)})",
+                f"Schema diff, measured (+ added, - removed, ~ changed, → renamed) ({len(diff)})",
                 table(
                     ["", "Kind", "Name", "Before", "After"],
-                    ([DIFF_MARKS[c.change][0], c.kind, c.name, c.before or "", c.after or ""] for c in rehearsal.diff),
+                    (
+                        [DIFF_MARKS[c.change][0], c.kind, c.name + in_schemas(c), c.before or "", c.after or ""]
+                        for c in diff
+                    ),
                 ),
             )
         )

@@ -36,6 +36,7 @@ from hindsight_migrate.render.wording import (
     impact_cells,
     impact_line,
     impact_notes,
+    in_schemas,
     nothing_needs_attention,
     nothing_to_do_line,
     revisions_count,
@@ -45,7 +46,7 @@ from hindsight_migrate.render.wording import (
 )
 from hindsight_migrate.review.kinds import ChangeKind
 from hindsight_migrate.revisions import Direction
-from hindsight_migrate.schema import Change
+from hindsight_migrate.schema import Change, group_across_schemas
 from hindsight_migrate.untrusted import visible
 from hindsight_migrate.words import hold_phrase, rows_phrase
 
@@ -237,8 +238,8 @@ def _sql(plan: MigrationPlan) -> None:
         parts: list[Any] = [Text(f"── {title}" + "─" * max(0, console.width - len(title) - 3), style="bold")]
         if item.sql is None:
             parts.append(Text(f"Cannot render offline: {visible(item.sql_problem or '')}", style="yellow"))
-        elif highlight:
 
+        elif highlight:
             parts.append(Syntax(visible(item.sql.strip()) or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
         else:
             parts.append(Text(visible(item.sql.strip()) or "-- (no SQL)"))
@@ -367,27 +368,29 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool) -> None:
             console.print(f"  Statement: {safe_markup(rehearsal.failure.statement)}")
     for warning in rehearsal.warnings:
         console.print(f"  [yellow]Warning:[/] {safe_markup(warning)}")
+    # An env.py that migrates many schemas: a change made alike in several is shown once (JSON keeps each).
+    diff = group_across_schemas(rehearsal.diff, plan.schemas)
     # --details lists the diff unless the plan is big and the diff long; the brief view lists DIFF_LISTED at most.
-    details_count = summarised and len(rehearsal.diff) > BIG_DIFF
-    counted = details_count if details else len(rehearsal.diff) > DIFF_LISTED
-    if rehearsal.diff and counted:
+    details_count = summarised and len(diff) > BIG_DIFF
+    counted = details_count if details else len(diff) > DIFF_LISTED
+    if diff and counted:
         # A first deployment changes hundreds of objects: counted by kind, one line each.
         counts: dict[tuple[Change, str], int] = {}
-        for change in rehearsal.diff:
+        for change in diff:
             counts[(change.change, change.kind)] = counts.get((change.change, change.kind), 0) + 1
         console.print(
-            f"[bold]Schema diff, measured[/]: {len(rehearsal.diff)} changes, by kind "
+            f"[bold]Schema diff, measured[/]: {len(diff)} changes, by kind "
             f"({'' if details or details_count else '--details lists each one; '}"
             "--plan-out FILE holds each one, as --format json does):"
         )
         for (how, kind), count in sorted(counts.items(), key=lambda item: (DIFF_ORDER.index(item[0][0]), item[0][1])):
             console.print(f"  {DIFF_MARKS[how][0]} {count} {safe_markup(plural(kind, count))} {how.value}")
-    elif rehearsal.diff and not details:
+    elif diff and not details:
         console.print(Text("Schema diff, measured", style="bold"))
-        for change in rehearsal.diff:
+        for change in diff:
             mark, style = DIFF_MARKS[change.change]
             console.print(Text.assemble(("  " + mark, style), " " + visible(diff_line(change))))
-    elif rehearsal.diff:
+    elif diff:
         grid(
             console,
             "Schema diff, measured (+ added, - removed, ~ changed, → renamed)",
@@ -402,11 +405,11 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool) -> None:
                 [
                     Text(DIFF_MARKS[change.change][0], style=DIFF_MARKS[change.change][1]),
                     change.kind,
-                    change.name,
+                    change.name + in_schemas(change),
                     change.before or "",
                     change.after or "",
                 ]
-                for change in rehearsal.diff
+                for change in diff
             ),
         )
     else:

@@ -10,7 +10,7 @@ from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.render.layout import plural
 from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, ChangeKind, Concern, FailedAt, Level, NoRehearsal
 from hindsight_migrate.revisions import Direction, RevisionState
-from hindsight_migrate.schema import Change, SchemaChange
+from hindsight_migrate.schema import Change, GroupedChange, SchemaChange
 from hindsight_migrate.words import hold_cell, human_bytes, row_count, seconds_text
 
 if TYPE_CHECKING:
@@ -81,8 +81,10 @@ def summary_lines(summary: PlanSummary) -> tuple[str, str]:
         else f"not rehearsed: {NO_REHEARSAL_WORDS[summary.not_rehearsed] if summary.not_rehearsed else 'skipped'}"
     )
     bootstrap = "bootstrap, then " if summary.bootstrap else ""
+    # One version table per schema, all at the same revisions: counted, not repeated.
+    schemas = f" in {len(summary.schemas)} schemas" if summary.schemas else ""
     header = (
-        f"{verb} plan for {summary.database}: {start} → {end}, "
+        f"{verb} plan for {summary.database}: {start} → {end}{schemas}, "
         f"{bootstrap}{summary.revisions} {plural('revision', summary.revisions)}, {where}."
     )
     counts = summary.counts
@@ -344,14 +346,25 @@ def impact_line(impact: tuple[ImpactRow, ...]) -> str | None:
     return f"Impact at the target's size: {', '.join(parts)} (--details shows the impact table)."
 
 
+SCHEMAS_NAMED = 5  # a change grouped across more schemas than this names the first few, then "…"
+
+
+def in_schemas(change: SchemaChange) -> str:
+    """ " (in 40 schemas: t1, t2, t3, t4, t5, …)" for a change grouped across schemas; "" for one that is not."""
+    if not isinstance(change, GroupedChange):
+        return ""
+    named = ", ".join(change.schemas[:SCHEMAS_NAMED]) + (", …" if len(change.schemas) > SCHEMAS_NAMED else "")
+    return f" (in {len(change.schemas)} schemas: {named})"
+
+
 def diff_line(change: SchemaChange) -> str:
     """One change of the schema diff in a line, outside --details: what it is, and for a change or a rename
     what it was and is (an added or removed object's whole definition is under --details)."""
     if change.change is Change.RENAMED:
-        return f"{change.kind} {change.before} → {change.after}"
+        return f"{change.kind} {change.before} → {change.after}{in_schemas(change)}"
     if change.change is Change.CHANGED:
-        return f"{change.kind} {change.name}: {change.before or '?'} → {change.after or '?'}"
-    return f"{change.kind} {change.name}"
+        return f"{change.kind} {change.name}: {change.before or '?'} → {change.after or '?'}{in_schemas(change)}"
+    return f"{change.kind} {change.name}{in_schemas(change)}"
 
 
 def history_marks(entry: HistoryEntry) -> list[str]:
@@ -382,6 +395,7 @@ def last_apply_words(run: ApplyRecord) -> str:
 
 
 def nothing_to_do_line(plan: MigrationPlan) -> str:
+
     """Why a plan runs nothing, as its last line says it (after "Nothing to do: ")."""
     at = ", ".join(plan.current)
     if plan.target in ("head", "heads"):
@@ -395,7 +409,6 @@ def nothing_to_do_line(plan: MigrationPlan) -> str:
 def revisions_count(count: int) -> str:
     """"1 revision", "3 revisions"."""
     return f"{count} {plural('revision', count)}"
-
 
 
 # What failed, when a run failed before its first revision: Alembic creates the version table, and env.py runs

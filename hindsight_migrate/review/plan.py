@@ -88,6 +88,9 @@ class MigrationPlan:
     data_loss: tuple[DataLoss, ...]
     fingerprint: str  # hash of the revisions' files and their SQL
     warnings: tuple[str, ...] = ()  # what the reviewer must know before confirming (no-op downgrades)
+    # The schemas env.py migrates in one run, each with its own version table at ``current``, when
+    # there are several (a multi-tenant env.py); () for one version table.
+    schemas: tuple[str, ...] = ()
 
     @property
     def nothing_to_do(self) -> bool:
@@ -128,7 +131,7 @@ def plan_upgrade(
     """Read-only on the target: pending work, its SQL, a rehearsal elsewhere, lint."""
     settings = project.settings
     with database.read_only() as connection:
-        current = project.env.current_heads(connection)
+        current, schemas = project.env.current_position(connection)
         is_empty = not current and not catalog.content_objects(catalog.list_objects(connection))
         has_version_table = bool(catalog.version_tables(connection, name=project.env.version_table.name))
         if rehearsal is not None:
@@ -187,6 +190,7 @@ def plan_upgrade(
         data_loss=data_loss,
         fingerprint=_fingerprint(Direction.UP, bootstrap, planned),
         warnings=warnings,
+        schemas=schemas,
     )
 
 
@@ -206,7 +210,7 @@ def plan_downgrade(
     """
     settings = project.settings
     with database.read_only() as connection:
-        current = project.env.current_heads(connection)
+        current, schemas = project.env.current_position(connection)
         if rehearsal is not None:
             audit.refuse_unless_schema_usable(connection)  # the rehearsal checks the apply's privileges there
         connection.rollback()
@@ -259,6 +263,7 @@ def plan_downgrade(
         data_loss=data_loss,
         fingerprint=_fingerprint(Direction.DOWN, None, planned, drops_baseline),
         warnings=warnings,
+        schemas=schemas,
     )
 
 
@@ -271,10 +276,10 @@ class DowngradeProblem:
     words: str  # "<rev> (<message>): downgrade() raises NotImplementedError"
 
     @property
+
     def refused(self) -> bool:
         """A missing or raising downgrade always stops a plan; a no-op one only where the team says so."""
         return self.kind != "noop"
-
 
 
 def change_kind(plan: MigrationPlan, *, blocking_seconds: float) -> tuple[ChangeKind, tuple[str, ...]]:

@@ -72,6 +72,7 @@ class PlanSummary:
     attention: tuple[Attention, ...]
     folded: int  # short locks not listed one by one
     folded_seconds: float  # the longest of them
+    schemas: tuple[str, ...] = ()  # the schemas env.py migrates in one run, when there are several
 
 
 # Above either, a plan is "big": each revision's SQL is counted by kind on screen and written
@@ -225,6 +226,7 @@ def summarise(plan: MigrationPlan) -> PlanSummary:
         attention=tuple(attention),
         folded=len(folded),
         folded_seconds=max(folded, default=0.0),
+        schemas=plan.schemas,
     )
 
 

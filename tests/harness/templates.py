@@ -334,3 +334,99 @@ def two_environments(folder: Path) -> Path:
 
 S1 = "5a0000000001"  # the shared environment's one revision
 T1 = "7e0000000001"  # the tenant environment's one revision
+# -- projects whose env.py picks the schema: search_path, one schema or many tenants --------
+
+S1 = "b20000000001"  # creates widgets(id serial, name)
+S2 = "b20000000002"  # creates gadgets(id serial, widget_id -> widgets.id)
+_SCHEMA_CHAIN: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        S1,
+        "create widgets",
+        (
+            "op.create_table(",
+            '    "widgets",',
+            '    sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),',
+            '    sa.Column("name", sa.Text(), nullable=False),',
+            '    sa.PrimaryKeyConstraint("id"),',
+            ")",
+        ),
+        ('op.drop_table("widgets")',),
+    ),
+    (
+        S2,
+        "create gadgets",
+        (
+            "op.create_table(",
+            '    "gadgets",',
+            '    sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),',
+            '    sa.Column("widget_id", sa.Integer(), nullable=False),',
+            '    sa.ForeignKeyConstraint(["widget_id"], ["widgets.id"]),',
+            '    sa.PrimaryKeyConstraint("id"),',
+            ")",
+        ),
+        ('op.drop_table("gadgets")',),
+    ),
+)
+
+# run_migrations_online of a generic env.py, with the schema chosen the two ways users do it:
+# ``SET search_path`` on the connection before configure (one named schema), or Alembic's
+# cookbook recipe for schema-level multi-tenancy (the same revisions run once per tenant, each
+# tenant with its own version table).
+_ONE_SCHEMA_ONLINE = """
+def run_migrations_online() -> None:
+    from sqlalchemy import text
+
+    connectable = engine_from_config(
+        config.get_section(config.config_ini_section, {{}}),
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+    with connectable.connect() as connection:
+        connection.execute(text('SET search_path TO "{schema}"'))
+        connection.commit()
+        connection.dialect.default_schema_name = "{schema}"
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+"""
+_TENANTS_ONLINE = """
+TENANTS = {tenants!r}
+
+
+def run_migrations_online() -> None:
+    from sqlalchemy import text
+
+    connectable = engine_from_config(
+        config.get_section(config.config_ini_section, {{}}),
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+    with connectable.connect() as connection:
+        for schema in TENANTS:
+            connection.execute(text(f'SET search_path TO "{{schema}}"'))
+            connection.commit()
+            connection.dialect.default_schema_name = schema
+            context.configure(
+                connection=connection, target_metadata=target_metadata, version_table_schema=schema
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+
+"""
+
+
+def schema_project(folder: Path, *, schema: str | None = None, tenants: tuple[str, ...] = ()) -> Path:
+    """A generic ``alembic init`` project with S1 (widgets) and S2 (gadgets, a foreign key to widgets),
+    both with serial ids, whose env.py migrates the named ``schema`` (``SET search_path``) or each of
+    ``tenants`` in turn; the schemas themselves are the test's to create. Returns alembic.ini."""
+    assert (schema is None) != (not tenants), "one schema or a list of tenants"
+    ini = init_project(folder, "generic", revisions=False)
+    for revision, message, upgrades, downgrades in _SCHEMA_CHAIN:
+        add_revision(folder, "generic", revision, message, upgrades, downgrades)
+    env_py = folder / "migrations" / "env.py"
+    text = env_py.read_text()
+    start, end = text.index("def run_migrations_online"), text.index("if context.is_offline_mode()")
+    online = _ONE_SCHEMA_ONLINE.format(schema=schema) if schema else _TENANTS_ONLINE.format(tenants=list(tenants))
+    env_py.write_text(text[:start] + online.lstrip("\n") + "\n" + text[end:])
+    return ini

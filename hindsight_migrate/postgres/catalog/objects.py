@@ -190,9 +190,31 @@ SELECT n.nspname || '.' || c.relname || '.' || co.conname, pg_get_constraintdef(
 """
 
 
+# What every snapshot is read under, whatever the session's search_path: pg_get_expr, format_type,
+# pg_get_indexdef and pg_get_constraintdef leave out the schema of any name the search_path finds,
+# so an env.py that runs SET search_path TO app between the reading before and the reading after
+# turned nextval('app.widgets_id_seq'::regclass) into nextval('widgets_id_seq'::regclass) and every
+# default and foreign key of the schema into a change. pg_catalog first and public are what a
+# default search_path ("$user", public) resolves to on a database with no schema named after a role,
+# so a project in public reads as it always did, and every other schema's names come out qualified.
+SNAPSHOT_SEARCH_PATH = "pg_catalog, public"
+
+
 def schema_snapshot(connection: Connection, *, version_table: str) -> SchemaSnapshot:
     """Read-only: tables and columns (type, nullability, default), indexes, constraints,
-    extensions, and the names of everything else."""
+    extensions, and the names of everything else, read under :data:`SNAPSHOT_SEARCH_PATH`.
+
+    The caller's search_path is set back afterwards (both are local to the transaction, which the
+    snapshot reads in): a rehearsal on the target reads its "before" in the transaction its revisions
+    then run in, under whatever search_path env.py chose."""
+    saved = connection.execute(text("SELECT current_setting('search_path')")).scalar_one()
+    connection.execute(text("SELECT set_config('search_path', :path, true)"), {"path": SNAPSHOT_SEARCH_PATH})
+    snapshot = _schema_snapshot(connection, version_table=version_table)
+    connection.execute(text("SELECT set_config('search_path', :path, true)"), {"path": saved})
+    return snapshot
+
+
+def _schema_snapshot(connection: Connection, *, version_table: str) -> SchemaSnapshot:
     params = {"tool_schema": TOOL_SCHEMA, "version_table": version_table}
     columns: dict[str, dict[str, str]] = {}
     table_ids: dict[str, int] = {}
