@@ -68,7 +68,14 @@ class EnvironmentRunner:
                 f"{self.workspace.settings.config_path}). Alembic runs env.py to reach the database and to render "
                 "SQL: restore it (alembic init writes one), or point script_location at the folder that has it."
             )
-        self.workspace.directory.run_env()
+        flask = self.workspace.settings.flask
+        if flask is None:
+            self.workspace.directory.run_env()
+            return
+        from hindsight_migrate.alembic_api.flask_app import app_context
+
+        with app_context(flask):  # made anew each run, inside the handoff: its engine lends this run's connection
+            self.workspace.directory.run_env()
 
     # -- probing ------------------------------------------------------------------------
 

@@ -61,16 +61,18 @@ class _Handoff:
     probing: bool = False  # only finding out which database env.py names: the first factory call ends env.py
 
     def engine_for(self, url: Any) -> Engine:
-        if self.connection is None:
-            raise EnvIgnoresConnection(
-                f"{self.env_py} builds a database engine in offline mode (--sql, or the plan's SQL rendering), "
-                "where no database may be used. Make its offline path call context.configure(url=...) "
-                "without creating an engine, as Alembic's templates do.",
-            )
         asked = _as_url(url, self.env_py)
         if self.expected is not None and database_key(asked) != database_key(self.expected.url):
             raise _another_database(asked, url, self.expected, self.env_py)
+        # Offline, an engine may be built (Flask-SQLAlchemy builds one with the app) but never connect.
         return _bound_engine(self.connection, asked)
+
+    def offline_refusal(self) -> EnvIgnoresConnection:
+        return EnvIgnoresConnection(
+            f"{self.env_py} builds a database engine in offline mode (--sql, or the plan's SQL rendering), "
+            "where no database may be used. Make its offline path call context.configure(url=...) "
+            "without creating an engine, as Alembic's templates do.",
+        )
 
 
 _current: contextvars.ContextVar[_Handoff | None] = contextvars.ContextVar("hindsight_handoff", default=None)
@@ -214,12 +216,12 @@ def _not_closed() -> None:
 # -- the engines handed out ---------------------------------------------------------------
 
 
-def _bound_engine(connection: Connection, url: URL) -> Engine:
+def _bound_engine(connection: Connection | None, url: URL) -> Engine:
     return _bound_engine_class()(connection, url)
 
 
 @functools.cache
-def _bound_engine_class() -> Callable[[Connection, URL], Engine]:
+def _bound_engine_class() -> Callable[[Connection | None, URL], Engine]:
     """An Engine subclass (so isinstance checks in env.py hold) that only ever lends one connection."""
 
     def no_second_connection() -> Any:
@@ -232,9 +234,23 @@ def _bound_engine_class() -> Callable[[Connection, URL], Engine]:
     class BoundEngine(Engine):
         """What env.py's create_engine() returns while the tool runs it: the tool's connection, lent."""
 
-        def __init__(self, connection: Connection, url: URL) -> None:
-            super().__init__(NullPool(no_second_connection), connection.dialect, url)
-            self._lent = connection
+        def __init__(self, connection: Connection | None, url: URL) -> None:
+            dialect = connection.dialect if connection is not None else _offline_dialect()
+            super().__init__(NullPool(no_second_connection), dialect, url)
+            self._first = connection
+
+        @property
+        def _lent(self) -> Connection:
+            """The connection of the run of env.py going on now: an engine built in an earlier run (by a module
+            env.py imported once, a Flask app made at import) lends today's, for the same database only."""
+            handoff = _current.get()
+            if handoff is not None and handoff.connection is not None:
+                if handoff.connection is not self._first:
+                    handoff.engine_for(self.url)  # the database it was built for must be this run's
+                return handoff.connection
+            if handoff is not None or self._first is None:
+                raise (handoff or _Handoff(None, None, Path("env.py"))).offline_refusal()
+            return self._first
 
         def connect(self) -> Connection:
             return self._lent
@@ -339,17 +355,16 @@ def _lent_connection_class(base: type[Connection]) -> type[Connection]:
 class _BoundAsyncEngine:
     """What env.py's create_async_engine() returns while the tool runs it."""
 
-    def __init__(self, connection: Connection, url: URL) -> None:
-        self.sync_engine = _bound_engine(connection, url)
-        self.url = url
-        self.dialect = connection.dialect
-        self._connection = _BoundAsyncConnection(connection)
+    def __init__(self, engine: Engine) -> None:
+        self.sync_engine = engine
+        self.url = engine.url
+        self.dialect = engine.dialect
 
     def connect(self) -> _BoundAsyncConnection:
-        return self._connection
+        return _BoundAsyncConnection(self.sync_engine.connect())
 
     def begin(self) -> _BoundAsyncConnection:
-        return self._connection
+        return self.connect()
 
     async def dispose(self, close: bool = True) -> None:
         pass
@@ -424,9 +439,17 @@ def _handing_over(original: Any, *, from_config: bool, asynchronous: bool) -> An
             raise _Probed(_url_from_config(args, kwargs, required=False) if from_config else _url_given(args, kwargs))
         url = _url_from_config(args, kwargs) if from_config else _url_given(args, kwargs)
         engine = handoff.engine_for(url)
-        return _BoundAsyncEngine(engine._lent, engine.url) if asynchronous else engine  # type: ignore[attr-defined]
+        return _BoundAsyncEngine(engine) if asynchronous else engine
 
     return factory
+
+
+@functools.cache
+def _offline_dialect() -> Any:
+    """The dialect of an engine built offline, which never connects: PostgreSQL's, as the tool's connections."""
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+    return PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 
 def _url_given(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -117,6 +117,8 @@ class Workspace:
         )
         # pytest-alembic's convention: an env.py that honours it leaves logging to the caller.
         config.attributes["configure_logger"] = False
+        if settings.flask is not None and not config.get_main_option("script_location"):
+            config.set_main_option("script_location", str(settings.flask.migrations))  # as Flask-Migrate sets it
         if settings.database.url is not None:
             self._set_url(config, settings.database.url)
         return config

@@ -44,6 +44,10 @@ def find_configuration(config_path: Path | None, here: Path) -> tuple[IniFile | 
                 f"No Alembic configuration at {named}: {what}. Point -c/--config PATH at an alembic.ini, "
                 "or at a pyproject.toml with a [tool.alembic] table."
             )
+    if config_path is None and not ini_path.is_file() and not toml_path.is_file():
+        flask_ini = here / FLASK_MIGRATIONS / DEFAULT_INI
+        if flask_ini.is_file() and is_flask_migrate(flask_ini.parent):
+            ini_path = flask_ini.resolve()  # `flask db` reads migrations/alembic.ini from the project's folder
     ini = _read_ini(ini_path) if ini_path.is_file() else None
     toml = _read_toml(toml_path) if toml_path.is_file() else None
     if toml is not None and toml.path != named and toml.alembic is None and toml.tool is None:
@@ -60,6 +64,19 @@ def find_configuration(config_path: Path | None, here: Path) -> tuple[IniFile | 
             "or point to either with -c/--config PATH."
         )
     return ini, toml
+
+
+FLASK_MIGRATIONS = "migrations"  # Flask-Migrate's default folder (Migrate(directory=...))
+
+
+def is_flask_migrate(migrations: Path) -> bool:
+    """Whether ``migrations`` is a Flask-Migrate folder: its env.py reads the app from flask's current_app (as
+    ``flask db init`` writes it), so it runs only inside the app's context."""
+    try:
+        env_py = (migrations / "env.py").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "current_app" in env_py and "flask" in env_py
 
 
 def _read_ini(ini_path: Path) -> IniFile:
@@ -136,6 +153,8 @@ def check_layout(ini: IniFile | None, toml: TomlFile | None, section: str) -> No
     ini_location = ini.parser.get(section, "script_location", raw=True, fallback="").strip() if ini else ""
     if ini_location or _toml_script_location(toml):
         return
+    if ini is not None and is_flask_migrate(ini.path.parent):
+        return  # Flask-Migrate's ini names none: the migrations folder is the ini's, as `flask db` sets it
     found: list[str] = []
     if ini is not None:
         found.append(f"{ini.path} has no [{section}] section with a script_location")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from hindsight_migrate.config.files import check_layout, find_configuration, refuse_multidb
+from hindsight_migrate.config.files import check_layout, find_configuration, is_flask_migrate, refuse_multidb
 from hindsight_migrate.config.settings import (
     DEFAULT_SECTION,
+    FlaskProject,
     Settings,
     ToolSettings,
     present,
@@ -24,6 +26,7 @@ def resolve_settings(
     cwd: Path | None = None,
     ini_section: str = DEFAULT_SECTION,
     verbose: bool = False,
+    app: str | None = None,
 ) -> Settings:
     """Find and read alembic.ini and/or pyproject.toml, and the environment; never touches the database."""
     forget_secrets()
@@ -38,6 +41,11 @@ def resolve_settings(
     )
     config_file = ini.path if ini is not None else present(toml).path
     project_dir = config_file.parent
+    flask = (
+        FlaskProject(app=flask_app_named(here, app), folder=here, migrations=ini.path.parent)
+        if ini is not None and is_flask_migrate(ini.path.parent)
+        else None
+    )
 
     return Settings(
         ini_path=ini.path if ini is not None else None,
@@ -49,4 +57,23 @@ def resolve_settings(
         baseline=baseline,
         tool=tool_settings,
         verbose=verbose,
+        flask=flask,
     )
+
+
+def flask_app_named(here: Path, app: str | None) -> str | None:
+    """The Flask app as ``flask`` finds it: --app, else FLASK_APP from the environment, .flaskenv or .env (which
+    Flask's command loads); None leaves the search (app.py, wsgi.py) to Flask."""
+    if app:
+        return app
+    if os.environ.get("FLASK_APP"):
+        return os.environ["FLASK_APP"]
+    from dotenv import dotenv_values
+
+    for name in (".flaskenv", ".env"):
+        path = here / name
+        if path.is_file():
+            value = dotenv_values(path).get("FLASK_APP")
+            if value:
+                return value
+    return None

@@ -90,6 +90,16 @@ class ToolSettings:
 
 
 @dataclass(frozen=True)
+class FlaskProject:
+    """How to find the Flask app, as ``flask`` finds it: FLASK_APP (or --app), else app.py or wsgi.py in the
+    folder the command runs in, which is on sys.path."""
+
+    app: str | None  # FLASK_APP / --app as given ("app", "app:create_app()"); None: Flask's own search
+    folder: Path  # where the command runs: Flask imports the app from here
+    migrations: Path  # Flask-Migrate's migrations folder (the ini's): script_location when the ini names none
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know before it touches Alembic or the database."""
 
@@ -102,6 +112,9 @@ class Settings:
     baseline: str | None
     tool: ToolSettings = ToolSettings()
     verbose: bool = False  # let Alembic's own log lines through while env.py runs
+    # A Flask-Migrate project (its env.py reads flask's current_app): env.py runs inside the app's context, as
+    # `flask db` runs it, and script_location is the ini's folder when the ini names none.
+    flask: FlaskProject | None = None
 
     @property
     def config_path(self) -> Path:
