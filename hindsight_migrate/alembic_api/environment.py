@@ -386,7 +386,9 @@ class EnvironmentRunner:
 
         def file_config(*args: Any, **kwargs: Any) -> None:
             original(*args, **kwargs)
-            _hold_to_warnings()
+            # Every logger the file turns on is Alembic's command-line output, Alembic extensions' included
+            # (alembic_utils, alembic_postgresql_enum): held as Alembic's own are.
+            _hold_to_warnings(*_loggers_configured(args[0] if args else kwargs.get("fname")))
 
         logging.config.fileConfig = file_config
         _hold_to_warnings()
@@ -465,11 +467,33 @@ def _stable_step_class() -> Any:
     return StableRevisionStep
 
 
-def _hold_to_warnings() -> None:
-    for name in ("alembic", "sqlalchemy"):
-        logger = logging.getLogger(name)
+def _hold_to_warnings(*names: str) -> None:
+    for name in ("alembic", "sqlalchemy", *names):
+        logger = logging.getLogger(name) if name != "root" else logging.getLogger()
         if logger.getEffectiveLevel() < logging.WARNING:
             logger.setLevel(logging.WARNING)
+
+
+def _loggers_configured(source: Any) -> tuple[str, ...]:
+    """The loggers a logging ini ([loggers] keys, each [logger_KEY]'s qualname; "root") turns on; none when it
+    cannot be read here (fileConfig read it, or raised, already)."""
+    import configparser
+
+    if isinstance(source, configparser.RawConfigParser):
+        parser = source
+    else:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(str(source), encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError, TypeError):
+            return ()
+    try:
+        keys = [key.strip() for key in parser.get("loggers", "keys").split(",") if key.strip()]
+    except (configparser.Error, ValueError):
+        return ()
+    return tuple(
+        "root" if key == "root" else parser.get(f"logger_{key}", "qualname", fallback=key).strip() for key in keys
+    )
 
 
 # The SQLSTATE classes of a read that failed because of the table itself (its privileges, its

@@ -119,3 +119,27 @@ def test_check_writes_its_json_when_it_cannot_finish(tmp_path: Path) -> None:
     assert report["ok"] is False and report["problems"] == [], report
     assert report["error"]["exit_code"] == 4 and report["error"]["title"] == "Cannot connect to the database", report
     assert "secret-pw" not in result.stdout
+
+
+def test_loggers_the_projects_ini_turns_on_are_kept_out_like_alembics(tmp_path: Path, database_url: str) -> None:
+    """An Alembic extension's logger, configured at INFO in the ini as Alembic's own is, says nothing in check."""
+    ini = init_project(tmp_path / "p", "generic")
+    text = ini.read_text()
+    text = text.replace("[loggers]\nkeys = root,sqlalchemy,alembic", "[loggers]\nkeys = root,sqlalchemy,alembic,ext")
+    text = text.replace(
+        "[handlers]", "[logger_ext]\nlevel = INFO\nhandlers = console\nqualname = alembic_ext\n\n[handlers]", 1
+    )
+    ini.write_text(text)
+    env_py = ini.parent / "migrations" / "env.py"
+    env_py.write_text(
+        env_py.read_text().replace(
+            "    fileConfig(config.config_file_name)\n",
+            "    fileConfig(config.config_file_name)\n"
+            "import logging\nlogging.getLogger('alembic_ext').info('EXTENSION CHATTER')\n",
+        )
+    )
+
+    result = invoke("-c", str(ini), "--url", database_url, "check")
+
+    assert result.exit_code == 0, result.output
+    assert "EXTENSION CHATTER" not in result.output
