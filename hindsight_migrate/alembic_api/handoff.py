@@ -90,12 +90,68 @@ def handed_over(connection: Connection, expected: ExpectedDatabase, env_py: Path
     # the tool's transaction, release its lock or lose its session settings.
     connection.__dict__["connect"] = lambda: connection
     connection.__dict__["close"] = _not_closed
+    # An async env.py may take the attribute for an AsyncEngine (`async with connectable.connect()
+    # as c: await c.run_sync(...)`, then `await connectable.dispose()`) while the cookbook's shape
+    # calls `do_run_migrations(connectable)` with it: for the handoff, the connection is both.
+    # The class (not the instance) must have __aenter__ for `async with`; it is put back afterwards.
+    own_class = type(connection)
+    connection.__class__ = _lent_connection_class(own_class)
     try:
         with _factories_installed(), _active(handoff):
             yield
     finally:
+        connection.__class__ = own_class
         connection.__dict__.pop("connect", None)
         connection.__dict__.pop("close", None)
+
+
+class _Done:
+    """An awaitable that is already done, and harmless when nobody awaits it (no 'never awaited' warning)."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return None
+        yield  # a generator function: awaiting it returns at once
+
+
+_lent_classes: dict[type[Any], type[Any]] = {}  # one subclass per Connection class, made once
+
+
+def _lent_connection_class(base: type[Connection]) -> type[Connection]:
+    """``base`` with what an AsyncEngine and an AsyncConnection add, run inline on the sync connection.
+
+    A subclass, so ``isinstance(c, Connection)``, ``sa.inspect(c)`` and Alembic's own checks hold.
+    """
+    if base in _lent_classes:
+        return _lent_classes[base]
+
+    class LentConnection(base):  # type: ignore[valid-type,misc]
+        """The tool's connection while env.py has it: a Connection, an async engine and an async connection."""
+
+        async def __aenter__(self) -> LentConnection:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        async def run_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return fn(self, *args, **kwargs)
+
+        @property
+        def sync_connection(self) -> LentConnection:
+            return self
+
+        @property
+        def sync_engine(self) -> Any:
+            return self.engine
+
+        def dispose(self, close: bool = True) -> _Done:
+            # `await connectable.dispose()`: the tool owns the connection, nothing is disposed.
+            return _Done()
+
+    LentConnection.__name__ = base.__name__
+    LentConnection.__qualname__ = base.__qualname__
+    _lent_classes[base] = LentConnection
+    return LentConnection
 
 
 class _Probed(BaseException):

@@ -1,0 +1,72 @@
+"""The project's env.py and revisions run as they run under raw Alembic, whatever driver and shape they use.
+
+An async env.py may take ``config.attributes["connection"]`` for an AsyncEngine (``async with
+connectable.connect()``, ``await connectable.dispose()``) or, as the cookbook does, hand it to
+``do_run_migrations`` as a sync Connection: both run unchanged, and end where raw Alembic ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import invoke
+from tests.harness import dbstate
+from tests.harness.templates import R1, R3, init_project, raw_alembic, schema_of
+
+RAW_CONFIG = ["-c", "alembic.ini"]
+
+# env.py shapes found in projects, each a rewrite of Alembic's async template.
+_ASYNC_ENGINE_SHAPE = (
+    "    connectable = async_engine_from_config(",
+    '    connectable = config.attributes.get("connection")\n'
+    "    if connectable is None:  # pytest-alembic's way: the caller hands an engine\n"
+    "        connectable = async_engine_from_config(",
+)
+_COOKBOOK_SHAPE = (
+    "    asyncio.run(run_async_migrations())\n",
+    '    connectable = config.attributes.get("connection", None)\n'
+    "    if connectable is None:\n"
+    "        asyncio.run(run_async_migrations())\n"
+    "    else:\n"
+    "        do_run_migrations(connectable)\n",
+)
+
+
+def _rewrite_env_py(project: Path, change: tuple[str, str]) -> None:
+    env_py = project / "migrations" / "env.py"
+    text = env_py.read_text()
+    assert text.count(change[0]) == 1, f"Alembic's async env.py changed shape:\n{text}"
+    env_py.write_text(text.replace(change[0], change[1]))
+
+
+def _ok(ini: Path, url: str, *args: str) -> str:
+    result = invoke("-c", str(ini), "--url", url, *args)
+    assert result.exit_code == 0, result.output
+    assert "bug in hindsight-migrate" not in result.output and "Traceback" not in result.output, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("shape", ["async engine", "cookbook"])
+def test_async_env_py_using_the_handed_connection_runs_as_under_raw_alembic(
+    shape: str, tmp_path: Path, database_url: str, make_database: Callable[[str], str]
+) -> None:
+    project = tmp_path / "project"
+    ini = init_project(project, "async")
+    _rewrite_env_py(project, _ASYNC_ENGINE_SHAPE if shape == "async engine" else _COOKBOOK_SHAPE)
+    raw_url = make_database("raw")
+
+    _ok(ini, database_url, "up", "--yes")
+    raw_alembic(project, RAW_CONFIG, raw_url, "upgrade", "head")
+    assert dbstate.alembic_version(database_url) == dbstate.alembic_version(raw_url) == [R3]
+    assert schema_of(database_url) == schema_of(raw_url)
+
+    status = _ok(ini, database_url, "status")
+    assert R3 in status
+
+    _ok(ini, database_url, "down", "--to", R1, "--yes")
+    raw_alembic(project, RAW_CONFIG, raw_url, "downgrade", R1)
+    assert dbstate.alembic_version(database_url) == dbstate.alembic_version(raw_url) == [R1]
+    assert schema_of(database_url) == schema_of(raw_url)
