@@ -70,3 +70,57 @@ def test_async_env_py_using_the_handed_connection_runs_as_under_raw_alembic(
     raw_alembic(project, RAW_CONFIG, raw_url, "downgrade", R1)
     assert dbstate.alembic_version(database_url) == dbstate.alembic_version(raw_url) == [R1]
     assert schema_of(database_url) == schema_of(raw_url)
+
+
+# -- a psycopg2 project: statements after a COMMIT run outside a transaction, as under psycopg2 ------------
+
+R4 = "a10000000004"
+_CONCURRENT_INDEX = {
+    "commit": (
+        'op.execute("COMMIT")  # end the revision\'s transaction: CONCURRENTLY cannot run inside one',
+        'op.execute("CREATE INDEX CONCURRENTLY ix_gadgets_label ON gadgets (label)")',
+    ),
+    "autocommit_block": (
+        "with op.get_context().autocommit_block():",
+        '    op.execute("CREATE INDEX CONCURRENTLY ix_gadgets_label ON gadgets (label)")',
+    ),
+}
+
+
+def _psycopg2_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize("way", ["commit", "autocommit_block"])
+def test_psycopg2_project_builds_an_index_concurrently_as_under_raw_alembic(
+    way: str, tmp_path: Path, database_url: str, make_database: Callable[[str], str]
+) -> None:
+    from tests.harness.templates import add_revision
+
+    project = tmp_path / "project"
+    ini = init_project(project, "generic")
+    add_revision(
+        project, "generic", R4, "index gadgets label", _CONCURRENT_INDEX[way], ('op.drop_index("ix_gadgets_label")',)
+    )
+    raw_url = make_database("raw")
+
+    output = _ok(ini, _psycopg2_url(database_url), "up", "--yes")
+
+    assert dbstate.alembic_version(database_url) == [R4]
+    assert dbstate.query(
+        database_url,
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = 'ix_gadgets_label'",
+    ) == [(True,)]
+    # Raw Alembic on psycopg2, as the project is configured.
+    raw_alembic(project, RAW_CONFIG, raw_url, "upgrade", "head", driver="postgresql+psycopg2")
+    assert dbstate.alembic_version(raw_url) == [R4]
+    assert schema_of(database_url) == schema_of(raw_url)
+    flat = " ".join(output.split())
+    assert "revisions run with psycopg2's transaction behaviour" in flat, output
+    # The rehearsal says which statement ran outside a transaction, and what that means for a failure.
+    assert f"{R4}: ran outside a transaction" in flat, output
+    assert "not rolled back if a later statement fails" in flat, output
+    assert "CREATE INDEX CONCURRENTLY ix_gadgets_label ON gadgets (label)" in flat, output
