@@ -105,6 +105,40 @@ def handed_over(connection: Connection, expected: ExpectedDatabase, env_py: Path
         connection.__dict__.pop("close", None)
 
 
+class _EitherTransaction:
+    """The transaction ``begin()`` started on the lent connection, usable with ``with`` and ``async with``.
+
+    ``with`` gives the transaction, as SQLAlchemy's; ``async with`` gives the connection, as an
+    AsyncEngine's ``begin()`` does, and commits at the end unless the block raised.
+    """
+
+    __slots__ = ("_connection", "_transaction")
+
+    def __init__(self, transaction: Any, connection: Any) -> None:
+        self._transaction = transaction
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transaction, name)
+
+    def __enter__(self) -> Any:
+        return self._transaction.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._transaction.__exit__(*exc)
+
+    async def __aenter__(self) -> Any:
+        return self._connection
+
+    async def __aexit__(self, kind: Any, *_: Any) -> None:
+        if not self._transaction.is_active:
+            return
+        if kind is None:
+            self._transaction.commit()
+        else:
+            self._transaction.rollback()
+
+
 class _Done:
     """An awaitable that is already done, and harmless when nobody awaits it (no 'never awaited' warning)."""
 
@@ -143,6 +177,10 @@ def _lent_connection_class(base: type[Connection]) -> type[Connection]:
         @property
         def sync_engine(self) -> Any:
             return self.engine
+
+        def begin(self) -> Any:
+            # `async with connectable.begin() as c` (an AsyncEngine's) as well as `with connection.begin()`.
+            return _EitherTransaction(super().begin(), self)
 
         def dispose(self, close: bool = True) -> _Done:
             # `await connectable.dispose()`: the tool owns the connection, nothing is disposed.

@@ -25,6 +25,11 @@ _ASYNC_ENGINE_SHAPE = (
     "    if connectable is None:  # pytest-alembic's way: the caller hands an engine\n"
     "        connectable = async_engine_from_config(",
 )
+_ASYNC_ENGINE_BEGIN_SHAPE = (
+    "    async with connectable.connect() as connection:\n",
+    '    connectable = config.attributes.get("connection") or connectable\n'
+    "    async with connectable.begin() as connection:\n",
+)
 _COOKBOOK_SHAPE = (
     "    asyncio.run(run_async_migrations())\n",
     '    connectable = config.attributes.get("connection", None)\n'
@@ -49,13 +54,18 @@ def _ok(ini: Path, url: str, *args: str) -> str:
     return result.output
 
 
-@pytest.mark.parametrize("shape", ["async engine", "cookbook"])
+@pytest.mark.parametrize("shape", ["async engine", "async engine begin", "cookbook"])
 def test_async_env_py_using_the_handed_connection_runs_as_under_raw_alembic(
     shape: str, tmp_path: Path, database_url: str, make_database: Callable[[str], str]
 ) -> None:
     project = tmp_path / "project"
     ini = init_project(project, "async")
-    _rewrite_env_py(project, _ASYNC_ENGINE_SHAPE if shape == "async engine" else _COOKBOOK_SHAPE)
+    changes = {
+        "async engine": _ASYNC_ENGINE_SHAPE,
+        "async engine begin": _ASYNC_ENGINE_BEGIN_SHAPE,
+        "cookbook": _COOKBOOK_SHAPE,
+    }
+    _rewrite_env_py(project, changes[shape])
     raw_url = make_database("raw")
 
     _ok(ini, database_url, "up", "--yes")
