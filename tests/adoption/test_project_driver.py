@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hindsight_migrate.errors import ExitCode
 from tests.conftest import invoke
 from tests.harness import dbstate
 from tests.harness.templates import R1, R3, init_project, raw_alembic, schema_of
@@ -134,3 +135,12 @@ def test_psycopg2_project_builds_an_index_concurrently_as_under_raw_alembic(
     assert f"{R4}: ran outside a transaction" in flat, output
     assert "not rolled back if a later statement fails" in flat, output
     assert "CREATE INDEX CONCURRENTLY ix_gadgets_label ON gadgets (label)" in flat, output
+
+    if way == "commit":
+        # The same project named with psycopg 3 behaves as raw Alembic with psycopg 3: after the COMMIT a new
+        # transaction opens, CONCURRENTLY fails there, and nothing is applied.
+        psycopg3_url = make_database("psycopg3")
+        refused = invoke("-c", str(ini), "--url", psycopg3_url, "up", "--yes")
+        assert refused.exit_code == ExitCode.FAILED, refused.output
+        assert "cannot run inside a transaction block" in " ".join(refused.output.split()), refused.output
+        assert not dbstate.alembic_version(psycopg3_url)  # no version table: nothing ran on it
