@@ -30,6 +30,7 @@ from hindsight_migrate.alembic_api import handoff
 from hindsight_migrate.alembic_api.translate import alembic_errors
 from hindsight_migrate.errors import ConfigError, ProjectCodeFailed, Refused, Section
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.postgres.driver_semantics import DriverSemantics, OutsideTransaction
 from hindsight_migrate.revisions import RevisionInfo, VersionTable
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class EnvironmentRunner:
         self._running: tuple[str, bool] | None = None  # (revision, downgrade) being run, for error messages
         # What env.py configured, learned at each run of it (every command runs it before it needs this).
         self.version_table = VersionTable()
+        # The project's statements that ran outside any transaction in the last run_revisions().
+        self.outside_transactions: tuple[OutsideTransaction, ...] = ()
 
     @property
     def env_py(self) -> Path:
@@ -262,9 +265,16 @@ class EnvironmentRunner:
         """
         graph = self.graph
 
+        # The project's driver decides how a COMMIT in a revision behaves (see driver_semantics).
+        semantics = DriverSemantics(
+            like_psycopg2=self.workspace.settings.database.project_driver == "psycopg2",
+            version_table=self.version_table.name,
+        )
+
         def steps(heads: Any, context: Any) -> Iterator[Any]:
             for revision in revisions:
                 self._running = (revision, downgrade)
+                semantics.revision = revision
                 if before_each is not None:
                     before_each(revision)
                 yield _step(graph.script.revision_map, graph.script_of(revision), downgrade=downgrade)
@@ -274,10 +284,15 @@ class EnvironmentRunner:
                 after_each(step.up_revision_id, ctx.connection)
 
         try:
-            with self.online(connection), self._environment(steps, after_each=one_done, per_revision=True):
+            with (
+                semantics.watching(connection),
+                self.online(connection),
+                self._environment(steps, after_each=one_done, per_revision=True),
+            ):
                 self._run_env()
         finally:
             self._running = None
+            self.outside_transactions = tuple(semantics.outside)
 
     @contextmanager
     def online(self, connection: Connection) -> Iterator[None]:

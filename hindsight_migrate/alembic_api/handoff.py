@@ -82,24 +82,116 @@ _current: contextvars.ContextVar[_Handoff | None] = contextvars.ContextVar("hind
 def handed_over(connection: Connection, expected: ExpectedDatabase, env_py: Path) -> Iterator[Connection]:
     """While env.py runs online: every engine it builds is bound to ``connection``.
 
-    Yields what the caller puts in ``config.attributes["connection"]``: ``connection`` itself, seen through
-    :func:`lent`, so that an env.py that treats it as an Engine (``.connect()``, as pytest-alembic hands one) or
-    as an AsyncEngine (``async with connectable.connect()``) gets it back; closing it (``with connection:``)
-    leaves it open for the tool.
+    Yields what the caller puts in ``config.attributes["connection"]``: ``connection`` itself, so that an env.py
+    that treats it as an Engine (``.connect()``, as pytest-alembic hands one) or as an AsyncEngine (``async with
+    connectable.connect()``) gets it back; closing it (``with connection:``) leaves it open for the tool.
     """
     handoff = _Handoff(connection, expected, env_py)
-    shared = lent(connection)
-    # Instance attributes (of both: they share them), removed afterwards: Connection has no connect() of its
-    # own in SQLAlchemy 2, and `with engine.connect() as c:` ends with c.close(), which must not end the tool's
-    # transaction, release its lock or lose its session settings.
-    connection.__dict__["connect"] = lambda: shared
+    # Instance attributes, removed afterwards: Connection has no connect() of its own in SQLAlchemy 2, and
+    # `with engine.connect() as c:` ends with c.close(), which must not end the tool's transaction, release its
+    # lock or lose its session settings.
+    connection.__dict__["connect"] = lambda: connection
     connection.__dict__["close"] = _not_closed
+    # An async env.py may take the attribute for an AsyncEngine (`async with connectable.connect()
+    # as c: await c.run_sync(...)`, then `await connectable.dispose()`) while the cookbook's shape
+    # calls `do_run_migrations(connectable)` with it: for the handoff, the connection is both.
+    # The class (not the instance) must have __aenter__ for `async with`; it is put back afterwards.
+    own_class = type(connection)
+    connection.__class__ = _lent_connection_class(own_class)
     try:
         with _factories_installed(), _active(handoff):
-            yield shared
+            yield connection
     finally:
+        connection.__class__ = own_class
         connection.__dict__.pop("connect", None)
         connection.__dict__.pop("close", None)
+
+
+class _EitherTransaction:
+    """The transaction ``begin()`` started on the lent connection, usable with ``with`` and ``async with``.
+
+    ``with`` gives the transaction, as SQLAlchemy's; ``async with`` gives the connection, as an
+    AsyncEngine's ``begin()`` does, and commits at the end unless the block raised.
+    """
+
+    __slots__ = ("_connection", "_transaction")
+
+    def __init__(self, transaction: Any, connection: Any) -> None:
+        self._transaction = transaction
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transaction, name)
+
+    def __enter__(self) -> Any:
+        return self._transaction.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._transaction.__exit__(*exc)
+
+    async def __aenter__(self) -> Any:
+        return self._connection
+
+    async def __aexit__(self, kind: Any, *_: Any) -> None:
+        if not self._transaction.is_active:
+            return
+        if kind is None:
+            self._transaction.commit()
+        else:
+            self._transaction.rollback()
+
+
+class _Done:
+    """An awaitable that is already done, and harmless when nobody awaits it (no 'never awaited' warning)."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return None
+        yield  # a generator function: awaiting it returns at once
+
+
+_lent_classes: dict[type[Any], type[Any]] = {}  # one subclass per Connection class, made once
+
+
+def _lent_connection_class(base: type[Connection]) -> type[Connection]:
+    """``base`` with what an AsyncEngine and an AsyncConnection add, run inline on the sync connection.
+
+    A subclass, so ``isinstance(c, Connection)``, ``sa.inspect(c)`` and Alembic's own checks hold.
+    """
+    if base in _lent_classes:
+        return _lent_classes[base]
+
+    class LentConnection(base):  # type: ignore[valid-type,misc]
+        """The tool's connection while env.py has it: a Connection, an async engine and an async connection."""
+
+        async def __aenter__(self) -> LentConnection:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        async def run_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return fn(self, *args, **kwargs)
+
+        @property
+        def sync_connection(self) -> LentConnection:
+            return self
+
+        @property
+        def sync_engine(self) -> Any:
+            return self.engine
+
+        def begin(self) -> Any:
+            # `async with connectable.begin() as c` (an AsyncEngine's) as well as `with connection.begin()`.
+            return _EitherTransaction(super().begin(), self)
+
+        def dispose(self, close: bool = True) -> _Done:
+            # `await connectable.dispose()`: the tool owns the connection, nothing is disposed.
+            return _Done()
+
+    LentConnection.__name__ = base.__name__
+    LentConnection.__qualname__ = base.__qualname__
+    _lent_classes[base] = LentConnection
+    return LentConnection
 
 
 class _Probed(BaseException):
@@ -310,46 +402,6 @@ class _BoundAsyncConnection:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
-
-
-def lent(connection: Connection) -> Connection:
-    """``connection`` as env.py finds it in ``config.attributes["connection"]``: the same connection (one object's
-    state, shared), which env.py may also use as an engine, sync or async, as env.py files in the wild do with what
-    they find there: ``async with connectable.connect() as c: await c.run_sync(...)``, ``await
-    connectable.dispose()``, ``with connectable.connect() as c:``."""
-    shared = object.__new__(_lent_connection_class(type(connection)))  # type: ignore[arg-type]
-    shared.__dict__ = connection.__dict__  # not a copy: one connection, one transaction, seen through both
-    return shared
-
-
-class _AlreadyDone:
-    """An awaitable that does nothing, and warns of nothing when no one awaits it (a sync env.py's dispose())."""
-
-    def __await__(self) -> Generator[Any, None, None]:
-        yield from ()
-
-
-@functools.cache
-def _lent_connection_class(base: type[Connection]) -> type[Connection]:
-    class LentConnection(base):  # type: ignore[valid-type, misc]
-        """The tool's connection, lent: also an engine (``connect()`` is itself) and an async one."""
-
-        def connect(self) -> LentConnection:
-            return self
-
-        def dispose(self, close: bool = True) -> _AlreadyDone:
-            return _AlreadyDone()
-
-        async def __aenter__(self) -> _BoundAsyncConnection:
-            return _BoundAsyncConnection(self)
-
-        async def __aexit__(self, *exc: object) -> None:
-            return None
-
-        async def run_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            return fn(self, *args, **kwargs)
-
-    return LentConnection
 
 
 class _BoundAsyncEngine:

@@ -52,6 +52,13 @@ class DatabaseSource:
         return mask_secrets(self.written or self.url)
 
     @property
+    def project_driver(self) -> str:
+        """The driver the URL as written names, as SQLAlchemy reads it (``postgresql://`` means psycopg2)."""
+        scheme = (self.written or self.url or "postgresql+psycopg://").partition("://")[0].lower()
+        backend, _, driver = scheme.partition("+")
+        return driver or ("psycopg2" if backend in ("postgresql", "postgres") else backend)
+
+    @property
     def other_driver(self) -> bool:
         """The URL names a driver other than psycopg 3 (``+asyncpg``), while the tool connects with psycopg 3."""
         if self.url is None or self.written is None:

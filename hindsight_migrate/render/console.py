@@ -121,6 +121,9 @@ def announce_database(settings: Settings) -> None:
     else:
         # The URL is shown with the project's driver; said once that the tool's connection is psycopg 3's.
         driver = "; connected with psycopg 3" if source.other_driver else ""
+        if source.project_driver == "psycopg2":
+            # postgres/driver_semantics: after a COMMIT, statements run outside a transaction, as under psycopg2.
+            driver = "; connected with psycopg 3, revisions run with psycopg2's transaction behaviour"
         err().print(
             f"[bold]Database:[/] {safe_markup(source.masked_url)} [dim](from {safe_markup(source.origin)}{driver})[/]"
         )

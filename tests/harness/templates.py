@@ -177,19 +177,22 @@ def add_revision(
     return path
 
 
-def raw_alembic(project_dir: Path, config_args: list[str], url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def raw_alembic(
+    project_dir: Path, config_args: list[str], url: str, *args: str, driver: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the ``alembic`` command (``alembic -c alembic.ini upgrade head``) as a user would.
 
     A stock env.py reads the URL from alembic.ini only, so this runs on a copy of the project (a
     sibling folder, refreshed on every call) whose alembic.ini names ``url``: asyncpg for the async
-    templates, psycopg for the others. ``config_args`` are relative to the project folder.
+    templates, psycopg for the others, unless ``driver`` names one (``postgresql+psycopg2``). ``config_args``
+    are relative to the project folder.
     """
     raw_dir = project_dir.parent / f"{project_dir.name}-raw-alembic"
     if raw_dir.exists():
         shutil.rmtree(raw_dir)
     shutil.copytree(project_dir, raw_dir, ignore=shutil.ignore_patterns("__pycache__", ".hindsight"))
     env_py = (raw_dir / "migrations" / "env.py").read_text()
-    driver = "postgresql+asyncpg" if "async_engine_from_config" in env_py else "postgresql+psycopg"
+    driver = driver or ("postgresql+asyncpg" if "async_engine_from_config" in env_py else "postgresql+psycopg")
     rendered = make_url(url).set(drivername=driver).render_as_string(hide_password=False)
     ini = raw_dir / "alembic.ini"
     text, count = re.subn(

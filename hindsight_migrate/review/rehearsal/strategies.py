@@ -83,6 +83,7 @@ def rehearse_committing(
         has_tables = bool(sizes)
         with containment.armed(connection), ServerWarnings().listening(connection) as heard:
             run = _run_contained(project, where_db, connection, work, containment, heard, has_tables)
+        run.warnings += _outside_transactions(project)
         if run.after is None:
             if work.drop_baseline and run.failure is None:
                 with connection.begin():
@@ -109,6 +110,16 @@ def rehearse_committing(
         server_wide=tuple(containment.server_wide),
         server_warnings=tuple(heard.heard),
     )
+
+
+def _outside_transactions(project: AlembicProject) -> list[str]:
+    """What the rehearsal says of the project's statements that ran outside a transaction (each committed at once)."""
+    return [
+        f"{ran.revision}: ran outside a transaction (after a COMMIT, or in autocommit_block()), so it is not "
+        f"rolled back if a later statement fails — the guarantee that a failed revision leaves nothing does not "
+        f"hold for it: {ran.statement}"
+        for ran in project.env.outside_transactions
+    ]
 
 
 def _run_contained(
