@@ -138,6 +138,16 @@ class Refused(HindsightMigrateError):
     title = "Refused"
 
 
+class BuildAtHeadFailed(Refused):
+    """A revision fails when the chain is built from an empty database up to head (what pytest-alembic's
+    test_upgrade checks): the models cannot be compared with the schema at head."""
+
+    def __init__(self, message: str, *, revision: str, said: str, sections: tuple[Section, ...] = ()) -> None:
+        super().__init__(message, sections=sections)
+        self.revision = revision
+        self.said = said
+
+
 class RehearsalImpossible(HindsightMigrateError):
     """No rehearsal could be set up (no scratch database, a failed copy); the target is untouched."""
 

@@ -17,7 +17,7 @@ import ast
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,15 @@ from sqlalchemy.exc import DBAPIError
 
 from hindsight_migrate.alembic_api import AlembicProject
 from hindsight_migrate.authoring.findings import DANGER, ReviewFinding, review_operations
-from hindsight_migrate.errors import BadArgument, ConnectionFailed, NoTargetMetadata, Refused, Section
+from hindsight_migrate.errors import (
+    BadArgument,
+    BuildAtHeadFailed,
+    ConnectionFailed,
+    HindsightMigrateError,
+    NoTargetMetadata,
+    Refused,
+    Section,
+)
 from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.containment import Containment, Mode, MustRollBack
 from hindsight_migrate.postgres.database import Database, server_said
@@ -35,6 +43,7 @@ from hindsight_migrate.review.lint import LintFinding, LintResult, lint_sql
 from hindsight_migrate.review.plan import failed_before_the_first_revision
 from hindsight_migrate.review.rehearsal.strategies import failure_of
 from hindsight_migrate.revisions import Comparison, Operation
+from hindsight_migrate.schema import diff_schemas
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -257,8 +266,8 @@ def _upgrade_calls(tree: ast.Module) -> dict[tuple[str, str, str], list[int]]:
             if isinstance(statement, (ast.With, ast.AsyncWith)):
                 visit(statement.body, _batch_table(statement) or batch_table)
                 continue
-            for field in ("body", "orelse", "finalbody"):
-                visit(getattr(statement, field, []), batch_table)
+            for part in ("body", "orelse", "finalbody"):
+                visit(getattr(statement, part, []), batch_table)
             for handler in getattr(statement, "handlers", []):
                 visit(handler.body, batch_table)
             if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
@@ -318,10 +327,18 @@ def _string(node: Any) -> str | None:
 
 @contextmanager
 def database_at_head(
-    project: AlembicProject, database: Database, against_target: bool
+    project: AlembicProject,
+    database: Database,
+    against_target: bool,
+    *,
+    downgrades: DowngradeCheck | None = None,
 ) -> Iterator[tuple[Connection, str]]:
     """A connection to a database at head, and words for it: the target itself (``against_target``, which
-    must be at head), or a scratch database built at head from nothing, dropped afterwards."""
+    must be at head), or a scratch database built at head from nothing, dropped afterwards.
+
+    ``downgrades``: while the scratch database is built, each revision is also reverted and applied again, and
+    what its downgrade leaves (or its failure) is collected there.
+    """
     if against_target:
         with database.connect() as connection:
             current = project.env.current_heads(connection)
@@ -340,14 +357,18 @@ def database_at_head(
         with containment.armed(connection):
             # Built as a rehearsal runs: what reaches past the scratch database (a role a revision creates)
             # is never committed; the build then ends in a transaction that is rolled back after the comparison.
-            _build_at_head(project, scratch, connection, containment)
+            _build_at_head(project, scratch, connection, containment, downgrades)
             yield connection, "a scratch database built at head from nothing"
         if connection.in_transaction():
             connection.rollback()
 
 
 def _build_at_head(
-    project: AlembicProject, scratch: Database, connection: Connection, containment: Containment
+    project: AlembicProject,
+    scratch: Database,
+    connection: Connection,
+    containment: Containment,
+    downgrades: DowngradeCheck | None = None,
 ) -> None:
     """Writes (to the scratch database, or in a transaction left open): V1 and the baseline stamp if configured,
     then every revision."""
@@ -360,7 +381,7 @@ def _build_at_head(
     running: list[str] = []
     try:
         try:
-            _build_steps(project, connection, bootstrap, running)
+            _build_steps(project, connection, bootstrap, running, downgrades)
         except MustRollBack:
             # A revision reaches past the database (it creates a role): the build goes on from there in one
             # transaction, which is rolled back once the models were compared.
@@ -375,13 +396,15 @@ def _build_at_head(
             raise failed_before_the_first_revision(
                 failure.at, failure.message, failure.statement, when="building a scratch database at head from nothing"
             ) from err
-        raise Refused(
+        raise BuildAtHeadFailed(
             f"Building a scratch database at head from nothing failed at revision "
             f"{running[-1] if running else '?'}, so the models could not be compared. Chains whose schema was "
             "made by metadata.create_all() and then stamped cannot start from an empty database; compare "
             "with a database that is at head instead: `hindsight-migrate new --against-target` or "
             "`hindsight-migrate check --against-target` (with --url naming it). Otherwise fix that revision "
             "(hindsight-migrate up --dry-run shows it).",
+            revision=running[-1],
+            said=server_said(err),
             sections=(Section("Database said", server_said(err)),),
         ) from err
     if containment.ran_outside_transactions:
@@ -398,7 +421,11 @@ def _build_at_head(
 
 
 def _build_steps(
-    project: AlembicProject, connection: Connection, bootstrap: BootstrapPlan | None, running: list[str]
+    project: AlembicProject,
+    connection: Connection,
+    bootstrap: BootstrapPlan | None,
+    running: list[str],
+    downgrades: DowngradeCheck | None = None,
 ) -> None:
     """V1 (when there is one and the database has none yet), then the revisions from where the database is."""
     rolled_back = connection.in_transaction()  # the rolled-back mode runs everything in the caller's transaction
@@ -412,14 +439,58 @@ def _build_steps(
             with connection.begin():
                 rehearse_bootstrap(bootstrap, project, connection)
         start = (bootstrap.baseline.revision,)
-    project.env.run_revisions(
-        connection,
-        [info.revision for info in project.graph.upgrade_path(start, "heads")],
-        downgrade=False,
-        before_each=running.append,
-    )
+    revisions = [info.revision for info in project.graph.upgrade_path(start, "heads")]
+    if downgrades is None or rolled_back:
+        project.env.run_revisions(connection, revisions, downgrade=False, before_each=running.append)
+    else:
+        for revision in revisions:
+            _up_down_up(project, connection, revision, running, downgrades)
     if not rolled_back and connection.in_transaction():
         connection.commit()
+
+
+@dataclass
+class DowngradeCheck:
+    """pytest-alembic's up/down consistency, while the scratch database is built at head: each revision applied,
+    reverted, the schema compared with the one before it, then applied again. ``skip``: revisions whose
+    downgrade is known not to work (reported as such already)."""
+
+    skip: frozenset[str] = frozenset()
+    traces: list[DowngradeTrace] = field(default_factory=list)
+    checked: int = 0
+
+
+@dataclass(frozen=True)
+class DowngradeTrace:
+    revision: str
+    left: tuple[str, ...]  # what the downgrade left different from the schema before the upgrade
+    failed: str | None = None  # why the downgrade failed (then nothing was compared)
+
+
+def _up_down_up(
+    project: AlembicProject, connection: Connection, revision: str, running: list[str], check: DowngradeCheck
+) -> None:
+    version_table = project.env.version_table.name
+    before = catalog.schema_snapshot(connection, version_table=version_table)
+    connection.rollback()
+    project.env.run_revisions(connection, [revision], downgrade=False, before_each=running.append)
+    if revision in check.skip:
+        return
+    check.checked += 1
+    try:
+        project.env.run_revisions(connection, [revision], downgrade=True)
+    except (DBAPIError, HindsightMigrateError) as err:
+        if connection.in_transaction():
+            connection.rollback()  # its transaction is gone: the revision is still applied
+        said = server_said(err) if isinstance(err, DBAPIError) else err.message
+        check.traces.append(DowngradeTrace(revision, (), said))
+        return
+    after = catalog.schema_snapshot(connection, version_table=version_table)
+    connection.rollback()
+    left = tuple(f"{c.change.value} {c.kind} {c.name}" for c in diff_schemas(before, after))
+    if left:
+        check.traces.append(DowngradeTrace(revision, left))
+    project.env.run_revisions(connection, [revision], downgrade=False)
 
 
 def _revision_in(project: AlembicProject, path: Path) -> str | None:

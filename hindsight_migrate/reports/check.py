@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hindsight_migrate.alembic_api import AlembicProject
-from hindsight_migrate.authoring.autogen import database_at_head
-from hindsight_migrate.errors import BadArgument, ExitCode, NoTargetMetadata
+from hindsight_migrate.authoring.autogen import DowngradeCheck, DowngradeTrace, database_at_head
+from hindsight_migrate.errors import BadArgument, BuildAtHeadFailed, ExitCode, NoTargetMetadata
 from hindsight_migrate.postgres import audit
 from hindsight_migrate.postgres.database import Database
 from hindsight_migrate.reports.ranges import upgrade_range
@@ -22,7 +22,9 @@ from hindsight_migrate.review.lint import LintResult, lint_sql
 from hindsight_migrate.review.plan import DowngradeProblem, downgrade_problem, planned_revisions
 from hindsight_migrate.revisions import Comparison, Operation
 
-CheckKind = Literal["models", "heads", "irreversible", "noop-downgrade", "edited", "lint", "v1", "diverged"]
+CheckKind = Literal[
+    "models", "heads", "irreversible", "noop-downgrade", "edited", "lint", "v1", "diverged", "upgrade", "downgrade"
+]
 
 
 @dataclass(frozen=True)
@@ -190,13 +192,40 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
                     ),
                 )
             )
-    models_checked = len(heads) == 1
+    # No revision yet is one head too (pytest-alembic's test_model_definitions_match_ddl): the models are compared
+    # with an empty database, where every table they define is missing.
+    models_checked = len(heads) <= 1
+    models_skipped = "several heads"
     comparison: Comparison | None = None
+    operations: tuple[Operation, ...] = ()
+    # pytest-alembic's test_up_down_consistency and downgrade-leaves-no-trace, on the scratch database the models
+    # are compared with (a revision whose downgrade raises or does nothing is reported above already).
+    downgrade_check = (
+        None if against_target else DowngradeCheck(skip=frozenset(p.revision for p in downgrades))
+    )
     if models_checked:
         try:
-            operations, comparison = _models_against_head(project, database, against_target)
+            operations, comparison = _models_against_head(project, database, against_target, downgrade_check)
         except NoTargetMetadata:
-            operations, models_checked = (), False  # no models to compare: nothing autogenerate could write
+            models_checked, models_skipped = False, "env.py sets no target_metadata"
+        except BuildAtHeadFailed as failed:
+            # pytest-alembic's test_upgrade: the chain must build from an empty database.
+            models_checked, models_skipped = False, "the chain does not upgrade from an empty database"
+            problems.append(
+                CheckProblem.of(
+                    "upgrade",
+                    "A revision fails when the chain is built from an empty database up to head (a scratch "
+                    "database); fix it, or compare with a database at head: check --against-target.",
+                    (
+                        CheckItem(
+                            f"{failed.revision}: {failed.said}",
+                            revision=failed.revision,
+                            path=paths.get(failed.revision),
+                            reason=failed.said,
+                        ),
+                    ),
+                )
+            )
         if comparison is not None and comparison.uncompared_defaults:
             # Not compared is not the same: said, for a person to look at, never counted as a pass in silence.
             warnings.append(
@@ -224,6 +253,15 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
                     tuple(_operation_item(op) for op in operations),
                 )
             )
+    if downgrade_check is not None and downgrade_check.traces:
+        problems.append(
+            CheckProblem.of(
+                "downgrade",
+                "Downgrades that do not undo their upgrade (each revision was applied, reverted and compared with "
+                "the schema before it, on the scratch database):",
+                tuple(_trace_item(trace, paths) for trace in downgrade_check.traces),
+            )
+        )
     checked = (
         "heads",
         "downgrades",
@@ -241,12 +279,19 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
             else ()
         ),
         "lint of pending revisions" + (f" ({len(not_linted)} not linted)" if not_linted else ""),
+        *(
+            (
+                f"downgrades undo their upgrades ({downgrade_check.checked} "
+                f"{'revision' if downgrade_check.checked == 1 else 'revisions'} applied, reverted and applied again "
+                "on the scratch database)",
+            )
+            if downgrade_check is not None and downgrade_check.checked
+            else ()
+        ),
         ("models against the target" if against_target else "models against a scratch database at head")
         + (f" ({comparison.words()})" if comparison is not None else "")
         if models_checked
-        else "models (skipped: several heads)"
-        if len(heads) > 1
-        else "models (skipped: env.py sets no target_metadata)",
+        else f"models (skipped: {models_skipped})",
     )
     return CheckReport(
         database=database.masked_url,
@@ -290,6 +335,13 @@ def _operation_item(op: Operation) -> CheckItem:
     )
 
 
+def _trace_item(trace: DowngradeTrace, paths: dict[str, str]) -> CheckItem:
+    words = f"downgrade fails: {trace.failed}" if trace.failed else "leaves " + "; ".join(trace.left)
+    return CheckItem(
+        f"{trace.revision}: {words}", revision=trace.revision, path=paths.get(trace.revision), reason=words
+    )
+
+
 def _not_linted_items(not_linted: tuple[tuple[str, str], ...], paths: dict[str, str]) -> tuple[CheckItem, ...]:
     """One item per revision; a reason many share (env.py without an offline branch: every one) is one line."""
     by_reason: dict[str, list[str]] = {}
@@ -306,11 +358,12 @@ def _not_linted_items(not_linted: tuple[tuple[str, str], ...], paths: dict[str, 
 
 
 def _models_against_head(
-    project: AlembicProject, database: Database, against_target: bool
+    project: AlembicProject, database: Database, against_target: bool, downgrades: DowngradeCheck | None
 ) -> tuple[tuple[Operation, ...], Comparison]:
     """What autogenerate would write: the models compared with a database at head (nothing is written), and
-    what was compared."""
-    with database_at_head(project, database, against_target=against_target) as (conn, _):
+    what was compared; ``downgrades`` collects what each revision's downgrade leaves, while the scratch
+    database is built."""
+    with database_at_head(project, database, against_target=against_target, downgrades=downgrades) as (conn, _):
         operations, _, comparison = project.authoring.autogenerate(conn, "check", write=lambda ops: False)
         conn.rollback()
     return operations, comparison
