@@ -18,6 +18,7 @@ from alembic.operations import ops as alembic_ops
 from alembic.runtime.environment import EnvironmentContext
 
 from hindsight_migrate.alembic_api.comparison import comparing
+from hindsight_migrate.alembic_api.models import ModelsSeen, models_seen
 from hindsight_migrate.alembic_api.translate import alembic_errors
 from hindsight_migrate.errors import ConfigError, HindsightMigrateError, Section
 from hindsight_migrate.masking import mask_secrets
@@ -37,6 +38,8 @@ class Authoring:
         self.workspace = workspace
         self.env = env
         self.on_written = on_written  # a revision file was written: whoever read the folder reads it again
+        # env.py's target_metadata at the last comparison: which models it sees, and their package.
+        self.models_seen: ModelsSeen | None = None
 
     def _template(self) -> Path:
         return Path(self.workspace.directory.dir) / "script.py.mako"
@@ -119,6 +122,7 @@ class Authoring:
 
         def compare(revision: Any, context: Any) -> list[Any]:
             revision_context.run_autogenerate(revision, context)
+            self.models_seen = models_seen(context.opts.get("target_metadata"))
             return []
 
         # Alembic announces "Generating ... done" on stdout itself; the tool says it in its own words.

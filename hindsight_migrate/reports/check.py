@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hindsight_migrate.alembic_api import AlembicProject
+from hindsight_migrate.alembic_api.models import unregistered_models
 from hindsight_migrate.authoring.autogen import DowngradeCheck, DowngradeTrace, database_at_head
 from hindsight_migrate.errors import BadArgument, BuildAtHeadFailed, ExitCode, NoTargetMetadata
 from hindsight_migrate.postgres import audit
@@ -23,7 +24,17 @@ from hindsight_migrate.review.plan import DowngradeProblem, downgrade_problem, p
 from hindsight_migrate.revisions import Comparison, Operation
 
 CheckKind = Literal[
-    "models", "heads", "irreversible", "noop-downgrade", "edited", "lint", "v1", "diverged", "upgrade", "downgrade"
+    "models",
+    "heads",
+    "irreversible",
+    "noop-downgrade",
+    "edited",
+    "lint",
+    "v1",
+    "diverged",
+    "upgrade",
+    "downgrade",
+    "unregistered",
 ]
 
 
@@ -253,6 +264,21 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
                     tuple(_operation_item(op) for op in operations),
                 )
             )
+    seen = project.authoring.models_seen if models_checked else None
+    unregistered = unregistered_models(seen) if seen is not None else {}
+    if unregistered:
+        problems.append(
+            CheckProblem.of(
+                "unregistered",
+                f"Models in {seen.package if seen else 'the models package'} that env.py's target_metadata does not "
+                "see (nothing imports their module when env.py runs), so autogenerate never compares them: import "
+                "them where target_metadata is built.",
+                tuple(
+                    CheckItem(f"{table} ({module})", table=table, path=module, reason="not on target_metadata")
+                    for table, module in unregistered.items()
+                ),
+            )
+        )
     if downgrade_check is not None and downgrade_check.traces:
         problems.append(
             CheckProblem.of(
@@ -286,6 +312,11 @@ def run_checks(project: AlembicProject, database: Database, *, against_target: b
                 "on the scratch database)",
             )
             if downgrade_check is not None and downgrade_check.checked
+            else ()
+        ),
+        *(
+            (f"every model module of {seen.package} imported: all on target_metadata",)
+            if seen is not None and seen.package is not None and not unregistered
             else ()
         ),
         ("models against the target" if against_target else "models against a scratch database at head")

@@ -5,9 +5,13 @@ the experimental downgrade-leaves-no-trace)."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import invoke
 from tests.harness import dbstate
@@ -83,3 +87,52 @@ def test_a_clean_chain_passes_with_every_downgrade_tried(tmp_path: Path, databas
     assert result.exit_code == 0, result.output
     checked = json.loads(result.stdout)["checked"]
     assert any(c.startswith("downgrades undo their upgrades (3 revisions applied, reverted") for c in checked), checked
+
+
+def test_a_model_module_env_py_never_imports_is_named(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "p"
+    ini = init_project(folder, "generic", revisions=False)
+    models = folder / "shop" / "models"
+    models.mkdir(parents=True)
+    (folder / "shop" / "__init__.py").write_text("")
+    (models / "__init__.py").write_text(
+        "from sqlalchemy import Integer\n"
+        "from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column\n\n\n"
+        "class Base(DeclarativeBase):\n    pass\n\n\n"
+        "class Thing(Base):\n    __tablename__ = 'things'\n"
+        "    id: Mapped[int] = mapped_column(Integer, primary_key=True)\n"
+    )
+    # Defined on the same Base, in a module nothing imports when env.py runs.
+    (models / "extra.py").write_text(
+        "from sqlalchemy import Integer\n"
+        "from sqlalchemy.orm import Mapped, mapped_column\n\n"
+        "from shop.models import Base\n\n\n"
+        "class Extra(Base):\n    __tablename__ = 'extras'\n"
+        "    id: Mapped[int] = mapped_column(Integer, primary_key=True)\n"
+    )
+    env_py = folder / "migrations" / "env.py"
+    wired = "from shop.models import Base\ntarget_metadata = Base.metadata"
+    env_py.write_text(env_py.read_text().replace("target_metadata = None", wired))
+    add_revision(
+        folder,
+        "generic",
+        "e10000000001",
+        "create things",
+        ('op.create_table("things", sa.Column("id", sa.Integer(), nullable=False), sa.PrimaryKeyConstraint("id"))',),
+        ('op.drop_table("things")',),
+    )
+
+    monkeypatch.chdir(folder)  # as alembic is run: prepend_sys_path = . puts the project's folder on sys.path
+    importlib.invalidate_caches()  # "." was another folder for the tests before this one, in this process
+    try:
+        code, problems, shown = _check(ini, database_url)
+    finally:
+        for name in [name for name in sys.modules if name == "shop" or name.startswith("shop.")]:
+            del sys.modules[name]
+
+    assert code == 13, shown
+    assert "models" not in problems, problems  # what env.py sees matches the schema at head
+    (item,) = problems["unregistered"]["items"]
+    assert (item["table"], item["path"]) == ("extras", "shop.models.extra"), item
