@@ -122,7 +122,7 @@ class Authoring:
 
         def compare(revision: Any, context: Any) -> list[Any]:
             revision_context.run_autogenerate(revision, context)
-            self.models_seen = models_seen(context.opts.get("target_metadata"))
+            self.models_seen = models_seen(context.opts.get("target_metadata"), str(directory.dir))
             return []
 
         # Alembic announces "Generating ... done" on stdout itself; the tool says it in its own words.

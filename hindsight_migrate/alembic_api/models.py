@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hindsight_migrate.errors import ProjectCodeFailed, Section
@@ -27,9 +28,10 @@ class ModelsSeen:
     package: str | None  # the package of the modules mapping classes to it; None: no package (a module alone)
     tables: frozenset[str]  # the metadata's tables, schema-qualified where they name a schema
     path: tuple[str, ...]  # sys.path as env.py left it: where the project's modules import from
+    migrations: str  # the migrations folder: its modules (env.py, the revisions) run under Alembic only
 
 
-def models_seen(metadata: Any) -> ModelsSeen | None:
+def models_seen(metadata: Any, migrations: str) -> ModelsSeen | None:
     """The package of the ORM classes mapped to ``metadata`` (a MetaData env.py gave Alembic), or None."""
     from sqlalchemy import MetaData
     from sqlalchemy.orm.mapper import _mapper_registries
@@ -50,13 +52,29 @@ def models_seen(metadata: Any) -> ModelsSeen | None:
     # The shortest: models in myapp.models and myapp.models.billing are myapp.models's.
     package = min(packages, key=len) if packages else None
     tables = frozenset(key for m in metadatas for key in m.tables)
-    return ModelsSeen(package, tables, tuple(sys.path))
+    home = getattr(sys.modules.get(package or ""), "__file__", None)
+    if home and _inside(Path(home).parent, Path(migrations)):
+        package = None  # models kept in the migrations folder: env.py imports them itself, nothing to walk
+    return ModelsSeen(package, tables, tuple(sys.path), migrations)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 _IMPORT_EVERY_MODULE = """
-import importlib, json, pkgutil, sys
+import importlib, json, os, pkgutil, sys
+migrations = os.path.realpath(sys.argv[2])
+def inside(path):
+    return os.path.realpath(path or "").startswith(migrations + os.sep) or os.path.realpath(path or "") == migrations
 package = importlib.import_module(sys.argv[1])
+if inside(os.path.dirname(getattr(package, "__file__", None) or "")):
+    print("{}")  # models kept in the migrations folder: env.py imports them itself
+    sys.exit(0)
 for module in pkgutil.walk_packages(getattr(package, "__path__", []), sys.argv[1] + "."):
+    if inside(getattr(module.module_finder, "path", "")):
+        continue
     importlib.import_module(module.name)
 from sqlalchemy.orm.mapper import _mapper_registries
 found = {}
@@ -79,7 +97,7 @@ def unregistered_models(seen: ModelsSeen, *, timeout: float = 60) -> dict[str, s
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in seen.path if path)}
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _IMPORT_EVERY_MODULE, seen.package],
+            [sys.executable, "-c", _IMPORT_EVERY_MODULE, seen.package, seen.migrations],
             env=environment,
             capture_output=True,
             text=True,
