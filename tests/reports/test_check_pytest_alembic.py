@@ -128,6 +128,9 @@ def test_a_model_module_env_py_never_imports_is_named(
     importlib.invalidate_caches()  # "." was another folder for the tests before this one, in this process
     try:
         code, problems, shown = _check(ini, database_url)
+        # A module of the package that cannot be imported alone: not checked, said so, and check stands.
+        (models / "extra.py").write_text("raise RuntimeError('needs the app configured')\n")
+        second = invoke("-c", str(ini), "--url", database_url, "check", "--format", "json")
     finally:
         for name in [name for name in sys.modules if name == "shop" or name.startswith("shop.")]:
             del sys.modules[name]
@@ -136,3 +139,7 @@ def test_a_model_module_env_py_never_imports_is_named(
     assert "models" not in problems, problems  # what env.py sees matches the schema at head
     (item,) = problems["unregistered"]["items"]
     assert (item["table"], item["path"]) == ("extras", "shop.models.extra"), item
+    assert second.exit_code == 0, second.output
+    (warning,) = [w for w in json.loads(second.stdout)["warnings"] if w["kind"] == "unregistered"]
+    assert "Not checked that every model is registered" in warning["message"], warning
+    assert "needs the app configured" in warning["message"], warning
