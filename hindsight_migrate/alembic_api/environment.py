@@ -9,6 +9,7 @@ unless ``--verbose``, even when env.py calls ``fileConfig``.
 
 from __future__ import annotations
 
+import configparser
 import functools
 import io
 import logging
@@ -75,7 +76,7 @@ class EnvironmentRunner:
         if flask is None:
             self.workspace.directory.run_env()
             return
-        from hindsight_migrate.alembic_api.flask_app import app_context
+        from hindsight_migrate.alembic_api.flask_app import app_context  # lazy: Flask-Migrate projects only
 
         with app_context(flask):  # made anew each run, inside the handoff: its engine lends this run's connection
             self.workspace.directory.run_env()
@@ -492,8 +493,6 @@ def _hold_to_warnings(*names: str) -> None:
 def _loggers_configured(source: Any) -> tuple[str, ...]:
     """The loggers a logging ini ([loggers] keys, each [logger_KEY]'s qualname; "root") turns on; none when it
     cannot be read here (fileConfig read it, or raised, already)."""
-    import configparser
-
     if isinstance(source, configparser.RawConfigParser):
         parser = source
     else:

@@ -24,7 +24,7 @@ def app_context(project: FlaskProject) -> Iterator[None]:
     """The Flask app's context for the block; the app is made here (errors of the app's own code propagate, for
     the caller to blame on the project)."""
     try:
-        from flask.cli import NoAppException, ScriptInfo
+        from flask.cli import NoAppException, ScriptInfo  # lazy: Flask is the project's, not the tool's
     except ImportError as err:
         raise ConfigError(
             f"{project.migrations / 'env.py'} is Flask-Migrate's: it reads the app from flask's current_app, and "

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
@@ -499,8 +500,6 @@ def _handing_over(original: Any, *, from_config: bool, asynchronous: bool) -> An
 @functools.cache
 def _offline_dialect() -> Any:
     """The dialect of an engine built offline, which never connects: PostgreSQL's, as the tool's connections."""
-    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-
     return PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 

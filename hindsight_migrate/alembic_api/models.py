@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import MetaData
+from sqlalchemy.orm.mapper import _mapper_registries
+
 from hindsight_migrate.errors import ProjectCodeFailed, Section
 from hindsight_migrate.masking import mask_secrets
 
@@ -33,9 +36,6 @@ class ModelsSeen:
 
 def models_seen(metadata: Any, migrations: str) -> ModelsSeen | None:
     """The package of the ORM classes mapped to ``metadata`` (a MetaData env.py gave Alembic), or None."""
-    from sqlalchemy import MetaData
-    from sqlalchemy.orm.mapper import _mapper_registries
-
     metadatas = [metadata] if isinstance(metadata, MetaData) else [m for m in metadata or () if isinstance(m, MetaData)]
     if not metadatas:
         return None
