@@ -337,6 +337,8 @@ def _bound_engine_class() -> Callable[[Connection | None, URL], Engine]:
             """The connection of the run of env.py going on now: an engine built in an earlier run (by a module
             env.py imported once, a Flask app made at import) lends today's, for the same database only."""
             handoff = _current.get()
+            if handoff is not None and handoff.probing:
+                raise _Probed(self.url)  # built before this run of env.py: its database is the one env.py names
             if handoff is not None and handoff.connection is not None:
                 if handoff.connection is not self._first:
                     handoff.engine_for(self.url)  # the database it was built for must be this run's

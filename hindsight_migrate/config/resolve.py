@@ -26,7 +26,6 @@ def resolve_settings(
     cwd: Path | None = None,
     ini_section: str = DEFAULT_SECTION,
     verbose: bool = False,
-    app: str | None = None,
 ) -> Settings:
     """Find and read alembic.ini and/or pyproject.toml, and the environment; never touches the database."""
     forget_secrets()
@@ -42,7 +41,7 @@ def resolve_settings(
     config_file = ini.path if ini is not None else present(toml).path
     project_dir = config_file.parent
     flask = (
-        FlaskProject(app=flask_app_named(here, app), folder=here, migrations=ini.path.parent)
+        FlaskProject(app=flask_app_named(here), folder=here, migrations=ini.path.parent)
         if ini is not None and is_flask_migrate(ini.path.parent)
         else None
     )
@@ -61,11 +60,9 @@ def resolve_settings(
     )
 
 
-def flask_app_named(here: Path, app: str | None) -> str | None:
-    """The Flask app as ``flask`` finds it: --app, else FLASK_APP from the environment, .flaskenv or .env (which
+def flask_app_named(here: Path) -> str | None:
+    """The Flask app as ``flask`` finds it: FLASK_APP from the environment, .flaskenv or .env (which
     Flask's command loads); None leaves the search (app.py, wsgi.py) to Flask."""
-    if app:
-        return app
     if os.environ.get("FLASK_APP"):
         return os.environ["FLASK_APP"]
     from dotenv import dotenv_values

@@ -98,10 +98,10 @@ class ToolSettings:
 
 @dataclass(frozen=True)
 class FlaskProject:
-    """How to find the Flask app, as ``flask`` finds it: FLASK_APP (or --app), else app.py or wsgi.py in the
+    """How to find the Flask app, as ``flask`` finds it: FLASK_APP, else app.py or wsgi.py in the
     folder the command runs in, which is on sys.path."""
 
-    app: str | None  # FLASK_APP / --app as given ("app", "app:create_app()"); None: Flask's own search
+    app: str | None  # FLASK_APP as given ("app", "app:create_app()"); None: Flask's own search
     folder: Path  # where the command runs: Flask imports the app from here
     migrations: Path  # Flask-Migrate's migrations folder (the ini's): script_location when the ini names none
 
