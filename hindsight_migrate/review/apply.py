@@ -27,12 +27,11 @@ from hindsight_migrate.postgres.audit_records import Outcome, RecordedHold
 from hindsight_migrate.postgres.catalog import Blocker, invalid_indexes
 from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said, set_lock_timeout
 from hindsight_migrate.postgres.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
-from hindsight_migrate.postgres.sqlscript import creates_version_table
 from hindsight_migrate.review.bootstrap import bootstrap_under_lock, drop_baseline_schema
-from hindsight_migrate.review.kinds import FailedAt
 from hindsight_migrate.review.plan import MigrationPlan, PlannedRevision, failed_before_the_first_revision
 from hindsight_migrate.review.rehearsal import revision_source
 from hindsight_migrate.review.rehearsal.meter import HoldTimer
+from hindsight_migrate.review.rehearsal.strategies import failure_of
 from hindsight_migrate.revisions import Direction, RevisionInfo
 
 if TYPE_CHECKING:
@@ -497,10 +496,8 @@ def _failed_before_the_first_revision(
     """Alembic failed before it started a revision of this run: creating the version table, or env.py's own SQL."""
     said = server_said(err)
     now = _close_audit(project, connection, audit_id, started, error=said, attempts=attempts)
-    statement = mask_secrets(str(err.statement).strip()) if err.statement else None
-    version_table = project.env.version_table.name
-    at = FailedAt.VERSION_TABLE if statement and creates_version_table(statement, version_table) else FailedAt.ENV_PY
-    problem = failed_before_the_first_revision(at, said, statement, when="nothing was applied")
+    failure = failure_of([], said, err, project.env.version_table.name)  # as the rehearsal tells the two apart
+    problem = failed_before_the_first_revision(failure.at, said, failure.statement, when="nothing was applied")
     return problem.with_section(Section("Database now at", _words(now)))
 
 
