@@ -45,7 +45,9 @@ class Duration:
 
 
 # The defaults of the settings that are durations, as written in the README.
+A_TENTH_OF_A_SECOND = Duration.of("100ms")
 A_SECOND = Duration.of("1s")
 FIVE_SECONDS = Duration.of("5s")
+TEN_SECONDS = Duration.of("10s")
 A_MINUTE = Duration.of("60s")
 FIVE_MINUTES = Duration.of("5min")

@@ -78,8 +78,8 @@ LockRetriesOption = Annotated[
     typer.Option(
         "--lock-retries",
         min=0,
-        help="Times a revision that waits lock_timeout for a lock is tried again (setting lock_retries, "
-        "default 10); 0 gives up at the first wait.",
+        help="Times a revision that waits too long for a lock is tried again, each try waiting longer (setting "
+        "lock_retries, default 20); 0 tries once, waiting lock_timeout.",
     ),
 ]
 PlanInOption = Annotated[

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hindsight_migrate.duration import A_MINUTE, A_SECOND, FIVE_MINUTES, FIVE_SECONDS, Duration
+from hindsight_migrate.duration import (
+    A_MINUTE,
+    A_SECOND,
+    A_TENTH_OF_A_SECOND,
+    FIVE_MINUTES,
+    FIVE_SECONDS,
+    TEN_SECONDS,
+    Duration,
+)
 from hindsight_migrate.errors import ConfigError
 from hindsight_migrate.masking import mask_secrets
 
@@ -89,11 +97,15 @@ class ToolSettings:
     # of an existing table is held longer than this at the target's size (a prediction's high end;
     # a hold that is unknown counts as longer).
     destructive_lock: Duration = A_SECOND
-    # A revision that hits lock_timeout (a long transaction holds a lock it needs) is retried this
-    # many times, after a jittered, growing pause, resuming at that revision: each attempt holds
-    # traffic back for at most lock_timeout. The attempts and pauses together stop at lock_retry_max_wait.
-    lock_retries: int = 10
+    # A revision that waits too long for a lock (a long transaction holds one it needs) is retried this
+    # many times, after a jittered, growing pause, resuming at that revision. Each attempt holds traffic
+    # back only as long as it waits: lock_timeout_start at first, doubled for every lock_timeout_doubling
+    # the revision has waited, up to lock_timeout (review/lock_waits.py). The attempts and pauses together
+    # stop at lock_retry_max_wait.
+    lock_retries: int = 20
     lock_retry_max_wait: Duration = FIVE_MINUTES
+    lock_timeout_start: Duration = A_TENTH_OF_A_SECOND
+    lock_timeout_doubling: Duration = TEN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,8 @@ TOOL_KEYS = (
     "destructive_lock",
     "lock_retries",
     "lock_retry_max_wait",
+    "lock_timeout_start",
+    "lock_timeout_doubling",
 )
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
@@ -303,7 +317,15 @@ def settings_from(table: ToolTable) -> tuple[Path | None, str | None, ToolSettin
         destructive_lock=duration("destructive_lock", defaults.destructive_lock),
         lock_retries=whole_number("lock_retries", defaults.lock_retries, " (of retries; 0 for none)"),
         lock_retry_max_wait=duration("lock_retry_max_wait", defaults.lock_retry_max_wait),
+        lock_timeout_start=duration("lock_timeout_start", defaults.lock_timeout_start),
+        lock_timeout_doubling=duration("lock_timeout_doubling", defaults.lock_timeout_doubling),
     )
+    if tool.lock_timeout_doubling.seconds <= 0:
+        raise ConfigError(
+            f"lock_timeout_doubling = {tool.lock_timeout_doubling} in {where} must be longer than 0: the wait "
+            "doubles for every lock_timeout_doubling a revision has waited (lock_timeout_start = 0 makes every "
+            "attempt wait the whole lock_timeout)."
+        )
     return bootstrap_sql, text("baseline"), tool
 
 

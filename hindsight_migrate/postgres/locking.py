@@ -134,7 +134,8 @@ class BlockerWatch:
 
     POLL_SECONDS = 0.25
 
-    def __init__(self, database: Database, pid: int) -> None:
+    def __init__(self, database: Database, pid: int, *, poll_seconds: float = POLL_SECONDS) -> None:
+        self._poll_seconds = poll_seconds
         self._database = database
         self._pid = pid
         self._stop = threading.Event()
@@ -163,7 +164,7 @@ class BlockerWatch:
         try:
             with self._database.connect() as connection:
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-                while not self._stop.wait(self.POLL_SECONDS):
+                while not self._stop.wait(self._poll_seconds):
                     blockers = catalog.blockers_of(connection, self._pid)
                     if blockers:
                         with self._lock:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from hindsight_migrate.errors import HindsightMigrateError
 from hindsight_migrate.masking import mask_secrets
+from hindsight_migrate.review.lock_waits import schedule_words
 
 if TYPE_CHECKING:
     from hindsight_migrate.authoring.autogen import NewRevision
@@ -91,6 +92,12 @@ def plan_document(
             # --detailed-exitcode's 0/2/3, with why a plan is destructive when it is.
             "change_kind": {"exit_code": kind.value, "name": kind.name.lower(), "reasons": list(reasons)},
             "result": jsonable(result) if result is not None else None,
+            # How long each attempt of the apply waits for a lock (review/lock_waits.py), in words and in figures.
+            "lock_waits": (
+                {**jsonable(digest.lock_waits), "words": schedule_words(digest.lock_waits)}
+                if digest.lock_waits is not None
+                else None
+            ),
         },
     )
 

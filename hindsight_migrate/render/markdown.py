@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.authoring.findings import Severity
+from hindsight_migrate.postgres.lock_modes import Blocks
 from hindsight_migrate.render.layout import count_by_kind, plural, relative
 from hindsight_migrate.render.wording import (
     BIG_DIFF,
@@ -57,6 +58,7 @@ from hindsight_migrate.render.wording import (
     what_failed,
 )
 from hindsight_migrate.review.kinds import ChangeKind
+from hindsight_migrate.review.lock_waits import LockWaits, schedule_words
 from hindsight_migrate.revisions import Direction, RevisionState
 from hindsight_migrate.schema import Change, group_across_schemas
 from hindsight_migrate.untrusted import visible
@@ -222,7 +224,7 @@ def plan_markdown(
         blocks.append(MARKER.format(kind="plan"))
         return _join(blocks)
     blocks.append(_revisions(plan, digest))
-    blocks += _rehearsal(plan, summarised=digest.big)
+    blocks += _rehearsal(plan, summarised=digest.big, lock_waits=digest.lock_waits)
     if plan.direction is Direction.DOWN or plan.data_loss:
         blocks.append(_data_loss(plan))
     blocks.append(lint_section(plan.lint))
@@ -295,7 +297,7 @@ def _revisions(plan: MigrationPlan, digest: PlanDigest) -> str:
     return details(title, body)
 
 
-def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> list[str]:
+def _rehearsal(plan: MigrationPlan, *, summarised: bool, lock_waits: LockWaits | None) -> list[str]:
 
     rehearsal = plan.rehearsal
     if rehearsal is None:
@@ -349,6 +351,8 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool) -> list[str]:
     rows = impact_cells(impact)
     impact_blocks = [table(list(IMPACT_COLUMNS), rows)] if rows else []
     impact_blocks += [text(note) for note in impact_notes(rehearsal, listed=bool(rows))]
+    if lock_waits is not None and any(row.blocks is not Blocks.NOTHING for row in impact):
+        impact_blocks.append(f"Lock waits while applying: {text(schedule_words(lock_waits))}.")
     if impact_blocks:
         blocks.append(details(IMPACT_TITLE, "\n\n".join(impact_blocks)))
     return blocks

@@ -45,6 +45,7 @@ from hindsight_migrate.render.wording import (
     what_failed,
 )
 from hindsight_migrate.review.kinds import ChangeKind
+from hindsight_migrate.review.lock_waits import LockWaits, milliseconds, schedule_brief, schedule_words
 from hindsight_migrate.revisions import Direction
 from hindsight_migrate.schema import Change, group_across_schemas
 from hindsight_migrate.untrusted import visible
@@ -139,7 +140,7 @@ def migration_plan(plan: MigrationPlan, digest: PlanDigest, *, sql_file: Path | 
         _revisions(plan, digest)
     else:
         _revision_lines(plan, digest)
-    _rehearsal(plan, summarised=digest.big, details=digest.details)
+    _rehearsal(plan, summarised=digest.big, details=digest.details, lock_waits=digest.lock_waits)
     if plan.direction is Direction.DOWN or plan.data_loss:  # going up, only when it drops something that holds data
         _data_loss(plan)
     if digest.details:
@@ -349,7 +350,7 @@ def _data_loss(plan: MigrationPlan) -> None:
 DIFF_LISTED = 10
 
 
-def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool) -> None:
+def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool, lock_waits: LockWaits | None) -> None:
 
     console = out()
     rehearsal = plan.rehearsal
@@ -416,12 +417,16 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool) -> None:
         console.print("  The schema does not change.")
 
     impact, _ = rehearsal.impact()
+    # Traffic queues behind a statement waiting for a lock that blocks it: how long, when the plan takes one.
+    waits = lock_waits if any(row.blocks is not Blocks.NOTHING for row in impact) else None
     if not details:
         said = impact_line(impact)
         if said is not None:
             console.print(f"{safe_markup(said)}")
         for note in impact_notes(rehearsal, listed=bool(impact), brief=True):
             console.print(f"  {safe_markup(note)}")
+        if waits is not None:
+            console.print(f"  Lock waits: {safe_markup(schedule_brief(waits))}.")
         return
     rows: list[list[Any]] = []
     for row, cells in zip(impact, impact_cells(impact), strict=True):
@@ -436,6 +441,8 @@ def _rehearsal(plan: MigrationPlan, *, summarised: bool, details: bool) -> None:
         grid(console, IMPACT_TITLE, [Column(c) for c in IMPACT_COLUMNS], rows)
     for note in impact_notes(rehearsal, listed=bool(rows)):
         console.print(f"  {safe_markup(note)}")
+    if waits is not None:
+        console.print(f"  Lock waits while applying: {safe_markup(schedule_words(waits))}.")
 
 
 class RichProgress:
@@ -485,7 +492,7 @@ class RichProgress:
         )
 
     def retrying(self, revision: RevisionInfo, retry: LockRetry) -> None:
-        """A lock not granted within lock_timeout: who holds it, and when the revision is tried again."""
+        """A lock not granted in time: who holds it, and when the revision is tried again, waiting how long."""
 
         from hindsight_migrate.postgres.locking import describe_blockers
 
@@ -493,8 +500,9 @@ class RichProgress:
         # The blockers are other sessions' words (their application name, their query): one line, escaped,
         # since it is written straight to the stream.
         line = visible(
-            f"  ⧗ {revision.revision}  waited lock_timeout for a lock, blocked by {who}; attempt "
-            f"{retry.attempt}/{retry.of} in {retry.pause_seconds:.1f} s",
+            f"  ⧗ {revision.revision}  waited {milliseconds(retry.waited_seconds)} for a lock, blocked by {who}; "
+            f"attempt {retry.attempt}/{retry.of} in {retry.pause_seconds:.1f} s, waiting up to "
+            f"{milliseconds(retry.next_wait_seconds)}",
             multiline=False,
         )
         if self._status is not None:

@@ -8,7 +8,6 @@ database now stands.
 from __future__ import annotations
 
 import contextlib
-import random
 import signal
 import threading
 import time
@@ -28,6 +27,7 @@ from hindsight_migrate.postgres.catalog import Blocker, invalid_indexes
 from hindsight_migrate.postgres.database import Database, ServerWarning, ServerWarnings, server_said, set_lock_timeout
 from hindsight_migrate.postgres.locking import BlockerWatch, HeldLock, describe_blockers, hold_applying, migration_lock
 from hindsight_migrate.review.bootstrap import bootstrap_under_lock, drop_baseline_schema
+from hindsight_migrate.review.lock_waits import LockWaits, listed, milliseconds, schedule_words
 from hindsight_migrate.review.plan import MigrationPlan, PlannedRevision, failed_before_the_first_revision
 from hindsight_migrate.review.rehearsal import revision_source
 from hindsight_migrate.review.rehearsal.meter import HoldTimer
@@ -60,20 +60,6 @@ class NoProgress:
 
 
 @dataclass(frozen=True)
-class LockRetries:
-    """How often a revision that hits lock_timeout is tried again, and for how long in all."""
-
-    retries: int = 0  # tries after the first
-    max_wait_seconds: float = 0.0  # attempts and pauses together stop here
-    lock_timeout_seconds: float = 5.0  # what each attempt may hold traffic back for
-
-    def pause(self, attempt: int) -> float:
-        """Before attempt ``attempt`` + 1: 0.5 s, doubling to 15 s at most, jittered so that runs
-        (and the traffic queued behind the lock) do not retry in step."""
-        return min(0.5 * 2.0 ** (attempt - 1), 15.0) * random.uniform(0.5, 1.0)
-
-
-@dataclass(frozen=True)
 class LockRetry:
     """Told to the progress line: the lock was not granted in time; the revision is tried again."""
 
@@ -81,6 +67,8 @@ class LockRetry:
     of: int  # attempts allowed
     pause_seconds: float
     blockers: tuple[Blocker, ...]
+    waited_seconds: float  # what the attempt that timed out waited for its lock
+    next_wait_seconds: float  # what the next attempt may wait (the schedule grows it toward lock_timeout)
 
 
 @dataclass(frozen=True)
@@ -110,8 +98,7 @@ def apply_plan(
     database: Database,
     *,
     lock_wait: float,
-    lock_timeout: Duration,
-    retries: LockRetries | None = None,
+    lock_waits: LockWaits,
     progress: Progress | None = None,
 ) -> ApplyResult:
     """Writes: the plan's revisions, each in a transaction of its own, and one audit row.
@@ -120,7 +107,6 @@ def apply_plan(
     database wait for the winner and then find its work done, instead of finding it "not empty".
     """
     progress = progress or NoProgress()
-    retries = retries or LockRetries()
     started = time.monotonic()
     with migration_lock(database, wait_seconds=lock_wait) as lock, database.connect() as connection:
         # Before reading where the database stands: a run whose lock session died may still be applying.
@@ -131,7 +117,7 @@ def apply_plan(
             if not now:
                 bootstrap_under_lock(plan.bootstrap, project, database, lock)
             # else: another run bootstrapped it while this one waited; what follows sees where it stands.
-        return _apply_under_lock(plan, project, database, connection, lock, lock_timeout, retries, progress, started)
+        return _apply_under_lock(plan, project, database, connection, lock, lock_waits, progress, started)
 
 
 def record_nothing_to_do(plan: MigrationPlan, project: AlembicProject, database: Database) -> None:
@@ -153,8 +139,7 @@ def _apply_under_lock(
     database: Database,
     connection: Connection,
     lock: HeldLock,
-    lock_timeout: Duration,
-    retries: LockRetries,
+    lock_waits: LockWaits,
     progress: Progress,
     started: float,
 ) -> ApplyResult:
@@ -193,8 +178,10 @@ def _apply_under_lock(
     invalid_before = invalid_indexes(connection)
     connection.commit()
     # Session-wide, so it holds in the transaction env.py opens for each revision: a migration
-    # waiting behind live traffic gives up instead of queueing every other query behind it.
-    set_lock_timeout(connection, lock_timeout)
+    # waiting behind live traffic gives up instead of queueing every other query behind it. The
+    # first attempt waits lock_timeout_start; a retry waits longer the longer its revision has waited.
+    timeouts = [lock_waits.timeout_seconds(0.0)]  # each attempt's, in order
+    set_lock_timeout(connection, _wait(timeouts[-1]))
     # Commits keep the server's synchronous_commit: the ✓ shown for a revision means it
     # survives a server crash. (Turning it off would save ~0.6 ms per revision, and lose
     # revisions already reported as applied when the server crashes mid-run.)
@@ -231,12 +218,15 @@ def _apply_under_lock(
     attempts = 1
     pending = list(items)
     waited_since = time.monotonic()
+    blocked: tuple[str, float] | None = None  # the revision that timed out last, and since when it waits
     audit_closed = False  # by _failed, which then raises its own error
     heard = ServerWarnings()
     # What the plan predicted for each lock, against what the apply then held: the next plan's calibration.
     holds = HoldTimer(connection, plan.rehearsal)
+    # Polled faster than the shortest wait, or a blocker that outlasts a short attempt goes unnamed.
+    poll = min(BlockerWatch.POLL_SECONDS, timeouts[0] / 2 or BlockerWatch.POLL_SECONDS)
     try:
-        with BlockerWatch(database, _backend_pid(connection)) as watch, heard.listening(connection):
+        with BlockerWatch(database, _backend_pid(connection), poll_seconds=poll) as watch, heard.listening(connection):
             while True:
                 started_before = len(running)  # a failure with none started since is not a revision's
                 try:
@@ -256,7 +246,12 @@ def _apply_under_lock(
                             project, connection, audit_id, err, started, attempts=attempts
                         ) from err
                     failing = running[-1][0] if running else items[pending[0]]
-                    retry = _retry_after(err, failing, project, retries, attempts, waited_since, watch.last_seen())
+                    if blocked is None or blocked[0] != failing.info.revision:
+                        blocked = (failing.info.revision, time.monotonic() - timeouts[-1])
+                    retry = _retry_after(
+                        err, failing, project, lock_waits, attempts, waited_since, blocked[1], timeouts[-1],
+                        watch.last_seen(),
+                    )
                     if retry is None:
                         audit_closed = True
                         raise _failed(
@@ -266,13 +261,17 @@ def _apply_under_lock(
                             failing.info,
                             err,
                             started,
-                            lock_timeout,
+                            lock_waits,
+                            tuple(timeouts),
                             attempts=attempts,
                             blockers=watch.last_seen(),
                             invalid=invalid_indexes(connection) - invalid_before,
                         ) from err
                     progress.retrying(failing.info, retry)
                     time.sleep(retry.pause_seconds)
+                    timeouts.append(retry.next_wait_seconds)
+                    set_lock_timeout(connection, _wait(timeouts[-1]))
+                    connection.commit()
                     attempts += 1
                     watch.forget()
                     done = {item.revision for item in applied}
@@ -346,22 +345,44 @@ def _retry_after(
     err: BaseException,
     failing: PlannedRevision,
     project: AlembicProject,
-    retries: LockRetries,
+    lock_waits: LockWaits,
     attempts: int,
     waited_since: float,
+    blocked_since: float,
+    waited_seconds: float,
     blockers: tuple[Blocker, ...],
 ) -> LockRetry | None:
     """The next attempt, when the failure was a lock not granted in time and another attempt is safe and due."""
-    if "lock timeout" not in server_said(err) or attempts > retries.retries:
+    if "lock timeout" not in server_said(err) or attempts > lock_waits.retries:
         return None
     # A revision that commits part of itself (autocommit_block: CREATE INDEX CONCURRENTLY) would
     # run that part twice: it is not retried (what it left, such as an invalid index, is named).
     if "autocommit_block" in revision_source(project, failing.info):
         return None
-    pause = retries.pause(attempts)
-    if time.monotonic() - waited_since + pause + retries.lock_timeout_seconds > retries.max_wait_seconds:
+    pause = lock_waits.pause(attempts)
+    now = time.monotonic()
+    next_wait = lock_waits.timeout_seconds(now + pause - blocked_since)
+    if now - waited_since + pause + next_wait > lock_waits.max_wait.seconds:
         return None
-    return LockRetry(attempt=attempts + 1, of=retries.retries + 1, pause_seconds=pause, blockers=blockers)
+    return LockRetry(
+        attempt=attempts + 1,
+        of=lock_waits.retries + 1,
+        pause_seconds=pause,
+        blockers=blockers,
+        waited_seconds=waited_seconds,
+        next_wait_seconds=next_wait,
+    )
+
+
+def _wait(seconds: float) -> Duration:
+    return Duration(milliseconds(seconds), seconds)
+
+
+def attempts_in_words(timeouts: tuple[float, ...]) -> str:
+    """``100ms each``, ``100ms, then up to 400ms``: what the attempts waited for their lock."""
+    if len(set(timeouts)) == 1:
+        return f"{milliseconds(timeouts[0])}{' each' if len(timeouts) > 1 else ''}"
+    return f"{milliseconds(timeouts[0])} growing to {milliseconds(max(timeouts))}"
 
 
 def _close_audit(
@@ -446,7 +467,8 @@ def _failed(
     revision: RevisionInfo,
     err: BaseException,
     started: float,
-    lock_timeout: Duration,
+    lock_waits: LockWaits,
+    timeouts: tuple[float, ...],
     *,
     attempts: int = 1,
     blockers: tuple[Blocker, ...] = (),
@@ -457,10 +479,10 @@ def _failed(
     if "lock timeout" in said:
         tries = f" {attempts} times" if attempts > 1 else ""
         headline = (
-            f"Revision {revision.revision} ({revision.message}) waited{tries} {lock_timeout} for a lock and gave up: "
-            "another session holds a lock on a table it changes. Nothing of that revision was applied. End or "
-            "wait out the session named below, then run again (or raise lock_retries, lock_retry_max_wait or "
-            "lock_timeout in [hindsight-migrate])."
+            f"Revision {revision.revision} ({revision.message}) waited for a lock{tries} "
+            f"({attempts_in_words(timeouts)}) and gave up: another session holds a lock on a table it changes. "
+            "Nothing of that revision was applied. End or wait out the session named below, then run again (or "
+            "raise lock_retries, lock_retry_max_wait or lock_timeout in [hindsight-migrate])."
         )
     else:
         headline = (
@@ -477,7 +499,7 @@ def _failed(
     if blockers:
         sections.append(Section("Blocked by", describe_blockers(blockers)))
     if attempts > 1:
-        sections.append(Section("Attempts", f"{attempts}, each waiting at most {lock_timeout}"))
+        sections.append(Section("Attempts", f"{attempts}, waiting {listed(timeouts)}; {schedule_words(lock_waits)}"))
     if invalid:
         sections.append(
             Section(

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from hindsight_migrate.errors import BadArgument
 from hindsight_migrate.review import plan_file
-from hindsight_migrate.review.apply import ApplyResult, LockRetries, Progress, apply_plan, record_nothing_to_do
+from hindsight_migrate.review.apply import ApplyResult, Progress, apply_plan, record_nothing_to_do
 from hindsight_migrate.review.kinds import ChangeKind, NoRehearsal
+from hindsight_migrate.review.lock_waits import LockWaits
 from hindsight_migrate.review.plan import MigrationPlan, change_kind, refuse_unless_applicable
 from hindsight_migrate.review.rehearsal import RehearsalOptions, RehearsalTarget
 from hindsight_migrate.review.summary import PlanDigest, digest
@@ -121,7 +122,11 @@ def review_and_apply(
         plan_file.refuse_unless_unchanged(saved, plan, plan_file.planned_database(database))
         reviewer.saved_plan_holds(request.plan_in)
     shown = digest(
-        plan, show_sql=request.show_sql, details=request.details, version_table=project.env.version_table
+        plan,
+        show_sql=request.show_sql,
+        details=request.details,
+        version_table=project.env.version_table,
+        lock_waits=lock_waits_of(settings, request),
     )
     outcome.plan, outcome.digest = plan, shown
     # A big plan's SQL goes to a file, named on screen, unless --show-sql asks for it inline.
@@ -152,12 +157,7 @@ def review_and_apply(
             project,
             database,
             lock_wait=request.lock_wait,
-            lock_timeout=settings.tool.lock_timeout,
-            retries=LockRetries(
-                retries=request.lock_retries if request.lock_retries is not None else settings.tool.lock_retries,
-                max_wait_seconds=settings.tool.lock_retry_max_wait.seconds,
-                lock_timeout_seconds=settings.tool.lock_timeout.seconds,
-            ),
+            lock_waits=lock_waits_of(settings, request),
             progress=progress,
         )
     finally:
@@ -166,3 +166,15 @@ def review_and_apply(
     outcome.result = result
     reviewer.applied(result)
     return outcome
+
+
+def lock_waits_of(settings: Settings, request: ReviewRequest) -> LockWaits:
+    """The lock-wait schedule of this run: the settings, with --lock-retries instead of lock_retries."""
+    tool = settings.tool
+    return LockWaits(
+        ceiling=tool.lock_timeout,
+        start=tool.lock_timeout_start,
+        doubling=tool.lock_timeout_doubling,
+        retries=request.lock_retries if request.lock_retries is not None else tool.lock_retries,
+        max_wait=tool.lock_retry_max_wait,
+    )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from hindsight_migrate.postgres.lock_modes import Blocks, LockMode
 from hindsight_migrate.postgres.sqlscript import statement_kinds
 from hindsight_migrate.review.kinds import SHORT_LOCK_SECONDS, Basis, Concern
+from hindsight_migrate.review.lock_waits import LockWaits
 from hindsight_migrate.review.plan import DataLoss, Dropped, MigrationPlan
 from hindsight_migrate.review.rehearsal import ImpactRow, Rehearsal
 from hindsight_migrate.revisions import Direction, VersionTable
@@ -99,10 +100,17 @@ class PlanDigest:
     # --details: every part in full (each revision with its file, the diff, impact and lint tables). Without
     # it the text view is the screen a reviewer reads: the summary, each part in a few lines, the SQL.
     details: bool = False
+    # How long each attempt of the apply may wait for a lock (None: the plan is not for applying, as check's).
+    lock_waits: LockWaits | None = None
 
 
 def digest(
-    plan: MigrationPlan, *, show_sql: bool, version_table: VersionTable, details: bool = False
+    plan: MigrationPlan,
+    *,
+    show_sql: bool,
+    version_table: VersionTable,
+    details: bool = False,
+    lock_waits: LockWaits | None = None,
 ) -> PlanDigest:
     """The summary, whether the plan is big, and a big plan's statements counted by kind (the version
     table's bookkeeping left out: env.py names that table)."""
@@ -112,7 +120,7 @@ def digest(
         None if item.sql is None else statement_kinds(item.sql, version_table=version_table.name)
         for item in plan.revisions
     )
-    return PlanDigest(summarise(plan), big, inline, counts, details)
+    return PlanDigest(summarise(plan), big, inline, counts, details, lock_waits)
 
 
 def _revisions(count: int) -> str:

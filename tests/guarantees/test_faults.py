@@ -471,7 +471,7 @@ def test_lock_timeout_gives_up_without_queueing_other_sessions(tmp_path: Path, d
     secret = server_password()
     assert not secret or secret not in out + err, "the password was printed"
     said = flatten(err)
-    assert "Revision bbbb00000002" in said and "waited 1s for a lock and gave up" in said, err
+    assert "Revision bbbb00000002" in said and "waited for a lock (1s) and gave up" in said, err
     assert f"Database now at {BASE}" in said, err
     assert "Traceback" not in err
     assert took < 30, took

@@ -75,9 +75,9 @@ def test_a_lock_released_after_two_timeouts_is_retried_and_the_run_completes(tmp
     assert process.returncode == ExitCode.OK, out + err
     said = flatten(err)
     assert re.search(
-        rf"⧗ bbbb00000002 waited lock_timeout for a lock, blocked by pid {holder_pid} \(nightly-report", said
+        rf"⧗ bbbb00000002 waited 100ms for a lock, blocked by pid {holder_pid} \(nightly-report", said
     )
-    assert re.search(r"attempt 2/11 in \d+\.\d s", said), err
+    assert re.search(r"attempt 2/21 in \d+\.\d s, waiting up to 100ms", said), err
     assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
     rows = [row for row in audit_rows(database_url, LOGGED) if row[0] == "up"]
     assert len(rows) == 1 and rows[0][3] == "succeeded" and rows[0][4] >= 3, rows
@@ -109,14 +109,75 @@ def test_a_lock_never_released_fails_naming_the_blocker_with_the_attempts_record
 
     assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
     said = flatten(result.stderr)
-    assert "Revision bbbb00000002" in said and "waited 3 times 300ms for a lock and gave up" in said, said
+    assert "Revision bbbb00000002" in said and "waited for a lock 3 times (100ms each) and gave up" in said, said
     assert f"Blocked by pid {holder_pid} (stuck-worker" in said, said
-    assert "Attempts 3, each waiting at most 300ms" in said, said
+    assert "Attempts 3, waiting 100ms, 100ms and 100ms; an attempt waits 100ms for a lock at first" in said, said
     assert "Traceback" not in result.stderr
     assert dbstate.snapshot(database_url)["relations"] == before["relations"]
     assert dbstate.alembic_version(database_url) == [TINY_BASE]
     rows = [row for row in audit_rows(database_url, LOGGED) if row[0] == "up"]
     assert len(rows) == 1 and rows[0][3] == "failed" and rows[0][4] == 3 and "lock timeout" in rows[0][5], rows
+
+
+def lock_waits_of_the_alter(url: str, process: subprocess.Popen[str]) -> list[float]:
+    """How long each attempt's ALTER TABLE waited for its lock (so held the traffic queued behind it back), as
+    pg_stat_activity shows it, sampled every 10 ms until the process ends; in the order they started."""
+    seen: dict[Any, float] = {}  # (pid, query_start) -> the last time it was seen waiting, seconds after its start
+    while process.poll() is None:
+        for pid, started, waited in dbstate.query(
+            url,
+            "SELECT pid, query_start, extract(epoch FROM clock_timestamp() - query_start)::float "
+            "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+            "AND query LIKE 'ALTER TABLE things%'",
+        ):
+            seen[(pid, started)] = max(seen.get((pid, started), 0.0), waited)
+        time.sleep(0.01)
+    return [seen[key] for key in sorted(seen, key=lambda key: key[1])]
+
+
+def test_each_attempt_waits_longer_and_the_whole_stops_at_lock_retry_max_wait(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = (
+        "lock_timeout = 800ms\nlock_timeout_start = 100ms\nlock_timeout_doubling = 1s\n"
+        "lock_retries = 50\nlock_retry_max_wait = 6s"
+    )
+    ini = bootstrapped(tiny_project(tmp_path / "p", ADD_NOTE, settings=settings), database_url)
+    engine = create_engine(database_url, poolclass=NullPool, connect_args={"application_name": "stuck-worker"})
+    try:
+        with engine.connect() as holder:
+            holder.execute(text("LOCK TABLE things IN ACCESS SHARE MODE"))  # never released while the run lasts
+            started = time.monotonic()
+            process = subprocess.Popen(
+                cli_command(ini, database_url, "up", "--yes"),
+                env=subprocess_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=tmp_path,
+            )
+            try:
+                waits = lock_waits_of_the_alter(database_url, process)
+                out, err = process.communicate(timeout=120)
+            finally:
+                stop(process)
+            took = time.monotonic() - started
+            holder.rollback()
+    finally:
+        engine.dispose()
+
+    assert process.returncode == ExitCode.FAILED, out + err
+    # The first attempts hold the traffic back for about lock_timeout_start, later ones longer, none past lock_timeout.
+    assert len(waits) >= 3, waits
+    assert waits[0] < 0.3, waits
+    assert max(waits) > 0.3 and max(waits) < 0.8 + 0.3, waits
+    # Attempts and pauses stop at lock_retry_max_wait (6 s), however many retries are allowed; the rest is start-up.
+    assert took < 6 + 8, took
+    said = flatten(err)
+    assert re.search(r"waited for a lock \d+ times \(100ms growing to (400|800)ms\) and gave up", said), said
+    rows = [row for row in audit_rows(database_url, LOGGED) if row[0] == "up"]
+    assert len(rows) == 1 and rows[0][3] == "failed" and rows[0][4] == len(waits), (rows, waits)
+    assert dbstate.alembic_version(database_url) == [TINY_BASE]
 
 
 def test_concurrent_first_deploys_of_an_empty_database_find_the_winners_work_done(

@@ -404,6 +404,8 @@ def test_a_one_revision_up_fits_an_80x24_terminal_up_to_the_prompt(
     assert "1 461838d94bcb widen agent_transcripts.token_count to bigint" in said, said
     assert "ALTER TABLE agent_transcripts ALTER COLUMN token_count TYPE BIGINT;" in said, said
     assert "Longest blocking lock: ACCESS EXCLUSIVE on public.agent_transcripts" in said, said  # the recap
+    # The traffic queued behind that lock waits as long as the apply waits for it: the schedule, in a line.
+    assert "Lock waits: 100ms, doubling every 10s waited, up to 5s; 20 retries in 5min." in said, said
     assert dbstate.snapshot(database_url) == before  # killed at the prompt: nothing changed
 
     # The same plan with --details: the tables, more than a screen, for whoever wants them.

@@ -829,7 +829,7 @@ def test_lock_timeout_gives_up_instead_of_queueing(tmp_path: Path, database_url:
 
     assert result.returncode == ExitCode.FAILED, result.stdout + result.stderr
     said = flatten(result.stderr)
-    assert "Revision bbbb00000002" in said and "waited 1s for a lock and gave up" in said, result.stderr
+    assert "Revision bbbb00000002" in said and "waited for a lock (1s) and gave up" in said, result.stderr
     assert "lock timeout" in said and f"Database now at {TINY_BASE}" in said, result.stderr
     assert "Traceback" not in result.stderr
     assert took < 15, took
