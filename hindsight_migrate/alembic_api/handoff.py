@@ -21,12 +21,15 @@ SQLAlchemy's: each call checks the handoff of its own context.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import getpass
 import importlib
-import importlib.util
+import importlib.abc
+import importlib.machinery
 import os
+import sys
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -462,16 +465,26 @@ def _factories_installed() -> Iterator[None]:
     finally:
         _depth -= 1
         if _depth == 0:
-            for module, name, original in _installed:
-                setattr(module, name, original)
-            _installed.clear()
+            _uninstall()
 
 
 def _install() -> None:
     names = [(place, name, False) for place in _SYNC_PLACES for name in ("create_engine", "engine_from_config")]
-    if _sqlalchemy_asyncio() is not None:  # without greenlet env.py cannot import the async factories either
-        async_names = ("create_async_engine", "async_engine_from_config")
-        names += [(place, name, True) for place in _ASYNC_PLACES for name in async_names]
+    _replace(names)
+    # SQLAlchemy's asyncio extension takes longer to import than most env.py runs (it brings the ORM): its
+    # factories are replaced once something imports it (an async env.py, a module env.py imports), not before.
+    if _ASYNC_PLACES[0] in sys.modules:
+        _install_async()
+    else:
+        sys.meta_path.insert(0, _ASYNC_IMPORT_WATCH)
+
+
+def _install_async() -> None:
+    async_names = ("create_async_engine", "async_engine_from_config")
+    _replace([(place, name, True) for place in _ASYNC_PLACES for name in async_names])
+
+
+def _replace(names: list[tuple[str, str, bool]]) -> None:
     for place, name, asynchronous in names:
         module = importlib.import_module(place)
         original = getattr(module, name, None)
@@ -480,6 +493,41 @@ def _install() -> None:
         _installed.append((module, name, original))
         from_config = name.endswith("from_config")
         setattr(module, name, _handing_over(original, from_config=from_config, asynchronous=asynchronous))
+
+
+def _uninstall() -> None:
+    with contextlib.suppress(ValueError):
+        sys.meta_path.remove(_ASYNC_IMPORT_WATCH)
+    for module, name, original in _installed:
+        setattr(module, name, original)
+    _installed.clear()
+
+
+class _AsyncImportWatch(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when sqlalchemy.ext.asyncio is imported while the factories are installed, its
+    async factories are replaced as soon as the module has run, before the importer binds them."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != _ASYNC_PLACES[0]:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        loader = spec.loader if spec is not None else None
+        if spec is None or loader is None or not hasattr(loader, "exec_module"):
+            return None
+        run_module = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run_module(module)
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(_ASYNC_IMPORT_WATCH)
+            if _depth > 0:
+                _install_async()
+
+        setattr(loader, "exec_module", exec_module)  # noqa: B010  (this spec's loader only)
+        return spec
+
+
+_ASYNC_IMPORT_WATCH = _AsyncImportWatch()
 
 
 def _handing_over(original: Any, *, from_config: bool, asynchronous: bool) -> Any:
@@ -526,18 +574,3 @@ def _url_from_config(args: tuple[Any, ...], kwargs: dict[str, Any], *, required:
     return url
 
 
-@functools.cache
-def _sqlalchemy_asyncio() -> Any:
-    """SQLAlchemy's asyncio extension, or None where it cannot load (it needs greenlet).
-
-    Asked once per process: a failed import is not remembered by Python, and retrying it
-    before every env.py run cost more than the runs themselves.
-    """
-    if importlib.util.find_spec("greenlet") is None:  # the extension would import half of asyncio, then fail
-        return None
-    try:
-        # lazy: optional (it needs greenlet), and only for a project whose env.py is async
-        import sqlalchemy.ext.asyncio
-    except ImportError:
-        return None
-    return sqlalchemy.ext.asyncio

@@ -81,6 +81,26 @@ def test_help_does_not_import_sqlalchemy_or_alembic(argv: list[str]) -> None:
     assert result.stderr.split("HEAVY:")[-1].strip() == ""
 
 
+@pytest.mark.parametrize("argv", [["history"], ["up", "--dry-run", "--no-rehearsal"], ["status"]])
+def test_a_synchronous_project_never_loads_sqlalchemys_asyncio_extension(
+    argv: list[str], hindsight_project: Path, database_url: str
+) -> None:
+    """It takes longer to import than env.py takes to run; only an env.py that imports it pays for it (the async
+    templates' tests show its factories still hand the connection over)."""
+    probe = (
+        "import sys\n"
+        "from hindsight_migrate.cli import main\n"
+        f"sys.argv = ['hindsight-migrate', '--url', {database_url!r}, *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('LOADED:' + str('sqlalchemy.ext.asyncio' in sys.modules) + ',' + "
+        "str('alembic.runtime.migration' in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=hindsight_project
+    )
+    assert result.stderr.split("LOADED:")[-1].strip() == "False,True", result.stdout + result.stderr
+
+
 def test_console_script_bootstraps_and_reports_history(hindsight_project: Path, database_url: str) -> None:
     bootstrap = _run("--url", database_url, "bootstrap", "--yes", cwd=hindsight_project)
     assert bootstrap.returncode == 0, bootstrap.stdout + bootstrap.stderr
