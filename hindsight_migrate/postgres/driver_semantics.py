@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 
 from hindsight_migrate.masking import mask_secrets
-from hindsight_migrate.postgres.sqlscript import transaction_control
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -70,12 +69,12 @@ class DriverSemantics:
         if raw is None or not getattr(raw, "autocommit", False) or self.revision is None:
             return
         words = " ".join(statement.split())
-        if self.version_table in words.split(" ", 4)[:4] or transaction_control(statement) is not None:
+        if self.version_table in words.split(" ", 4)[:4] or _transaction_control(statement) is not None:
             return  # the version table's bookkeeping, and the COMMIT itself, are not the project's changes
         self.outside.append(OutsideTransaction(self.revision, mask_secrets(words[:300])))
 
     def _after(self, connection: Connection, cursor: Any, statement: str, *_: Any) -> None:
-        if not self.like_psycopg2 or transaction_control(statement) not in ("COMMIT", "END"):
+        if not self.like_psycopg2 or _transaction_control(statement) not in ("COMMIT", "END"):
             return
         raw = connection.connection.driver_connection
         if raw is None or getattr(raw, "autocommit", True):
@@ -92,3 +91,11 @@ class DriverSemantics:
         with contextlib.suppress(Exception):  # a connection that is gone has no mode to put back
             raw.autocommit = False  # type: ignore[union-attr]
         self._switched = False
+
+
+def _transaction_control(statement: str) -> str | None:
+    # pglast loads only where a statement is read (a psycopg2 project, a connection in autocommit), not for
+    # lazy: every command that runs env.py (history and status read no SQL)
+    from hindsight_migrate.postgres.sqlscript import transaction_control
+
+    return transaction_control(statement)

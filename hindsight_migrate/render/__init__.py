@@ -12,6 +12,8 @@ core (plan.py, summary.py, rehearsal.py) and arrives here as rows; these modules
 * ``markdown``: pull-request comments (``--format markdown``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from hindsight_migrate.render.console import (
     announce_database,
     debug_traceback,
@@ -35,17 +37,6 @@ from hindsight_migrate.render.data import (
     print_document,
     print_json,
     status_document,
-)
-from hindsight_migrate.render.markdown import (
-    bootstrap_markdown,
-    check_markdown,
-    history_markdown,
-    lint_markdown,
-    merge_markdown,
-    new_revision_markdown,
-    plan_markdown,
-    print_markdown,
-    status_markdown,
 )
 from hindsight_migrate.render.plan_view import (
     RichProgress,
@@ -113,3 +104,39 @@ __all__ = [
     "status_markdown",
     "stdout_for_data",
 ]
+
+if TYPE_CHECKING:
+    from hindsight_migrate.render.markdown import (
+        bootstrap_markdown,
+        check_markdown,
+        history_markdown,
+        lint_markdown,
+        merge_markdown,
+        new_revision_markdown,
+        plan_markdown,
+        print_markdown,
+        status_markdown,
+    )
+
+# Markdown is asked for by --format markdown only: its module (~40 ms of imports) loads on first use.
+_MARKDOWN = frozenset(
+    {
+        "bootstrap_markdown",
+        "check_markdown",
+        "history_markdown",
+        "lint_markdown",
+        "merge_markdown",
+        "new_revision_markdown",
+        "plan_markdown",
+        "print_markdown",
+        "status_markdown",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MARKDOWN:
+        from hindsight_migrate.render import markdown
+
+        return getattr(markdown, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
