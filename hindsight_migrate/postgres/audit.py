@@ -27,9 +27,11 @@ from hindsight_migrate.postgres.audit_records import (
     Outcome,
     RecordedHold,
 )
-from hindsight_migrate.postgres.catalog import TOOL_SCHEMA, column_exists, constraint_definition
+from hindsight_migrate.postgres.catalog import ADVISORY_LOCK_HELD, TOOL_SCHEMA, column_exists, constraint_definition
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sqlalchemy.engine import Connection
 
 BOOTSTRAP_LOG = "bootstrap_log"
@@ -474,17 +476,22 @@ def record_applied(
     apply_id: int | None,
     code_fingerprint: str | None,
     environment: str,
-) -> None:
-    """Writes: the checksum and code fingerprint of a revision just applied (in its transaction)."""
-    # The driver's own placeholders: this runs once per revision, and SQLAlchemy's text()
-    # machinery costs more than the round trip on a chain of small revisions.
-    connection.exec_driver_sql(
+    lock: Mapping[str, int],
+) -> bool:
+    """Writes, in the revision's transaction, unless the migration lock was lost: the checksum and code
+    fingerprint of a revision just applied. Returns whether ``lock`` (catalog.ADVISORY_LOCK_HELD's parameters)
+    is still held; when it is not, nothing is written and the caller must roll the revision back."""
+    # One statement for the check and the write (this runs once per revision), on the driver's own
+    # placeholders: SQLAlchemy's text() machinery costs more than the round trip on a chain of small revisions.
+    held = connection.exec_driver_sql(
+        f"WITH held AS (SELECT {ADVISORY_LOCK_HELD} AS ok), written AS ("
         f"INSERT INTO {TOOL_SCHEMA}.{APPLIED_REVISIONS} (revision, file_sha256, file_path, apply_id, "
-        "code_fingerprint, environment) VALUES (%(revision)s, %(sha)s, %(path)s, %(apply_id)s, %(fingerprint)s, "
-        "%(environment)s) "
+        "code_fingerprint, environment) SELECT %(revision)s::text, %(sha)s::text, %(path)s::text, "
+        "%(apply_id)s::bigint, %(fingerprint)s::text, %(environment)s::text FROM held WHERE held.ok "
         "ON CONFLICT (revision) DO UPDATE SET file_sha256 = EXCLUDED.file_sha256, file_path = EXCLUDED.file_path, "
         "applied_at = clock_timestamp(), apply_id = EXCLUDED.apply_id, code_fingerprint = EXCLUDED.code_fingerprint, "
-        "environment = EXCLUDED.environment",
+        "environment = EXCLUDED.environment RETURNING 1) "
+        "SELECT ok FROM held",
         {
             "revision": revision,
             "sha": file_sha256,
@@ -492,15 +499,22 @@ def record_applied(
             "apply_id": apply_id,
             "fingerprint": code_fingerprint,
             "environment": environment,
+            **lock,
         },
     )
+    return bool(held.scalar())
 
 
-def forget_applied(connection: Connection, *, revision: str) -> None:
-    """Writes: drops the checksum of a revision just reverted (in its transaction)."""
-    connection.execute(
-        text(f"DELETE FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS} WHERE revision = :revision"), {"revision": revision}
+def forget_applied(connection: Connection, *, revision: str, lock: Mapping[str, int]) -> bool:
+    """Writes, in the revision's transaction, unless the migration lock was lost: drops the checksum of a revision
+    just reverted. Returns whether ``lock`` is still held (nothing is deleted when it is not)."""
+    held = connection.exec_driver_sql(
+        f"WITH held AS (SELECT {ADVISORY_LOCK_HELD} AS ok), gone AS ("
+        f"DELETE FROM {TOOL_SCHEMA}.{APPLIED_REVISIONS} WHERE revision = %(revision)s AND (SELECT ok FROM held) "
+        "RETURNING 1) SELECT ok FROM held",
+        {"revision": revision, **lock},
     )
+    return bool(held.scalar())
 
 
 def applied_checksums(connection: Connection, *, environment: str) -> dict[str, AppliedChecksum]:

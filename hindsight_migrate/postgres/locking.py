@@ -50,16 +50,24 @@ class HeldLock:
     holder_pid: int
     masked_url: str
 
+    @property
+    def parameters(self) -> dict[str, int]:
+        """For catalog.ADVISORY_LOCK_HELD in a statement of the caller's: this lock, in its holder's session."""
+        return catalog.advisory_lock_parameters(LOCK_NAMESPACE, MIGRATION_LOCK, self.holder_pid)
+
     def verify(self, connection: Connection, *, before: str) -> None:
         """Read-only, in the caller's transaction (a revision's, about to commit): raise LockLost unless the
         lock's session still holds it, so that the transaction is rolled back instead of committed."""
         if not catalog.advisory_lock_held_by(connection, LOCK_NAMESPACE, MIGRATION_LOCK, self.holder_pid):
-            raise LockLost(
-                f"The migration lock of {self.masked_url} was lost: the server session that held it (pid "
-                f"{self.holder_pid}) ended while this run was applying. {before} was rolled back and the run "
-                "stopped, so that it cannot overlap with another run that took the lock meanwhile. Run "
-                "hindsight-migrate status to see where the database stands, then run again.",
-            )
+            raise self.lost(before=before)
+
+    def lost(self, *, before: str) -> LockLost:
+        return LockLost(
+            f"The migration lock of {self.masked_url} was lost: the server session that held it (pid "
+            f"{self.holder_pid}) ended while this run was applying. {before} was rolled back and the run "
+            "stopped, so that it cannot overlap with another run that took the lock meanwhile. Run "
+            "hindsight-migrate status to see where the database stands, then run again.",
+        )
 
 
 @contextmanager

@@ -209,9 +209,8 @@ def _apply_under_lock(
     def after_each(revision: str, revision_connection: Connection) -> None:
         holds.finish(revision)
         # Last thing before the commit: a run that lost its lock must not commit another revision.
-        lock.verify(revision_connection, before=f"Revision {revision}")
         _record_checksum(
-            revision_connection, items[revision], audit_id, downgrade, project.env.version_table.environment
+            revision_connection, items[revision], audit_id, downgrade, project.env.version_table.environment, lock
         )
         uncommitted.append(items[revision])
 
@@ -443,13 +442,14 @@ def _signals_held() -> Iterator[None]:
 
 
 def _record_checksum(
-    connection: Connection, item: PlannedRevision, audit_id: int, downgrade: bool, environment: str
+    connection: Connection, item: PlannedRevision, audit_id: int, downgrade: bool, environment: str, lock: HeldLock
 ) -> None:
-    """In the revision's own transaction: its file's checksum, or its removal."""
+    """In the revision's own transaction, last thing before its commit: its file's checksum, or its removal; a run
+    that lost its migration lock writes nothing and rolls the revision back (LockLost) instead of committing it."""
     if downgrade:
-        audit.forget_applied(connection, revision=item.info.revision)
+        held = audit.forget_applied(connection, revision=item.info.revision, lock=lock.parameters)
     else:
-        audit.record_applied(
+        held = audit.record_applied(
             connection,
             revision=item.info.revision,
             file_sha256=item.file_sha256,
@@ -457,8 +457,10 @@ def _record_checksum(
             apply_id=audit_id,
             code_fingerprint=item.code_fingerprint,
             environment=environment,
+            lock=lock.parameters,
         )
-
+    if not held:
+        raise lock.lost(before=f"Revision {item.info.revision}")
 
 def _failed(
     project: AlembicProject,

@@ -137,7 +137,7 @@ def bootstrap_under_lock(
             )
             project.env.stamp(connection, plan.baseline.revision)
             baseline_source = (project.settings.project_dir / plan.baseline.path).read_text(encoding="utf-8")
-            audit.record_applied(
+            recorded = audit.record_applied(
                 connection,
                 revision=plan.baseline.revision,
                 file_sha256=sha256_of_text(baseline_source),
@@ -145,7 +145,10 @@ def bootstrap_under_lock(
                 apply_id=None,
                 code_fingerprint=code_fingerprint(baseline_source),
                 environment=project.env.version_table.environment,
+                lock=lock.parameters,
             )
+            if not recorded:
+                raise lock.lost(before="The bootstrap")
             # Audited in the same transaction: the row exists exactly when the bootstrap committed.
             audit_id = audit.start_apply(
                 connection,

@@ -13,6 +13,7 @@ role may do). Everything is here too, as ``catalog.<name>``.
 """
 
 from hindsight_migrate.postgres.catalog.activity import (
+    ADVISORY_LOCK_HELD,
     FILENODES_SQL,
     RELATION_LOCKS_SQL,
     SHARED_CATALOG_WORDS,
@@ -23,6 +24,7 @@ from hindsight_migrate.postgres.catalog.activity import (
     advisory_keys_held,
     advisory_lock_held_by,
     advisory_lock_holder,
+    advisory_lock_parameters,
     backend_pid,
     blockers_of,
     current_filenodes,
@@ -69,6 +71,7 @@ from hindsight_migrate.postgres.catalog.roles import (
 )
 
 __all__ = [
+    "ADVISORY_LOCK_HELD",
     "FILENODES_SQL",
     "RELATION_LOCKS_SQL",
     "SHARED_CATALOG_WORDS",
@@ -85,6 +88,7 @@ __all__ = [
     "advisory_keys_held",
     "advisory_lock_held_by",
     "advisory_lock_holder",
+    "advisory_lock_parameters",
     "backend_pid",
     "blockers_of",
     "column_exists",

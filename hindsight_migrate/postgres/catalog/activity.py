@@ -244,18 +244,25 @@ def advisory_lock_holder(connection: Connection, namespace: int, key: int) -> Ad
     return AdvisoryHolder(int(pid), application or "", user or "", address, started)
 
 
+# Whether a session still holds a session-level advisory lock here, as an SQL condition on the driver's
+# placeholders %(lock_ns)s, %(lock_key)s and %(lock_pid)s (see advisory_lock_parameters): written into the
+# statement a revision's transaction runs anyway, it costs no round trip of its own.
+ADVISORY_LOCK_HELD = (
+    "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = %(lock_pid)s "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.classid::bigint = %(lock_ns)s AND l.objid::bigint = %(lock_key)s AND l.objsubid = 2)"
+)
+
+
+def advisory_lock_parameters(namespace: int, key: int, pid: int) -> dict[str, int]:
+    """The values of ADVISORY_LOCK_HELD's placeholders."""
+    return {"lock_ns": namespace, "lock_key": key, "lock_pid": pid}
+
+
 def advisory_lock_held_by(connection: Connection, namespace: int, key: int, pid: int) -> bool:
     """Read-only: whether session ``pid`` still holds the session-level advisory lock (namespace, key) here."""
-    return bool(
-        connection.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
-                "AND l.pid = :pid AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND l.classid::bigint = :ns AND l.objid::bigint = :key AND l.objsubid = 2)"
-            ),
-            {"ns": namespace, "key": key, "pid": pid},
-        ).scalar()
-    )
+    held = connection.exec_driver_sql(f"SELECT {ADVISORY_LOCK_HELD}", advisory_lock_parameters(namespace, key, pid))
+    return bool(held.scalar())
 
 
 def current_filenodes(raw: Any, oids: list[int]) -> dict[int, int]:
