@@ -347,6 +347,33 @@ def _kind_from_words(text: str) -> str | None:
     return words[0]
 
 
+# Statements that update or delete no existing row themselves (a table rewrite is not counted as updates):
+# DDL, privileges, session settings, maintenance, transaction control; unless a query runs inside (CREATE
+# TABLE ... AS SELECT f(), a DEFAULT that calls a function is still DDL). UPDATE, DELETE, MERGE, an INSERT
+# (its trigger may write), SELECT or CALL of a function, DO: they may.
+_WRITES_NO_ROWS = frozenset(
+    {
+        "CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "SET", "RESET", "LOCK_P", "ANALYZE", "VACUUM",
+        "REINDEX", "CLUSTER", "TRUNCATE", "SAVEPOINT", "RELEASE", "BEGIN_P", "START", "COMMIT", "END_P",
+        "ROLLBACK", "SECURITY",
+    }
+)
+_QUERY_TOKENS = frozenset({"SELECT", "EXECUTE", "CALL", "DO"})
+
+
+def may_write_rows(statement: str) -> bool:
+    """Whether ``statement`` (as the driver sends it, one or several) may update or delete existing rows; read
+    with PostgreSQL's lexer, so comments and quoted text decide nothing. Unreadable text: it may."""
+    try:
+        names = [token.name for token in scan(statement) if token.name not in _COMMENT_TOKENS]
+    except ParseError:
+        return True
+    if not names:
+        return False
+    starts = [names[0]] + [names[i + 1] for i, name in enumerate(names[:-1]) if name == "ASCII_59"]
+    return any(first not in _WRITES_NO_ROWS for first in starts) or not _QUERY_TOKENS.isdisjoint(names)
+
+
 # -- effects beyond the database ----------------------------------------------------------
 #
 # A rehearsal runs on a copy of the target, or in a transaction on it that is rolled back. Some

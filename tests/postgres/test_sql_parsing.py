@@ -16,6 +16,7 @@ from hindsight_migrate.postgres.sqlscript import (
     ScriptSyntaxError,
     Statement,
     is_transaction_control,
+    may_write_rows,
     split_statements,
     statement_kinds,
     transaction_control,
@@ -450,3 +451,25 @@ def test_v1_with_dollar_quotes_and_unicode_bootstraps(tmp_path: Path, database_u
     assert dbstate.tables(database_url) == {"things", "alembic_version"}
     triggers = dbstate.query(database_url, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
     assert triggers == [("things_touch",)]
+
+
+@pytest.mark.parametrize(
+    ("statement", "may_write"),
+    [
+        ("CREATE TABLE t (id int)", False),
+        ("ALTER TABLE t ADD COLUMN x int DEFAULT 0", False),
+        ("COMMENT ON TABLE t IS 'SELECT; DELETE'", False),  # the words inside a string decide nothing
+        ("-- UPDATE t\nCREATE INDEX i ON t (x)", False),
+        ("LOCK TABLE t; ALTER TABLE t DROP COLUMN x", False),
+        ("UPDATE t SET x = 1", True),
+        ("DELETE FROM t", True),
+        ("INSERT INTO t VALUES (1)", True),  # a trigger on t may update other rows
+        ("SELECT backfill()", True),
+        ("CREATE TABLE t2 AS SELECT * FROM t", True),
+        ("CREATE TABLE t (id int); UPDATE t SET x = 1", True),
+        ("DO $$ BEGIN UPDATE t SET x = 1; END $$", True),
+        ("CALL purge()", True),
+    ],
+)
+def test_a_statement_that_may_update_or_delete_rows_is_told_from_ddl(statement: str, may_write: bool) -> None:
+    assert may_write_rows(statement) is may_write

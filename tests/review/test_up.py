@@ -6,6 +6,7 @@ in ``hindsight_migrate.apply_log``, and that no scratch database of a rehearsal 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -45,6 +46,7 @@ from tests.harness.hindsight_chain import (
 )
 from tests.harness.processes import cli_command, stop, subprocess_env
 from tests.harness.projects import ENV_PY, ENV_PY_OWN_ENGINE, TINY_BASE, Rev, tiny_project
+from tests.harness.roles import run_sql
 
 PENDING = {AFTER_BASELINE, BRANCH_POINT, SEARCH_BRANCH, FEEDBACK_BRANCH, MERGE, AFTER_MERGE, HEAD}
 V1_TABLES = {"agents", "agent_transcripts", "memory_blocks", "feedback_logs", "keywords", "memory_block_keywords"}
@@ -1072,3 +1074,28 @@ def test_slow_statement_on_the_target_is_a_measured_warning(tmp_path: Path, data
     assert result.exit_code == 0, result.output
     assert "bbbb00000002: a statement takes more than 1s" in flatten(result.stdout)
     assert dbstate.snapshot(database_url) == before
+
+
+def test_rows_a_backfill_writes_are_measured_and_ddl_alone_writes_none(tmp_path: Path, database_url: str) -> None:
+    """Rows written are read where a revision may write them (a backfill), and a revision of DDL alone, the
+    version table's own update left out, writes none: no figure made of Alembic's bookkeeping."""
+    ini = bootstrapped(
+        tiny_project(
+            tmp_path / "p",
+            Rev(
+                "bbbb00000002",
+                (TINY_BASE,),
+                upgrade='import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))',
+            ),
+            Rev("cccc00000003", ("bbbb00000002",), upgrade="op.execute(\"UPDATE things SET note = 'x' WHERE id > 2\")"),
+            Rev("dddd00000004", ("cccc00000003",), upgrade='op.create_index("ix_things_note", "things", ["note"])'),
+        ),
+        database_url,
+    )
+    run_sql(database_url, "INSERT INTO things (name) SELECT 'n' || g FROM generate_series(1, 10) g")
+
+    result = invoke("-c", ini, "--url", database_url, "up", "--dry-run", "--format", "json")
+
+    assert result.exit_code == 0, result.output
+    costs = {cost["revision"]: cost["rows_written"] for cost in json.loads(result.stdout)["plan"]["rehearsal"]["costs"]}
+    assert costs == {"bbbb00000002": [], "cccc00000003": [["public.things", 8]], "dddd00000004": []}, costs

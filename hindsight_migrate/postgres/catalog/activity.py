@@ -62,6 +62,13 @@ SELECT c.oid::bigint, n.nspname || '.' || c.relname, pg_relation_filenode(c.oid)
 """
 
 
+def event_triggers_enabled(connection: Connection) -> bool:
+    """Read-only: whether an enabled DDL event trigger may run (and write) on any statement here."""
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    return bool(raw.execute("SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D')").fetchone()[0])
+
+
 def rows_written_in_transaction(raw: Any) -> tuple[object, dict[str, int]]:
     """On a driver connection, inside a transaction: (its id, rows it updated or deleted per table).
 

@@ -10,6 +10,7 @@ from sqlalchemy import event
 from hindsight_migrate.postgres import catalog
 from hindsight_migrate.postgres.audit_records import RecordedHold
 from hindsight_migrate.postgres.lock_modes import LockMode
+from hindsight_migrate.postgres.sqlscript import may_write_rows
 from hindsight_migrate.review.rehearsal.model import Hold, Rehearsal, RevisionCost, StatementCost
 from hindsight_migrate.review.rehearsal.predict import first_naming, read_statement
 
@@ -56,6 +57,11 @@ class Meter:
         # pg_stat_xact_user_tables counts per transaction: the last reading, and the transaction it was in.
         self._writes_seen: tuple[object, dict[str, int]] = (None, {})
         self._in_revision = False
+        # Whether the revision ran a statement that may update or delete rows: pg_stat_xact_user_tables lists
+        # every table (reading it costs more as the chain creates tables), so it is read only then. A DDL event
+        # trigger may write from any statement: with one enabled, it is always read.
+        self._may_write = False
+        self._event_triggers = catalog.event_triggers_enabled(connection)
         self._statement_started = 0.0
         self._revision_started = 0.0
         self._filenodes = self._read_filenodes(connection)  # oid -> (name, filenode), before the rehearsal
@@ -76,6 +82,7 @@ class Meter:
         self._statements = []
         self._locks = {}
         self._written = {}
+        self._may_write = False
         self._in_revision = True
         self._revision_started = time.perf_counter()
 
@@ -133,6 +140,7 @@ class Meter:
         seconds = time.perf_counter() - self._statement_started
         if self._version_table in statement:  # the version table's bookkeeping, not the revision's work
             return
+        self._may_write = self._may_write or may_write_rows(statement)
         new: tuple[tuple[str, LockMode], ...] = ()
         if self._per_statement:
             now = self._read_locks(cursor.connection)
@@ -154,7 +162,11 @@ class Meter:
     def _add_writes(self, raw: Any) -> None:
         """Rows updated or deleted since the last reading: revisions may share one transaction (the
         counts then grow) or each have their own (the counts start again at zero)."""
+        if not self._may_write and not self._event_triggers:
+            return  # nothing updated or deleted: the last reading stays the base of the next one
         transaction, counts = catalog.rows_written_in_transaction(raw)
+        # The version table's own update is Alembic's bookkeeping, not a row the revision wrote.
+        counts = {table: rows for table, rows in counts.items() if table.rpartition(".")[2] != self._version_table}
         seen_in, seen = self._writes_seen
         base = seen if transaction is not None and transaction == seen_in else {}
         for table, rows in counts.items():
