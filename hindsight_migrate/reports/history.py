@@ -12,6 +12,8 @@ from hindsight_migrate.reports.graph_cache import load_graph
 from hindsight_migrate.revisions import RevisionInfo, RevisionState
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Mapping
+
     from hindsight_migrate.postgres.database import Database
 
 @dataclass(frozen=True)
@@ -53,9 +55,9 @@ class History:
 def build_history(project: AlembicProject, database: Database | None) -> History:
     """Read-only: the graph from versions/, and the database's state if ``database`` is given.
 
-    Without a database the graph may come from the graph cache (which this may write): the
-    same facts, without importing Alembic. With one, Alembic runs env.py anyway, so the
-    graph is read by Alembic as well.
+    The graph may come from the graph cache (which this may write): the same facts, without
+    importing Alembic (--offline) or every revision file (with a database, env.py runs only to
+    read the version table, which needs none of them).
     """
     if database is None:
         graph = load_graph(project)
@@ -66,9 +68,12 @@ def build_history(project: AlembicProject, database: Database | None) -> History
             database=None,
             bootstraps=project.settings.bootstrap_sql is not None,
         )
-    revisions = project.graph.revisions()
-    state = _database_state(project, database)
-    applied = project.graph.ancestors(state.current) if state.reachable else frozenset()
+    # The graph as --offline reads it (the cache, when nothing it came from changed): env.py needs no revision
+    # file to say where the database stands, so Alembic does not import every one of them for history.
+    graph = load_graph(project)
+    by_id = {info.revision: info for info in graph.revisions}
+    state = _database_state(project, database, known=by_id.keys())
+    applied = _ancestors(by_id, state.current) if state.reachable else frozenset()
 
     def state_of(info: RevisionInfo) -> RevisionState | None:
         if not state.reachable:
@@ -80,15 +85,29 @@ def build_history(project: AlembicProject, database: Database | None) -> History
         return RevisionState.APPLIED if info.revision in applied else RevisionState.PENDING
 
     return History(
-        entries=tuple(HistoryEntry(info=info, state=state_of(info)) for info in revisions),
-        heads=project.graph.heads(),
-        bases=project.graph.bases(),
+        entries=tuple(HistoryEntry(info=info, state=state_of(info)) for info in graph.revisions),
+        heads=graph.heads,
+        bases=graph.bases,
         database=state,
         bootstraps=project.settings.bootstrap_sql is not None,
     )
 
 
-def _database_state(project: AlembicProject, database: Database) -> DatabaseState:
+def _ancestors(by_id: Mapping[str, RevisionInfo], revisions: Iterable[str]) -> frozenset[str]:
+    """The given revisions and every revision they stand on, through each one's parents (its down revisions and
+    dependencies, as Alembic's iterate_revisions(revision, "base") walks them)."""
+    found: set[str] = set()
+    waiting = [revision for revision in revisions if revision in by_id]
+    while waiting:
+        revision = waiting.pop()
+        if revision in found:
+            continue
+        found.add(revision)
+        waiting.extend(parent for parent in by_id[revision].parents if parent in by_id)
+    return frozenset(found)
+
+
+def _database_state(project: AlembicProject, database: Database, *, known: Collection[str]) -> DatabaseState:
     # The seam of `history --offline`: the database layer (SQLAlchemy, the audit ledger) loads only here.
     from hindsight_migrate.postgres import audit
     from hindsight_migrate.review.v1 import v1_checksum, v1_drift
@@ -116,8 +135,8 @@ def _database_state(project: AlembicProject, database: Database) -> DatabaseStat
         database=database.masked_url,
         reachable=True,
         problem=" ".join(dict.fromkeys(unreadable.values())) or None,  # a schema it may not use: said once
-        current=tuple(h for h in heads if project.graph.knows(h)),
-        unknown=tuple(h for h in heads if not project.graph.knows(h)),
+        current=tuple(h for h in heads if h in known),
+        unknown=tuple(h for h in heads if h not in known),
         bootstrap=record,
         v1_drift=drift,
         last_apply=last_apply,
