@@ -102,6 +102,7 @@ class Workspace:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.output = io.StringIO()  # what Alembic's commands print, kept out of our output
+        self._resolved_folders: dict[Path, Path] = {}  # for relative(): each folder's real path, walked once
         self.target: ExpectedDatabase | None = None  # set by bind_target once the database is known
 
     @cached_property
@@ -189,10 +190,15 @@ class Workspace:
 
     def relative(self, path: Path) -> Path:
         """``path`` relative to the project folder when it is inside it (as RevisionInfo.path is)."""
+        # The folder is resolved once for all its files (a chain of 1,000 revisions: 1,000 realpath walks less).
         try:
-            return path.resolve().relative_to(self.settings.project_dir)
+            folder = self._resolved_folders.get(path.parent)
+            if folder is None:
+                folder = self._resolved_folders[path.parent] = path.parent.resolve()
+            return (folder / path.name).relative_to(self.settings.project_dir)
         except ValueError:
             return path
 
     def absolute(self, path: Path) -> Path:
         return path if path.is_absolute() else self.settings.project_dir / path
+
