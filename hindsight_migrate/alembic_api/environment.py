@@ -154,7 +154,8 @@ class EnvironmentRunner:
             schema = context.version_table_schema
             table.append(f"{schema}.{context.version_table}" if schema else context.version_table)
             schemas.append(schema or "")
-            rows_of.setdefault(table[-1], []).extend(context.get_current_heads())
+            # The heads Alembic has just read from the version table, row by row: not read a second time.
+            rows_of.setdefault(table[-1], []).extend(heads)
             return []
 
         # dont_mutate: without it, Alembic creates a missing version table even on a read.

@@ -217,8 +217,34 @@ class _Records:
     tables: dict[str, _Table]  # the tool's tables that exist, by name
 
 
+# Connection.info key: the _Records read in the connection's current transaction.
+_RECORDS_MEMO = "hindsight_migrate.audit.records"
+
+
 def _records(connection: Connection) -> _Records:
-    """Read-only, and needs no privilege (the catalog only): the tool's schema and tables as this role sees them."""
+    """Read-only, and needs no privilege (the catalog only): the tool's schema and tables as this role sees them.
+
+    Read once per transaction: a report reads several of the tool's tables, each checked against these
+    answers, and nothing changes them in between but ensure_tool_tables (which forgets them)."""
+    transaction = connection.get_transaction()
+    memo = connection.info.get(_RECORDS_MEMO)
+    if transaction is not None and memo is not None and memo[0] is transaction:
+        records: _Records = memo[1]
+        return records
+    records = _read_records(connection)
+    transaction = connection.get_transaction()  # the one reading them began, when none was open
+    if transaction is not None:
+        connection.info[_RECORDS_MEMO] = (transaction, records)
+    return records
+
+
+def _has_column(connection: Connection, table: str, column: str) -> bool:
+    """Whether the tool's ``table`` (readable: see _readable) has ``column``, from the transaction's _Records."""
+    found = _records(connection).tables.get(table)
+    return found is not None and column in found.columns
+
+
+def _read_records(connection: Connection) -> _Records:
     role, database, on_database, exists, usage, create = connection.execute(
         text(
             "SELECT current_user, current_database(), has_database_privilege(current_database(), 'CREATE'), "
@@ -432,6 +458,7 @@ def ensure_tool_tables(connection: Connection, *, bootstrapping: bool = False) -
     their name is not the tool's: named, with the GRANT or the fix.
     """
     _refuse_unless_recordable(connection, bootstrapping=bootstrapping)
+    connection.info.pop(_RECORDS_MEMO, None)  # what follows may create or change the tables
     connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA}"))
     connection.execute(text(_CREATE_BOOTSTRAP_LOG))
     connection.execute(text(_CREATE_APPLY_LOG))
@@ -521,10 +548,10 @@ def applied_checksums(connection: Connection, *, environment: str) -> dict[str, 
     """Read-only: the recorded checksum of every revision the tool applied in ``environment`` and did not revert."""
     if not _readable(connection, APPLIED_REVISIONS):  # see audit_unreadable for why
         return {}
-    mine = _OF_THIS_ENVIRONMENT if column_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS, "environment") else "true"
+    mine = _OF_THIS_ENVIRONMENT if _has_column(connection, APPLIED_REVISIONS, "environment") else "true"
     # A table an earlier version made has no fingerprints until this version's first apply adds the column.
     fingerprint = (
-        "code_fingerprint" if column_exists(connection, TOOL_SCHEMA, APPLIED_REVISIONS, "code_fingerprint") else "NULL"
+        "code_fingerprint" if _has_column(connection, APPLIED_REVISIONS, "code_fingerprint") else "NULL"
     )
     rows = connection.execute(
         text(
@@ -637,9 +664,9 @@ def last_apply(connection: Connection, *, environment: str) -> ApplyRecord | Non
     if not _readable(connection, APPLY_LOG):  # see audit_unreadable for why
         return None
     # A log an earlier version made has no lock_attempts (or lock_holds) until this version's first apply adds it.
-    attempts = "lock_attempts" if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_attempts") else "NULL"
-    holds = "lock_holds" if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_holds") else "NULL"
-    mine = _OF_THIS_ENVIRONMENT if column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "environment") else "true"
+    attempts = "lock_attempts" if _has_column(connection, APPLY_LOG, "lock_attempts") else "NULL"
+    holds = "lock_holds" if _has_column(connection, APPLY_LOG, "lock_holds") else "NULL"
+    mine = _OF_THIS_ENVIRONMENT if _has_column(connection, APPLY_LOG, "environment") else "true"
     row = connection.execute(
         text(
             "SELECT id, command, started_at, finished_at, os_user, host, tool_version, database, from_revisions, "
@@ -665,7 +692,7 @@ def last_apply(connection: Connection, *, environment: str) -> ApplyRecord | Non
 def recorded_holds(connection: Connection, *, applies: int = 20) -> list[tuple[float, float]]:
     """Read-only: (predicted, actual) seconds of the predicted lock holds the last ``applies`` successful
     applies recorded, the newest first; none when the log is not there, not readable or older."""
-    if not _readable(connection, APPLY_LOG) or not column_exists(connection, TOOL_SCHEMA, APPLY_LOG, "lock_holds"):
+    if not _readable(connection, APPLY_LOG) or not _has_column(connection, APPLY_LOG, "lock_holds"):
         return []
     rows = connection.execute(
         text(

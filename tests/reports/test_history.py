@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import flatten, invoke
@@ -188,6 +189,30 @@ def test_bootstrapped_database_is_at_the_baseline_with_seven_pending(
     assert rows[BASELINE]["Marks"] == "base, current"
     assert f"is at {BASELINE}; 7 pending." in flatten(result.stdout)
     assert "Database:" in result.stderr
+
+
+def test_history_reads_the_version_table_and_the_tools_catalog_once_each(
+    hindsight_project: Path, database_url: str
+) -> None:
+    """Over a network every query is a round trip: history asks the database what it needs, once."""
+    ini = bootstrapped(hindsight_project, database_url)
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        result = invoke("-c", ini, "--url", database_url, "history")
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+    assert result.exit_code == 0, result.output
+    assert f"is at {BASELINE}; 7 pending." in flatten(result.stdout)
+    assert sum("FROM alembic_version" in statement for statement in sent) == 1, sent
+    assert sum("has_database_privilege" in statement for statement in sent) == 1, sent  # the tool's records
+    assert not any("to_regclass" in statement for statement in sent), sent  # columns come with the records
+    assert len(sent) <= 8, sent
 
 
 def test_database_stamped_at_the_merge(hindsight_project: Path, database_url: str) -> None:
