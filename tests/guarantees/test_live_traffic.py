@@ -18,16 +18,8 @@ from tests.conftest import bootstrapped, flatten, invoke
 from tests.harness import dbstate
 from tests.harness.audit import audit_rows
 from tests.harness.gates import GATE, GATE_KEY, GATE_LOCK_TIMEOUT, wait_for_apply_at_gate
-from tests.harness.processes import cli_command, stop, subprocess_env
-from tests.harness.projects import TINY_BASE, Rev, tiny_project
-
-ADD_NOTE = Rev(
-    "bbbb00000002",
-    (TINY_BASE,),
-    upgrade='import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))',
-)
-
-
+from tests.harness.processes import cli_command, start_cli, stop, subprocess_env
+from tests.harness.projects import ADD_NOTE, TINY_BASE, Rev, tiny_project
 
 # What the tests here read of each audited run.
 LOGGED = "command, from_revisions, to_revisions, outcome, lock_attempts, error"
@@ -57,14 +49,7 @@ def test_a_lock_released_after_two_timeouts_is_retried_and_the_run_completes(tmp
             # A long report: its open transaction holds ACCESS SHARE on the table the revision alters.
             holder.execute(text("LOCK TABLE things IN ACCESS SHARE MODE"))
             holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar_one()
-            process = subprocess.Popen(
-                cli_command(ini, database_url, "up", "--yes"),
-                env=subprocess_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=tmp_path,
-            )
+            process = start_cli(ini, database_url, "up", "--yes", cwd=tmp_path)
             wait_for_alter_to_queue(database_url, process, count=3)  # two attempts timed out
             holder.rollback()  # the report ends: the next attempt gets its lock
         out, err = process.communicate(timeout=120)
@@ -148,14 +133,7 @@ def test_each_attempt_waits_longer_and_the_whole_stops_at_lock_retry_max_wait(
         with engine.connect() as holder:
             holder.execute(text("LOCK TABLE things IN ACCESS SHARE MODE"))  # never released while the run lasts
             started = time.monotonic()
-            process = subprocess.Popen(
-                cli_command(ini, database_url, "up", "--yes"),
-                env=subprocess_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=tmp_path,
-            )
+            process = start_cli(ini, database_url, "up", "--yes", cwd=tmp_path)
             try:
                 waits = lock_waits_of_the_alter(database_url, process)
                 out, err = process.communicate(timeout=120)
@@ -284,14 +262,7 @@ def test_ctrl_c_during_an_apply_ends_its_audit_row_interrupted(tmp_path: Path, d
     try:
         with engine.connect() as gate:
             gate.execute(text("SELECT pg_advisory_lock(:key)"), {"key": GATE_KEY})
-            process = subprocess.Popen(
-                cli_command(ini, database_url, "up", "--yes"),
-                env=subprocess_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=tmp_path,
-            )
+            process = start_cli(ini, database_url, "up", "--yes", cwd=tmp_path)
             wait_for_apply_at_gate(database_url, process)
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=60)

@@ -13,6 +13,18 @@ def cli_command(ini: Path | str, url: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "hindsight_migrate", "-c", str(ini), "--url", url, *args]
 
 
+def start_cli(ini: Path | str, url: str, *args: str, cwd: Path) -> subprocess.Popen[str]:
+    """The command in a process of its own, its output piped as text, for a test that acts while it runs."""
+    return subprocess.Popen(
+        cli_command(ini, url, *args),
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
+
+
 def stop(*processes: subprocess.Popen[str] | None) -> None:
     """Kill whatever is still running (a test that failed half-way must not leave processes)."""
     for process in processes:

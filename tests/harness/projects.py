@@ -142,6 +142,14 @@ def write_revision(versions: Path, rev: Rev) -> Path:
 TINY_BASE = "aaaa00000001"  # the baseline of tiny_project: it stands for TINY_V1
 
 
+# A revision on TINY_BASE that needs ACCESS EXCLUSIVE on things for a moment: what live traffic waits behind.
+ADD_NOTE = Rev(
+    "bbbb00000002",
+    (TINY_BASE,),
+    upgrade='import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))',
+)
+
+
 def tiny_project(folder: Path, *revisions: Rev, v1_sql: str = TINY_V1, settings: str = "") -> Path:
     """Baseline TINY_BASE plus ``revisions``; ``settings`` lines go into [hindsight-migrate]."""
     ini = write_project(folder, [Rev(TINY_BASE, ()), *revisions], v1_sql=v1_sql)

@@ -45,7 +45,7 @@ from tests.harness.hindsight_chain import (
     SEARCH_BRANCH,
 )
 from tests.harness.processes import cli_command, stop, subprocess_env
-from tests.harness.projects import ENV_PY, ENV_PY_OWN_ENGINE, TINY_BASE, Rev, tiny_project
+from tests.harness.projects import ADD_NOTE, ENV_PY, ENV_PY_OWN_ENGINE, TINY_BASE, Rev, tiny_project
 from tests.harness.roles import run_sql
 
 PENDING = {AFTER_BASELINE, BRANCH_POINT, SEARCH_BRANCH, FEEDBACK_BRANCH, MERGE, AFTER_MERGE, HEAD}
@@ -801,11 +801,7 @@ def test_lock_timeout_gives_up_instead_of_queueing(tmp_path: Path, database_url:
     ini = bootstrapped(
         tiny_project(
             tmp_path / "p",
-            Rev(
-                "bbbb00000002",
-                (TINY_BASE,),
-                upgrade='import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))',
-            ),
+            ADD_NOTE,
             settings="lock_timeout = 1s",
         ),
         database_url,
@@ -1082,11 +1078,7 @@ def test_rows_a_backfill_writes_are_measured_and_ddl_alone_writes_none(tmp_path:
     ini = bootstrapped(
         tiny_project(
             tmp_path / "p",
-            Rev(
-                "bbbb00000002",
-                (TINY_BASE,),
-                upgrade='import sqlalchemy as sa\nop.add_column("things", sa.Column("note", sa.Text()))',
-            ),
+            ADD_NOTE,
             Rev("cccc00000003", ("bbbb00000002",), upgrade="op.execute(\"UPDATE things SET note = 'x' WHERE id > 2\")"),
             Rev("dddd00000004", ("cccc00000003",), upgrade='op.create_index("ix_things_note", "things", ["note"])'),
         ),
