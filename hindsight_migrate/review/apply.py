@@ -199,8 +199,18 @@ def _apply_under_lock(
             applied.append(AppliedRevision(item.info.revision, item.info.message, seconds))
             progress.finished(item.info, seconds)
 
+    # A revision that commits part of itself (autocommit_block: CREATE INDEX CONCURRENTLY) is never tried
+    # again, so its one attempt waits the whole lock_timeout, as every attempt did before lock waits grew.
+    tried_once = {name for name, item in items.items() if "autocommit_block" in revision_source(project, item.info)}
+    session_wait: list[float | None] = [timeouts[-1]]  # the session's lock_timeout now (None: not known)
+
     def before_each(revision: str) -> None:
         committed()  # Alembic asks for the next revision after the previous one committed
+        wanted = lock_waits.ceiling.seconds if revision in tried_once else timeouts[-1]
+        if wanted != session_wait[0]:
+            # Alembic begins the revision's transaction after this: the SET is in it (autobegun, adopted).
+            set_lock_timeout(connection, _wait(wanted))
+            session_wait[0] = wanted
         heard.revision = revision
         running.append((items[revision], time.monotonic()))
         progress.started(items[revision].info)
@@ -238,6 +248,7 @@ def _apply_under_lock(
                     break
                 except DBAPIError as err:
                     connection.rollback()
+                    session_wait[0] = None  # a SET in the rolled-back transaction is undone
                     uncommitted.clear()  # its transaction is gone: it is not applied
                     if len(running) == started_before:
                         audit_closed = True
@@ -261,7 +272,10 @@ def _apply_under_lock(
                             err,
                             started,
                             lock_waits,
-                            tuple(timeouts),
+                            # The last attempt of a revision tried once waited the whole lock_timeout.
+                            (*timeouts[:-1], lock_waits.ceiling.seconds)
+                            if failing.info.revision in tried_once
+                            else tuple(timeouts),
                             attempts=attempts,
                             blockers=watch.last_seen(),
                             invalid=invalid_indexes(connection) - invalid_before,
@@ -271,6 +285,7 @@ def _apply_under_lock(
                     timeouts.append(retry.next_wait_seconds)
                     set_lock_timeout(connection, _wait(timeouts[-1]))
                     connection.commit()
+                    session_wait[0] = timeouts[-1]
                     attempts += 1
                     watch.forget()
                     done = {item.revision for item in applied}

@@ -347,3 +347,46 @@ def test_a_run_whose_migration_lock_is_lost_stops_before_the_next_commit_and_a_s
     result = invoke("-c", ini, "--url", database_url, "up", "--yes", "--no-rehearsal")
     assert result.exit_code == ExitCode.OK, result.output
     assert dbstate.alembic_version(database_url) == ["bbbb00000003"]
+
+
+def test_a_revision_that_commits_part_of_itself_waits_the_whole_lock_timeout_at_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    """CREATE INDEX CONCURRENTLY in autocommit_block() is never tried again (part of it commits): its one attempt
+    may not give up after lock_timeout_start, or an open transaction of a few hundred ms fails the deploy."""
+    concurrent = Rev(
+        "bbbb00000002",
+        (TINY_BASE,),
+        upgrade=(
+            "with op.get_context().autocommit_block():\n"
+            '    op.execute("CREATE INDEX CONCURRENTLY ix_things_id_name ON things (id, name)")'
+        ),
+    )
+    ini = bootstrapped(tiny_project(tmp_path / "p", concurrent, settings="lock_timeout = 5s"), database_url)
+    engine = create_engine(database_url, poolclass=NullPool, connect_args={"application_name": "short-writer"})
+    try:
+        with engine.connect() as holder:
+            holder.execute(text("UPDATE things SET name = name"))  # an open writer: the index build waits for it
+            process = start_cli(ini, database_url, "up", "--yes", cwd=tmp_path)
+            try:
+                deadline = time.monotonic() + 60
+                while process.poll() is None and time.monotonic() < deadline and not dbstate.query(
+                    database_url,
+                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query LIKE 'CREATE INDEX CONCURRENTLY%'",
+                ):
+                    time.sleep(0.02)
+                time.sleep(0.5)  # five times lock_timeout_start: the build is still waiting, not given up
+                holder.rollback()
+                out, err = process.communicate(timeout=120)
+            finally:
+                stop(process)
+    finally:
+        engine.dispose()
+
+    assert process.returncode == ExitCode.OK, out + err
+    assert dbstate.alembic_version(database_url) == ["bbbb00000002"]
+    valid = dbstate.query(
+        database_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_things_id_name'::regclass"
+    )
+    assert valid == [(True,)], valid
