@@ -29,6 +29,14 @@ if TYPE_CHECKING:
     from hindsight_migrate.errors import HindsightMigrateError
 
 
+def sql_block(sql: str) -> Any:
+    """SQL for a terminal, highlighted (already made visible by the caller; "-- (no SQL)" when empty)."""
+    # lazy: rich.syntax brings Pygments (~20 ms); history, status and every piped plan never need it.
+    from rich.syntax import Syntax
+
+    return Syntax(sql or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True)
+
+
 _HUMAN_ON_STDERR = [False]  # set when stdout carries data (--plan-out -): what people read moves to stderr
 
 

@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.syntax import Syntax
 from rich.text import Text
 
 from hindsight_migrate.postgres.lock_modes import Blocks
-from hindsight_migrate.render.console import err, out, safe_markup
+from hindsight_migrate.render.console import err, out, safe_markup, sql_block
 from hindsight_migrate.render.layout import (
     Column,
     count_by_kind,
@@ -241,7 +240,7 @@ def _sql(plan: MigrationPlan) -> None:
             parts.append(Text(f"Cannot render offline: {visible(item.sql_problem or '')}", style="yellow"))
 
         elif highlight:
-            parts.append(Syntax(visible(item.sql.strip()) or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
+            parts.append(sql_block(visible(item.sql.strip())))
         else:
             parts.append(Text(visible(item.sql.strip()) or "-- (no SQL)"))
         if highlight:

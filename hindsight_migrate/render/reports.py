@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.syntax import Syntax
 from rich.text import Text
 
 from hindsight_migrate.authoring.findings import Severity
 from hindsight_migrate.postgres.audit_records import Outcome
-from hindsight_migrate.render.console import out, safe_markup
+from hindsight_migrate.render.console import out, safe_markup, sql_block
 from hindsight_migrate.render.layout import Column, grid, hanging, plural
 from hindsight_migrate.render.wording import (
     LINT_COLUMNS,
@@ -178,7 +177,7 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     if result.lint is not None:
         lint_result(result.lint)
     if show_sql and result.sql is not None:
-        console.print(Syntax(visible(result.sql.strip()) or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True))
+        console.print(sql_block(visible(result.sql.strip())))
     todo = "fix what is flagged above" if result.findings else "write what it should do" if not rows else "check it"
     marked = (
         f" {result.danger_comments} {plural('danger', result.danger_comments)} "
