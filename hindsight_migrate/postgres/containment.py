@@ -98,7 +98,8 @@ class Containment:
         self.server_wide: list[ServerWide] = []
         self._raw: Any = None
         self._originals: dict[str, Any] = {}
-        self._baseline: dict[str, int] | None = None  # shared-catalog writes at the transaction's start
+        # Whether a transaction ran a statement through a cursor since the last commit or rollback.
+        self._in_transaction = False
         self._must_roll_back: str | None = None  # sticky: a revision that swallowed MustRollBack cannot commit
         self._xid: str | None = None  # the rolled-back transaction's id
         # A statement ran outside any transaction (autocommit_block()): it committed at once, so no check
@@ -176,7 +177,9 @@ class Containment:
         self.ran_outside_transactions = self.ran_outside_transactions or bool(raw.autocommit)
         starts_transaction = not raw.autocommit and raw.info.transaction_status == _idle()
         if self.mode is Mode.COMMITTING and starts_transaction:
-            self._baseline = self._shared_writes()  # opens the transaction the statement runs in
+            # The counters _shared_writes reads are the transaction's own (pg_stat_get_xact_*): a
+            # transaction starts at zero, so what it wrote is whatever they count before its commit.
+            self._in_transaction = True
         control = transaction_control(text)
         if control is not None:
             if self.mode is Mode.ROLLED_BACK:
@@ -201,21 +204,20 @@ class Containment:
         if not self._raw.autocommit:
             self._before_commit("its commit")
         self._originals["commit"]()
-        self._baseline = None
+        self._in_transaction = False
 
     def _rollback(self) -> None:
         self._originals["rollback"]()
-        self._baseline = None
+        self._in_transaction = False
         self._must_roll_back = None
 
     def _before_commit(self, what: str) -> None:
         """Committing mode: refuse to commit a transaction that changed objects the whole server shares."""
         if self._must_roll_back is not None:
             raise MustRollBack(self._must_roll_back)
-        if self._baseline is None:
+        if not self._in_transaction:
             return  # nothing ran in this transaction through a cursor
-        now = self._shared_writes()
-        written = sorted(table for table, count in now.items() if count > self._baseline.get(table, 0))
+        written = sorted(table for table, count in self._shared_writes().items() if count > 0)
         if written:
             self._must_roll_back = f"writes {', '.join(catalog.SHARED_CATALOG_WORDS.get(t, t) for t in written)}"
             raise MustRollBack(self._must_roll_back)
