@@ -6,7 +6,6 @@ and bases, what a target means, and the path an upgrade or downgrade takes throu
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import warnings
@@ -16,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alembic.script import Script
-from alembic.script.revision import CycleDetected, MultipleHeads, ResolutionError, RevisionError, RevisionMap
+from alembic.script.revision import CycleDetected, MultipleHeads, ResolutionError, RevisionError
 
-from hindsight_migrate.alembic_api.revision_text import module_from_text
 from hindsight_migrate.alembic_api.translate import alembic_errors, raised_in_project
 from hindsight_migrate.errors import HindsightMigrateError, RevisionProblem, Section
 from hindsight_migrate.revisions import GraphSources, RevisionInfo
@@ -31,8 +29,6 @@ if TYPE_CHECKING:
 _CREATE_DATE = re.compile(r"^Create Date:\s*(?P<date>.+?)\s*$", re.MULTILINE)
 # The header `alembic revision` writes under the message: facts of the file, not words of its author.
 _HEADER_LINE = re.compile(r"^(?:Revision ID|Revises|Create Date):", re.IGNORECASE)
-# Alembic's own test of a file name in a folder of revisions (alembic.script.base, without .pyc files).
-_SOURCE_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
 _DUPLICATE = re.compile(r"Revision (?P<revision>\S+) is present more than once")
 
 
@@ -59,48 +55,6 @@ class RevisionGraph:
             self._refuse_odd_identifiers(script)
             self._script = script
         return self._script
-
-    def read_as_text(self) -> tuple[tuple[RevisionInfo, ...], tuple[str, ...], tuple[str, ...]] | None:
-        """What :meth:`revisions`, :meth:`heads` and :meth:`bases` say, with no revision file imported.
-
-        Only when every file is one importing could not change (see :mod:`revision_text`) and the
-        graph read from them has nothing to complain of (a duplicate id, a missing parent, a cycle,
-        an odd id); otherwise None, and Alembic's own load finds what it finds and says it as ever.
-        """
-        directory = self.workspace.directory
-        if directory.sourceless:
-            return None
-        scripts: list[Script] = []
-        seen: set[Path] = set()
-        for folder in directory._version_locations:
-            if not Path(folder).exists():
-                continue
-            for path in Script._list_py_dir(directory, Path(folder)):
-                real = path.resolve()
-                if real in seen:
-                    return None  # Alembic warns of a folder listed twice
-                seen.add(real)
-                if not _SOURCE_FILE.match(real.name):
-                    continue  # not a revision file to Alembic either
-                module = module_from_text(real)
-                if module is None:
-                    return None
-                try:
-                    scripts.append(Script(module, module.revision, real))
-                except Exception:  # Alembic refuses the revision (its own parent, an '@' in its id)
-                    return None
-        if any(_odd_identifiers(found) is not None for found in scripts):
-            return None
-        textual = copy.copy(directory)
-        textual.revision_map = RevisionMap(lambda: iter(scripts))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                revisions = tuple(self._info(found) for found in textual.walk_revisions())
-                heads, bases = tuple(textual.get_heads()), tuple(textual.get_bases())
-            except Exception:  # a graph Alembic cannot walk: its own load says why
-                return None
-        return None if caught else (revisions, heads, bases)
 
     def _load(self, script: ScriptDirectory) -> list[warnings.WarningMessage]:
         """Load every revision file; what Alembic cannot make a graph of is named, file by file, in our words."""

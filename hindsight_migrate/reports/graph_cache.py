@@ -1,8 +1,7 @@
 """The revision graph, remembered between runs so ``history --offline`` need not load Alembic.
 
-Loading the graph means importing Alembic and SQLAlchemy and reading every revision file (as
-text where importing it could change nothing, else by importing it): most of a second on a long
-chain. After Alembic has loaded it, the facts ``history`` shows
+Loading the graph means importing Alembic and SQLAlchemy and executing every revision file:
+most of a second on a long chain. After Alembic has loaded it, the facts ``history`` shows
 (the :class:`RevisionInfo` of every revision, the heads and the bases) are written as JSON
 under ``<project>/.hindsight/cache/``, together with a fingerprint of everything they were
 read from: alembic.ini's size and times, and the name, size and times of every file in the
@@ -77,12 +76,7 @@ def load_graph(project: AlembicProject) -> Graph:
         fingerprint: dict[str, Any] | None = _fingerprint(settings.config_path, toml_path, sources)
     except (OSError, ValueError):  # a folder that cannot be listed: no cache this time
         fingerprint = None
-    # Read from the files' text when importing them could not change what they say; else imported.
-    read = project.graph.read_as_text()
-    if read is None:
-        graph = Graph(revisions=project.graph.revisions(), heads=project.graph.heads(), bases=project.graph.bases())
-    else:
-        graph = Graph(*read)
+    graph = Graph(revisions=project.graph.revisions(), heads=project.graph.heads(), bases=project.graph.bases())
     if fingerprint is not None and _settled(fingerprint):
         with contextlib.suppress(OSError, ValueError, TypeError):
             _write(path, _document(settings.config_path, settings.ini_section, sources, fingerprint, graph))

@@ -22,7 +22,6 @@ import pytest
 from hindsight_migrate.alembic_api.graph import RevisionGraph
 from tests.conftest import REPO, assert_failure, flatten, invoke
 from tests.harness.projects import Rev, write_project, write_revision
-from tests.harness.templates import TEMPLATES, init_project, versions_dir
 
 ROOT = "1a1a1a1a1a1a"
 LEFT = "2b2b2b2b2b2b"
@@ -347,74 +346,3 @@ def test_syntax_error_in_a_revision_file_is_exit_5_with_a_warm_cache(tmp_path: P
 
     path.write_text(fine)
     assert messages(history_json(ini))[LEFT] == "add things.colour"
-
-
-# -- no cache yet: revision files read as text where importing them could change nothing ----
-
-
-def cold_history_in_a_process(config: Path, *args: str) -> str:
-    """stdout of ``history --offline`` in a Python that writes byte code, as a user's does: a
-    revision file Alembic imports leaves its .pyc in ``__pycache__``, one read as text leaves none."""
-    environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    done = subprocess.run(
-        [sys.executable, "-m", "hindsight_migrate", "-c", str(config), "history", "--offline", *args],
-        capture_output=True,
-        text=True,
-        cwd=config.parent,
-        env={**environment, "PYTHONPATH": str(REPO), "COLUMNS": "200"},
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def imported_history_json(config: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The same command with every revision file imported by Alembic, as before the text reading."""
-    with monkeypatch.context() as patched:
-        patched.setattr(RevisionGraph, "read_as_text", lambda self: None)
-        result = invoke("-c", str(config), "history", "--offline", "--json")
-    assert result.exit_code == 0, result.output
-    document: dict[str, Any] = json.loads(result.stdout)
-    return document
-
-
-@pytest.mark.parametrize("template", TEMPLATES)
-def test_a_cold_history_reads_the_files_alembic_revision_writes_without_importing_them(
-    tmp_path: Path, template: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = init_project(tmp_path / "p", template)  # three revisions from the template's script.py.mako
-    versions = versions_dir(tmp_path / "p", template)
-
-    document = json.loads(cold_history_in_a_process(config, "--json"))
-
-    assert not (versions / "__pycache__").exists(), "a revision file was imported"
-    assert cache_files(config) == []  # just written: too young to cache, so this was a cold read
-    assert document == imported_history_json(config, monkeypatch)
-    assert len(document["entries"]) == 3
-
-
-def test_a_revision_file_whose_import_could_do_more_is_imported_as_alembic_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ini = merged_project(tmp_path / "p")
-    versions = ini.parent / "migrations" / "versions"
-    path = write_revision(versions, Rev(NEXT, (MERGE,), message="add things.weight"))
-    # A computed id: only running the file tells what it is.
-    path.write_text(path.read_text().replace(f"revision = {NEXT!r}", f"revision = '%s' % {NEXT!r}"))
-
-    document = json.loads(cold_history_in_a_process(ini, "--json"))
-
-    assert (versions / "__pycache__").is_dir(), "the files were read as text although one computes its id"
-    assert document["heads"] == [NEXT] and messages(document)[NEXT] == "add things.weight"
-    assert document == imported_history_json(ini, monkeypatch)
-
-
-def test_a_revision_file_that_raises_on_import_is_still_the_projects_code_without_a_cache(tmp_path: Path) -> None:
-    ini = write_project(tmp_path / "p", [Rev(ROOT, ()), Rev(LEFT, (ROOT,))])
-    path = ini.parent / "migrations" / "versions" / f"{LEFT}.py"
-    fine = path.read_text()
-    path.write_text(fine.replace("from alembic import op\n", "from alembic import op\nimport no_such_helper\n"))
-
-    result = invoke("-c", str(ini), "history", "--offline")
-
-    assert_failure(result, 14, f"{LEFT}.py", "no_such_helper")
