@@ -24,17 +24,19 @@ from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.untrusted import has_hidden, visible
 
 if TYPE_CHECKING:
+    from rich.syntax import Syntax
 
     from hindsight_migrate.config import Settings
     from hindsight_migrate.errors import HindsightMigrateError
 
 
-def sql_block(sql: str) -> Any:
-    """SQL for a terminal, highlighted (already made visible by the caller; "-- (no SQL)" when empty)."""
-    # lazy: rich.syntax brings Pygments (~20 ms); history, status and every piped plan never need it.
+def sql_block(sql: str) -> Syntax:
+    """The project's SQL for a terminal, highlighted, its control characters escaped ("-- (no SQL)" when empty)."""
+    # lazy: rich.syntax brings Pygments (~20 ms), which --help, a cached history --offline and every piped
+    # plan never need (a command that loads Alembic gets it anyway: Mako imports it).
     from rich.syntax import Syntax
 
-    return Syntax(sql or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True)
+    return Syntax(visible(sql.strip()) or "-- (no SQL)", "sql", theme="ansi_dark", word_wrap=True)
 
 
 _HUMAN_ON_STDERR = [False]  # set when stdout carries data (--plan-out -): what people read moves to stderr

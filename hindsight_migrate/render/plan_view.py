@@ -240,7 +240,7 @@ def _sql(plan: MigrationPlan) -> None:
             parts.append(Text(f"Cannot render offline: {visible(item.sql_problem or '')}", style="yellow"))
 
         elif highlight:
-            parts.append(sql_block(visible(item.sql.strip())))
+            parts.append(sql_block(item.sql))
         else:
             parts.append(Text(visible(item.sql.strip()) or "-- (no SQL)"))
         if highlight:

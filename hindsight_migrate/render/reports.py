@@ -177,7 +177,7 @@ def new_revision(result: NewRevision, *, show_sql: bool) -> None:
     if result.lint is not None:
         lint_result(result.lint)
     if show_sql and result.sql is not None:
-        console.print(sql_block(visible(result.sql.strip())))
+        console.print(sql_block(result.sql))
     todo = "fix what is flagged above" if result.findings else "write what it should do" if not rows else "check it"
     marked = (
         f" {result.danger_comments} {plural('danger', result.danger_comments)} "
