@@ -11,6 +11,7 @@ composes them, and is what the rest of the tool holds.
 
 from __future__ import annotations
 
+import argparse
 import io
 from functools import cached_property
 from pathlib import Path
@@ -64,6 +65,10 @@ class AlembicProject:
 
     def bind_target(self, url: URL, origin: str) -> None:
         self.workspace.bind_target(url, origin)
+
+    def set_x_arguments(self, arguments: tuple[str, ...]) -> None:
+        """What ``alembic -x KEY=VALUE`` gives env.py (``context.get_x_argument()``): a fleet's tenant schema."""
+        self.config.cmd_opts = argparse.Namespace(x=list(arguments))
 
     def relative(self, path: Path) -> Path:
         return self.workspace.relative(path)

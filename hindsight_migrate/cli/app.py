@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.review.plan import MigrationPlan
     from hindsight_migrate.review.rehearsal import RehearsalOptions
 
+from hindsight_migrate.cli.fleet import fleet_app
 from hindsight_migrate.cli.guard import CommandRun, guarded, warn
 from hindsight_migrate.cli.options import (
     ConfigOption,
@@ -738,6 +739,9 @@ def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
     revisions = project.graph.downgrade_path(current, target)
     sql = project.env.offline_sql_path(revisions, start=current, downgrade=True)
     render.offline_sql([(info, sql[info.revision]) for info in revisions])
+
+
+app.add_typer(fleet_app, name="fleet", short_help=" ".join((fleet_app.info.help or "").split(":")[0].split()))
 
 
 def main() -> NoReturn:

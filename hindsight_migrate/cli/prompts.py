@@ -95,3 +95,23 @@ def confirm_by_typing(plan: MigrationPlan, *, yes: bool) -> None:
             typer.echo(visible(f"{answer!r} is not {expected!r}: try again.", multiline=False), err=True)
     tried = ", ".join(repr(answer) for answer in wrong)  # repr: escaped already
     raise Aborted(f"Nothing was changed: {TRIES} answers ({tried}) were not {expected!r}.")
+
+
+def confirm_rollout(expected: str, targets: int, *, yes: bool) -> None:
+    """``fleet up``: the reviewer types the plan's id (or the head revision) before any target is touched."""
+    if not someone_to_ask(yes):
+        return
+    question = visible(f"Type the plan id ({expected}) to migrate {targets} target(s)", multiline=False)
+    wrong: list[str] = []
+    while len(wrong) < TRIES:
+        try:
+            answer = str(typer.prompt(question, err=True)).strip()
+        except (typer.Abort, KeyboardInterrupt, EOFError):
+            raise _interrupted_at_prompt() from None
+        if answer == expected:
+            return
+        wrong.append(answer)
+        if len(wrong) < TRIES:
+            typer.echo(visible(f"{answer!r} is not {expected!r}: try again.", multiline=False), err=True)
+    tried = ", ".join(repr(answer) for answer in wrong)
+    raise Aborted(f"Nothing was changed: {TRIES} answers ({tried}) were not {expected!r}.")

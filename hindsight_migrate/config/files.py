@@ -110,6 +110,22 @@ def _read_toml(toml_path: Path) -> TomlFile:
     return TomlFile(toml_path, _toml_table(tool, "alembic", toml_path), _toml_table(tool, TOOL_SECTION, toml_path))
 
 
+def read_toml_file(path: Path) -> dict[str, Any]:
+    """A TOML file as a dictionary (a fleet's targets file); unreadable or invalid: a ConfigError that says why."""
+    loads, decode_error = _toml_parser(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"Cannot read {path}: {err.strerror}.") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not a valid TOML file: it is not UTF-8 text.") from err
+    try:
+        return loads(text)
+    except decode_error as err:
+        # tomllib's message names the line and column, never a value.
+        raise ConfigError(f"{path} is not a valid TOML file: {err}") from err
+
+
 def _toml_table(tool: Mapping[str, Any], name: str, toml_path: Path) -> Mapping[str, Any] | None:
     table = tool.get(name)
     if table is None:

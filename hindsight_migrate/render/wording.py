@@ -44,6 +44,7 @@ NO_REHEARSAL_WORDS: dict[NoRehearsal, str] = {
     NoRehearsal.SAVED_PLAN: "applying a saved plan, which was rehearsed when it was reviewed; what it showed then is "
     "checked to be unchanged",
     NoRehearsal.NOTHING_TO_RUN: "nothing to run",
+    NoRehearsal.FLEET: "one target of a fleet: the fleet's plan was rehearsed on its canary when it was reviewed",
 }
 CHANGE_WORDS: dict[ChangeKind, str] = {
     ChangeKind.NOTHING: "nothing to do",

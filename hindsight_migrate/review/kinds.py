@@ -15,6 +15,7 @@ class NoRehearsal(Enum):
     REQUESTED = "requested"  # --no-rehearsal
     SAVED_PLAN = "saved_plan"  # --plan FILE: it was rehearsed when it was reviewed
     NOTHING_TO_RUN = "nothing_to_run"
+    FLEET = "fleet"  # one target of a fleet: the fleet's plan rehearsed on its canary
 
 
 class FailedAt(Enum):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -190,6 +191,55 @@ def plan_upgrade(
         data_loss=data_loss,
         fingerprint=_fingerprint(Direction.UP, bootstrap, planned),
         warnings=warnings,
+        schemas=schemas,
+    )
+
+
+def plan_reviewed_upgrade(
+    project: AlembicProject, database: Database, reviewed: Mapping[str, PlannedRevision]
+) -> MigrationPlan:
+    """Read-only on the target: one target of a fleet, to heads, each revision as the fleet's review rendered it.
+
+    No rehearsal and no lint here: both ran once, for the whole fleet, when it was reviewed. A revision the
+    review did not see, or whose file changed since, is refused: what runs is what was reviewed.
+    """
+    settings = project.settings
+    with database.read_only() as connection:
+        current, schemas = project.env.current_position(connection)
+        is_empty = not current and not catalog.content_objects(catalog.list_objects(connection))
+        has_version_table = bool(catalog.version_tables(connection, name=project.env.version_table.name))
+        connection.rollback()
+    bootstrap = None
+    start = current
+    if is_empty and not has_version_table and settings.bootstrap_sql is not None and settings.baseline:
+        bootstrap = plan_bootstrap(project, database, sql_path=settings.bootstrap_sql, baseline=settings.baseline)
+        start = (bootstrap.baseline.revision,)
+    planned = []
+    for info in project.graph.upgrade_path(start, "heads"):
+        seen = reviewed.get(info.revision)
+        now = sha256_of_text((settings.project_dir / info.path).read_text(encoding="utf-8"))
+        if seen is None or seen.file_sha256 != now:
+            why = "was not in the reviewed plan" if seen is None else "changed since the plan was reviewed"
+            raise Refused(
+                f"Revision {info.revision} ({info.path}) {why}: nothing was applied to {database.masked_url}. "
+                "Review the fleet's plan again (hindsight-migrate fleet plan)."
+            )
+        planned.append(seen)
+    revisions = tuple(planned)
+    return MigrationPlan(
+        direction=Direction.UP,
+        database=database.masked_url,
+        current=current,
+        target="heads",
+        final=_heads_after(project, start, tuple(item.info for item in revisions), downgrade=False),
+        bootstrap=bootstrap,
+        drops_baseline=False,
+        revisions=revisions,
+        rehearsal=None,
+        rehearsal_skipped=NoRehearsal.FLEET if revisions or bootstrap else NoRehearsal.NOTHING_TO_RUN,
+        lint=LintResult((), ran=True, note="linted once, in the fleet's plan"),
+        data_loss=(),
+        fingerprint=_fingerprint(Direction.UP, bootstrap, revisions),
         schemas=schemas,
     )
 

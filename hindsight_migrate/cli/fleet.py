@@ -1,0 +1,319 @@
+"""``hindsight-migrate fleet plan|up|status``: one reviewed plan, many databases."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from hindsight_migrate.cli.guard import CommandRun, guarded
+from hindsight_migrate.cli.options import ConfigOption, DebugOption, FormatOption, GlobalOptions, OutputFormat
+from hindsight_migrate.cli.output import show
+from hindsight_migrate.cli.prompts import confirm_rollout, refuse_early_without_terminal
+from hindsight_migrate.errors import BadArgument, ExitCode
+
+if TYPE_CHECKING:
+    from hindsight_migrate.config import Settings
+    from hindsight_migrate.fleet.model import Shard
+    from hindsight_migrate.fleet.plan import FleetPlan, FleetPlanRequest
+    from hindsight_migrate.fleet.targets import Fleet
+
+fleet_app = typer.Typer(
+    name="fleet",
+    help=(
+        "One reviewed plan, many databases: plan, apply and follow a rollout over every target in a targets file "
+        "(fleet.toml): a database each, a query on a control database, or one schema per tenant."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+TargetsOption = Annotated[
+    Path,
+    typer.Option(
+        "--targets",
+        "-t",
+        metavar="FILE",
+        help="The targets file (TOML): [[targets]] with name and url or url_env, a [control] query, or [schemas].",
+        dir_okay=False,
+    ),
+]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="K/N",
+        help="Take the K-th of N stable shares of the targets (K from 0), as one pod of a Kubernetes Indexed Job "
+        "or one job of a CI matrix; default K from $JOB_COMPLETION_INDEX when N is given as --shard /N.",
+        show_default=False,
+    ),
+]
+CanaryOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--canary",
+        metavar="NAME|largest",
+        help="Migrate these targets first, alone (repeat for several), or 'largest': the target with the most data "
+        "in the tables the plan touches. Default: the group 'canary' of the targets file, else the largest.",
+        show_default=False,
+    ),
+]
+NoRehearsalOption = Annotated[
+    bool, typer.Option("--no-rehearsal", help="Skip the rehearsal on the canary (nothing measured).")
+]
+
+
+def _options(config: Path | None, debug: bool) -> GlobalOptions:
+    return GlobalOptions(config=config, debug=debug)
+
+
+def _shard(given: str | None) -> Shard | None:
+    from hindsight_migrate.fleet.model import Shard
+
+    if given is None:
+        return None
+    if given.strip().startswith("/"):
+        index = os.environ.get("JOB_COMPLETION_INDEX")
+        if index is None:
+            raise BadArgument(f"--shard {given} takes K from $JOB_COMPLETION_INDEX, which is not set.")
+        given = f"{index}{given.strip()}"
+    return Shard.parse(given)
+
+
+def _request(shard: str | None, canary: list[str] | None, no_rehearsal: bool) -> FleetPlanRequest:
+    from hindsight_migrate.fleet.plan import FleetPlanRequest
+
+    names = tuple(canary or ())
+    largest = names == ("largest",)
+    return FleetPlanRequest(
+        shard=_shard(shard), canary=() if largest else names, canary_largest=largest, no_rehearsal=no_rehearsal
+    )
+
+
+def _open(options: GlobalOptions, targets: Path) -> tuple[Settings, Fleet]:
+    from hindsight_migrate.config import resolve_settings
+    from hindsight_migrate.fleet.targets import load_fleet
+
+    settings = resolve_settings(config_path=options.config, url=None, ini_section=options.name or "alembic")
+    return settings, load_fleet(targets)
+
+
+def _show_plan(plan: FleetPlan, output: OutputFormat) -> None:
+    from hindsight_migrate import render
+    from hindsight_migrate.render import fleet_view
+
+    def text() -> None:
+        fleet_view.fleet_plan(plan)
+        if plan.canary_plan is not None:
+            from hindsight_migrate.review.summary import digest  # lazy: only a rehearsed plan is shown in full
+
+            render.migration_plan(
+                plan.canary_plan,
+                digest(plan.canary_plan, show_sql=False, version_table=plan.version_table),
+            )
+
+    show(output, text, lambda: fleet_view.fleet_plan_document(plan), lambda: fleet_view.fleet_plan_markdown(plan))
+
+
+@fleet_app.command("plan")
+def plan_command(
+    targets: TargetsOption = Path("fleet.toml"),
+    shard: ShardOption = None,
+    canary: CanaryOption = None,
+    no_rehearsal: NoRehearsalOption = False,
+    plan_out: Annotated[
+        Path | None, typer.Option("--plan-out", metavar="FILE", help="Save the plan for fleet up --plan FILE.")
+    ] = None,
+    output: FormatOption = OutputFormat.text,
+    config: ConfigOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Read-only: preflight every target in parallel and print one reviewed plan for all of them.
+
+    Where each target stands, what would block (unreachable, diverged, tampered), the revisions and their SQL
+    once, the targets with the most data where the revisions touch, and the plan rehearsed on the canary.
+    Exit 0 when every target can be migrated (or is up to date), 6 when some are blocked.
+
+    Example:
+
+    \b
+        hindsight-migrate fleet plan --targets fleet.toml --plan-out fleet-plan.json
+    """
+    options = _options(config, debug)
+
+    def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.fleet.plan import make_fleet_plan, plan_document
+
+        settings, fleet = _open(options, targets)
+        with render.stdout_for_data(output is not OutputFormat.text):
+            plan = make_fleet_plan(settings, fleet, _request(shard, canary, no_rehearsal))
+            _show_plan(plan, output)
+            if plan_out is not None:
+                plan_out.write_text(plan_document(plan), encoding="utf-8")
+                render.err().print(f"Plan saved to {render.safe_markup(plan_out)}.")
+        raise typer.Exit(int(ExitCode.REFUSED if plan.blocked else ExitCode.OK))
+
+    guarded(options, body)
+
+
+@fleet_app.command("up")
+def up_command(
+    targets: TargetsOption = Path("fleet.toml"),
+    shard: ShardOption = None,
+    canary: CanaryOption = None,
+    no_rehearsal: NoRehearsalOption = False,
+    plan_in: Annotated[
+        Path | None,
+        typer.Option("--plan", metavar="FILE", help="Apply this saved plan; targets that moved since are skipped."),
+    ] = None,
+    parallel: Annotated[int, typer.Option("--parallel", "-p", min=1, max=64, help="Targets migrated at once.")] = 4,
+    max_failures: Annotated[
+        str | None,
+        typer.Option(
+            "--max-failures",
+            metavar="N|P%",
+            help="The error budget: past N failed targets (or P% of them) no new target starts. Default 0.",
+            show_default=False,
+        ),
+    ] = None,
+    continue_on_error: Annotated[
+        bool, typer.Option("--continue-on-error", help="No error budget: every target is tried.")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Try again the targets whose last try in this plan failed.")
+    ] = False,
+    allow_lint: Annotated[bool, typer.Option("--allow-lint", help="Apply despite lint errors.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask: the plan was reviewed.")] = False,
+    lock_wait: Annotated[
+        float, typer.Option("--lock-wait", min=0, help="Seconds to wait for another run's migration lock, per target.")
+    ] = 30.0,
+    output: FormatOption = OutputFormat.text,
+    config: ConfigOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Writes: apply the reviewed plan to every target — the canary first, then the rest, --parallel at a time.
+
+    Each target gets the single-database apply (its migration lock, one transaction per revision, lock waits
+    that grow, its audit row). Targets already at the heads are skipped; a rerun continues where a run stopped.
+    Exit 0 when every target is at the heads, 9 when some failed or were skipped.
+
+    Example:
+
+    \b
+        hindsight-migrate fleet up --targets fleet.toml --parallel 8 --max-failures 2%
+    """
+    options = _options(config, debug)
+
+    def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.fleet.model import ErrorBudget, TargetState
+        from hindsight_migrate.fleet.plan import load_fleet_plan, make_fleet_plan, refuse_unless_same_revisions
+        from hindsight_migrate.fleet.rollout import RolloutRequest, roll_out
+        from hindsight_migrate.render import fleet_view
+        from hindsight_migrate.review.plan import refuse_unless_applicable
+
+        budget = ErrorBudget.parse(max_failures, continue_on_error=continue_on_error)
+        saved = load_fleet_plan(plan_in) if plan_in is not None else None
+        refuse_early_without_terminal(asks=not yes)
+        settings, fleet = _open(options, targets)
+        with render.stdout_for_data(output is not OutputFormat.text):
+            request = _request(shard, canary, no_rehearsal or saved is not None)
+            plan = make_fleet_plan(settings, fleet, request)
+            if saved is not None and plan_in is not None:
+                refuse_unless_same_revisions(saved, plan, plan_in)
+            if output is OutputFormat.text:
+                _show_plan(plan, output)
+            if plan.canary_plan is not None:
+                refuse_unless_applicable(plan.canary_plan, allow_lint=allow_lint)
+            elif plan.lint.errors and not allow_lint:
+                from hindsight_migrate.errors import Refused
+
+                raise Refused(
+                    f"Lint found {len(plan.lint.errors)} error(s) in the plan: nothing was applied. Fix the revisions, "
+                    "or add --allow-lint after reading them."
+                )
+            if plan.pending:
+                confirm_rollout(plan.rollout, len(plan.pending), yes=yes)
+            progress = fleet_view.FleetProgress()
+            try:
+                summary = roll_out(
+                    plan,
+                    fleet,
+                    RolloutRequest(
+                        parallel=parallel,
+                        budget=budget,
+                        retry_failed=retry_failed,
+                        lock_wait=lock_wait,
+                        lock_retries=None,
+                        config_path=settings.config_path if settings.config_path.exists() else None,
+                        ini_section=settings.ini_section,
+                        cwd=Path.cwd(),
+                        saved=saved,
+                    ),
+                    progress,
+                )
+            finally:
+                progress.close()
+            run.committed = True
+            show(
+                output,
+                lambda: fleet_view.rollout_done(summary),
+                lambda: fleet_view.rollout_document(summary),
+                lambda: fleet_view.fleet_plan_markdown(plan),
+            )
+        incomplete = summary.count(TargetState.FAILED) or summary.count(TargetState.SKIPPED)
+        raise typer.Exit(int(ExitCode.FAILED if incomplete else ExitCode.OK))
+
+    guarded(options, body)
+
+
+@fleet_app.command("status")
+def status_command(
+    targets: TargetsOption = Path("fleet.toml"),
+    shard: ShardOption = None,
+    output: FormatOption = OutputFormat.text,
+    config: ConfigOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Read-only: every target's state — pending, running, applied, failed or skipped — read from its database.
+
+    The database's own version table is the truth; the fleet ledger adds the last error. Exit 0 when every
+    target is applied, 9 when some failed, 10 when some are pending or running, 6 when some are blocked.
+
+    Example:
+
+    \b
+        hindsight-migrate fleet status --targets fleet.toml --format json
+    """
+    options = _options(config, debug)
+
+    def body(run: CommandRun) -> None:
+        from hindsight_migrate import render
+        from hindsight_migrate.fleet.model import TargetState
+        from hindsight_migrate.fleet.plan import make_fleet_plan
+        from hindsight_migrate.fleet.rollout import fleet_status
+        from hindsight_migrate.render import fleet_view
+
+        settings, fleet = _open(options, targets)
+        with render.stdout_for_data(output is not OutputFormat.text):
+            plan = make_fleet_plan(settings, fleet, _request(shard, None, True))
+            status = fleet_status(plan, fleet)
+            show(
+                output,
+                lambda: fleet_view.fleet_status(status),
+                lambda: fleet_view.fleet_status_document(status),
+                lambda: fleet_view.fleet_status_markdown(status),
+            )
+        if status.count(TargetState.FAILED) or status.count(TargetState.SKIPPED):
+            code = ExitCode.FAILED
+        elif status.count(TargetState.PENDING) or status.count(TargetState.RUNNING):
+            code = ExitCode.BEHIND
+        else:
+            code = ExitCode.OK
+        raise typer.Exit(int(code))
+
+    guarded(options, body)
