@@ -437,6 +437,10 @@ class EnvironmentRunner:
             )
             if per_revision:
                 kw["transaction_per_migration"] = True
+            if "output_buffer" in options and "output_buffer" in kw:
+                # Rendering SQL offline, the tool reads it from its own buffer: an env.py that writes to one of
+                # its own (the multidb template writes ENGINE.sql) would leave the plan without its SQL.
+                kw["output_buffer"] = options["output_buffer"]
             if after_each is not None:
                 theirs = kw.get("on_version_apply") or ()
                 kw["on_version_apply"] = (*(theirs if isinstance(theirs, (list, tuple)) else (theirs,)), after_each)

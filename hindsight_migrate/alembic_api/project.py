@@ -70,6 +70,10 @@ class AlembicProject:
         """What ``alembic -x KEY=VALUE`` gives env.py (``context.get_x_argument()``): a fleet's tenant schema."""
         self.config.cmd_opts = argparse.Namespace(x=list(arguments))
 
+    def set_main_option(self, name: str, value: str) -> None:
+        """An option of the ini's main section, for env.py to read (a multidb project's ``databases``)."""
+        self.config.set_main_option(name, value.replace("%", "%%"))
+
     def relative(self, path: Path) -> Path:
         return self.workspace.relative(path)
 

@@ -97,7 +97,13 @@ def _open(options: GlobalOptions, targets: Path) -> tuple[Settings, Fleet]:
     from hindsight_migrate.config import resolve_settings
     from hindsight_migrate.fleet.targets import load_fleet
 
-    settings = resolve_settings(config_path=options.config, url=None, ini_section=options.name or "alembic")
+    settings = resolve_settings(
+        config_path=options.config, url=None, ini_section=options.name or "alembic", allow_multidb=True
+    )
+    if settings.multidb and not targets.exists():
+        from hindsight_migrate.fleet.targets import multidb_fleet
+
+        return settings, multidb_fleet(settings)  # `alembic init -t multidb`: the databases its ini lists
     return settings, load_fleet(targets)
 
 

@@ -210,6 +210,38 @@ def _toml_script_location(toml: TomlFile | None) -> str:
     return value.strip()
 
 
+def multidb_databases(ini: IniFile, section: str) -> tuple[tuple[str, str], ...]:
+    """The multidb template's ``databases = engine1, engine2``: each name with its section's sqlalchemy.url;
+    () when the section lists none. A name without a section or a URL is refused, saying which."""
+    listed = ini.parser.get(section, "databases", raw=True, fallback="").strip()
+    if not listed:
+        return ()
+    found: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for name in (part.strip() for part in re.split(r",\s*", listed)):  # as the template's env.py splits it
+        if not name:
+            continue
+        if not ini.parser.has_section(name):
+            problems.append(f"[{name}] (no such section)")
+            continue
+        try:
+            url = ini.parser.get(name, "sqlalchemy.url", fallback="").strip()
+        except configparser.Error:
+            problems.append(f"[{name}] (a sqlalchemy.url that cannot be read: write '%' as '%%')")
+            continue
+        if not url:
+            problems.append(f"[{name}] (no sqlalchemy.url)")
+            continue
+        remember_secret_of(url)  # before anything can quote it back
+        found.append((name, url))
+    if problems:
+        raise ConfigError(
+            f"{ini.path} [{section}] lists databases = {listed}, but not each of them can be used: "
+            f"{'; '.join(problems)}. Give each listed database a section with its sqlalchemy.url."
+        )
+    return tuple(found)
+
+
 def refuse_multidb(ini: IniFile, section: str) -> None:
     """The multidb template's ``databases = engine1, engine2``: one run would migrate each of them."""
     listed = ini.parser.get(section, "databases", raw=True, fallback="").strip()
@@ -234,7 +266,9 @@ def refuse_multidb(ini: IniFile, section: str) -> None:
             described.append(f"[{name}] (no sqlalchemy.url)")
     raise ConfigError(
         f"{ini.path} [{section}] lists several databases (databases = {listed}), so its env.py migrates "
-        f"each of them in one run: {'; '.join(described)}. hindsight-migrate drives one database per run. "
-        "Point it at one with a single-database configuration: an ini section of its own with sqlalchemy.url "
-        "and script_location, selected with -n SECTION, or a separate project."
+        f"each of them in one run: {'; '.join(described)}. hindsight-migrate up and down drive one database per "
+        "run: run this project as a fleet of its databases (hindsight-migrate fleet plan, fleet up, fleet status: "
+        "each database reviewed and applied on its own), or point the tool at one database with a "
+        "single-database configuration (an ini section of its own with sqlalchemy.url and script_location, "
+        "selected with -n SECTION)."
     )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hindsight_migrate.config.files import check_layout, find_configuration, is_flask_migrate, refuse_multidb
+from hindsight_migrate.config.files import (
+    check_layout,
+    find_configuration,
+    is_flask_migrate,
+    multidb_databases,
+    refuse_multidb,
+)
 from hindsight_migrate.config.settings import (
     DEFAULT_SECTION,
     FlaskProject,
@@ -26,14 +32,20 @@ def resolve_settings(
     cwd: Path | None = None,
     ini_section: str = DEFAULT_SECTION,
     verbose: bool = False,
+    allow_multidb: bool = False,
 ) -> Settings:
     """Find and read alembic.ini and/or pyproject.toml, and the environment; never touches the database."""
     forget_secrets()
     here = (cwd or Path.cwd()).resolve()
     ini, toml = find_configuration(config_path, here)
     check_layout(ini, toml, ini_section)
+    multidb: tuple[tuple[str, str], ...] = ()
     if ini is not None:
-        refuse_multidb(ini, ini_section)
+        # Only a fleet runs a multidb project: one database per run, each reviewed and applied on its own.
+        if allow_multidb:
+            multidb = multidb_databases(ini, ini_section)
+        else:
+            refuse_multidb(ini, ini_section)
     table = tool_table(ini, toml)
     bootstrap_sql, baseline, tool_settings = (
         settings_from(table) if table is not None else (None, None, ToolSettings())
@@ -57,6 +69,7 @@ def resolve_settings(
         tool=tool_settings,
         verbose=verbose,
         flask=flask,
+        multidb=multidb,
     )
 
 

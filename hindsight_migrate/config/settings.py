@@ -134,6 +134,9 @@ class Settings:
     # A Flask-Migrate project (its env.py reads flask's current_app): env.py runs inside the app's context, as
     # `flask db` runs it, and script_location is the ini's folder when the ini names none.
     flask: FlaskProject | None = None
+    # An `alembic init -t multidb` project (databases = engine1, engine2): each name with its section's
+    # sqlalchemy.url, run as a small fleet (one database per run); () for every other project.
+    multidb: tuple[tuple[str, str], ...] = ()
 
     @property
     def config_path(self) -> Path:

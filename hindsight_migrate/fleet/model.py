@@ -38,6 +38,7 @@ class Target:
     group: str | None = None
     labels: tuple[str, ...] = ()
     schema: str | None = None  # schema-per-tenant: migrated with search_path and -x tenant=SCHEMA
+    engine: str | None = None  # a multidb project's database name: env.py is told `databases = ENGINE` alone
 
     @property
     def masked_url(self) -> str:

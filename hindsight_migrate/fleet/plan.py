@@ -291,25 +291,37 @@ def _in_schema(table: str, schema: str | None) -> str:
 def _revisions_pending(
     project: AlembicProject, settings: Settings, readings: list[TargetReading], x_argument: str
 ) -> tuple[PlannedRevision, ...]:
-    """Every revision some target still needs, rendered once (per distinct starting point), in run order."""
-    starts: dict[tuple[str, ...], Target] = {}
+    """Every revision some target still needs, rendered once (per distinct starting point), in run order.
+
+    A multidb project's revision runs different SQL on each of its databases: each database's SQL is rendered,
+    under a comment naming it."""
+    starts: dict[tuple[tuple[str, ...], str | None], Target] = {}
     for reading in readings:
         if reading.blocker is None and reading.pending:
             start = reading.current
             if reading.empty and settings.baseline:
                 start = (project.graph.resolve(settings.baseline).revision,)
-            starts.setdefault(start, reading.target)
-    rendered: dict[str, PlannedRevision] = {}
+            starts.setdefault((start, reading.target.engine), reading.target)
+    rendered: dict[tuple[str, str | None], PlannedRevision] = {}
     order: list[str] = []
-    for start, target in sorted(starts.items(), key=lambda item: len(project.graph.ancestors(item[0]))):
-        path = tuple(info for info in project.graph.upgrade_path(start, "heads") if info.revision not in rendered)
+    for (start, engine), target in sorted(starts.items(), key=lambda item: len(project.graph.ancestors(item[0][0]))):
+        path = tuple(i for i in project.graph.upgrade_path(start, "heads") if (i.revision, engine) not in rendered)
         if not path:
             continue
         with target_session(settings, target, x_argument) as (bound, _):
             for item in planned_revisions(bound, path, start=start, downgrade=False):
-                rendered[item.info.revision] = item
-                order.append(item.info.revision)
-    return tuple(rendered[name] for name in order)
+                rendered[(item.info.revision, engine)] = item
+                if item.info.revision not in order:
+                    order.append(item.info.revision)
+    planned = []
+    for revision in order:
+        versions = [(engine, item) for (name, engine), item in rendered.items() if name == revision]
+        first = versions[0][1]
+        if len(versions) > 1:
+            sql = "\n".join(f"-- on {engine}\n{item.sql or ''}" for engine, item in versions)
+            first = replace(first, sql=sql)
+        planned.append(first)
+    return tuple(planned)
 
 
 def _touched_tables(revisions: tuple[PlannedRevision, ...]) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hindsight_migrate.config import normalize_url
+from hindsight_migrate.config import Settings, normalize_url
 from hindsight_migrate.config.files import read_toml_file
 from hindsight_migrate.errors import ConfigError
 from hindsight_migrate.fleet.model import Shard, Target
@@ -81,6 +81,15 @@ def load_fleet(path: Path) -> Fleet:
             raise ConfigError(f"{path}: the target name {target.name!r} is used twice; names must be unique.")
         seen.add(target.name)
     return Fleet(source=path, targets=tuple(targets), control_url=control_url, x_argument=x_argument)
+
+
+def multidb_fleet(settings: Settings) -> Fleet:
+    """An ``alembic init -t multidb`` project as a fleet of the databases its ini lists, each run on its own."""
+    targets = tuple(
+        Target(name=name, url=normalize_url(url, f"sqlalchemy.url of [{name}] in {settings.config_path}"), engine=name)
+        for name, url in settings.multidb
+    )
+    return Fleet(source=settings.config_path, targets=targets)
 
 
 def _target(entry: Mapping[str, Any], index: int, path: Path) -> Target:

@@ -65,7 +65,9 @@ def start_worker(setup: WorkerSetup) -> None:
     _setup = setup
     for url in setup.secrets:
         remember_secret_of(url)
-    _settings = resolve_settings(config_path=setup.config_path, url=None, cwd=setup.cwd, ini_section=setup.ini_section)
+    _settings = resolve_settings(
+        config_path=setup.config_path, url=None, cwd=setup.cwd, ini_section=setup.ini_section, allow_multidb=True
+    )
     for url in setup.secrets:  # resolve_settings starts afresh: remember them again
         remember_secret_of(url)
 
@@ -130,6 +132,8 @@ def target_session(settings: Settings, target: Target, x_argument: str) -> Itera
         with _environment_for(url):
             if target.schema:
                 project.set_x_arguments((f"{x_argument}={target.schema}",))
+            if target.engine:
+                project.set_main_option("databases", target.engine)  # multidb: env.py migrates this one alone
             project.bind_target(database.engine.url, source.origin)
             yield project, database
     finally:

@@ -393,9 +393,9 @@ def test_multidb_is_refused_naming_its_databases(tmp_path: Path) -> None:
             f"{project.resolve() / 'alembic.ini'} [alembic] lists several databases (databases = engine1, engine2)",
             "[engine1] driver://user:***@localhost/dbname;",
             "[engine2] driver://user:***@localhost/dbname2.",
-            "hindsight-migrate drives one database per run",
+            "hindsight-migrate up and down drive one database per run",
+            "run this project as a fleet of its databases (hindsight-migrate fleet plan, fleet up, fleet status",
             "an ini section of its own with sqlalchemy.url and script_location, selected with -n SECTION",
-            "or a separate project",
         )
         assert ":pass@" not in message
 
