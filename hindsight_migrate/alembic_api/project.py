@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.alembic_api.translate import ProjectFiles
-from hindsight_migrate.config import Settings
+from hindsight_migrate.config import DatabaseSource, Settings
 from hindsight_migrate.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -65,6 +65,14 @@ class AlembicProject:
 
     def bind_target(self, url: URL, origin: str) -> None:
         self.workspace.bind_target(url, origin)
+
+    def retarget(self, database: DatabaseSource) -> None:
+        """The next target of a fleet: the same project (its graph loaded once), another database (bind_target
+        it once connected)."""
+        from dataclasses import replace  # lazy: only a fleet's worker moves a project between databases
+
+        self.workspace.settings = replace(self.workspace.settings, database=database)
+        self.workspace.target = None
 
     def set_x_arguments(self, arguments: tuple[str, ...]) -> None:
         """What ``alembic -x KEY=VALUE`` gives env.py (``context.get_x_argument()``): a fleet's tenant schema."""

@@ -741,7 +741,11 @@ def _print_offline_downgrade_sql(options: GlobalOptions, target: str) -> None:
     render.offline_sql([(info, sql[info.revision]) for info in revisions])
 
 
-app.add_typer(fleet_app, name="fleet", short_help=" ".join((fleet_app.info.help or "").split(":")[0].split()))
+app.add_typer(
+    fleet_app,
+    name="fleet",
+    short_help="One reviewed plan, many databases: fleet plan, fleet up and fleet status over a targets file.",
+)
 
 
 def main() -> NoReturn:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from hindsight_migrate.fleet.model import Shard
     from hindsight_migrate.fleet.plan import FleetPlan, FleetPlanRequest
     from hindsight_migrate.fleet.targets import Fleet
+
+CommandFunction = TypeVar("CommandFunction", bound=Callable[..., Any])
 
 fleet_app = typer.Typer(
     name="fleet",
@@ -124,7 +127,18 @@ def _show_plan(plan: FleetPlan, output: OutputFormat) -> None:
     show(output, text, lambda: fleet_view.fleet_plan_document(plan), lambda: fleet_view.fleet_plan_markdown(plan))
 
 
-@fleet_app.command("plan")
+def _command(name: str) -> Callable[[CommandFunction], CommandFunction]:
+    """fleet_app.command, with the docstring's first paragraph as the line under Commands (wrapped, not cut)."""
+
+    def register(function: CommandFunction) -> CommandFunction:
+        summary = " ".join((function.__doc__ or "").split("\n\n")[0].split())
+        fleet_app.command(name, short_help=summary)(function)
+        return function
+
+    return register
+
+
+@_command("plan")
 def plan_command(
     targets: TargetsOption = Path("fleet.toml"),
     shard: ShardOption = None,
@@ -166,7 +180,7 @@ def plan_command(
     guarded(options, body)
 
 
-@fleet_app.command("up")
+@_command("up")
 def up_command(
     targets: TargetsOption = Path("fleet.toml"),
     shard: ShardOption = None,
@@ -277,7 +291,7 @@ def up_command(
     guarded(options, body)
 
 
-@fleet_app.command("status")
+@_command("status")
 def status_command(
     targets: TargetsOption = Path("fleet.toml"),
     shard: ShardOption = None,

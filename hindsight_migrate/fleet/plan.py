@@ -112,7 +112,7 @@ def make_fleet_plan(
     with ThreadPoolExecutor(readers, "hindsight-fleet-read") as pool:
         readings = list(pool.map(read, targets))
     revisions = _revisions_pending(project, settings, readings, fleet.x_argument)
-    touched = _touched_tables(revisions)
+    touched = tuple(t for t in _touched_tables(revisions) if t.rpartition(".")[2] != version_table.name)
     if touched:
         with ThreadPoolExecutor(readers, "hindsight-fleet-size") as pool:
             sized = pool.map(

@@ -57,6 +57,7 @@ class Job:
 
 _setup: WorkerSetup | None = None
 _settings: Settings | None = None
+_project: AlembicProject | None = None  # the worker's project, its graph loaded once for all its targets
 
 
 def start_worker(setup: WorkerSetup) -> None:
@@ -121,17 +122,23 @@ def migrate_target(target: Target, stage: str, setup: WorkerSetup, settings: Set
 
 
 @contextmanager
-def target_session(settings: Settings, target: Target, x_argument: str) -> Iterator[tuple[AlembicProject, Database]]:
+def target_session(
+    settings: Settings, target: Target, x_argument: str, project: AlembicProject | None = None
+) -> Iterator[tuple[AlembicProject, Database]]:
     """The project bound to ``target``, and its database: env.py finds the target's URL wherever a per-tenant
-    loop would give it (sqlalchemy.url, DATABASE_URL, -x tenant=SCHEMA, the session's search_path)."""
+    loop would give it (sqlalchemy.url, DATABASE_URL, -x tenant=SCHEMA, the session's search_path).
+
+    ``project``: a worker's project, moved to this target (its revision graph is loaded once per worker)."""
     url = _with_search_path(target.url, target.schema) if target.schema else target.url
     source = DatabaseSource(url=url, origin=f"fleet target {target.name}", written=target.url)
-    project = AlembicProject(replace(settings, database=source))
+    if project is None:
+        project = AlembicProject(replace(settings, database=source))
+    else:
+        project.retarget(source)
     database = open_database(source)
     try:
         with _environment_for(url):
-            if target.schema:
-                project.set_x_arguments((f"{x_argument}={target.schema}",))
+            project.set_x_arguments((f"{x_argument}={target.schema}",) if target.schema else ())
             if target.engine:
                 project.set_main_option("databases", target.engine)  # multidb: env.py migrates this one alone
             project.bind_target(database.engine.url, source.origin)
@@ -141,7 +148,10 @@ def target_session(settings: Settings, target: Target, x_argument: str) -> Itera
 
 
 def _apply(target: Target, stage: str, setup: WorkerSetup, settings: Settings, started: float) -> TargetOutcome:
-    with target_session(settings, target, setup.x_argument) as (project, database):
+    global _project
+    if _project is None:
+        _project = AlembicProject(settings)
+    with target_session(settings, target, setup.x_argument, _project) as (project, database):
         plan = plan_reviewed_upgrade(project, database, setup.reviewed)
         if plan.nothing_to_do:
             return TargetOutcome(

@@ -209,7 +209,9 @@ class FleetProgress:
     def finished(self, outcome: TargetOutcome) -> None:
         self.running.pop(outcome.name, None)
         self.counts[outcome.state] += 1
-        if self.live is None or outcome.state in (TargetState.FAILED, TargetState.SKIPPED):
+        # A target found at the heads before the run is counted, not listed: a no-op over 500 targets is one line.
+        untouched = outcome.state is TargetState.APPLIED and not outcome.applied and not outcome.done_by_another
+        if not untouched and (self.live is None or outcome.state in (TargetState.FAILED, TargetState.SKIPPED)):
             self._line(outcome)
         self._refresh()
 
