@@ -7,6 +7,7 @@ read costs one connection and a handful of statements. Every message is masked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 
 from hindsight_migrate.errors import ConfigError, ConnectionFailed, Section
@@ -280,8 +282,7 @@ def write_ledger(
 ) -> None:
     """Writes the target's ledger row (its own session, committed at once: the row outlives a killed run)."""
     with connected(url, read_only=False, shown=shown) as connection:
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA}".encode())
-        connection.execute(_CREATE_LEDGER.encode())
+        _create(connection, _CREATE_LEDGER)
         connection.execute(
             f"INSERT INTO {TOOL_SCHEMA}.{LEDGER} (target, rollout, state, heads, error, run_by) "
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (target) DO UPDATE SET rollout = EXCLUDED.rollout, "
@@ -363,8 +364,17 @@ def control_rows(url: str, *, rollout: str | None) -> dict[str, ControlRow]:
 
 
 def _ensure_control(connection: psycopg.Connection[tuple[Any, ...]]) -> None:
-    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA}".encode())
-    connection.execute(_CREATE_CONTROL.encode())
+    _create(connection, _CREATE_CONTROL)
+
+
+def _create(connection: psycopg.Connection[tuple[Any, ...]], create_table: str) -> None:
+    """The tool's schema and one of its tables, if missing. Two runs (shards) that create them at the same moment
+    collide in the catalog (IF NOT EXISTS does not lock): the loser finds them made, and goes on."""
+    for statement in (f"CREATE SCHEMA IF NOT EXISTS {TOOL_SCHEMA}", create_table):
+        with contextlib.suppress(
+            psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateSchema
+        ):
+            connection.execute(statement.encode())
 
 
 def table_sizes(url: str, *, shown: str, tables: tuple[str, ...]) -> dict[str, int]:
