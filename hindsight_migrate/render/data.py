@@ -33,7 +33,19 @@ if TYPE_CHECKING:
     from hindsight_migrate.review.summary import PlanDigest
 
 FORMAT_VERSION = 1  # raised when a field is renamed or removed; a new field keeps it
-DocumentKind = Literal["plan", "bootstrap_plan", "new_revision", "merge", "check", "status", "lint", "history"]
+DocumentKind = Literal[
+    "plan",
+    "bootstrap_plan",
+    "new_revision",
+    "merge",
+    "check",
+    "status",
+    "lint",
+    "history",
+    "fleet_plan",
+    "fleet_up",
+    "fleet_status",
+]
 DOCUMENT_KINDS: tuple[DocumentKind, ...] = get_args(DocumentKind)
 
 
