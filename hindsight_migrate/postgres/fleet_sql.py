@@ -20,7 +20,7 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 
-from hindsight_migrate.errors import ConfigError, ConnectionFailed, Section
+from hindsight_migrate.errors import ConfigError, ConnectionFailed, Refused, Section
 from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres.catalog.objects import TOOL_SCHEMA
 from hindsight_migrate.postgres.database import APPLICATION_NAME, CONNECT_TIMEOUT_SECONDS
@@ -80,6 +80,16 @@ def connected(url: str, *, read_only: bool, shown: str) -> Iterator[psycopg.Conn
         if read_only:
             connection.execute("SET default_transaction_read_only = on")
         yield connection
+    except psycopg.OperationalError as err:
+        raise ConnectionFailed(
+            f"The connection to {shown} was lost.", sections=(Section("Database said", mask_secrets(str(err).strip())),)
+        ) from err
+    except psycopg.Error as err:
+        # The fleet's own reading or bookkeeping (a role that may not create the tool's schema, say).
+        raise Refused(
+            f"{shown}: the fleet's reading or ledger failed, so this target is left as it is.",
+            sections=(Section("Database said", mask_secrets(str(err).strip())),),
+        ) from err
     finally:
         connection.close()
 

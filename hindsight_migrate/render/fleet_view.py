@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.text import Text
 
 from hindsight_migrate.fleet.model import FleetStatus, RolloutSummary, Target, TargetOutcome, TargetState
-from hindsight_migrate.render.console import err, out, safe_markup
+from hindsight_migrate.render.console import err, out, safe_markup, sql_block
 from hindsight_migrate.render.layout import Column, grid, plural
 from hindsight_migrate.untrusted import visible
 from hindsight_migrate.words import human_bytes
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from hindsight_migrate.fleet.plan import FleetPlan
 
 GROUPS_SHOWN = 8
+SQL_INLINE_REVISIONS = 10  # more, and the SQL is in the JSON document rather than on screen
 NAMES_SHOWN = 4
 FORMAT_VERSION = 1
 
@@ -115,6 +116,16 @@ def fleet_plan(plan: FleetPlan) -> None:
         console.print(f"[yellow]Not rehearsed:[/] {safe_markup(plan.rehearsal_problem)}")
     elif plan.revisions:
         console.print("[yellow]Not rehearsed[/] (--no-rehearsal): lock times and data loss are not measured.")
+    if plan.canary_plan is None and plan.revisions:
+        # Without the canary's plan (which shows it), the SQL is shown here: what the reviewer approves.
+        if len(plan.revisions) <= SQL_INLINE_REVISIONS:
+            for item in plan.revisions:
+                console.rule(f"SQL of {visible(item.info.revision)} — {visible(item.info.message)}", align="left")
+                console.print(
+                    sql_block(item.sql) if item.sql else f"(cannot render offline: {visible(item.sql_problem or '')})"
+                )
+        else:
+            console.print(f"The SQL of the {len(plan.revisions)} revisions is in --format json (revisions[].sql).")
     if not plan.revisions and not blocked:
         console.print("[green]Nothing to do:[/] every target is at the heads.")
 
