@@ -257,6 +257,8 @@ def up_command(
                     "or add --allow-lint after reading them."
                 )
             if plan.pending:
+                if not yes:
+                    fleet_view.rollout_stakes(plan, budget, parallel)
                 confirm_rollout(plan.rollout, len(plan.pending), yes=yes)
             progress = fleet_view.FleetProgress()
             try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.live import Live
 from rich.text import Text
 
-from hindsight_migrate.fleet.model import FleetStatus, RolloutSummary, Target, TargetOutcome, TargetState
+from hindsight_migrate.fleet.model import ErrorBudget, FleetStatus, RolloutSummary, Target, TargetOutcome, TargetState
 from hindsight_migrate.render.console import err, out, safe_markup, sql_block
 from hindsight_migrate.render.layout import Column, grid, plural
 from hindsight_migrate.untrusted import visible
@@ -128,6 +128,18 @@ def fleet_plan(plan: FleetPlan) -> None:
             console.print(f"The SQL of the {len(plan.revisions)} revisions is in --format json (revisions[].sql).")
     if not plan.revisions and not blocked:
         console.print("[green]Nothing to do:[/] every target is at the heads.")
+
+
+def rollout_stakes(plan: FleetPlan, budget: ErrorBudget, parallel: int) -> None:
+    """Right above the question, whatever scrolled away: how many targets, in what order, within what budget."""
+    console = err()
+    canary = f"the canary {_names(list(plan.canaries))} first, then " if plan.canaries else ""
+    blocked = f"; {len(plan.blocked)} blocked target(s) count as failed" if plan.blocked else ""
+    console.print(
+        f"[bold]About to migrate {len(plan.pending)} of {len(plan.readings)} targets[/]: {canary}{parallel} at a time, "
+        f"{len(plan.revisions)} revision(s) to {safe_markup(_at(plan.heads))}; error budget "
+        f"{budget.words(len(plan.readings))}{blocked}."
+    )
 
 
 def fleet_plan_document(plan: FleetPlan) -> dict[str, Any]:
