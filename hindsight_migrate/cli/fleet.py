@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -69,8 +70,33 @@ NoRehearsalOption = Annotated[
 ]
 
 
-def _options(config: Path | None, debug: bool) -> GlobalOptions:
-    return GlobalOptions(config=config, debug=debug)
+LabelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label",
+        metavar="LABEL",
+        help="Only the targets with this label (or in a group of this name); repeat for several.",
+        show_default=False,
+    ),
+]
+
+
+def _options(ctx: typer.Context, config: Path | None, debug: bool) -> GlobalOptions:
+    """The global options given before `fleet` (-c, -n, --debug, --verbose), with those given after it."""
+    before = ctx.find_root().obj if isinstance(ctx.find_root().obj, GlobalOptions) else GlobalOptions()
+    return GlobalOptions(
+        config=config or before.config,
+        url=None,
+        debug=debug or before.debug,
+        name=before.name,
+        verbose=before.verbose,
+    )
+
+
+def _refuse_url(ctx: typer.Context) -> None:
+    root = ctx.find_root().obj
+    if isinstance(root, GlobalOptions) and root.url is not None:
+        raise BadArgument("fleet takes its databases from the targets file (--targets), not from --url.")
 
 
 def _shard(given: str | None) -> Shard | None:
@@ -86,13 +112,25 @@ def _shard(given: str | None) -> Shard | None:
     return Shard.parse(given)
 
 
-def _request(shard: str | None, canary: list[str] | None, no_rehearsal: bool) -> FleetPlanRequest:
+def _request(
+    shard: Shard | None,
+    canary: list[str] | None,
+    labels: list[str] | None,
+    *,
+    no_rehearsal: bool,
+    skipped: str | None = None,
+) -> FleetPlanRequest:
     from hindsight_migrate.fleet.plan import FleetPlanRequest
 
     names = tuple(canary or ())
     largest = names == ("largest",)
     return FleetPlanRequest(
-        shard=_shard(shard), canary=() if largest else names, canary_largest=largest, no_rehearsal=no_rehearsal
+        shard=shard,
+        canary=() if largest else names,
+        canary_largest=largest,
+        no_rehearsal=no_rehearsal,
+        rehearsal_skipped=skipped or ("--no-rehearsal" if no_rehearsal else None),
+        labels=tuple(labels or ()),
     )
 
 
@@ -101,13 +139,27 @@ def _open(options: GlobalOptions, targets: Path) -> tuple[Settings, Fleet]:
     from hindsight_migrate.fleet.targets import load_fleet
 
     settings = resolve_settings(
-        config_path=options.config, url=None, ini_section=options.name or "alembic", allow_multidb=True
+        config_path=options.config,
+        url=None,
+        ini_section=options.name or "alembic",
+        verbose=options.verbose or options.debug,
+        allow_multidb=True,
     )
     if settings.multidb and not targets.exists():
         from hindsight_migrate.fleet.targets import multidb_fleet
 
         return settings, multidb_fleet(settings)  # `alembic init -t multidb`: the databases its ini lists
     return settings, load_fleet(targets)
+
+
+def _empty_shard(fleet: Fleet, shard: Shard | None, labels: list[str] | None) -> bool:
+    """A shard that holds no target has nothing to do (more shards than targets): said, and exit 0."""
+    from hindsight_migrate import render
+
+    if shard is None or fleet.sharded(shard, tuple(labels or ())):
+        return False
+    render.err().print(f"Shard {shard} holds none of the {len(fleet.targets)} targets: nothing to do.")
+    return True
 
 
 def _show_plan(plan: FleetPlan, output: OutputFormat) -> None:
@@ -140,12 +192,15 @@ def _command(name: str) -> Callable[[CommandFunction], CommandFunction]:
 
 @_command("plan")
 def plan_command(
+    ctx: typer.Context,
     targets: TargetsOption = Path("fleet.toml"),
     shard: ShardOption = None,
+    label: LabelOption = None,
     canary: CanaryOption = None,
     no_rehearsal: NoRehearsalOption = False,
     plan_out: Annotated[
-        Path | None, typer.Option("--plan-out", metavar="FILE", help="Save the plan for fleet up --plan FILE.")
+        Path | None,
+        typer.Option("--plan-out", metavar="FILE", help="Save the plan for fleet up --plan FILE ('-': stdout)."),
     ] = None,
     output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
@@ -155,40 +210,53 @@ def plan_command(
 
     Where each target stands, what would block (unreachable, diverged, tampered), the revisions and their SQL
     once, the targets with the most data where the revisions touch, and the plan rehearsed on the canary.
-    Exit 0 when every target can be migrated (or is up to date), 6 when some are blocked.
+    Exit 0 when the plan can be applied; 6 when some target is blocked, lint found errors or the rehearsal
+    on the canary failed.
 
     Example:
 
     \b
         hindsight-migrate fleet plan --targets fleet.toml --plan-out fleet-plan.json
     """
-    options = _options(config, debug)
+    options = _options(ctx, config, debug)
 
     def body(run: CommandRun) -> None:
         from hindsight_migrate import render
         from hindsight_migrate.fleet.plan import make_fleet_plan, plan_document
+        from hindsight_migrate.review.plan_file import save_document
 
+        if plan_out == Path("-") and output is not OutputFormat.text:
+            raise BadArgument(f"--plan-out - and --format {output.value} would both write to stdout.")
+        _refuse_url(ctx)
         settings, fleet = _open(options, targets)
-        with render.stdout_for_data(output is not OutputFormat.text):
-            plan = make_fleet_plan(settings, fleet, _request(shard, canary, no_rehearsal))
+        the_shard = _shard(shard)
+        if _empty_shard(fleet, the_shard, label):
+            raise typer.Exit(int(ExitCode.OK))
+        with render.stdout_for_data(output is not OutputFormat.text or plan_out == Path("-")):
+            plan = make_fleet_plan(settings, fleet, _request(the_shard, canary, label, no_rehearsal=no_rehearsal))
             _show_plan(plan, output)
-            if plan_out is not None:
-                plan_out.write_text(plan_document(plan), encoding="utf-8")
+            if plan_out == Path("-"):
+                sys.stdout.write(plan_document(plan))  # the document, alone on stdout
+                sys.stdout.flush()
+            elif plan_out is not None:
+                save_document(plan_document(plan), plan_out)
                 render.err().print(f"Plan saved to {render.safe_markup(plan_out)}.")
-        raise typer.Exit(int(ExitCode.REFUSED if plan.blocked else ExitCode.OK))
+        raise typer.Exit(int(ExitCode.REFUSED if plan.blocked or plan.problems else ExitCode.OK))
 
     guarded(options, body)
 
 
 @_command("up")
 def up_command(
+    ctx: typer.Context,
     targets: TargetsOption = Path("fleet.toml"),
     shard: ShardOption = None,
+    label: LabelOption = None,
     canary: CanaryOption = None,
     no_rehearsal: NoRehearsalOption = False,
     plan_in: Annotated[
         Path | None,
-        typer.Option("--plan", metavar="FILE", help="Apply this saved plan; targets that moved since are skipped."),
+        typer.Option("--plan", metavar="FILE", help="Apply this saved plan; targets that moved off it are skipped."),
     ] = None,
     parallel: Annotated[int, typer.Option("--parallel", "-p", min=1, max=64, help="Targets migrated at once.")] = 4,
     max_failures: Annotated[
@@ -219,42 +287,52 @@ def up_command(
 
     Each target gets the single-database apply (its migration lock, one transaction per revision, lock waits
     that grow, its audit row). Targets already at the heads are skipped; a rerun continues where a run stopped.
-    Exit 0 when every target is at the heads, 9 when some failed or were skipped.
+    Ctrl-C or SIGTERM starts no new target and lets the running ones finish. Exit 0 when every target is at the
+    heads, 9 when some failed or were skipped, 130 when interrupted.
 
     Example:
 
     \b
         hindsight-migrate fleet up --targets fleet.toml --parallel 8 --max-failures 2%
     """
-    options = _options(config, debug)
+    options = _options(ctx, config, debug)
 
     def body(run: CommandRun) -> None:
         from hindsight_migrate import render
+        from hindsight_migrate.errors import Refused
         from hindsight_migrate.fleet.model import ErrorBudget, TargetState
         from hindsight_migrate.fleet.plan import load_fleet_plan, make_fleet_plan, refuse_unless_same_revisions
         from hindsight_migrate.fleet.rollout import RolloutRequest, roll_out
         from hindsight_migrate.render import fleet_view
-        from hindsight_migrate.review.plan import refuse_unless_applicable
 
         budget = ErrorBudget.parse(max_failures, continue_on_error=continue_on_error)
         saved = load_fleet_plan(plan_in) if plan_in is not None else None
+        if saved is not None and (saved.rehearsal_failed or (saved.problems and not allow_lint)):
+            raise Refused(
+                f"The saved plan {plan_in} was refused when it was reviewed ({'; '.join(saved.problems)}): "
+                "nothing was applied. Fix the revisions and review the fleet's plan again"
+                + ("." if saved.rehearsal_failed else ", or add --allow-lint after reading the lint errors.")
+            )
+        _refuse_url(ctx)
         refuse_early_without_terminal(asks=not yes)
         settings, fleet = _open(options, targets)
+        the_shard = _shard(shard)
+        if _empty_shard(fleet, the_shard, label):
+            raise typer.Exit(int(ExitCode.OK))
         with render.stdout_for_data(output is not OutputFormat.text):
-            request = _request(shard, canary, no_rehearsal or saved is not None)
+            skipped = "applying a saved plan, rehearsed when it was reviewed" if saved is not None else None
+            request = _request(
+                the_shard, canary, label, no_rehearsal=no_rehearsal or saved is not None, skipped=skipped
+            )
             plan = make_fleet_plan(settings, fleet, request)
             if saved is not None and plan_in is not None:
                 refuse_unless_same_revisions(saved, plan, plan_in)
             if output is OutputFormat.text:
                 _show_plan(plan, output)
-            if plan.canary_plan is not None:
-                refuse_unless_applicable(plan.canary_plan, allow_lint=allow_lint)
-            elif plan.lint.errors and not allow_lint:
-                from hindsight_migrate.errors import Refused
-
+            if plan.rehearsal_failed or (plan.problems and not allow_lint):
                 raise Refused(
-                    f"Lint found {len(plan.lint.errors)} error(s) in the plan: nothing was applied. Fix the revisions, "
-                    "or add --allow-lint after reading them."
+                    f"The plan is refused ({'; '.join(plan.problems)}): nothing was applied."
+                    + ("" if plan.rehearsal_failed else " Add --allow-lint after reading the lint errors.")
                 )
             if plan.pending:
                 if not yes:
@@ -271,7 +349,7 @@ def up_command(
                         retry_failed=retry_failed,
                         lock_wait=lock_wait,
                         lock_retries=None,
-                        config_path=settings.config_path if settings.config_path.exists() else None,
+                        config_path=settings.config_path,
                         ini_section=settings.ini_section,
                         cwd=Path.cwd(),
                         saved=saved,
@@ -285,8 +363,10 @@ def up_command(
                 output,
                 lambda: fleet_view.rollout_done(summary),
                 lambda: fleet_view.rollout_document(summary),
-                lambda: fleet_view.fleet_plan_markdown(plan),
+                lambda: fleet_view.rollout_markdown(summary),
             )
+        if summary.interrupted:
+            raise typer.Exit(int(ExitCode.INTERRUPTED))
         incomplete = summary.count(TargetState.FAILED) or summary.count(TargetState.SKIPPED)
         raise typer.Exit(int(ExitCode.FAILED if incomplete else ExitCode.OK))
 
@@ -295,8 +375,10 @@ def up_command(
 
 @_command("status")
 def status_command(
+    ctx: typer.Context,
     targets: TargetsOption = Path("fleet.toml"),
     shard: ShardOption = None,
+    label: LabelOption = None,
     output: FormatOption = OutputFormat.text,
     config: ConfigOption = None,
     debug: DebugOption = False,
@@ -304,14 +386,15 @@ def status_command(
     """Read-only: every target's state — pending, running, applied, failed or skipped — read from its database.
 
     The database's own version table is the truth; the fleet ledger adds the last error. Exit 0 when every
-    target is applied, 9 when some failed, 10 when some are pending or running, 6 when some are blocked.
+    target is applied, 9 when some failed or were skipped (a blocked target — unreachable, diverged,
+    tampered — is failed), 10 when some are pending or running.
 
     Example:
 
     \b
         hindsight-migrate fleet status --targets fleet.toml --format json
     """
-    options = _options(config, debug)
+    options = _options(ctx, config, debug)
 
     def body(run: CommandRun) -> None:
         from hindsight_migrate import render
@@ -320,9 +403,13 @@ def status_command(
         from hindsight_migrate.fleet.rollout import fleet_status
         from hindsight_migrate.render import fleet_view
 
+        _refuse_url(ctx)
         settings, fleet = _open(options, targets)
+        the_shard = _shard(shard)
+        if _empty_shard(fleet, the_shard, label):
+            raise typer.Exit(int(ExitCode.OK))
         with render.stdout_for_data(output is not OutputFormat.text):
-            plan = make_fleet_plan(settings, fleet, _request(shard, None, True))
+            plan = make_fleet_plan(settings, fleet, _request(the_shard, None, label, no_rehearsal=True))
             status = fleet_status(plan, fleet)
             show(
                 output,

@@ -68,10 +68,13 @@ class Shard:
             raise BadArgument(f"--shard {text}: K must be from 0 to N-1 and N at least 1.")
         return cls(index, count)
 
-    def holds(self, target: Target) -> bool:
-        """Stable whatever the order or number of other targets: a hash of the name alone decides."""
-        digest = hashlib.sha256(target.name.encode()).digest()
-        return int.from_bytes(digest[:8], "big") % self.count == self.index
+    def share(self, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+        """This shard's targets, in their file's order: the targets ranked by a hash of their name, dealt out
+        in turn. Every shard that reads the same targets deals the same way, so each target falls to exactly one
+        shard, and the shares differ by one target at most (a hash alone leaves some shards empty)."""
+        ranked = sorted(targets, key=lambda target: hashlib.sha256(target.name.encode()).digest())
+        mine = {target.name for rank, target in enumerate(ranked) if rank % self.count == self.index}
+        return tuple(target for target in targets if target.name in mine)
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
@@ -153,6 +156,7 @@ class TargetReading:
     ledger: LedgerEntry | None = None
     locked: bool = False  # a run holds its migration lock now
     empty: bool = False  # no version table and nothing in it: bootstrapped first, when the project says how
+    applied: frozenset[str] = frozenset()  # every revision applied at ``current`` (its ancestors included)
 
     @property
     def touched_bytes(self) -> int:
@@ -211,6 +215,7 @@ class RolloutSummary:
     seconds: float
     shard: Shard | None = None
     notes: tuple[str, ...] = field(default=())
+    interrupted: bool = False  # Ctrl-C or SIGTERM: no new target started; the running ones finished
 
     def count(self, state: TargetState) -> int:
         return sum(1 for outcome in self.outcomes if outcome.state is state)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +45,8 @@ class FleetPlanRequest:
     canary_largest: bool = False
     no_rehearsal: bool = False
     rehearse_on: str = "scratch"
+    rehearsal_skipped: str | None = None  # with no_rehearsal: why, in words ("--no-rehearsal", "a saved plan")
+    labels: tuple[str, ...] = ()  # --label: only the targets with one of these labels (or in such a group)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,22 @@ class FleetPlan:
     version_table: VersionTable
     shard: Shard | None = None
     source: str = ""  # the targets file
+    rehearsal_skipped: str | None = None  # why there is no rehearsal, in words, when none was asked for
+
+    @property
+    def rehearsal_failed(self) -> bool:
+        rehearsal = self.canary_plan.rehearsal if self.canary_plan is not None else None
+        return rehearsal is not None and not rehearsal.ok
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """What the review refuses to apply: lint errors, and a rehearsal on the canary that failed."""
+        found = []
+        if self.lint.errors:
+            found.append(f"lint found {len(self.lint.errors)} error(s) in the revisions")
+        if self.rehearsal_failed:
+            found.append(f"the rehearsal on the canary {self.canaries[0]} failed")
+        return tuple(found)
 
     @property
     def reviewed(self) -> dict[str, PlannedRevision]:
@@ -97,8 +114,10 @@ def make_fleet_plan(
     settings: Settings, fleet: Fleet, request: FleetPlanRequest, *, readers: int = READERS
 ) -> FleetPlan:
     """Read-only on every target (the rehearsal copies the canary to a scratch database, as ``up`` does)."""
-    targets = fleet.sharded(request.shard)
+    targets = fleet.sharded(request.shard, request.labels)
     if not targets:
+        if request.labels:
+            raise ConfigError(f"No target of {fleet.source} has the label or group {', '.join(request.labels)}.")
         raise ConfigError(f"Shard {request.shard} of {fleet.source} holds no target ({len(fleet.targets)} in all).")
     project = AlembicProject(settings)
     heads = project.graph.heads()
@@ -125,7 +144,7 @@ def make_fleet_plan(
         else LintResult((), ran=True)
     )
     plan = FleetPlan(
-        rollout=rollout_id(heads, revisions),
+        rollout=rollout_id(project, heads),
         heads=heads,
         revisions=revisions,
         lint=lint,
@@ -138,7 +157,7 @@ def make_fleet_plan(
         source=str(fleet.source),
     )
     canaries = choose_canaries(plan, fleet, request)
-    plan = replace(plan, canaries=canaries)
+    plan = replace(plan, canaries=canaries, rehearsal_skipped=request.rehearsal_skipped)
     if canaries and not request.no_rehearsal:
         canary = next(r.target for r in plan.readings if r.target.name == canaries[0])
         try:
@@ -148,10 +167,13 @@ def make_fleet_plan(
     return plan
 
 
-def rollout_id(heads: tuple[str, ...], revisions: Iterable[PlannedRevision]) -> str:
+def rollout_id(project: AlembicProject, heads: tuple[str, ...]) -> str:
+    """The plan's id: the heads and every revision file of the chain. The same for every shard and every rerun
+    while the code is the same, wherever each target stands; another id as soon as any revision file changes."""
     digest = hashlib.sha256(("heads:" + ",".join(sorted(heads)) + "\n").encode())
-    for item in revisions:
-        digest.update(f"{item.info.revision}:{item.file_sha256}\n".encode())
+    for info in sorted(project.graph.revisions(), key=lambda info: info.revision):
+        source = (project.settings.project_dir / info.path).read_bytes()
+        digest.update(f"{info.revision}:{hashlib.sha256(source).hexdigest()}\n".encode())
     return digest.hexdigest()[:12]
 
 
@@ -374,6 +396,8 @@ def plan_document(plan: FleetPlan) -> str:
                 "heads": list(plan.heads),
                 "revisions": [{"revision": i.info.revision, "file_sha256": i.file_sha256} for i in plan.revisions],
                 "targets": [{"name": r.target.name, "current": list(r.current)} for r in plan.readings],
+                "problems": list(plan.problems),
+                "rehearsal_failed": plan.rehearsal_failed,
             },
             indent=2,
         )
@@ -385,6 +409,8 @@ def plan_document(plan: FleetPlan) -> str:
 class SavedFleetPlan:
     rollout: str
     current: dict[str, tuple[str, ...]]  # target -> where it stood when reviewed
+    problems: tuple[str, ...] = ()  # what the review found that refuses it (lint errors, a failed rehearsal)
+    rehearsal_failed: bool = False  # no option overrides this one
 
 
 def load_fleet_plan(path: Path) -> SavedFleetPlan:
@@ -402,6 +428,8 @@ def load_fleet_plan(path: Path) -> SavedFleetPlan:
         return SavedFleetPlan(
             rollout=str(data["rollout"]),
             current={str(t["name"]): tuple(str(r) for r in t["current"]) for t in data["targets"]},
+            problems=tuple(str(p) for p in data.get("problems", ())),
+            rehearsal_failed=bool(data.get("rehearsal_failed", False)),
         )
     except (KeyError, TypeError) as err:
         raise ConfigError(f"{path} is not a complete saved fleet plan: {err!r} is missing.") from err
@@ -416,14 +444,14 @@ def refuse_unless_same_revisions(saved: SavedFleetPlan, plan: FleetPlan, path: P
 
 
 def changed_since(saved: SavedFleetPlan, reading: TargetReading) -> str | None:
-    """Why a target may not be applied under a saved plan: it was not in it, or it moved since."""
+    """Why a target may not be applied under a saved plan: it was not in it, or it moved off the reviewed path.
+
+    A target that moved along the path the review showed (a run of this plan applied some or all of its
+    revisions, and was stopped or failed) is still under the review: a rerun finishes it."""
     before = saved.current.get(reading.target.name)
     if before is None:
         return "not in the reviewed plan"
-    if before != reading.current:
+    if before != reading.current and not set(before) <= reading.applied:
         was, now = ", ".join(before) or "base", ", ".join(reading.current) or "base"
         return f"moved since the review: it was at {was}, it is at {now}"
     return None
-
-
-ReadingFilter = Callable[[TargetReading], bool]

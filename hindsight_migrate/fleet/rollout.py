@@ -39,6 +39,14 @@ CANARY = "canary"
 WAVE = "wave"
 
 
+class RolloutInterrupted(Exception):
+    """The rollout was interrupted; the targets that were running finished, with these outcomes."""
+
+    def __init__(self, outcomes: list[TargetOutcome]) -> None:
+        super().__init__("interrupted")
+        self.outcomes = outcomes
+
+
 class RolloutProgress(Protocol):
     """The rollout's watcher (render implements it: a live view on a terminal, a line per target when piped)."""
 
@@ -78,7 +86,8 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
             outcomes.append(early)
         else:
             runnable.append(reading)
-    allowed = request.budget.allowed(len(plan.readings))
+    # With a control database the budget is the whole fleet's, shared by its shards: so is its P%.
+    allowed = request.budget.allowed(len(fleet.targets) if fleet.control_url and plan.shard else len(plan.readings))
     failed_before = sum(1 for o in outcomes if o.state is TargetState.FAILED)
     progress.begin(len(plan.readings), len(outcomes))
     for outcome in outcomes:
@@ -87,7 +96,7 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
     budget = _Budget(fleet, plan, allowed, failed_before)
     canaries = [r for r in runnable if r.target.name in plan.canaries]
     rest = [r for r in runnable if r.target.name not in plan.canaries]
-    stopped = False
+    stopped = interrupted = False
     if runnable:
         setup = WorkerSetup(
             config_path=request.config_path,
@@ -99,6 +108,8 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
             lock_wait=request.lock_wait,
             lock_retries=request.lock_retries,
             x_argument=fleet.x_argument,
+            version_table=plan.version_table.name,
+            version_schema=plan.version_table.schema,
             secrets=tuple({t.url for t in fleet.targets} | ({fleet.control_url} if fleet.control_url else set())),
         )
         workers = max(1, min(request.parallel, len(_jobs(runnable, WAVE))))
@@ -111,15 +122,19 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
                 if budget.spent():
                     stopped = True
                     break
-                stopped = _run_stage(
-                    pool,
-                    _jobs(readings, stage),
-                    width,
-                    budget,
-                    progress,
-                    outcomes,
-                    lambda o: _control(fleet, plan, o, shard_text),
-                )
+                try:
+                    stopped = _run_stage(
+                        pool,
+                        _jobs(readings, stage),
+                        width,
+                        budget,
+                        progress,
+                        outcomes,
+                        lambda o: _control(fleet, plan, o, shard_text),
+                    )
+                except RolloutInterrupted:
+                    stopped = interrupted = True
+                    break
                 if stopped:
                     break
                 if stage == CANARY and budget.failures_now > failed_before and allowed is not None:
@@ -134,7 +149,9 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
                     reading.target.name,
                     TargetState.SKIPPED,
                     reading.current,
-                    error="not started: the error budget was spent",
+                    error="not started: the run was interrupted"
+                    if interrupted
+                    else "not started: the error budget was spent",
                     stage=WAVE,
                 )
                 outcomes.append(skipped)
@@ -145,7 +162,8 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
         outcomes=tuple(outcomes),
         budget=request.budget,
         allowed_failures=allowed,
-        stopped_by_budget=stopped,
+        stopped_by_budget=stopped and not interrupted,
+        interrupted=interrupted,
         seconds=time.monotonic() - started,
         shard=plan.shard,
         notes=_budget_notes(fleet, plan),
@@ -160,12 +178,12 @@ def _decided_before_start(plan: FleetPlan, reading: TargetReading, request: Roll
         return TargetOutcome(
             name, TargetState.FAILED, reading.current, error=f"{reading.blocker.value}: {reading.problem}"
         )
+    if not reading.pending and not reading.empty:
+        return TargetOutcome(name, TargetState.APPLIED, reading.current)
     if request.saved is not None:
         why = changed_since(request.saved, reading)
         if why is not None:
             return TargetOutcome(name, TargetState.SKIPPED, reading.current, error=why)
-    if not reading.pending and not reading.empty:
-        return TargetOutcome(name, TargetState.APPLIED, reading.current)
     ledger = reading.ledger
     if (
         ledger is not None
@@ -224,6 +242,7 @@ def _run_stage(
     queue = list(reversed(jobs))
     running: dict[Future[tuple[TargetOutcome, ...]], Job] = {}
     stopped = False
+    interrupted = False
     while queue or running:
         while queue and len(running) < width and not stopped:
             if budget.spent():
@@ -236,7 +255,17 @@ def _run_stage(
             running[pool.submit(run_job, job)] = job
         if not running:
             break
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        try:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM (a cancelled deploy): no new target starts; the running ones finish (a
+            # migration is never killed mid-DDL here) and are reported. A second one stops waiting.
+            if interrupted:
+                raise
+            interrupted = stopped = True
+            queue.clear()
+            progress.stopping(f"interrupted: no new target starts; waiting for the {len(running)} running to finish")
+            continue
         for future in done:
             job = running.pop(future)
             try:
@@ -258,6 +287,8 @@ def _run_stage(
                     budget.failed()
                 record(outcome)
                 progress.finished(outcome)
+    if interrupted:
+        raise RolloutInterrupted(outcomes)
     return stopped
 
 
@@ -318,8 +349,8 @@ def _status_row(reading: TargetReading, control: fleet_sql.ControlRow | None) ->
         return replace(base, state=TargetState.RUNNING)
     if not reading.pending and not reading.empty:
         return replace(base, state=TargetState.APPLIED)
-    if ledger is not None and ledger.state is TargetState.FAILED:
-        return replace(base, state=TargetState.FAILED, error=ledger.error)
+    if ledger is not None and ledger.state in (TargetState.FAILED, TargetState.SKIPPED):
+        return replace(base, state=ledger.state, error=ledger.error)
     if ledger is not None and ledger.state is TargetState.RUNNING:
         # No one holds its lock: the run that wrote "running" is gone. Whatever it committed is in the version
         # table, read above; the rest is pending.

@@ -34,8 +34,12 @@ class Fleet:
     control_url: str | None = None  # the control database: the fleet ledger and the shared error budget
     x_argument: str = "tenant"  # schema-per-tenant: env.py reads the schema as -x tenant=SCHEMA
 
-    def sharded(self, shard: Shard | None) -> tuple[Target, ...]:
-        return self.targets if shard is None else tuple(t for t in self.targets if shard.holds(t))
+    def sharded(self, shard: Shard | None, labels: tuple[str, ...] = ()) -> tuple[Target, ...]:
+        """The targets of ``shard`` (all: None), those with one of ``labels`` (or in a group of that name) only."""
+        targets = self.targets
+        if labels:
+            targets = tuple(t for t in targets if t.group in labels or set(t.labels) & set(labels))
+        return targets if shard is None else shard.share(targets)
 
     def named(self, names: tuple[str, ...]) -> tuple[Target, ...]:
         known = {t.name: t for t in self.targets}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -44,7 +45,9 @@ class WorkerSetup:
     lock_wait: float
     lock_retries: int | None
     x_argument: str
-    secrets: tuple[str, ...]  # the targets' URLs: masked in whatever this process says
+    secrets: tuple[str, ...]
+    version_table: str = "alembic_version"  # where a failed target stands is read from it
+    version_schema: str | None = None  # the targets' URLs: masked in whatever this process says
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ _project: AlembicProject | None = None  # the worker's project, its graph loaded
 def start_worker(setup: WorkerSetup) -> None:
     """A worker process's initializer: the settings read once (the project is built per target)."""
     global _setup, _settings
+    # Ctrl-C reaches the whole process group: the rollout (the parent) decides, and lets the targets running here
+    # finish, as it does on SIGTERM. A migration is never cut mid-revision by a key press.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _setup = setup
     for url in setup.secrets:
         remember_secret_of(url)
@@ -107,6 +113,18 @@ def migrate_target(target: Target, stage: str, setup: WorkerSetup, settings: Set
             error=mask_secrets(f"internal error ({type(err).__name__}): {err}"),
             stage=stage,
         )
+    if outcome.state is not TargetState.APPLIED:
+        # Where it stands: a failure after some revisions committed leaves it between its start and the heads.
+        with contextlib.suppress(HindsightMigrateError):
+            outcome = replace(
+                outcome,
+                current=fleet_sql.current_revisions(
+                    target.url,
+                    shown=target.masked_url,
+                    version_table=setup.version_table,
+                    version_schema=target.schema or setup.version_schema,
+                ),
+            )
     # Unreachable now: the database's own state is the truth, and the rollout reports the outcome.
     with contextlib.suppress(HindsightMigrateError):
         fleet_sql.write_ledger(

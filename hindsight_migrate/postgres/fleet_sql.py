@@ -79,6 +79,9 @@ def connected(url: str, *, read_only: bool, shown: str) -> Iterator[psycopg.Conn
     try:
         if read_only:
             connection.execute("SET default_transaction_read_only = on")
+            # A read that queues behind a migration's lock would hold up the whole preflight (and the traffic
+            # queued behind it): a table locked that long is read as not readable now.
+            connection.execute("SET lock_timeout = '2s'")
         yield connection
     except psycopg.OperationalError as err:
         raise ConnectionFailed(
@@ -396,3 +399,19 @@ def table_sizes(url: str, *, shown: str, tables: tuple[str, ...]) -> dict[str, i
             (list(tables),),
         ).fetchall()
     return {str(table): int(size or 0) for table, size in rows}
+
+
+def current_revisions(url: str, *, shown: str, version_table: str, version_schema: str | None) -> tuple[str, ...]:
+    """Read-only: the version table's revisions (none: no version table)."""
+    with connected(url, read_only=True, shown=shown) as connection:
+        name = f'"{version_schema}"."{version_table}"' if version_schema else f'"{version_table}"'
+        exists = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        if not (exists and exists[0]):
+            return ()
+        table = (
+            sql.SQL("{}.{}").format(sql.Identifier(version_schema), sql.Identifier(version_table))
+            if version_schema
+            else sql.Identifier(version_table)
+        )
+        rows = connection.execute(sql.SQL("SELECT version_num FROM {} ORDER BY 1").format(table)).fetchall()
+    return tuple(str(row[0]) for row in rows)

@@ -115,7 +115,8 @@ def fleet_plan(plan: FleetPlan) -> None:
     elif plan.rehearsal_problem:
         console.print(f"[yellow]Not rehearsed:[/] {safe_markup(plan.rehearsal_problem)}")
     elif plan.revisions:
-        console.print("[yellow]Not rehearsed[/] (--no-rehearsal): lock times and data loss are not measured.")
+        why = plan.rehearsal_skipped or "no target has work to do"
+        console.print(f"[yellow]Not rehearsed[/] ({safe_markup(why)}): lock times and data loss are not measured.")
     if plan.canary_plan is None and plan.revisions:
         # Without the canary's plan (which shows it), the SQL is shown here: what the reviewer approves.
         if len(plan.revisions) <= SQL_INLINE_REVISIONS:
@@ -128,6 +129,8 @@ def fleet_plan(plan: FleetPlan) -> None:
             console.print(f"The SQL of the {len(plan.revisions)} revisions is in --format json (revisions[].sql).")
     if not plan.revisions and not blocked:
         console.print("[green]Nothing to do:[/] every target is at the heads.")
+    for problem in plan.problems:
+        console.print(f"[bold red]Refused:[/] {safe_markup(problem)}; fleet up will not apply this plan.")
 
 
 def rollout_stakes(plan: FleetPlan, budget: ErrorBudget, parallel: int) -> None:
@@ -176,6 +179,7 @@ def fleet_plan_document(plan: FleetPlan) -> dict[str, Any]:
 
 
 def fleet_plan_markdown(plan: FleetPlan) -> str:
+    """The plan as a pull-request comment or a CI job summary: what blocks, who is riskiest, the revisions and SQL."""
     lines = [
         f"### Fleet plan `{plan.rollout}`",
         "",
@@ -183,19 +187,41 @@ def fleet_plan_markdown(plan: FleetPlan) -> str:
         f"{len(plan.blocked)} blocked; heads `{_at(plan.heads)}`.",
         "",
     ]
+    lines += [f"**Refused:** {_md(problem)}." for problem in plan.problems]
     if plan.blocked:
-        lines += ["| blocked target | why | problem |", "|---|---|---|"]
+        lines += ["", "| blocked target | why | problem |", "|---|---|---|"]
         lines += [
             f"| {_md(r.target.name)} | {r.blocker.value if r.blocker else ''} | {_md(r.problem or '')} |"
             for r in plan.blocked
         ]
-        lines.append("")
-    if plan.revisions:
-        lines += ["| revision | message |", "|---|---|"]
-        lines += [f"| `{_md(i.info.revision)}` | {_md(i.info.message)} |" for i in plan.revisions]
-        lines.append("")
+    riskiest = plan.riskiest()
+    if riskiest:
+        lines += ["", "| riskiest target | data touched |", "|---|---|"]
+        lines += [f"| {_md(r.target.name)} | {human_bytes(r.touched_bytes)} |" for r in riskiest]
     if plan.canaries:
-        lines.append(f"Canary: {_md(', '.join(plan.canaries))}.")
+        lines += ["", f"Canary: {_md(', '.join(plan.canaries))}."]
+    if plan.canary_plan is not None and plan.canary_plan.rehearsal is not None:
+        verdict = "succeeded" if plan.canary_plan.rehearsal.ok else "**failed**"
+        lines += ["", f"Rehearsed on the canary {_md(plan.canaries[0])}: {verdict}."]
+    elif plan.revisions:
+        lines += ["", f"Not rehearsed ({_md(plan.rehearsal_skipped or plan.rehearsal_problem or 'nothing to run')})."]
+    if plan.lint.errors:
+        lines += ["", "| lint error | revision | message |", "|---|---|---|"]
+        lines += [f"| {_md(f.rule)} | `{_md(f.revision)}` | {_md(f.message)} |" for f in plan.lint.errors]
+    if plan.revisions:
+        lines += ["", "| revision | message |", "|---|---|"]
+        lines += [f"| `{_md(i.info.revision)}` | {_md(i.info.message)} |" for i in plan.revisions]
+        for item in plan.revisions[:SQL_INLINE_REVISIONS]:
+            fence = "````" if "```" in (item.sql or "") else "```"
+            lines += [
+                "",
+                "<details><summary>SQL of <code>" + _md(item.info.revision) + "</code></summary>",
+                "",
+                fence + "sql",
+                visible(item.sql or f"-- cannot render offline: {item.sql_problem or ''}", multiline=True).strip(),
+                fence,
+                "</details>",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -298,6 +324,11 @@ def rollout_done(summary: RolloutSummary) -> None:
         f"Error budget: {summary.budget.words(len(summary.outcomes))}"
         + ("; spent, so no new target started." if summary.stopped_by_budget else ".")
     )
+    if summary.interrupted:
+        console.print(
+            "[bold red]Interrupted:[/] no new target was started; the targets that were running finished, and are "
+            "listed as they ended. Run fleet up again to continue."
+        )
     if failed:
         grid(
             console,
@@ -322,6 +353,7 @@ def rollout_document(summary: RolloutSummary) -> dict[str, Any]:
         "seconds": round(summary.seconds, 3),
         "allowed_failures": summary.allowed_failures,
         "stopped_by_budget": summary.stopped_by_budget,
+        "interrupted": summary.interrupted,
         "notes": list(summary.notes),
         "targets": [
             {
@@ -336,6 +368,29 @@ def rollout_document(summary: RolloutSummary) -> dict[str, Any]:
             for o in summary.outcomes
         ],
     }
+
+
+def rollout_markdown(summary: RolloutSummary) -> str:
+    lines = [
+        f"### Fleet rollout `{summary.rollout}`",
+        "",
+        f"{summary.count(TargetState.APPLIED)} of {len(summary.outcomes)} targets at the heads "
+        f"`{_at(summary.heads)}`, {summary.count(TargetState.FAILED)} failed, "
+        f"{summary.count(TargetState.SKIPPED)} skipped, in {summary.seconds:.1f} s"
+        + (" (stopped: the error budget was spent)." if summary.stopped_by_budget else "."),
+        "",
+        "| target | state | at | revisions applied | error |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {_md(o.name)} | {o.state.value} | `{_md(_at(o.current))}` | {len(o.applied)} | {_md(o.error or '')} |"
+        for o in summary.outcomes
+        if o.applied or o.state is not TargetState.APPLIED
+    ]
+    untouched = sum(1 for o in summary.outcomes if o.state is TargetState.APPLIED and not o.applied)
+    if untouched:
+        lines += ["", f"{untouched} target(s) were at the heads already."]
+    return "\n".join(lines) + "\n"
 
 
 # -- status -------------------------------------------------------------------------------------------

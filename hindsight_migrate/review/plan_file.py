@@ -77,7 +77,11 @@ def save_plan(plan: MigrationPlan, identity: PlannedDatabase, path: Path) -> Non
     link at ``path`` is replaced by the file, never followed; a pipe or a device
     (``/dev/stdout``, ``>(…)``) is written as a stream (``--plan-out -`` never gets here).
     """
-    document = plan_document(plan, identity)
+    save_document(plan_document(plan, identity), path)
+
+
+def save_document(document: str, path: Path) -> None:
+    """Writes ``path`` as :func:`save_plan` does (atomically, a new file 0600, a stream written in place)."""
     try:
         if private_files.write_stream_in_place(path, document):
             return
