@@ -65,6 +65,7 @@ class FleetPlan:
     shard: Shard | None = None
     source: str = ""  # the targets file
     rehearsal_skipped: str | None = None  # why there is no rehearsal, in words, when none was asked for
+    canaries_elsewhere: tuple[str, ...] = ()  # the fleet's canaries that other shards run: waited for
 
     @property
     def rehearsal_failed(self) -> bool:
@@ -157,7 +158,12 @@ def make_fleet_plan(
         source=str(fleet.source),
     )
     canaries = choose_canaries(plan, fleet, request)
-    plan = replace(plan, canaries=canaries, rehearsal_skipped=request.rehearsal_skipped)
+    plan = replace(
+        plan,
+        canaries=canaries,
+        canaries_elsewhere=elsewhere_canaries(fleet, request),
+        rehearsal_skipped=request.rehearsal_skipped,
+    )
     if canaries and not request.no_rehearsal:
         canary = next(r.target for r in plan.readings if r.target.name == canaries[0])
         try:
@@ -181,6 +187,13 @@ def choose_canaries(plan: FleetPlan, fleet: Fleet, request: FleetPlanRequest) ->
     """The targets the rollout migrates first, alone: named, or the group "canary", or the one with the most
     data in the tables the plan touches (ties: the first in the file). Only targets with work to do."""
     pending = {r.target.name: r for r in plan.pending}
+    if request.shard is not None and not request.canary_largest:
+        # Shards share the fleet's canaries (named, or the group "canary" of the whole file): the shard that holds
+        # one runs it; the others wait for it (see elsewhere_canaries).
+        named = request.canary or tuple(t.name for t in fleet.targets if t.group == "canary")
+        fleet.named(named)
+        if named:
+            return tuple(name for name in named if name in pending)
     if request.canary:
         fleet.named(request.canary)  # an unknown name is refused, not ignored
         return tuple(name for name in request.canary if name in pending)
@@ -192,6 +205,15 @@ def choose_canaries(plan: FleetPlan, fleet: Fleet, request: FleetPlanRequest) ->
         return ()
     largest = max(pending.values(), key=lambda r: r.touched_bytes)
     return (largest.target.name,)
+
+
+def elsewhere_canaries(fleet: Fleet, request: FleetPlanRequest) -> tuple[str, ...]:
+    """The fleet's canaries another shard holds: this shard's waves wait for them (through the control database)."""
+    if request.shard is None or request.canary_largest:
+        return ()
+    named = request.canary or tuple(t.name for t in fleet.targets if t.group == "canary")
+    mine = {t.name for t in fleet.sharded(request.shard, request.labels)}
+    return tuple(name for name in named if name not in mine)
 
 
 def _version_table(settings: Settings, targets: tuple[Target, ...], x_argument: str) -> VersionTable:

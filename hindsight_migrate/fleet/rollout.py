@@ -58,6 +58,8 @@ class RolloutProgress(Protocol):
 
     def stopping(self, reason: str) -> None: ...
 
+    def note(self, text: str) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -72,6 +74,7 @@ class RolloutRequest:
     ini_section: str
     cwd: Path
     saved: SavedFleetPlan | None = None
+    canary_wait: float = 3600.0  # how long a shard waits for the canaries another shard runs
 
 
 def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: RolloutProgress) -> RolloutSummary:
@@ -117,6 +120,12 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(setup,)) as pool:
             for stage, readings, width in ((CANARY, canaries, workers), (WAVE, rest, workers)):
+                if stage == WAVE and readings and plan.canaries_elsewhere and allowed is not None:
+                    why = _wait_for_canaries(fleet, plan, request.canary_wait, progress)
+                    if why is not None:
+                        stopped = True
+                        progress.stopping(why)
+                        break
                 if not readings:
                     continue
                 if budget.spent():
@@ -141,6 +150,7 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
                     stopped = True
                     progress.stopping("the canary failed: no other target was started")
                     break
+
     if stopped:
         ran = {o.name for o in outcomes}
         for reading in runnable:
@@ -168,6 +178,29 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
         shard=plan.shard,
         notes=_budget_notes(fleet, plan),
     )
+
+
+def _wait_for_canaries(fleet: Fleet, plan: FleetPlan, seconds: float, progress: RolloutProgress) -> str | None:
+    """Waits until every canary another shard runs is applied: None, go on; else why this shard stops."""
+    names = plan.canaries_elsewhere
+    if fleet.control_url is None:
+        return (
+            f"the canary {', '.join(names)} is in another shard, and without a [control] database this shard "
+            "cannot see how it went: name a control database in the targets file, or run the canary first"
+        )
+    progress.note(f"Waiting for the canary {', '.join(names)}, which another shard migrates.")
+    deadline = time.monotonic() + seconds
+    while True:
+        rows = fleet_sql.control_rows(fleet.control_url, rollout=plan.rollout)
+        states = {name: rows[name].state if name in rows else None for name in names}
+        failed = [name for name, state in states.items() if state in ("failed", "skipped")]
+        if failed:
+            return f"the canary {', '.join(failed)} (another shard's) failed: no target of this shard was started"
+        if all(state == "applied" for state in states.values()):
+            return None
+        if time.monotonic() > deadline:
+            return f"the canary {', '.join(names)} did not finish within {seconds:.0f} s: no target was started"
+        time.sleep(1.0)
 
 
 def _decided_before_start(plan: FleetPlan, reading: TargetReading, request: RolloutRequest) -> TargetOutcome | None:

@@ -267,6 +267,9 @@ class FleetProgress:
     def stopping(self, reason: str) -> None:
         self.console.print(f"[bold red]Stopping:[/] {safe_markup(reason)}")
 
+    def note(self, text: str) -> None:
+        self.console.print(safe_markup(text))
+
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
