@@ -314,7 +314,7 @@ def up_command(
                 + ("." if saved.rehearsal_failed else ", or add --allow-lint after reading the lint errors.")
             )
         _refuse_url(ctx)
-        refuse_early_without_terminal(asks=not yes)
+        refuse_early_without_terminal(asks=not yes, review_with="hindsight-migrate fleet plan")
         settings, fleet = _open(options, targets)
         the_shard = _shard(shard)
         if _empty_shard(fleet, the_shard, label):

@@ -19,7 +19,7 @@ TRIES = 3
 
 NO_TERMINAL = (
     "Nothing was changed: this command asks for confirmation, and there is no terminal to ask on. "
-    "Run it in a terminal, or pass --yes to go ahead without asking (review first with --dry-run)."
+    "Run it in a terminal, or pass --yes to go ahead without asking (review first with {review})."
 )
 
 
@@ -28,14 +28,14 @@ def stdin_is_interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def refuse_early_without_terminal(*, asks: bool) -> None:
+def refuse_early_without_terminal(*, asks: bool, review_with: str = "--dry-run") -> None:
     """Before any planning: a run that would ask, with no one to ask, stops here.
 
     Without this, a CI job that forgot --yes rehearsed the whole plan (a scratch copy of the
     database, minutes on a big one) only to refuse at the question.
     """
     if asks and not stdin_is_interactive():
-        raise Aborted(NO_TERMINAL)
+        raise Aborted(NO_TERMINAL.format(review=review_with))
 
 
 def someone_to_ask(yes: bool) -> bool:

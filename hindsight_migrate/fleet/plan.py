@@ -315,7 +315,16 @@ def _read_one(
         start = (graph.resolve(settings.baseline).revision,)
     pending = tuple(info.revision for info in graph.upgrade_path(start, "heads"))
     sizes = tuple(TableSize(table, size) for table, size in sorted(read.sizes.items()))
-    return TargetReading(target, read.current, pending, ledger=ledger, locked=read.locked, empty=empty, touched=sizes)
+    return TargetReading(
+        target,
+        read.current,
+        pending,
+        ledger=ledger,
+        locked=read.locked,
+        empty=empty,
+        touched=sizes,
+        applied=graph.ancestors(read.current),
+    )
 
 
 def _sized(reading: TargetReading, touched: tuple[str, ...]) -> TargetReading:

@@ -113,6 +113,8 @@ def migrate_target(target: Target, stage: str, setup: WorkerSetup, settings: Set
             error=mask_secrets(f"internal error ({type(err).__name__}): {err}"),
             stage=stage,
         )
+    if outcome.state is TargetState.FAILED:
+        outcome = _unless_another_run_did_it(target, setup, outcome)
     if outcome.state is not TargetState.APPLIED:
         # Where it stands: a failure after some revisions committed leaves it between its start and the heads.
         with contextlib.suppress(HindsightMigrateError):
@@ -137,6 +139,29 @@ def migrate_target(target: Target, stage: str, setup: WorkerSetup, settings: Set
             error=outcome.error,
         )
     return outcome
+
+
+def _unless_another_run_did_it(target: Target, setup: WorkerSetup, failed: TargetOutcome) -> TargetOutcome:
+    """A failure while another run migrates the same target (two rollouts at once, overlapping shards) may be this
+    run's planning tripping over that run's work (a bootstrap half-visible): wait for the other run's lock, and if
+    the target then stands at the heads, it is applied — by the other run — not failed."""
+    deadline = time.monotonic() + setup.lock_wait
+    try:
+        while fleet_sql.migration_lock_held(target.url, shown=target.masked_url):
+            if time.monotonic() > deadline:
+                return failed
+            time.sleep(0.2)
+        current = fleet_sql.current_revisions(
+            target.url,
+            shown=target.masked_url,
+            version_table=setup.version_table,
+            version_schema=target.schema or setup.version_schema,
+        )
+    except HindsightMigrateError:
+        return failed
+    if set(current) != set(setup.heads):
+        return failed
+    return replace(failed, state=TargetState.APPLIED, current=current, error=None, done_by_another=True)
 
 
 @contextmanager

@@ -415,3 +415,15 @@ def current_revisions(url: str, *, shown: str, version_table: str, version_schem
         )
         rows = connection.execute(sql.SQL("SELECT version_num FROM {} ORDER BY 1").format(table)).fetchall()
     return tuple(str(row[0]) for row in rows)
+
+
+def migration_lock_held(url: str, *, shown: str) -> bool:
+    """Read-only: whether a session holds this database's migration lock (another run is migrating it)."""
+    with connected(url, read_only=True, shown=shown) as connection:
+        row = connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid::bigint = %s "
+            "AND objid::bigint = %s AND objsubid = 2 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            (LOCK_NAMESPACE, MIGRATION_LOCK),
+        ).fetchone()
+    return bool(row and row[0])
