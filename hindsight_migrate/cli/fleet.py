@@ -162,6 +162,12 @@ def _empty_shard(fleet: Fleet, shard: Shard | None, labels: list[str] | None) ->
     return True
 
 
+def _heads(settings: Settings) -> tuple[str, ...]:
+    from hindsight_migrate.alembic_api import AlembicProject
+
+    return AlembicProject(settings).graph.heads()
+
+
 def _show_plan(plan: FleetPlan, output: OutputFormat) -> None:
     from hindsight_migrate import render
     from hindsight_migrate.render import fleet_view
@@ -318,6 +324,17 @@ def up_command(
         settings, fleet = _open(options, targets)
         the_shard = _shard(shard)
         if _empty_shard(fleet, the_shard, label):
+            if output is not OutputFormat.text:  # a script parsing the output still gets its document
+                from hindsight_migrate.fleet.model import RolloutSummary
+
+                empty = RolloutSummary("", _heads(settings), (), budget, budget.allowed(0), False, 0.0, the_shard)
+                with render.stdout_for_data(True):
+                    show(
+                        output,
+                        lambda: None,
+                        lambda: fleet_view.rollout_document(empty),
+                        lambda: fleet_view.rollout_markdown(empty),
+                    )
             raise typer.Exit(int(ExitCode.OK))
         with render.stdout_for_data(output is not OutputFormat.text):
             skipped = "applying a saved plan, rehearsed when it was reviewed" if saved is not None else None
@@ -407,6 +424,17 @@ def status_command(
         settings, fleet = _open(options, targets)
         the_shard = _shard(shard)
         if _empty_shard(fleet, the_shard, label):
+            if output is not OutputFormat.text:  # a script parsing the output still gets its document
+                from hindsight_migrate.fleet.model import FleetStatus
+
+                empty = FleetStatus(heads=_heads(settings), rows=(), shard=the_shard)
+                with render.stdout_for_data(True):
+                    show(
+                        output,
+                        lambda: None,
+                        lambda: fleet_view.fleet_status_document(empty),
+                        lambda: fleet_view.fleet_status_markdown(empty),
+                    )
             raise typer.Exit(int(ExitCode.OK))
         with render.stdout_for_data(output is not OutputFormat.text):
             plan = make_fleet_plan(settings, fleet, _request(the_shard, None, label, no_rehearsal=True))

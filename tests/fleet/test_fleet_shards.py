@@ -135,3 +135,9 @@ def test_a_shard_with_no_target_has_nothing_to_do(tmp_path: Path) -> None:
         result = fleet(*command, "-c", ini, "-t", str(targets), "--shard", "2/3")
         assert result.exit_code == ExitCode.OK, result.output
         assert "Shard 2/3 holds none of the 2 targets: nothing to do." in result.output
+    # A script parsing --format json still gets its document: no target, nothing done.
+    for command, kind in ((["up", "--yes"], "fleet_up"), (["status"], "fleet_status")):
+        result = fleet(*command, "-c", ini, "-t", str(targets), "--shard", "2/3", "--format", "json")
+        assert result.exit_code == ExitCode.OK, result.output
+        empty = document(result, kind)
+        assert empty["targets"] == [] and empty["shard"] == "2/3"

@@ -18,13 +18,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 from typer.testing import Result
 
+from hindsight_migrate.render.data import DocumentKind, load_schema
 from tests.conftest import invoke
 from tests.harness import dbstate
 from tests.harness.processes import subprocess_env
@@ -147,6 +149,10 @@ def document(result: Result | subprocess.CompletedProcess[str], kind: str) -> di
     except json.JSONDecodeError as err:
         raise AssertionError(f"not a JSON document ({err}):\n{stdout}\n{getattr(result, 'stderr', '')}") from err
     assert isinstance(data, dict) and data.get("kind") == kind, data
+    # Every fleet document the tests read is also checked against the schema the package ships for its kind.
+    validator = Draft202012Validator(load_schema(cast("DocumentKind", kind)))
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(data)]
+    assert errors == [], errors
     return data
 
 
