@@ -334,6 +334,8 @@ def _sized(reading: TargetReading, touched: tuple[str, ...]) -> TargetReading:
         sizes = fleet_sql.table_sizes(reading.target.url, shown=reading.target.masked_url, tables=tables)
     except HindsightMigrateError as err:
         return replace(reading, blocker=Blocker.UNREACHABLE, problem=_words(err))
+    if sizes is None:
+        return reading  # a table held by a lock now: its size is not known, and the target is not blocked for it
     return replace(reading, touched=tuple(TableSize(table, size) for table, size in sorted(sizes.items()) if size))
 
 

@@ -390,14 +390,18 @@ def _create(connection: psycopg.Connection[tuple[Any, ...]], create_table: str) 
             connection.execute(statement.encode())
 
 
-def table_sizes(url: str, *, shown: str, tables: tuple[str, ...]) -> dict[str, int]:
-    """Read-only: the size of each table in ``tables`` that exists (heap, indexes and TOAST), by name as asked."""
+def table_sizes(url: str, *, shown: str, tables: tuple[str, ...]) -> dict[str, int] | None:
+    """Read-only: the size of each table in ``tables`` that exists (heap, indexes and TOAST), by name as asked;
+    None when a table is locked by someone else for longer than the preflight waits (sizes not known now)."""
     with connected(url, read_only=True, shown=shown) as connection:
-        rows = connection.execute(
-            "SELECT t, pg_total_relation_size(to_regclass(t)) FROM unnest(%s::text[]) AS t "
-            "WHERE to_regclass(t) IS NOT NULL",
-            (list(tables),),
-        ).fetchall()
+        try:
+            rows = connection.execute(
+                "SELECT t, pg_total_relation_size(to_regclass(t)) FROM unnest(%s::text[]) AS t "
+                "WHERE to_regclass(t) IS NOT NULL",
+                (list(tables),),
+            ).fetchall()
+        except psycopg.errors.LockNotAvailable:
+            return None
     return {str(table): int(size or 0) for table, size in rows}
 
 
