@@ -157,6 +157,7 @@ class TargetReading:
     locked: bool = False  # a run holds its migration lock now
     empty: bool = False  # no version table and nothing in it: bootstrapped first, when the project says how
     applied: frozenset[str] = frozenset()  # every revision applied at ``current`` (its ancestors included)
+    sizes_known: bool = True  # False: a touched table was locked by someone else, so no size was read there
 
     @property
     def touched_bytes(self) -> int:

@@ -335,7 +335,7 @@ def _sized(reading: TargetReading, touched: tuple[str, ...]) -> TargetReading:
     except HindsightMigrateError as err:
         return replace(reading, blocker=Blocker.UNREACHABLE, problem=_words(err))
     if sizes is None:
-        return reading  # a table held by a lock now: its size is not known, and the target is not blocked for it
+        return replace(reading, sizes_known=False)  # a table locked now: sizes unknown, the target not blocked
     return replace(reading, touched=tuple(TableSize(table, size) for table, size in sorted(sizes.items()) if size))
 
 

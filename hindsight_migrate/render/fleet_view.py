@@ -72,6 +72,12 @@ def fleet_plan(plan: FleetPlan) -> None:
             [Column("at"), Column("targets"), Column("revisions to run"), Column("which", flexible=True)],
             rows,
         )
+    unknown = [r.target.name for r in plan.pending if not r.sizes_known]
+    if unknown:
+        console.print(
+            f"[yellow]Sizes unknown[/] for {safe_markup(_names(unknown))}: a table the revisions touch was locked by "
+            "another session when it was read, so those targets are not ranked by size."
+        )
     riskiest = plan.riskiest()
     if riskiest:
         grid(
@@ -170,7 +176,7 @@ def fleet_plan_document(plan: FleetPlan) -> dict[str, Any]:
                 "empty": r.empty,
                 "blocked": r.blocker.value if r.blocker else None,
                 "problem": r.problem,
-                "touched_bytes": r.touched_bytes,
+                "touched_bytes": r.touched_bytes if r.sizes_known else None,
                 "touched": [{"table": t.table, "bytes": t.bytes} for t in r.touched],
             }
             for r in plan.readings
