@@ -210,60 +210,49 @@ def _toml_script_location(toml: TomlFile | None) -> str:
     return value.strip()
 
 
-def multidb_databases(ini: IniFile, section: str) -> tuple[tuple[str, str], ...]:
-    """The multidb template's ``databases = engine1, engine2``: each name with its section's sqlalchemy.url;
-    () when the section lists none. A name without a section or a URL is refused, saying which."""
+def _listed_databases(ini: IniFile, section: str) -> tuple[str, list[tuple[str, str | None, str | None]]]:
+    """The multidb template's ``databases = engine1, engine2`` as written, and each name with its section's
+    sqlalchemy.url, or what is wrong with it."""
     listed = ini.parser.get(section, "databases", raw=True, fallback="").strip()
-    if not listed:
-        return ()
-    found: list[tuple[str, str]] = []
-    problems: list[str] = []
-    for name in (part.strip() for part in re.split(r",\s*", listed)):  # as the template's env.py splits it
+    found: list[tuple[str, str | None, str | None]] = []
+    for name in (part.strip() for part in re.split(r",\s*", listed) if listed):  # as the template's env.py splits
         if not name:
             continue
         if not ini.parser.has_section(name):
-            problems.append(f"[{name}] (no such section)")
+            found.append((name, None, "no such section"))
             continue
         try:
             url = ini.parser.get(name, "sqlalchemy.url", fallback="").strip()
         except configparser.Error:
-            problems.append(f"[{name}] (a sqlalchemy.url that cannot be read: write '%' as '%%')")
+            found.append((name, None, "a sqlalchemy.url that cannot be read: write '%' as '%%'"))
             continue
         if not url:
-            problems.append(f"[{name}] (no sqlalchemy.url)")
+            found.append((name, None, "no sqlalchemy.url"))
             continue
         remember_secret_of(url)  # before anything can quote it back
-        found.append((name, url))
+        found.append((name, url, None))
+    return listed, found
+
+
+def multidb_databases(ini: IniFile, section: str) -> tuple[tuple[str, str], ...]:
+    """The multidb template's databases, each with its section's sqlalchemy.url; () when the section lists none.
+    A name without a section or a URL is refused, saying which."""
+    listed, found = _listed_databases(ini, section)
+    problems = [f"[{name}] ({problem})" for name, _, problem in found if problem is not None]
     if problems:
         raise ConfigError(
             f"{ini.path} [{section}] lists databases = {listed}, but not each of them can be used: "
             f"{'; '.join(problems)}. Give each listed database a section with its sqlalchemy.url."
         )
-    return tuple(found)
+    return tuple((name, url) for name, url, _ in found if url is not None)
 
 
 def refuse_multidb(ini: IniFile, section: str) -> None:
     """The multidb template's ``databases = engine1, engine2``: one run would migrate each of them."""
-    listed = ini.parser.get(section, "databases", raw=True, fallback="").strip()
+    listed, found = _listed_databases(ini, section)
     if not listed:
         return
-    described: list[str] = []
-    for name in (part.strip() for part in re.split(r",\s*", listed)):  # as the template's env.py splits it
-        if not name:
-            continue
-        if not ini.parser.has_section(name):
-            described.append(f"[{name}] (no such section)")
-            continue
-        try:
-            url = ini.parser.get(name, "sqlalchemy.url", fallback="").strip()
-        except configparser.Error:
-            described.append(f"[{name}] (a sqlalchemy.url that cannot be read: write '%' as '%%')")
-            continue
-        if url:
-            remember_secret_of(url)  # before anything can quote it back
-            described.append(f"[{name}] {mask_secrets(url)}")
-        else:
-            described.append(f"[{name}] (no sqlalchemy.url)")
+    described = [f"[{name}] {mask_secrets(url)}" if url else f"[{name}] ({problem})" for name, url, problem in found]
     raise ConfigError(
         f"{ini.path} [{section}] lists several databases (databases = {listed}), so its env.py migrates "
         f"each of them in one run: {'; '.join(described)}. hindsight-migrate up and down drive one database per "

@@ -267,15 +267,15 @@ def _read_one(
             holder_alive=read.locked,
         )
     graph = project.graph
+
+    def blocked(blocker: Blocker, problem: str) -> TargetReading:
+        return TargetReading(target, read.current, blocker=blocker, ledger=ledger, locked=read.locked, problem=problem)
+
     unknown = tuple(r for r in read.current if not graph.knows(r))
     if unknown:
-        return TargetReading(
-            target,
-            read.current,
-            blocker=Blocker.DIVERGED,
-            ledger=ledger,
-            locked=read.locked,
-            problem=f"at {', '.join(unknown)}, which no revision file has (another branch's database, a deleted file)",
+        return blocked(
+            Blocker.DIVERGED,
+            f"at {', '.join(unknown)}, which no revision file has (another branch's database, a deleted file)",
         )
     tampered, missing = [], []
     for recorded in read.checksums:
@@ -291,23 +291,12 @@ def _read_one(
         ):
             tampered.append(recorded.revision)
     if tampered:
-        return TargetReading(
-            target,
-            read.current,
-            blocker=Blocker.TAMPERED,
-            ledger=ledger,
-            locked=read.locked,
-            problem=f"revision {', '.join(tampered)} was edited after it was applied here (write a new revision)",
+        return blocked(
+            Blocker.TAMPERED,
+            f"revision {', '.join(tampered)} was edited after it was applied here (write a new revision)",
         )
     if missing:
-        return TargetReading(
-            target,
-            read.current,
-            blocker=Blocker.DIVERGED,
-            ledger=ledger,
-            locked=read.locked,
-            problem=f"revision {', '.join(missing)} was applied here but no file has it now",
-        )
+        return blocked(Blocker.DIVERGED, f"revision {', '.join(missing)} was applied here but no file has it now")
     empty = not read.version_table_exists and not read.has_tables
     start = read.current
     settings = project.settings

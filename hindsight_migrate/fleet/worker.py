@@ -89,15 +89,7 @@ def migrate_target(target: Target, stage: str, setup: WorkerSetup, settings: Set
     """Writes: ``target``'s revisions up to the reviewed heads, with its ledger row before and after."""
     started = time.monotonic()
     try:
-        fleet_sql.write_ledger(
-            target.url,
-            shown=target.masked_url,
-            name=target.name,
-            rollout=setup.rollout,
-            state=TargetState.RUNNING.value,
-            heads=setup.heads,
-            error=None,
-        )
+        _write_ledger(target, setup, TargetState.RUNNING, None)
         outcome = _apply(target, stage, setup, settings, started)
     except HindsightMigrateError as err:
         state = TargetState.SKIPPED if isinstance(err, LockBusy) else TargetState.FAILED
@@ -129,16 +121,20 @@ def migrate_target(target: Target, stage: str, setup: WorkerSetup, settings: Set
             )
     # Unreachable now: the database's own state is the truth, and the rollout reports the outcome.
     with contextlib.suppress(HindsightMigrateError):
-        fleet_sql.write_ledger(
-            target.url,
-            shown=target.masked_url,
-            name=target.name,
-            rollout=setup.rollout,
-            state=outcome.state.value,
-            heads=setup.heads,
-            error=outcome.error,
-        )
+        _write_ledger(target, setup, outcome.state, outcome.error)
     return outcome
+
+
+def _write_ledger(target: Target, setup: WorkerSetup, state: TargetState, error: str | None) -> None:
+    fleet_sql.write_ledger(
+        target.url,
+        shown=target.masked_url,
+        name=target.name,
+        rollout=setup.rollout,
+        state=state.value,
+        heads=setup.heads,
+        error=error,
+    )
 
 
 def _unless_another_run_did_it(target: Target, setup: WorkerSetup, failed: TargetOutcome) -> TargetOutcome:
