@@ -116,7 +116,7 @@ def fleet_plan(plan: FleetPlan) -> None:
     if plan.canary_plan is not None:
         console.print(
             f"[bold]Rehearsed on the canary {safe_markup(plan.canaries[0])}[/]: its plan follows; its figures are "
-            "measured on that target's data (the largest where the revisions touch), not on the others'."
+            "that target's (measured or predicted, as each one says), not the others'."
         )
     elif plan.rehearsal_problem:
         console.print(f"[yellow]Not rehearsed:[/] {safe_markup(plan.rehearsal_problem)}")
