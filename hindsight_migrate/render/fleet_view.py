@@ -298,10 +298,11 @@ class FleetProgress:
             self.console.print(text, crop=False, soft_wrap=True)
 
     def _view(self) -> Text:
+        # One line at 80 columns: counts first, then the rate, then the slowest target running now.
         done = sum(self.counts[s] for s in (TargetState.APPLIED, TargetState.FAILED, TargetState.SKIPPED))
         elapsed = max(time.monotonic() - self.started_at, 1e-6)
         slowest = max(self.running.items(), key=lambda item: time.monotonic() - item[1], default=None)
-        slow = f"  slowest now: {visible(slowest[0])} ({time.monotonic() - slowest[1]:.0f} s)" if slowest else ""
+        slow = f"  slowest {visible(slowest[0])} {time.monotonic() - slowest[1]:.0f}s" if slowest else ""
         return Text.assemble(
             (f"{done}/{self.total} done", "bold"),
             "  ",
@@ -311,8 +312,10 @@ class FleetProgress:
             "  ",
             (f"{len(self.running)} running", "cyan"),
             "  ",
-            (f"{self.total - done - len(self.running)} pending", "yellow"),
-            f"  {done / elapsed:.1f} targets/s{slow}",
+            (f"{self.total - done - len(self.running)} to go", "yellow"),
+            f"  {done / elapsed:.1f}/s{slow}",
+            no_wrap=True,
+            overflow="ellipsis",
         )
 
     def _refresh(self) -> None:
