@@ -96,6 +96,10 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
     for outcome in outcomes:
         progress.finished(outcome)
         _control(fleet, plan, outcome, shard_text)
+    for reading in runnable:
+        if reading.ledger is not None and reading.ledger.state is TargetState.FAILED:
+            # Tried again (--retry-failed): its failure of an earlier run no longer counts in the shared budget.
+            _control(fleet, plan, TargetOutcome(reading.target.name, TargetState.PENDING, reading.current), shard_text)
     budget = _Budget(fleet, plan, allowed, failed_before)
     canaries = [r for r in runnable if r.target.name in plan.canaries]
     rest = [r for r in runnable if r.target.name not in plan.canaries]
