@@ -27,6 +27,7 @@ from tests.harness.fleet import (
     assert_not_shown,
     at_gate,
     by_name,
+    control_rows,
     document,
     fleet,
     fleet_chain,
@@ -173,6 +174,33 @@ def test_a_poisoned_tenant_fails_alone_and_the_error_budget_decides_who_else_sta
         ("up", BRANCH_POINT, HEAD, "succeeded"),
     ]
     assert ledger(urls["t2"])["t2"][0] == "applied"
+
+
+def test_with_a_control_database_a_target_tried_again_no_longer_spends_the_shared_budget(
+    tmp_path: Path, databases: Databases, hindsight_baseline: str, hindsight_ini: str
+) -> None:
+    names = {t: databases.create(f"retry_{t}", template=hindsight_baseline) for t in ("t1", "t2")}
+    urls = {target: databases.sql_url(name) for target, name in names.items()}
+    control = databases.create("retry_control")
+    dbstate.execute(urls["t2"], POISON)
+    targets = write_targets(
+        tmp_path / "fleet.toml",
+        [Entry(t, databases.target_url(n), group="canary" if t == "t1" else None) for t, n in names.items()],
+        control={"url": databases.target_url(control)},
+    )
+    first = fleet(*up_args(hindsight_ini, targets, "--parallel", "1"))
+    assert first.exit_code == ExitCode.FAILED, first.output
+    assert [row[1:3] for row in control_rows(databases.sql_url(control))] == [("t1", "applied"), ("t2", "failed")]
+
+    # Fixed, and tried again with the default budget (0): the control database's row of its failure is the
+    # target's own, not a new failure, so it does not stop the retry before it starts.
+    dbstate.execute(urls["t2"], CURE)
+    retried = fleet(*up_args(hindsight_ini, targets, "--retry-failed"))
+
+    assert retried.exit_code == ExitCode.OK, retried.output
+    assert by_name(document(retried, "fleet_up"))["t2"]["state"] == "applied"
+    assert version(urls["t2"]) == [HEAD]
+    assert [row[1:3] for row in control_rows(databases.sql_url(control))] == [("t1", "applied"), ("t2", "applied")]
 
 
 def test_a_failed_canary_stops_the_rollout_unless_continue_on_error(
