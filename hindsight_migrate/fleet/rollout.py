@@ -36,6 +36,7 @@ from hindsight_migrate.masking import mask_secrets
 from hindsight_migrate.postgres import fleet_sql
 
 CANARY = "canary"
+BUDGET_SPENT = "the error budget was spent"
 WAVE = "wave"
 
 
@@ -104,6 +105,7 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
     canaries = [r for r in runnable if r.target.name in plan.canaries]
     rest = [r for r in runnable if r.target.name not in plan.canaries]
     stopped = interrupted = False
+    why_stopped = BUDGET_SPENT
     if runnable:
         setup = WorkerSetup(
             config_path=request.config_path,
@@ -127,7 +129,7 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
                 if stage == WAVE and readings and plan.canaries_elsewhere and allowed is not None:
                     why = _wait_for_canaries(fleet, plan, request.canary_wait, progress)
                     if why is not None:
-                        stopped = True
+                        stopped, why_stopped = True, why
                         progress.stopping(why)
                         break
                 if not readings:
@@ -147,11 +149,12 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
                     )
                 except RolloutInterrupted:
                     stopped = interrupted = True
+                    why_stopped = "the run was interrupted"
                     break
                 if stopped:
                     break
                 if stage == CANARY and budget.failures_now > failed_before and allowed is not None:
-                    stopped = True
+                    stopped, why_stopped = True, "the canary failed"
                     progress.stopping("the canary failed: no other target was started")
                     break
 
@@ -163,9 +166,7 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
                     reading.target.name,
                     TargetState.SKIPPED,
                     reading.current,
-                    error="not started: the run was interrupted"
-                    if interrupted
-                    else "not started: the error budget was spent",
+                    error=f"not started: {why_stopped}",
                     stage=WAVE,
                 )
                 outcomes.append(skipped)
@@ -176,7 +177,7 @@ def roll_out(plan: FleetPlan, fleet: Fleet, request: RolloutRequest, progress: R
         outcomes=tuple(outcomes),
         budget=request.budget,
         allowed_failures=allowed,
-        stopped_by_budget=stopped and not interrupted,
+        stopped_by_budget=stopped and why_stopped is BUDGET_SPENT,
         interrupted=interrupted,
         seconds=time.monotonic() - started,
         shard=plan.shard,

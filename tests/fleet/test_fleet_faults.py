@@ -223,6 +223,8 @@ def test_a_failed_canary_stops_the_rollout_unless_continue_on_error(
         "t2": ("skipped", "wave"),
         "t3": ("skipped", "wave"),
     }
+    assert outcomes["t2"]["error"] == "not started: the canary failed"  # not the budget: one failure was spared
+    assert document(stopped, "fleet_up")["stopped_by_budget"] is False
     assert_stopped_at_branch_point(urls["t1"])
     assert {target: dbstate.snapshot(urls[target]) for target in ("t2", "t3")} == before
 
