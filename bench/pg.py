@@ -46,6 +46,8 @@ def masked(url: str) -> str:
 class PgServer:
     """A server, an AUTOCOMMIT admin engine on its maintenance database, and our databases on it."""
 
+    prefix = PREFIX  # our databases are named <prefix><pid>_<n>: a benchmark of its own may name them its way
+
     def __init__(self, url: str, *, description: str, embedded: PostgresServer | None = None) -> None:
         self.url = psycopg_url(url)
         self.description = description
@@ -78,14 +80,15 @@ class PgServer:
     def database_url(self, name: str) -> str:
         return make_url(self.url).set(database=name).render_as_string(hide_password=False)
 
-    def create_database(self) -> str:
-        """A new, empty database; its name."""
+    def create_database(self, template: str | None = None) -> str:
+        """A new database (empty, or a copy of ``template``); its name."""
         self._counter += 1
-        name = f"{PREFIX}{os.getpid()}_{self._counter}"
+        name = f"{self.prefix}{os.getpid()}_{self._counter}"
         self._created.append(name)  # before CREATE: cleanup must see it even if we are interrupted here
+        copy = f' TEMPLATE "{template}"' if template else ""
         with self._engine.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
         return name
 
     def query(self, database: str, sql: str) -> object:
@@ -106,7 +109,7 @@ class PgServer:
     def leftovers(self) -> list[str]:
         """Our databases still on the server, and hindsight-migrate's scratch copies of them."""
         ours = set(self._created)
-        own_prefix = f"{PREFIX}{os.getpid()}_"
+        own_prefix = f"{self.prefix}{os.getpid()}_"
         with self._engine.connect() as connection:
             names = [str(row[0]) for row in connection.execute(text("SELECT datname FROM pg_database"))]
         # A scratch copy is named after a hash of its target's name (hindsight_migrate/postgres/scratch.py).
