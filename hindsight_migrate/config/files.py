@@ -93,17 +93,7 @@ def _read_ini(ini_path: Path) -> IniFile:
 
 
 def _read_toml(toml_path: Path) -> TomlFile:
-    loads, decode_error = _toml_parser(toml_path)
-    try:
-        text = toml_path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"Cannot read {toml_path}: {err.strerror}.") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{toml_path} is not a valid TOML file: it is not UTF-8 text.") from err
-    try:
-        data = loads(text)
-    except decode_error as err:
-        raise ConfigError(f"{toml_path} is not a valid TOML file: {err}") from err
+    data = read_toml_file(toml_path)
     tool = data.get("tool", {})
     if not isinstance(tool, dict):
         raise ConfigError(f"{toml_path} is not a pyproject.toml Alembic can read: 'tool' must be a table.")
