@@ -170,7 +170,7 @@ def _heads(settings: Settings) -> tuple[str, ...]:
 
 def _show_plan(plan: FleetPlan, output: OutputFormat) -> None:
     from hindsight_migrate import render
-    from hindsight_migrate.render import fleet_view
+    from hindsight_migrate.render import fleet_view, markdown
 
     def text() -> None:
         fleet_view.fleet_plan(plan)
@@ -182,7 +182,7 @@ def _show_plan(plan: FleetPlan, output: OutputFormat) -> None:
                 digest(plan.canary_plan, show_sql=False, version_table=plan.version_table),
             )
 
-    show(output, text, lambda: fleet_view.fleet_plan_document(plan), lambda: fleet_view.fleet_plan_markdown(plan))
+    show(output, text, lambda: fleet_view.fleet_plan_document(plan), lambda: markdown.fleet_plan_markdown(plan))
 
 
 def _command(name: str) -> Callable[[CommandFunction], CommandFunction]:
@@ -309,7 +309,7 @@ def up_command(
         from hindsight_migrate.fleet.model import ErrorBudget, TargetState
         from hindsight_migrate.fleet.plan import load_fleet_plan, make_fleet_plan, refuse_unless_same_revisions
         from hindsight_migrate.fleet.rollout import RolloutRequest, roll_out
-        from hindsight_migrate.render import fleet_view
+        from hindsight_migrate.render import fleet_view, markdown
 
         budget = ErrorBudget.parse(max_failures, continue_on_error=continue_on_error)
         saved = load_fleet_plan(plan_in) if plan_in is not None else None
@@ -333,7 +333,7 @@ def up_command(
                         output,
                         lambda: None,
                         lambda: fleet_view.rollout_document(empty),
-                        lambda: fleet_view.rollout_markdown(empty),
+                        lambda: markdown.rollout_markdown(empty),
                     )
             raise typer.Exit(int(ExitCode.OK))
         with render.stdout_for_data(output is not OutputFormat.text):
@@ -380,7 +380,7 @@ def up_command(
                 output,
                 lambda: fleet_view.rollout_done(summary),
                 lambda: fleet_view.rollout_document(summary),
-                lambda: fleet_view.rollout_markdown(summary),
+                lambda: markdown.rollout_markdown(summary),
             )
         if summary.interrupted:
             raise typer.Exit(int(ExitCode.INTERRUPTED))
@@ -418,7 +418,7 @@ def status_command(
         from hindsight_migrate.fleet.model import TargetState
         from hindsight_migrate.fleet.plan import make_fleet_plan
         from hindsight_migrate.fleet.rollout import fleet_status
-        from hindsight_migrate.render import fleet_view
+        from hindsight_migrate.render import fleet_view, markdown
 
         _refuse_url(ctx)
         settings, fleet = _open(options, targets)
@@ -433,7 +433,7 @@ def status_command(
                         output,
                         lambda: None,
                         lambda: fleet_view.fleet_status_document(empty),
-                        lambda: fleet_view.fleet_status_markdown(empty),
+                        lambda: markdown.fleet_status_markdown(empty),
                     )
             raise typer.Exit(int(ExitCode.OK))
         with render.stdout_for_data(output is not OutputFormat.text):
@@ -443,7 +443,7 @@ def status_command(
                 output,
                 lambda: fleet_view.fleet_status(status),
                 lambda: fleet_view.fleet_status_document(status),
-                lambda: fleet_view.fleet_status_markdown(status),
+                lambda: markdown.fleet_status_markdown(status),
             )
         if status.count(TargetState.FAILED) or status.count(TargetState.SKIPPED):
             code = ExitCode.FAILED

@@ -184,57 +184,6 @@ def fleet_plan_document(plan: FleetPlan) -> dict[str, Any]:
     }
 
 
-def fleet_plan_markdown(plan: FleetPlan) -> str:
-    """The plan as a pull-request comment or a CI job summary: what blocks, who is riskiest, the revisions and SQL."""
-    lines = [
-        f"### Fleet plan `{plan.rollout}`",
-        "",
-        f"{len(plan.readings)} targets: {len(plan.pending)} to migrate, {len(plan.up_to_date)} up to date, "
-        f"{len(plan.blocked)} blocked; heads `{_at(plan.heads)}`.",
-        "",
-    ]
-    lines += [f"**Refused:** {_md(problem)}." for problem in plan.problems]
-    if plan.blocked:
-        lines += ["", "| blocked target | why | problem |", "|---|---|---|"]
-        lines += [
-            f"| {_md(r.target.name)} | {r.blocker.value if r.blocker else ''} | {_md(r.problem or '')} |"
-            for r in plan.blocked
-        ]
-    riskiest = plan.riskiest()
-    if riskiest:
-        lines += ["", "| riskiest target | data touched |", "|---|---|"]
-        lines += [f"| {_md(r.target.name)} | {human_bytes(r.touched_bytes)} |" for r in riskiest]
-    if plan.canaries:
-        lines += ["", f"Canary: {_md(', '.join(plan.canaries))}."]
-    if plan.canary_plan is not None and plan.canary_plan.rehearsal is not None:
-        verdict = "succeeded" if plan.canary_plan.rehearsal.ok else "**failed**"
-        lines += ["", f"Rehearsed on the canary {_md(plan.canaries[0])}: {verdict}."]
-    elif plan.revisions:
-        lines += ["", f"Not rehearsed ({_md(plan.rehearsal_skipped or plan.rehearsal_problem or 'nothing to run')})."]
-    if plan.lint.errors:
-        lines += ["", "| lint error | revision | message |", "|---|---|---|"]
-        lines += [f"| {_md(f.rule)} | `{_md(f.revision)}` | {_md(f.message)} |" for f in plan.lint.errors]
-    if plan.revisions:
-        lines += ["", "| revision | message |", "|---|---|"]
-        lines += [f"| `{_md(i.info.revision)}` | {_md(i.info.message)} |" for i in plan.revisions]
-        for item in plan.revisions[:SQL_INLINE_REVISIONS]:
-            fence = "````" if "```" in (item.sql or "") else "```"
-            lines += [
-                "",
-                "<details><summary>SQL of <code>" + _md(item.info.revision) + "</code></summary>",
-                "",
-                fence + "sql",
-                visible(item.sql or f"-- cannot render offline: {item.sql_problem or ''}", multiline=True).strip(),
-                fence,
-                "</details>",
-            ]
-    return "\n".join(lines) + "\n"
-
-
-def _md(text: str) -> str:
-    return visible(text).replace("|", "\\|").replace("\n", " ")
-
-
 # -- the rollout ------------------------------------------------------------------------------------
 
 
@@ -382,29 +331,6 @@ def rollout_document(summary: RolloutSummary) -> dict[str, Any]:
     }
 
 
-def rollout_markdown(summary: RolloutSummary) -> str:
-    lines = [
-        f"### Fleet rollout `{summary.rollout}`",
-        "",
-        f"{summary.count(TargetState.APPLIED)} of {len(summary.outcomes)} targets at the heads "
-        f"`{_at(summary.heads)}`, {summary.count(TargetState.FAILED)} failed, "
-        f"{summary.count(TargetState.SKIPPED)} skipped, in {summary.seconds:.1f} s"
-        + (" (stopped: the error budget was spent)." if summary.stopped_by_budget else "."),
-        "",
-        "| target | state | at | revisions applied | error |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {_md(o.name)} | {o.state.value} | `{_md(_at(o.current))}` | {len(o.applied)} | {_md(o.error or '')} |"
-        for o in summary.outcomes
-        if o.applied or o.state is not TargetState.APPLIED
-    ]
-    untouched = sum(1 for o in summary.outcomes if o.state is TargetState.APPLIED and not o.applied)
-    if untouched:
-        lines += ["", f"{untouched} target(s) were at the heads already."]
-    return "\n".join(lines) + "\n"
-
-
 # -- status -------------------------------------------------------------------------------------------
 
 
@@ -459,18 +385,3 @@ def fleet_status_document(status: FleetStatus) -> dict[str, Any]:
             for row in status.rows
         ],
     }
-
-
-def fleet_status_markdown(status: FleetStatus) -> str:
-    lines = [
-        f"### Fleet status: {len(status.rows)} targets",
-        "",
-        ", ".join(f"{status.count(s)} {s.value}" for s in TargetState if status.count(s)),
-        "",
-        "| target | state | at | error |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| {_md(r.name)} | {r.state.value} | `{_md(_at(r.current))}` | {_md(r.error or '')} |" for r in status.rows
-    ]
-    return "\n".join(lines) + "\n"

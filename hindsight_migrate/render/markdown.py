@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hindsight_migrate.authoring.findings import Severity
+from hindsight_migrate.fleet.model import TargetState
 from hindsight_migrate.postgres.lock_modes import Blocks
+from hindsight_migrate.render.fleet_view import SQL_INLINE_REVISIONS
 from hindsight_migrate.render.layout import count_by_kind, plural, relative
 from hindsight_migrate.render.wording import (
     BIG_DIFF,
@@ -62,9 +64,12 @@ from hindsight_migrate.review.lock_waits import LockWaits, schedule_words
 from hindsight_migrate.revisions import Direction, RevisionState
 from hindsight_migrate.schema import Change, group_across_schemas
 from hindsight_migrate.untrusted import visible
+from hindsight_migrate.words import human_bytes
 
 if TYPE_CHECKING:
     from hindsight_migrate.authoring.autogen import NewRevision
+    from hindsight_migrate.fleet.model import FleetStatus, RolloutSummary
+    from hindsight_migrate.fleet.plan import FleetPlan
     from hindsight_migrate.reports.check import CheckProblem, CheckReport, LintReport
     from hindsight_migrate.reports.history import History
     from hindsight_migrate.reports.status import Status
@@ -154,7 +159,6 @@ def _join(blocks: Iterable[str]) -> str:
 
 
 # -- plans (up, down) ----------------------------------------------------------------------------
-
 
 
 def plan_header(summary: PlanSummary) -> tuple[str, str]:
@@ -740,6 +744,97 @@ def merge_markdown(revision: str, path: Path, heads: tuple[str, ...]) -> str:
             MARKER.format(kind="merge"),
         ]
     )
+
+
+# -- fleets ------------------------------------------------------------------------------------------
+
+def _at(current: tuple[str, ...]) -> str:
+    return ", ".join(current) if current else "(empty)"
+
+
+def fleet_plan_markdown(plan: FleetPlan) -> str:
+    """``fleet plan``: what refuses and what blocks first, the riskiest targets, the canary, lint, the revisions
+    and their SQL."""
+    blocks = [
+        f"## Fleet plan {code(plan.rollout)}",
+        f"{len(plan.readings)} targets: {len(plan.pending)} to migrate, {len(plan.up_to_date)} up to date, "
+        f"{len(plan.blocked)} blocked; heads {code(_at(plan.heads))}.",
+    ]
+    blocks += [f"**Refused:** {text(problem)}; fleet up will not apply this plan." for problem in plan.problems]
+    if plan.blocked:
+        blocks.append(
+            table(
+                ["Blocked target", "Why", "Problem"],
+                ([r.target.name, r.blocker.value if r.blocker else "", r.problem or ""] for r in plan.blocked),
+            )
+        )
+    riskiest = plan.riskiest()
+    if riskiest:
+        blocks.append(
+            table(
+                ["Riskiest target", "Data touched"], ([r.target.name, human_bytes(r.touched_bytes)] for r in riskiest)
+            )
+        )
+    if plan.canaries:
+        blocks.append(f"Canary: {text(', '.join(plan.canaries))}.")
+    if plan.canary_plan is not None and plan.canary_plan.rehearsal is not None:
+        verdict = "succeeded" if plan.canary_plan.rehearsal.ok else "**failed**"
+        blocks.append(f"Rehearsed on the canary {text(plan.canaries[0])}: {verdict}.")
+    elif plan.revisions:
+        blocks.append(f"Not rehearsed ({text(plan.rehearsal_skipped or plan.rehearsal_problem or 'nothing to run')}).")
+    if plan.lint.errors:
+        blocks.append(
+            table(["Lint error", "Revision", "Message"], ([f.rule, f.revision, f.message] for f in plan.lint.errors))
+        )
+    if plan.revisions:
+        blocks.append(table(["Revision", "Message"], ([i.info.revision, i.info.message] for i in plan.revisions)))
+        blocks += [
+            details(
+                f"SQL of {item.info.revision}",
+                fence(item.sql or f"-- cannot render offline: {item.sql_problem or ''}"),
+            )
+            for item in plan.revisions[:SQL_INLINE_REVISIONS]
+        ]
+    blocks.append(MARKER.format(kind="fleet_plan"))
+    return _join(blocks)
+
+
+def rollout_markdown(summary: RolloutSummary) -> str:
+    """``fleet up``: how many targets are at the heads, and every target this run migrated, failed or skipped."""
+    stopped = " (stopped: the error budget was spent)." if summary.stopped_by_budget else "."
+    blocks = [
+        f"## Fleet rollout {code(summary.rollout)}",
+        f"{summary.count(TargetState.APPLIED)} of {len(summary.outcomes)} targets at the heads "
+        f"{code(_at(summary.heads))}, {summary.count(TargetState.FAILED)} failed, "
+        f"{summary.count(TargetState.SKIPPED)} skipped, in {summary.seconds:.1f} s{stopped}",
+    ]
+    shown = [o for o in summary.outcomes if o.applied or o.state is not TargetState.APPLIED]
+    if shown:
+        blocks.append(
+            table(
+                ["Target", "State", "At", "Revisions applied", "Error"],
+                ([o.name, o.state.value, _at(o.current), str(len(o.applied)), o.error or ""] for o in shown),
+            )
+        )
+    untouched = len(summary.outcomes) - len(shown)
+    if untouched:
+        blocks.append(f"{untouched} target(s) were at the heads already.")
+    blocks.append(MARKER.format(kind="fleet_up"))
+    return _join(blocks)
+
+
+def fleet_status_markdown(status: FleetStatus) -> str:
+    """``fleet status``: the counts by state, then every target."""
+    blocks = [
+        f"## Fleet status: {len(status.rows)} targets",
+        text(", ".join(f"{status.count(s)} {s.value}" for s in TargetState if status.count(s)) or "no target"),
+        table(
+            ["Target", "State", "At", "Error"],
+            ([r.name, r.state.value, _at(r.current), r.error or ""] for r in status.rows),
+        ),
+        MARKER.format(kind="fleet_status"),
+    ]
+    return _join(blocks)
 
 
 def print_markdown(document: str) -> None:

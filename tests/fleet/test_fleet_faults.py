@@ -50,6 +50,7 @@ from tests.harness.hindsight_chain import (
     SEARCH_BRANCH,
 )
 from tests.harness.kill import settle
+from tests.harness.markdown import pr_comment, tables
 from tests.harness.projects import TINY_BASE
 
 # A rating of 9: the check 2345964a88e0 adds (rating BETWEEN 1 AND 5) fails on it. The revisions before it
@@ -134,6 +135,11 @@ def test_a_poisoned_tenant_fails_alone_and_the_error_budget_decides_who_else_sta
         "t4": ("pending", [BASELINE]),
     }
     assert "ck_feedback_logs_rating_range" in rows["t2"]["error"]
+    # The same, as a pull-request comment or a CI job summary: the database's words in a cell, escaped.
+    comment = pr_comment(fleet("status", "-c", hindsight_ini, "-t", str(targets), "--format", "markdown").stdout)
+    shown = {row[0]: row[1:] for row in tables(comment)[0][1:]}
+    assert shown["t2"][:2] == ["failed", BRANCH_POINT] and "ck_feedback_logs_rating_range" in shown["t2"][2]
+    assert shown["t3"] == ["pending", BASELINE, ""]
 
     # A budget of one failure: the others go on to the heads; t2 is not tried again (it failed in this plan).
     t2_runs = audit_rows(urls["t2"], AUDIT)

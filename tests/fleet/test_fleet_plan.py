@@ -24,6 +24,7 @@ from tests.harness.hindsight_chain import (
     MERGE,
     SEARCH_BRANCH,
 )
+from tests.harness.markdown import fences, pr_comment, tables
 
 AFTER_BASELINE_ALL = {AFTER_BASELINE, BRANCH_POINT, FEEDBACK_BRANCH, SEARCH_BRANCH, MERGE, AFTER_MERGE, HEAD}
 
@@ -96,6 +97,15 @@ def test_plan_reads_where_each_target_stands_and_changes_nothing(
     secret = databases.secret_of(base)
     assert_not_shown(secret, saved_text, result.output)
     assert "***" in plan["base"]["url"]
+
+    # As a pull-request comment (no rehearsal: read-only and quick): the revisions' table, and each one's SQL
+    # folded in a fence.
+    comment = pr_comment(
+        fleet("plan", "-c", hindsight_ini, "-t", str(targets), "--no-rehearsal", "--format", "markdown").stdout
+    )
+    assert {row[0] for row in tables(comment)[-1][1:]} == AFTER_BASELINE_ALL
+    assert len(fences(comment)) == len(AFTER_BASELINE_ALL) and all(fences(comment))
+    assert [state_of(url) for url in urls] == before
 
 
 def test_unreachable_and_diverged_targets_are_blocked_and_the_others_still_read(
