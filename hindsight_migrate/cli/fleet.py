@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -437,8 +438,8 @@ def status_command(
                     )
             raise typer.Exit(int(ExitCode.OK))
         with render.stdout_for_data(output is not OutputFormat.text):
-            plan = make_fleet_plan(settings, fleet, _request(the_shard, None, label, no_rehearsal=True))
-            status = fleet_status(plan, fleet)
+            request = replace(_request(the_shard, None, label, no_rehearsal=True), positions_only=True)
+            status = fleet_status(make_fleet_plan(settings, fleet, request), fleet)
             show(
                 output,
                 lambda: fleet_view.fleet_status(status),

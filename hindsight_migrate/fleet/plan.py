@@ -47,6 +47,7 @@ class FleetPlanRequest:
     rehearse_on: str = "scratch"
     rehearsal_skipped: str | None = None  # with no_rehearsal: why, in words ("--no-rehearsal", "a saved plan")
     labels: tuple[str, ...] = ()  # --label: only the targets with one of these labels (or in such a group)
+    positions_only: bool = False  # fleet status: where each target stands; no SQL, lint, sizes nor canary
 
 
 @dataclass(frozen=True)
@@ -126,12 +127,13 @@ def make_fleet_plan(
     file_sha: dict[str, str] = {}
     fingerprints: dict[str, str | None] = {}
 
-    def read(target: Target, tables: tuple[str, ...] = ()) -> TargetReading:
-        return _read_one(project, target, version_table, tables, file_sha, fingerprints)
+    def read(target: Target) -> TargetReading:
+        return _read_one(project, target, version_table, file_sha, fingerprints)
 
     with ThreadPoolExecutor(readers, "hindsight-fleet-read") as pool:
         readings = list(pool.map(read, targets))
-    revisions = _revisions_pending(project, settings, readings, fleet.x_argument)
+    # fleet status renders no SQL (env.py offline, per starting point), runs no Squawk and reads no sizes.
+    revisions = () if request.positions_only else _revisions_pending(project, settings, readings, fleet.x_argument)
     touched = tuple(t for t in _touched_tables(revisions) if t.rpartition(".")[2] != version_table.name)
     if touched:
         with ThreadPoolExecutor(readers, "hindsight-fleet-size") as pool:
@@ -157,7 +159,7 @@ def make_fleet_plan(
         shard=request.shard,
         source=str(fleet.source),
     )
-    canaries = choose_canaries(plan, fleet, request)
+    canaries = () if request.positions_only else choose_canaries(plan, fleet, request)
     plan = replace(
         plan,
         canaries=canaries,
@@ -239,7 +241,6 @@ def _read_one(
     project: AlembicProject,
     target: Target,
     version_table: VersionTable,
-    tables: tuple[str, ...],
     file_sha: dict[str, str],
     fingerprints: dict[str, str | None],
 ) -> TargetReading:
@@ -253,7 +254,6 @@ def _read_one(
             version_schema=schema,
             environment=environment,
             name=target.name,
-            tables=tables,
         )
     except HindsightMigrateError as err:
         return TargetReading(target, blocker=Blocker.UNREACHABLE, problem=_words(err))
@@ -303,7 +303,6 @@ def _read_one(
     if empty and settings.bootstrap_sql is not None and settings.baseline:
         start = (graph.resolve(settings.baseline).revision,)
     pending = tuple(info.revision for info in graph.upgrade_path(start, "heads"))
-    sizes = tuple(TableSize(table, size) for table, size in sorted(read.sizes.items()))
     return TargetReading(
         target,
         read.current,
@@ -311,7 +310,6 @@ def _read_one(
         ledger=ledger,
         locked=read.locked,
         empty=empty,
-        touched=sizes,
         applied=graph.ancestors(read.current),
     )
 

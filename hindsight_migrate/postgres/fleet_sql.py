@@ -192,7 +192,6 @@ class TargetRead:
     checksums: tuple[RecordedChecksum, ...]
     ledger: LedgerRow | None
     locked: bool  # a session holds the migration lock of this database
-    sizes: dict[str, int]  # table as asked -> bytes (heap, indexes, TOAST); tables that do not exist: absent
 
 
 def read_target(
@@ -203,7 +202,6 @@ def read_target(
     version_schema: str | None,
     environment: str,
     name: str,
-    tables: tuple[str, ...],
 ) -> TargetRead:
     """Read-only, one session: where a target stands, what the tool recorded there, how big what is touched is."""
     with connected(url, read_only=True, shown=shown) as connection:
@@ -276,15 +274,7 @@ def read_target(
                 ledger = LedgerRow(
                     str(row[0]), str(row[1]), None if row[2] is None else str(row[2]), row[3], str(row[4])
                 )
-        sizes: dict[str, int] = {}
-        if tables:
-            for table, size in connection.execute(
-                "SELECT t, pg_total_relation_size(to_regclass(t)) FROM unnest(%s::text[]) AS t "
-                "WHERE to_regclass(t) IS NOT NULL",
-                (list(tables),),
-            ).fetchall():
-                sizes[str(table)] = int(size or 0)
-    return TargetRead(exists, current, has_tables, checksums, ledger, locked, sizes)
+    return TargetRead(exists, current, has_tables, checksums, ledger, locked)
 
 
 # -- the ledger in a target -------------------------------------------------------------------
